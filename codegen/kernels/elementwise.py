@@ -1,0 +1,111 @@
+"""Standalone kernels: vexp (y = exp(x)) and rmax (the NaN-propagating row maximum)."""
+from __future__ import annotations
+
+from ..operands import ptr
+from ..stream import Function, Param, Signature
+from . import constants as K
+from .exp import ExpP5
+from .loops import for_each_vector
+from .reduce import horizontal, nan_sticky_max, nan_sticky_view_combiner, tree
+
+
+def build_vexp(signature_name: str, target, unroll: int) -> Function:
+    sig = Signature(
+        signature_name,
+        (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n")),
+        doc="y[i] = exp(x[i]) for i < n, float32; y may be x. Within 2 ULP where exp(x) is a\n"
+            "normal float; subnormal results by one correctly rounded scaling; +inf above\n"
+            "88.7228, +0 below -103.97, NaN stays NaN.",
+    )
+    f = Function(sig, target)
+    x, y, n = f.args
+    e = ExpP5(f)
+    f.comment("x is clamped to [-104, 89] (exp rounds to 0 below, to +inf above); NaN passes")
+    x_min = e.constant_register("x_min", K.EXP_X_MIN)
+    x_max = e.constant_register("x_max", K.EXP_X_MAX)
+
+    def step(tile):
+        xs, ns, ps = f.vecs("x", tile.count), f.vecs("n", tile.count), f.vecs("p", tile.count)
+        for i, v in enumerate(xs):
+            tile.load(v, x, i)
+        f.comment("x = min(max(x, -104), 89)")
+        for v in xs:
+            f.vmaxps(v, x_min, v)  # constant first: VMAXPS returns its second source on NaN
+        for v in xs:
+            f.vminps(v, x_max, v)
+        e.round_and_reduce(xs, ns)
+        e.polynomial(xs, ps)
+        if e.scalef:
+            f.comment("y = p * 2^n (VSCALEFPS rounds subnormal results once)")
+            for p, nv in zip(ps, ns):
+                f.vscalefps(p, p, nv)
+        else:
+            f.comment("y = (p * 2^a) * 2^b with a = clamp(n, -100, 127), b = n - a: one rounding")
+            for a, nv in zip(xs, ns):
+                f.vmaxps(a, nv, e.c("minus_100", -100.0))
+            for a in xs:
+                f.vminps(a, a, e.c("plus_127", 127.0))
+            for nv, a in zip(ns, xs):
+                f.vsubps(nv, nv, a)
+            for s in xs + ns:
+                f.vaddps(s, s, e.c("magic_bias", K.MAGIC_BIAS))
+            for s in xs + ns:
+                f.vpslld(s, s, 23)
+            for p, a in zip(ps, xs):
+                f.vmulps(p, p, a)
+            for p, b in zip(ps, ns):
+                f.vmulps(p, p, b)
+        for i, p in enumerate(ps):
+            tile.store(y, i, p)
+
+    for_each_vector(f, n, [x, y], unroll, step, "exp")
+    f.ret()
+    return f
+
+
+def emit_rmax(f: Function, x, n, unroll: int, accumulators: int, *, nan_propagating: bool):
+    """The maximum of x[0:n] into lane 0 of the returned register (-inf for n == 0)."""
+    e = ExpP5(f)
+    accs = f.vecs("max", accumulators)
+    f.comment("max = -inf in every lane of every accumulator")
+    for acc in accs:
+        e.load_constant(acc, "minus_inf", K.NEG_INF)
+    neg_inf = e.c("minus_inf", K.NEG_INF)
+
+    def combine(dst, a, b):
+        if nan_propagating:
+            nan_sticky_max(f, dst, a, b)
+        else:
+            f.vmaxps(dst, b, a)
+
+    def step(tile):
+        xs = f.vecs("x", tile.count)
+        for i, v in enumerate(xs):
+            tile.load(v, x, i, fill=neg_inf)
+        for i, v in enumerate(xs):
+            acc = tile.accumulator(accs, i)
+            combine(acc, acc, v)
+
+    f.comment("max = max(max, x), accumulator i mod K for vector i")
+    for_each_vector(f, n, [x], unroll, step, "max")
+    f.comment("max over accumulators, then over lanes")
+    result = tree(f, accs, combine)
+    if nan_propagating:
+        horizontal(f, result, nan_sticky_view_combiner(f))
+    else:
+        horizontal(f, result, lambda d, a, b: f.vmaxps(d, b, a))
+    return result
+
+
+def build_rmax(signature_name: str, target, unroll: int, accumulators: int) -> Function:
+    sig = Signature(
+        signature_name,
+        (Param("const float*", "x"), Param("size_t", "n"), Param("float*", "max")),
+        doc="*max = the largest of x[0:n] (-inf when n == 0), NaN if any x[i] is NaN.",
+    )
+    f = Function(sig, target)
+    x, n, out = f.args
+    result = emit_rmax(f, x, n, unroll, accumulators, nan_propagating=True)
+    f.vmovss(ptr(out, bits=32), result.xmm)
+    f.ret()
+    return f

@@ -1,0 +1,79 @@
+"""The p5 exp approximation with the two-constant (rr2) Cody-Waite reduction, for several vectors
+at once: each stage is emitted for every vector before the next stage starts, so the unrolled
+vectors are independent chains that the CPU overlaps.
+
+    n = round(x * log2e)                   AVX-512: VRNDSCALEPS; AVX2: the magic-bias FMA
+    t = x - n*ln2_hi - n*ln2_lo            two FMAs, exact reduction to [-ln2/2, ln2/2]
+    p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))   Horner, p ~ exp(t)
+    exp(x) = p * 2^n                       AVX-512: VSCALEFPS; AVX2: 2^n built in the exponent field
+
+Registers are passed in and reused in place; nothing here allocates memory or touches pointers.
+"""
+from __future__ import annotations
+
+from ..operands import Mem, Register
+from ..stream import Function
+from . import constants as K
+
+
+class ExpP5:
+    """The exp stages on one Function; constants come from its pool."""
+
+    def __init__(self, f: Function):
+        self.f = f
+        self.scalef = bool(f.target.mask_registers)  # AVX-512 has VSCALEFPS/VRNDSCALEPS
+
+    @property
+    def flavour(self) -> str:
+        return "rr2_p5_scalef" if self.scalef else "rr2_p5"
+
+    def c(self, name: str, value: float) -> Mem:
+        return self.f.constant(name, value)
+
+    def load_constant(self, dest: Register, name: str, value: float) -> None:
+        mem = self.c(name, value)
+        if mem.broadcast:
+            self.f.vbroadcastss(dest, Mem(mem.base, bits=32))
+        else:
+            self.f.vmovaps(dest, mem)
+
+    def constant_register(self, name: str, value: float) -> Register:
+        reg = self.f.vec(name)
+        self.load_constant(reg, name, value)
+        return reg
+
+    def round_and_reduce(self, xs: list, ns: list, biased: list | None = None) -> None:
+        """ns[i] = round(xs[i] * log2e) as floats; xs[i] becomes t = x - n*ln2 (in place).
+
+        AVX2 only: with `biased`, biased[i] keeps n + magic bias, whose low bits hold n + 127,
+        so that biased << 23 is 2^n.
+        """
+        f = self.f
+        f.comment("n = round(x * log2e)")
+        if self.scalef:
+            for x, n in zip(xs, ns):
+                f.vmulps(n, x, self.c("log2e", K.LOG2E))
+            for n in ns:
+                f.vrndscaleps(n, n, 0x08)  # round to nearest even, no precision exception
+        else:
+            held = biased if biased is not None else ns
+            for x, b in zip(xs, held):
+                self.load_constant(b, "magic_bias", K.MAGIC_BIAS)
+                f.vfmadd231ps(b, x, self.c("log2e", K.LOG2E))
+            for n, b in zip(ns, held):
+                f.vsubps(n, b, self.c("magic_bias", K.MAGIC_BIAS))
+        f.comment("t = x - n*ln2_hi - n*ln2_lo")
+        for x, n in zip(xs, ns):
+            f.vfmadd231ps(x, n, self.c("minus_ln2_hi", K.MINUS_LN2_HI))
+        for x, n in zip(xs, ns):
+            f.vfmadd231ps(x, n, self.c("minus_ln2_lo", K.MINUS_LN2_LO))
+
+    def polynomial(self, ts: list, ps: list) -> None:
+        """ps[i] = p(ts[i]) ~ exp(t) on [-ln2/2, ln2/2] (relative error ~9.2e-8)."""
+        f = self.f
+        f.comment("p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))")
+        for p in ps:
+            self.load_constant(p, "c5", K.C5)
+        for name, value in (("c4", K.C4), ("c3", K.C3), ("c2", K.C2), ("c1", K.C1), ("one", 1.0)):
+            for p, t in zip(ps, ts):
+                f.vfmadd213ps(p, t, self.c(name, value))

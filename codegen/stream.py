@@ -1,0 +1,364 @@
+"""The kernel builder: an explicit instruction stream for one function on one Target.
+
+    f = Function("f32_vexp__avx2_rr2_p5_u32", AVX2, signature)
+    x, y, n = f.args
+    acc = f.vec("acc")
+    f.vxorps(acc, acc, acc)
+    ...
+    f.ret()
+
+Every mnemonic of the instruction table is a lowercase method. Each call checks its operands
+against the table's forms and the target's features at once, so an instruction the target lacks
+fails on the Python line that emitted it. There is no global "current function": kernels pass the
+builder around explicitly.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from . import instructions
+from .errors import OperandError, TargetFeatureError, emission_site
+from .isa import Target
+from .operands import (GP64, SYSV_ARGS, Const, Imm, Label, Masked, Mem, Register, RegView, Symbol,
+                       as_view)
+
+
+@dataclass(frozen=True)
+class Param:
+    ctype: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A C prototype: the same object renders the cffi declaration and pins the SysV arguments."""
+
+    name: str
+    params: tuple  # of Param
+    returns: str = "void"
+    doc: str = ""
+
+    def c_declaration(self) -> str:
+        params = ", ".join(f"{p.ctype} {p.name}" for p in self.params) or "void"
+        return f"{self.returns} {self.name}({params});"
+
+
+@dataclass
+class Instr:
+    form: instructions.Form
+    operands: tuple
+    mask: RegView | None = None
+    zeroing: bool = False
+    comment: str | None = None
+    site: str = ""
+    features: frozenset = frozenset()
+
+    @property
+    def mnemonic(self) -> str:
+        return self.form.mnemonic
+
+    def registers_defined(self):
+        first = self.operands[0] if self.operands else None
+        if self.form.writes_first and isinstance(first, RegView):
+            yield first.reg
+
+    def registers_used(self):
+        for i, op in enumerate(self.operands):
+            if isinstance(op, Mem):
+                yield from (r.reg for r in op.registers())
+            elif isinstance(op, RegView):
+                if i > 0 or self.form.reads_first or (self.mask is not None and not self.zeroing):
+                    yield op.reg
+        if self.mask is not None:
+            yield self.mask.reg
+
+
+@dataclass
+class Bind:
+    label: Label
+
+
+@dataclass
+class Comment:
+    text: str
+
+
+@dataclass
+class StackFrame:
+    """Bytes of stack the function reserves; addressed as [rsp + offset] after the prologue."""
+
+    size: int = 0
+
+
+def float_bits(value: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", value))[0]
+
+
+class Function:
+    def __init__(self, signature: Signature, target: Target):
+        if len(signature.params) > len(SYSV_ARGS):
+            raise OperandError(f"{signature.name}: more than {len(SYSV_ARGS)} register arguments")
+        self.signature = signature
+        self.target = target
+        self.items: list = []
+        self.constants: dict[str, Const] = {}
+        self.frame = StackFrame()
+        self.features_used: set[str] = set()
+        self._label_names: set[str] = set()
+        self.args = tuple(
+            self._new_register("gp", p.name, 64, pin=GP64.index(SYSV_ARGS[i]))
+            for i, p in enumerate(signature.params)
+        )
+
+    @property
+    def name(self) -> str:
+        return self.signature.name
+
+    # ---------------------------------------------------------------- registers, labels, constants
+    def _new_register(self, kind, name, bits, pin=None, callee_saved=False) -> Register:
+        reg = Register(kind, name, bits, callee_saved=callee_saved)
+        reg.pin = pin  # a virtual register born in a fixed physical one (an argument)
+        return reg
+
+    def gp(self, name: str, *, callee_saved: bool = False) -> Register:
+        """A virtual 64-bit general-purpose register. callee_saved: it must survive `call`."""
+        return self._new_register("gp", name, 64, callee_saved=callee_saved)
+
+    def vec(self, name: str) -> Register:
+        """A virtual vector register at the target's width."""
+        return self._new_register("vec", name, self.target.vector_bits)
+
+    def vecs(self, prefix: str, count: int) -> list[Register]:
+        return [self.vec(f"{prefix}{i}") for i in range(count)]
+
+    def mask(self, name: str) -> Register:
+        if not self.target.mask_registers:
+            raise TargetFeatureError(
+                f"mask register {name!r} needs avx512f; target {self.target} has no mask registers\n"
+                f"  emitted at {emission_site()}"
+            )
+        return self._new_register("mask", name, 16)
+
+    def physical_gp(self, name: str) -> Register:
+        """A physical register by name, for the few places an ABI fixes one (calls, returns)."""
+        return Register("gp", name, 64, fixed=GP64.index(name))
+
+    def label(self, name: str) -> Label:
+        """A new label; names are made unique within the function (loop, loop_1, ...)."""
+        unique, k = name, 0
+        while unique in self._label_names:
+            k += 1
+            unique = f"{name}_{k}"
+        self._label_names.add(unique)
+        return Label(unique)
+
+    def bind(self, label: Label) -> None:
+        self.items.append(Bind(label))
+
+    def comment(self, text: str) -> None:
+        """A stage comment in the emitted assembly (state the math, not the next instruction)."""
+        self.items.append(Comment(text))
+
+    def constant(self, name: str, value: float) -> Mem:
+        """A named float32 constant as a source operand.
+
+        AVX-512 reads it as a {1toN} broadcast of one dword; AVX2 has no embedded broadcast, so the
+        pool stores a full vector of copies.
+        """
+        if self.target.mask_registers:
+            return Mem(self._pool(name, (float_bits(value),), 4), bits=32, broadcast=True)
+        return Mem(self._pool(name, (float_bits(value),) * self.target.lanes, self.target.vector_bytes))
+
+    def table(self, name: str, words: tuple, align: int = 32) -> Const:
+        """A table of dwords in the constant pool (tail masks); address it with lea."""
+        return self._pool(name, tuple(w & 0xFFFFFFFF for w in words), align)
+
+    def _pool(self, name: str, values: tuple, align: int) -> Const:
+        old = self.constants.get(name)
+        if old is not None:
+            if old.values != values:
+                raise OperandError(f"constant {name!r} defined twice with different values")
+            return old
+        const = Const(name, values, align)
+        self.constants[name] = const
+        return const
+
+    def stack(self, size: int) -> Mem:
+        """Reserve `size` bytes of 16-byte aligned stack; returns [rsp + offset] of the block."""
+        offset = self.frame.size
+        self.frame.size += (size + 15) // 16 * 16
+        rsp = Register("gp", "rsp", 64, fixed=GP64.index("rsp"))
+        return Mem(RegView(rsp, 64), disp=offset)
+
+    # ---------------------------------------------------------------- emission
+    def emit(self, mnemonic: str, *operands, comment: str | None = None) -> Instr:
+        forms = instructions.FORMS.get(mnemonic)
+        if forms is None:
+            raise OperandError(f"unknown instruction {mnemonic!r}\n  emitted at {emission_site()}")
+        mask, zeroing = None, False
+        ops = []
+        for i, op in enumerate(operands):
+            if isinstance(op, Masked):
+                if i != 0:
+                    raise OperandError(f"{mnemonic}: only the first operand can be masked")
+                mask, zeroing, op = op.mask, op.zeroing, op.dest
+            if isinstance(op, int):
+                op = Imm(op)
+            ops.append(as_view(op))
+        errors = []
+        for form in forms:
+            resolved = _match(form, ops)
+            if isinstance(resolved, str):
+                errors.append(resolved)
+                continue
+            if mask is not None and "mask" not in form.flags:
+                raise OperandError(f"{mnemonic} takes no write mask\n  emitted at {emission_site()}")
+            instr = Instr(form, resolved, mask, zeroing, comment, emission_site())
+            instr.features = self._check_features(instr)
+            self.features_used |= instr.features
+            self.items.append(instr)
+            return instr
+        raise OperandError(
+            f"{mnemonic} {', '.join(map(repr, ops))}: no form of {mnemonic} takes these operands "
+            f"({'; '.join(errors)})\n  emitted at {emission_site()}"
+        )
+
+    def _check_features(self, instr: Instr) -> frozenset:
+        form = instr.form
+        if form.vex == "base":
+            return frozenset()
+        width = _vector_width(instr)
+        high_register = next(
+            (op for op in instr.operands if isinstance(op, RegView) and op.kind == "vec"
+             and op.reg.fixed is not None and op.reg.fixed >= 16), None)
+        reasons = []
+        if width == 512:
+            reasons.append("512-bit registers")
+        if instr.mask is not None or any(isinstance(o, RegView) and o.kind == "mask" for o in instr.operands):
+            reasons.append("a k mask")
+        if any(isinstance(o, Mem) and o.broadcast for o in instr.operands):
+            reasons.append("an embedded broadcast")
+        if high_register is not None:
+            reasons.append(f"register {high_register.render(high_register.reg.fixed)}")
+        if form.vex is None:
+            reasons.append("an EVEX-only instruction")
+        if not reasons:
+            needed = frozenset({form.vex})
+        elif form.evex is None:
+            raise TargetFeatureError(
+                f"{form.mnemonic} has no EVEX encoding, so it cannot take {', '.join(reasons)}\n"
+                f"  emitted at {instr.site}")
+        else:
+            needed = {form.evex}
+            if "vl" in form.flags and width < 512:
+                needed.add("avx512vl")
+            needed = frozenset(needed)
+        missing = needed - self.target.features
+        if missing:
+            why = f" (for {', '.join(reasons)})" if reasons else ""
+            raise TargetFeatureError(
+                f"{form.mnemonic} needs {', '.join(sorted(missing))}{why}; "
+                f"target {self.target} lacks it\n  emitted at {instr.site}")
+        return needed
+
+    def __getattr__(self, mnemonic: str):
+        if mnemonic in instructions.FORMS:
+            return lambda *ops, comment=None: self.emit(mnemonic, *ops, comment=comment)
+        raise AttributeError(f"Function has no attribute or instruction {mnemonic!r}")
+
+    # ---------------------------------------------------------------- control flow helpers
+    def count_down_loop(self, counter: Register, step: int, name: str):
+        """Context manager for `while counter >= step: body; counter -= step` (unsigned)."""
+        return _CountDownLoop(self, counter, step, name)
+
+
+class _CountDownLoop:
+    def __init__(self, f: Function, counter: Register, step: int, name: str):
+        self.f, self.counter, self.step = f, counter, step
+        self.top, self.done = f.label(name), f.label(f"{name}_done")
+
+    def __enter__(self):
+        f = self.f
+        f.cmp(self.counter, self.step)
+        f.jb(self.done)
+        f.bind(self.top)
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            f = self.f
+            f.sub(self.counter, self.step)
+            f.cmp(self.counter, self.step)
+            f.jae(self.top)
+            f.bind(self.done)
+        return False
+
+
+# ---------------------------------------------------------------------- operand matching
+def _vector_width(instr: Instr) -> int:
+    widths = [op.bits for op in instr.operands if isinstance(op, RegView) and op.kind == "vec"]
+    return max(widths) if widths else 128
+
+
+def _match(form: instructions.Form, ops: list):
+    """Resolved operands if `ops` fit `form` (memory sizes filled in), else why not."""
+    if len(ops) != len(form.operands):
+        return f"{len(form.operands)} operands, not {len(ops)}"
+    width = None
+    for op, codes in zip(ops, form.operands):
+        if "V" in codes and isinstance(op, RegView) and op.kind == "vec":
+            width = op.bits
+            break
+    resolved = []
+    for i, (op, codes) in enumerate(zip(ops, form.operands)):
+        fit = _fit(op, codes, width)
+        if fit is None:
+            return f"operand {i + 1} ({op!r}) is not {'/'.join(codes)}"
+        resolved.append(fit)
+    return tuple(resolved)
+
+
+_SIZED = {"m8": 8, "m16": 16, "m32": 32, "m64": 64, "m128": 128, "m256": 256}
+_FIXED_VEC = {"X": 128, "Y": 256, "Z": 512}
+
+
+def _fit(op, codes, width):
+    for code in codes:
+        if isinstance(op, RegView):
+            if op.kind == "vec":
+                if code == "V" and op.bits == width:
+                    return op
+                if code == "H" and width and op.bits == width // 2:
+                    return op
+                if _FIXED_VEC.get(code) == op.bits:
+                    return op
+            elif op.kind == "gp":
+                if (code, op.bits) in (("R", 64), ("E", 32)):
+                    return op
+            elif op.kind == "mask" and code == "K":
+                return op
+        elif isinstance(op, Mem):
+            if op.broadcast:
+                if (code, op.bits) in (("B", 32), ("Bq", 64)) and width and width > op.bits:
+                    return op
+                continue
+            if code == "A":
+                return op
+            if code in ("M", "B", "Bq"):
+                want = width
+            elif code == "Mh":
+                want = width // 2 if width else None
+            elif code in _SIZED:
+                want = _SIZED[code]
+            else:
+                continue
+            if want is None:  # a general-purpose form: the assembler sizes it from the register
+                return op
+            if op.bits in (None, want):
+                return op.sized(want)
+        elif isinstance(op, Imm) and code == "I":
+            return op
+        elif isinstance(op, (Label, Symbol)) and code == "L":
+            return op
+    return None
