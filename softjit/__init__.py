@@ -1,0 +1,13 @@
+"""softjit: generated x86-64 AVX2 / AVX-512 kernels for float32 softmax and exp.
+
+    import numpy as np, softjit
+    y = softjit.exp(np.linspace(-5, 5, 11, dtype=np.float32))
+"""
+from .runtime.api import exp, host_isas
+from .runtime.errors import (AssemblerError, SoftjitError, SoftjitWarning, ToolchainMissingError,
+                             UnsafeCacheError, UnsupportedISAError, UnsupportedPlatformError)
+
+__version__ = "0.1.0"
+
+__all__ = ["exp", "host_isas", "SoftjitError", "SoftjitWarning", "UnsupportedISAError",
+           "UnsupportedPlatformError", "ToolchainMissingError", "AssemblerError", "UnsafeCacheError"]

@@ -1,0 +1,56 @@
+"""The public functions: softjit.exp, softjit.host_isas (softmax arrives with its kernels)."""
+from __future__ import annotations
+
+import numpy as np
+
+import os
+
+from . import cpu, kernels
+from .arrays import as_float32_array, check_out, writes_directly
+
+_resolved: dict = {}
+# os.environ.get costs ~1 us a call (it encodes the key); the dict behind it is read directly
+# when this CPython has it, so the per-call cost of honouring SOFTJIT_ISA stays ~0.1 us.
+_environ_data = getattr(os.environ, "_data", None)
+_ISA_KEY = os.environ.encodekey(cpu.ISA_ENV_VARIABLE) if _environ_data is not None else None
+
+
+def _isa_setting():
+    if _environ_data is not None:
+        return _environ_data.get(_ISA_KEY)
+    return os.environ.get(cpu.ISA_ENV_VARIABLE)
+
+
+def resolve_isa(isa: str) -> str:
+    """cpu.resolve_isa, memoised per (isa, SOFTJIT_ISA): it reads /proc once, not per call."""
+    key = (isa, _isa_setting())
+    found = _resolved.get(key)
+    if found is None:
+        found = _resolved[key] = cpu.resolve_isa(isa)
+    return found
+
+
+def host_isas() -> tuple:
+    """The ISAs this host runs, best first (SOFTJIT_ISA caps it)."""
+    return cpu.host_isas()
+
+
+def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
+    """y = exp(x) elementwise on float32 arrays of any shape, with the kernel for `isa`.
+
+    Within 2 ULP of the correctly rounded result wherever that is a normal float; subnormal
+    results rounded once; exp(-inf) = 0, exp(+inf) = +inf, NaN stays NaN.
+    """
+    x = as_float32_array(x, "exp")
+    isa = resolve_isa(isa)
+    out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "exp")
+    if x.size == 0:
+        return out
+    src = np.ascontiguousarray(x)
+    dst = out if writes_directly(out, src) else np.empty(x.shape, np.float32)
+    run = kernels.default_function("vexp", isa)
+    buffer = kernels.buffer_function()
+    run(buffer(src), buffer(dst), src.size)
+    if dst is not out:
+        np.copyto(out, dst)
+    return out
