@@ -104,7 +104,9 @@ class _Renderer:
         elif isinstance(op, Label):
             text = self.label(op)
         elif isinstance(op, Symbol):
-            text = op.name
+            # a local alias of the function's entry: a direct call that no other loaded
+            # library's symbol of the same name can interpose (no PLT)
+            text = f".Lentry_{op.name}"
         else:
             raise TypeError(f"cannot render operand {op!r}")
         if position == 0 and instr.mask is not None:
@@ -137,15 +139,21 @@ class _Renderer:
         for const in self.f.constants.values():
             lines.append(f"\t.p2align {const.align.bit_length() - 1}")
             lines.append(f"{self.const(const)}:")
-            first = const.values[0]
-            same = all(v == first for v in const.values)
-            if same and len(const.values) > 1:
-                lines.append(f"\t.rept {len(const.values)}")
-                lines.append(f"\t.long 0x{first:08X}  # {_describe(first)}")
+            if const.kind == "f64":
+                words = [const.values[i] | const.values[i + 1] << 32
+                         for i in range(0, len(const.values), 2)]
+                directive, show = ".quad", lambda q: repr(struct.unpack("<d", struct.pack("<Q", q))[0])
+                width = 16
+            else:
+                words, directive, width = list(const.values), ".long", 8
+                show = _describe if const.kind == "f32" else (lambda w: "lane mask" if w else "")
+            if len(words) > 1 and all(w == words[0] for w in words):
+                lines.append(f"\t.rept {len(words)}")
+                lines.append(f"\t{directive} 0x{words[0]:0{width}X}  # {show(words[0])}")
                 lines.append("\t.endr")
             else:
-                for v in const.values:
-                    lines.append(f"\t.long 0x{v:08X}  # {_describe(v)}")
+                for w in words:
+                    lines.append(f"\t{directive} 0x{w:0{width}X}  # {show(w)}")
         return lines
 
 

@@ -131,8 +131,9 @@ class Const:
     """A named constant in the function's read-only pool (a float32 value or a table)."""
 
     name: str
-    values: tuple  # float32 bit patterns as ints, in memory order
+    values: tuple  # dwords as ints, in memory order
     align: int
+    kind: str = "f32"  # how to show it: "f32" (float32 values), "f64" (dword pairs), "u32"
 
     def __repr__(self) -> str:
         return f"const {self.name}"

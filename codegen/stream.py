@@ -170,17 +170,25 @@ class Function:
             return Mem(self._pool(name, (float_bits(value),), 4), bits=32, broadcast=True)
         return Mem(self._pool(name, (float_bits(value),) * self.target.lanes, self.target.vector_bytes))
 
+    def constant_f64(self, name: str, value: float) -> Mem:
+        """A named float64 constant as a packed-double source operand ({1toN} on AVX-512)."""
+        lo, hi = struct.unpack("<II", struct.pack("<d", value))
+        if self.target.mask_registers:
+            return Mem(self._pool(name, (lo, hi), 8, "f64"), bits=64, broadcast=True)
+        return Mem(self._pool(name, (lo, hi) * (self.target.lanes // 2), self.target.vector_bytes,
+                              "f64"))
+
     def table(self, name: str, words: tuple, align: int = 32) -> Const:
         """A table of dwords in the constant pool (tail masks); address it with lea."""
-        return self._pool(name, tuple(w & 0xFFFFFFFF for w in words), align)
+        return self._pool(name, tuple(w & 0xFFFFFFFF for w in words), align, "u32")
 
-    def _pool(self, name: str, values: tuple, align: int) -> Const:
+    def _pool(self, name: str, values: tuple, align: int, kind: str = "f32") -> Const:
         old = self.constants.get(name)
         if old is not None:
             if old.values != values:
                 raise OperandError(f"constant {name!r} defined twice with different values")
             return old
-        const = Const(name, values, align)
+        const = Const(name, values, align, kind)
         self.constants[name] = const
         return const
 

@@ -82,3 +82,108 @@ def default(op: str, isa: str):
         if v.op == op and v.isa == isa:
             return v
     raise ValueError(f"no {op} kernel registered for {isa}")
+
+
+ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
+
+
+@dataclass(frozen=True)
+class Softmax:
+    """One softmax algorithm on one ISA: its pass kernels and the row driver, in one module.
+
+    reduce_*: the pass that reads x to a sum (raddextexp, raddstoreexpminusmax,
+    raddexpminusmax); output_unroll: the pass that writes y; rmax_*: the three-pass max pass;
+    block_steps: main-loop steps per float32 block before the float64 fold.
+    """
+
+    algorithm: str
+    isa: str
+    reduce_unroll: int
+    reduce_accumulators: int
+    output_unroll: int
+    rmax_unroll: int = 4
+    rmax_accumulators: int = 2
+    block_steps: int = 16
+    nontemporal: bool = False
+
+    op = "softmax"
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown softmax algorithm {self.algorithm!r}; "
+                             f"valid: {', '.join(ALGORITHMS)}")
+
+    @property
+    def target(self) -> Target:
+        return get_target(self.isa)
+
+    @property
+    def flavour(self) -> str:
+        return "rr2_p5_scalef" if self.target.mask_registers else "rr2_p5"
+
+    def _u(self, vectors: int) -> str:
+        return f"u{vectors * self.target.lanes}"
+
+    @property
+    def block(self) -> int:
+        return self.block_steps * self.reduce_unroll * self.target.lanes
+
+    @property
+    def passes(self) -> tuple:
+        """(symbol, builder) of each pass, in the order the driver calls them."""
+        from .kernels import softmax as sm
+
+        isa, fl, t = self.isa, self.flavour, self.target
+        nt = "_nt" if self.nontemporal else ""
+        red = f"{self._u(self.reduce_unroll)}_acc{self.reduce_accumulators}_b{self.block}"
+        out = f"{self._u(self.output_unroll)}{nt}"
+        rmax = f"f32_rmax_pass__{isa}_{self._u(self.rmax_unroll)}_acc{self.rmax_accumulators}"
+        if self.algorithm == "two-pass":
+            return (
+                (f"f32_raddextexp__{isa}_{fl}_{red}", lambda s: sm.build_raddextexp(
+                    s, t, self.reduce_unroll, self.reduce_accumulators, self.block)),
+                (f"f32_vscaleextexp__{isa}_{fl}_{out}", lambda s: sm.build_vscaleextexp(
+                    s, t, self.output_unroll, self.nontemporal)),
+            )
+        first = (rmax, lambda s: sm.build_rmax_pass(s, t, self.rmax_unroll, self.rmax_accumulators))
+        if self.algorithm == "three-pass-reload":
+            return (
+                first,
+                (f"f32_raddstoreexpminusmax__{isa}_{fl}_{red}", lambda s: sm.build_raddstoreexpminusmax(
+                    s, t, self.reduce_unroll, self.reduce_accumulators, self.block)),
+                (f"f32_vscale__{isa}_{out}", lambda s: sm.build_vscale(
+                    s, t, self.output_unroll, self.nontemporal)),
+            )
+        return (
+            first,
+            (f"f32_raddexpminusmax__{isa}_{fl}_{red}", lambda s: sm.build_raddexpminusmax(
+                s, t, self.reduce_unroll, self.reduce_accumulators, self.block)),
+            (f"f32_vscaleexpminusmax__{isa}_{fl}_{out}", lambda s: sm.build_vscaleexpminusmax(
+                s, t, self.output_unroll, self.nontemporal)),
+        )
+
+    @property
+    def name(self) -> str:
+        alg = self.algorithm.replace("-", "")
+        tail = "_".join(_pass_suffix(symbol) for symbol, _ in self.passes)
+        return f"f32_softmax_{alg}__{self.isa}_{tail}"
+
+    @property
+    def driver_symbol(self) -> str:
+        return self.name
+
+    def build(self) -> Module:
+        from .kernels import softmax as sm
+
+        functions = [builder(symbol) for symbol, builder in self.passes]
+        driver = sm.build_driver(self.name, self.target, [s for s, _ in self.passes],
+                                 may_flag=self.algorithm == "two-pass")
+        return Module(self.name, self.target, f"{self.algorithm} softmax, float32",
+                      tuple(functions) + (driver,))
+
+
+def _pass_suffix(symbol: str) -> str:
+    """f32_raddextexp__avx2_rr2_p5_u32_acc2_b1024 -> raddextexp_u32_acc2_b1024."""
+    op, params = symbol[len("f32_"):].split("__", 1)
+    kept = [p for p in params.split("_")[1:] if p[0] in "uab" or p == "nt"]
+    return "_".join([op.replace("_pass", "")] + kept)

@@ -1,0 +1,486 @@
+"""The softmax passes and the row driver, one ISA-generic emitter per pass (ALGORITHMS.md).
+
+Every pass kernel has one signature, so that the driver can chain any of them:
+
+    int pass(const float* x, float* y, size_t n, float* state)
+
+state[0] holds the row maximum m (three-pass) or the sum's exponent e (two-pass), state[1] the
+output scale (1/sum). A pass returns 0, except raddextexp, which returns 1 when its row must be
+recomputed by the three-pass algorithm (a NaN, an infinity, or magnitudes beyond the two-pass
+clamp; see constants.TWO_PASS_X_LIMIT).
+
+Sums are accurate at any length: float32 accumulators take one block of elements (a few
+thousand), then fold into float64 lane accumulators, so the float32 error never grows with n.
+"""
+from __future__ import annotations
+
+from ..operands import Mem, Symbol, ptr
+from ..stream import Function, Param, Signature
+from . import constants as K
+from .elementwise import emit_rmax
+from .exp import ExpP5
+from .loops import for_each_vector
+from .reduce import horizontal, tree
+
+PASS_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
+               Param("float*", "state"))
+STATE_FIRST, STATE_SCALE = 0, 4  # byte offsets in state
+
+
+def pass_function(name: str, target, doc: str) -> Function:
+    return Function(Signature(name, PASS_PARAMS, "int", doc), target)
+
+
+def return_value(f: Function, value: int) -> None:
+    f.mov(f.physical_gp("rax").r32, value)
+    f.ret()
+
+
+def scalar(mem: Mem, bits: int) -> Mem:
+    """The first element of a pooled constant, read as a scalar."""
+    return Mem(mem.base, bits=bits)
+
+
+class PassEmitter:
+    """Shared pieces of the softmax passes on one Function."""
+
+    def __init__(self, f: Function):
+        self.f = f
+        self.e = ExpP5(f)
+        self.scalef = self.e.scalef
+
+    def broadcast_state(self, state, offset: int, name: str):
+        reg = self.f.vec(name)
+        self.f.vbroadcastss(reg, ptr(state, offset, bits=32))
+        return reg
+
+    # -- exp(x - m) for the three-pass algorithms -------------------------------------------
+    def exp_minus_max(self, xs: list, m, d_min) -> list:
+        """p_i = exp(x_i - m), x_i clobbered. d = x - m is clamped below at d_min (a register,
+        so that NaN survives): -inf gives exactly 0."""
+        f, e = self.f, self.e
+        f.comment("d = max(x - m, d_min): -inf and far-below-max elements give exp = 0")
+        for x in xs:
+            f.vsubps(x, x, m)
+        for x in xs:
+            f.vmaxps(x, d_min, x)
+        ns, ps = f.vecs("n", len(xs)), f.vecs("p", len(xs))
+        if self.scalef:
+            e.round_and_reduce(xs, ns)
+            e.polynomial(xs, ps)
+            f.comment("exp(d) = p * 2^n")
+            for p, n in zip(ps, ns):
+                f.vscalefps(p, p, n)
+        else:
+            biased = f.vecs("nb", len(xs))
+            e.round_and_reduce(xs, ns, biased)
+            e.polynomial(xs, ps)
+            f.comment("exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)")
+            for b in biased:
+                f.vpslld(b, b, 23)
+            for p, b in zip(ps, biased):
+                f.vmulps(p, p, b)
+        return ps
+
+    def difference_floor(self):
+        """d_min: AVX-512 scales subnormal results exactly, AVX2 builds 2^n in the exponent field
+        and rounds n <= -127 (d below about -87.7) to an exact 0."""
+        value = K.EXP_X_MIN if self.scalef else -88.0
+        return self.e.constant_register("d_min", value)
+
+    # -- 2^d scaling ----------------------------------------------------------------------------
+    def scale(self, dst, src, d) -> None:
+        """dst = src * 2^d for integral float d <= ~2; d is clobbered on AVX2."""
+        f = self.f
+        if self.scalef:
+            f.vscalefps(dst, src, d)
+        else:
+            f.vmaxps(d, d, self.e.c("minus_127", -127.0))  # 2^-127 and below become +0
+            f.vaddps(d, d, self.e.c("magic_bias", K.MAGIC_BIAS))
+            f.vpslld(d, d, 23)
+            f.vmulps(dst, src, d)
+
+    def scale_f64(self, acc, d) -> None:
+        """acc *= 2^d, acc packed float64, d packed float64 integral <= 0; d clobbered."""
+        f = self.f
+        if self.scalef:
+            f.vscalefpd(acc, acc, d)
+        else:
+            f.vmaxpd(d, d, f.constant_f64("minus_1023_f64", -1023.0))  # 2^-1023 and below: +0
+            f.vaddpd(d, d, f.constant_f64("magic_bias_f64", 1.5 * 2.0 ** 52 + 1023.0))
+            f.vpsllq(d, d, 52)
+            f.vmulpd(acc, acc, d)
+
+    # -- float32 -> float64 lanes ---------------------------------------------------------------
+    def widen(self, v) -> tuple:
+        """The lanes of float32 vector v as two float64 vectors (low half, high half)."""
+        f = self.f
+        lo, hi, upper = f.vec("wide_lo"), f.vec("wide_hi"), f.vec("upper_half")
+        half = v.bits // 2
+        if self.f.target.vector_bits == 512:
+            f.vextractf64x4(upper.ymm, v.zmm, 1)
+        else:
+            f.vextractf128(upper.xmm, v.ymm, 1)
+        f.vcvtps2pd(lo, v.view(half))
+        f.vcvtps2pd(hi, upper.view(half))
+        return lo, hi
+
+    def sum_f64_lanes(self, a, b):
+        """a + b summed over all lanes, in lane 0 of the returned xmm (a is clobbered)."""
+        f = self.f
+        tmp = f.vec("hsum")
+        f.vaddpd(a, a, b)
+        if f.target.vector_bits == 512:
+            f.vextractf64x4(tmp.ymm, a.zmm, 1)
+            f.vaddpd(a.ymm, a.ymm, tmp.ymm)
+            f.vextractf32x4(tmp.xmm, a.ymm, 1)
+        else:
+            f.vextractf128(tmp.xmm, a.ymm, 1)
+        f.vaddpd(a.xmm, a.xmm, tmp.xmm)
+        f.vunpckhpd(tmp.xmm, a.xmm, a.xmm)
+        f.vaddsd(a.xmm, a.xmm, tmp.xmm)
+        return a
+
+    def store_reciprocal(self, total, state) -> None:
+        """state[1] = (float) (1.0 / total), total a float64 in lane 0."""
+        f = self.f
+        r = f.vec("reciprocal")
+        f.vmovsd(r.xmm, scalar(f.constant_f64("one_f64", 1.0), 64))
+        f.vdivsd(r.xmm, r.xmm, total.xmm)
+        f.vcvtsd2ss(r.xmm, r.xmm, r.xmm)
+        f.vmovss(ptr(state, STATE_SCALE, bits=32), r.xmm)
+        return r
+
+    # -- blocks ---------------------------------------------------------------------------------
+    def blocks(self, n, block: int, start_block, loop_body, end_block) -> None:
+        """Split n elements into blocks of `block`: start_block(); loop_body(count); end_block()."""
+        f = self.f
+        count = f.gp("block_count")
+        top = f.label("block")
+        f.bind(top)
+        f.comment(f"next block: count = min(n, {block}), n -= count")
+        f.mov(count, block)
+        f.cmp(n, count)
+        f.cmovb(count, n)
+        f.sub(n, count)
+        start_block()
+        loop_body(count)
+        end_block()
+        f.test(n, n)
+        f.jne(top)
+
+
+# ------------------------------------------------------------------------------------- passes
+def build_rmax_pass(name: str, target, unroll: int, accumulators: int) -> Function:
+    f = pass_function(name, target, "state[0] = max(x[0:n]); NaN need not propagate (the next\n"
+                                    "pass turns any NaN into a NaN row).")
+    x, _, n, state = f.args
+    result = emit_rmax(f, x, n, unroll, accumulators, nan_propagating=False)
+    f.vmovss(ptr(state, STATE_FIRST, bits=32), result.xmm)
+    return_value(f, 0)
+    return f
+
+
+def _build_sum_pass(name, target, unroll, accumulators, block, store: bool) -> Function:
+    what = "y = exp(x - m) and " if store else ""
+    f = pass_function(name, target, f"{what}state[1] = 1 / sum(exp(x - m)), m = state[0];\n"
+                                     "float32 block sums fold into float64 lane sums.")
+    x, y, n, state = f.args
+    pe = PassEmitter(f)
+    m = pe.broadcast_state(state, STATE_FIRST, "m")
+    d_min = pe.difference_floor()
+    minus_inf = pe.e.c("minus_inf", K.NEG_INF)
+    accs = f.vecs("sum", accumulators)
+    wide = f.vecs("sum_f64_", 2)
+    for w in wide:
+        f.vxorps(w, w, w)
+
+    def step(tile):
+        xs = f.vecs("x", tile.count)
+        for i, v in enumerate(xs):
+            tile.load(v, x, i, fill=minus_inf)
+        ps = pe.exp_minus_max(xs, m, d_min)
+        if store:
+            for i, p in enumerate(ps):
+                tile.store(y, i, p)
+        f.comment("sum += exp(x - m)")
+        for i, p in enumerate(ps):
+            acc = tile.accumulator(accs, i)
+            f.vaddps(acc, acc, p)
+
+    def start():
+        for acc in accs:
+            f.vxorps(acc, acc, acc)
+
+    def end():
+        f.comment("block sum -> float64 lane sums")
+        total = tree(f, accs, lambda d, a, b: f.vaddps(d, a, b))
+        lo, hi = pe.widen(total)
+        f.vaddpd(wide[0], wide[0], lo)
+        f.vaddpd(wide[1], wide[1], hi)
+
+    pointers = [x, y] if store else [x]
+    pe.blocks(n, block, start, lambda count: for_each_vector(f, count, pointers, unroll, step, "sum"),
+              end)
+    f.comment("state[1] = 1 / sum over lanes")
+    pe.store_reciprocal(pe.sum_f64_lanes(*wide), state)
+    return_value(f, 0)
+    return f
+
+
+def build_raddexpminusmax(name, target, unroll, accumulators, block) -> Function:
+    return _build_sum_pass(name, target, unroll, accumulators, block, store=False)
+
+
+def build_raddstoreexpminusmax(name, target, unroll, accumulators, block) -> Function:
+    return _build_sum_pass(name, target, unroll, accumulators, block, store=True)
+
+
+def build_vscaleexpminusmax(name, target, unroll, nontemporal=False) -> Function:
+    f = pass_function(name, target, "y = exp(x - m) * s with m = state[0], s = state[1].")
+    x, y, n, state = f.args
+    pe = PassEmitter(f)
+    m = pe.broadcast_state(state, STATE_FIRST, "m")
+    s = pe.broadcast_state(state, STATE_SCALE, "s")
+    d_min = pe.difference_floor()
+
+    def step(tile):
+        xs = f.vecs("x", tile.count)
+        for i, v in enumerate(xs):
+            tile.load(v, x, i)
+        ps = pe.exp_minus_max(xs, m, d_min)
+        f.comment("y = exp(x - m) * s")
+        for i, p in enumerate(ps):
+            f.vmulps(p, p, s)
+            tile.store(y, i, p)
+
+    for_each_vector(f, n, [x, y], unroll, step, "scale", nontemporal_stores=nontemporal)
+    return_value(f, 0)
+    return f
+
+
+def build_vscale(name, target, unroll, nontemporal=False) -> Function:
+    f = pass_function(name, target, "y = y * s with s = state[1] (x is not read).")
+    _, y, n, state = f.args
+    pe = PassEmitter(f)
+    s = pe.broadcast_state(state, STATE_SCALE, "s")
+
+    def step(tile):
+        vs = f.vecs("y", tile.count)
+        for i, v in enumerate(vs):
+            tile.load(v, y, i)
+        for i, v in enumerate(vs):
+            f.vmulps(v, v, s)
+            tile.store(y, i, v)
+
+    for_each_vector(f, n, [y], unroll, step, "scale", nontemporal_stores=nontemporal)
+    return_value(f, 0)
+    return f
+
+
+def build_raddextexp(name, target, unroll, accumulators, block) -> Function:
+    f = pass_function(
+        name, target,
+        "Two-pass pass 1: sum(exp(x)) = v * 2^e kept with a float exponent (never overflows);\n"
+        "state[0] = e, state[1] = 1 / v. Returns 1 (recompute with three passes) when the row\n"
+        "holds NaN or +inf, only -inf, or magnitudes beyond the two-pass clamp.")
+    x, _, n, state = f.args
+    pe = PassEmitter(f)
+    e = pe.e
+    x_min = e.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
+    minus_inf = e.c("minus_inf", K.NEG_INF)
+    vs, es = f.vecs("v", accumulators), f.vecs("e", accumulators)
+    run_exponent = f.vec("e_run")  # per lane: the exponent of the float64 lane sums
+    wide = f.vecs("v_f64_", 2)
+    e.load_constant(run_exponent, "exponent_sentinel", K.EXPONENT_SENTINEL)
+    for w in wide:
+        f.vxorps(w, w, w)
+
+    def accumulate(v, ev, ps, ns):
+        """(v, ev) += sum of p_i * 2^n_i, rescaled once to the group's largest exponent."""
+        top = f.vec("e_max")
+        f.vmaxps(top, ev, ns[0])  # a NaN n lands in top (VMAXPS returns its second source)
+        for nv in ns[1:]:
+            f.vmaxps(top, top, nv)
+        f.vsubps(ev, ev, top)
+        pe.scale(v, v, ev)
+        for p, nv in zip(ps, ns):
+            f.vsubps(nv, nv, top)
+            pe.scale(p, p, nv)
+        for p in ps:
+            f.vaddps(v, v, p)
+        f.vmovaps(ev, top)
+
+    def step(tile):
+        xs = f.vecs("x", tile.count)
+        for i, v in enumerate(xs):
+            tile.load(v, x, i, fill=minus_inf)
+        f.comment("x = max(x, -2^20): -inf and huge negatives stay finite (NaN passes)")
+        for v in xs:
+            f.vmaxps(v, x_min, v)
+        ns, ps = f.vecs("n", tile.count), f.vecs("p", tile.count)
+        e.round_and_reduce(xs, ns)
+        e.polynomial(xs, ps)
+        f.comment("(v, e) += p * 2^n, accumulator i mod K")
+        for j in range(min(accumulators, tile.count)):
+            members = range(j, tile.count, accumulators)
+            accumulate(vs[j], es[j], [ps[i] for i in members], [ns[i] for i in members])
+
+    def combine(a, b):
+        """(v_a, e_a) += (v_b, e_b)."""
+        va, ea = a
+        vb, eb = b
+        top = f.vec("e_max")
+        f.vmaxps(top, ea, eb)
+        f.vsubps(ea, ea, top)
+        f.vsubps(eb, eb, top)
+        pe.scale(va, va, ea)
+        pe.scale(vb, vb, eb)
+        f.vaddps(va, va, vb)
+        f.vmovaps(ea, top)
+
+    def start():
+        for v, ev in zip(vs, es):
+            f.vxorps(v, v, v)
+            f.vmovaps(ev, run_exponent)
+
+    def end():
+        f.comment("merge accumulators, then fold the block into the float64 lane sums")
+        pairs = list(zip(vs, es))
+        while len(pairs) > 1:
+            merged = []
+            for i in range(0, len(pairs) - 1, 2):
+                combine(pairs[i], pairs[i + 1])
+                merged.append(pairs[i])
+            if len(pairs) % 2:
+                merged.append(pairs[-1])
+            pairs = merged
+        v, ev = pairs[0]
+        f.vsubps(run_exponent, run_exponent, ev)  # <= 0: how far the lane sums slide down
+        d_lo, d_hi = pe.widen(run_exponent)
+        pe.scale_f64(wide[0], d_lo)
+        pe.scale_f64(wide[1], d_hi)
+        v_lo, v_hi = pe.widen(v)
+        f.vaddpd(wide[0], wide[0], v_lo)
+        f.vaddpd(wide[1], wide[1], v_hi)
+        f.vmovaps(run_exponent, ev)
+
+    pe.blocks(n, block, start,
+              lambda count: for_each_vector(f, count, [x], unroll, step, "extexp"), end)
+
+    f.comment("e = max over lanes; v = sum over lanes of v_lane * 2^(e_lane - e)")
+    top = f.vec("e_row")
+    f.vmovaps(top, run_exponent)
+    horizontal(f, top, lambda d, a, b: f.vmaxps(d, a, b))
+    f.vbroadcastss(top, top.xmm)
+    f.vsubps(run_exponent, run_exponent, top)
+    d_lo, d_hi = pe.widen(run_exponent)
+    pe.scale_f64(wide[0], d_lo)
+    pe.scale_f64(wide[1], d_hi)
+    total = pe.sum_f64_lanes(*wide)
+    f.vmovss(ptr(state, STATE_FIRST, bits=32), top.xmm)
+    r = pe.store_reciprocal(total, state)
+    f.comment("recompute with three passes unless 1/v is a number and e is inside the clamp")
+    recompute = f.label("recompute")
+    f.vucomiss(r.xmm, r.xmm)
+    f.jp(recompute)
+    f.vucomiss(top.xmm, scalar(e.c("e_high", K.TWO_PASS_E_HIGH), 32))
+    f.jae(recompute)
+    f.vucomiss(top.xmm, scalar(e.c("e_low", K.TWO_PASS_E_LOW), 32))
+    f.jbe(recompute)
+    return_value(f, 0)
+    f.bind(recompute)
+    return_value(f, 1)
+    return f
+
+
+def build_vscaleextexp(name, target, unroll, nontemporal=False) -> Function:
+    f = pass_function(name, target, "Two-pass pass 2: y = p(x) * (1/v) * 2^(n(x) - e) with\n"
+                                     "e = state[0], 1/v = state[1].")
+    x, y, n, state = f.args
+    pe = PassEmitter(f)
+    e = pe.e
+    e_row = pe.broadcast_state(state, STATE_FIRST, "e")
+    inv_v = pe.broadcast_state(state, STATE_SCALE, "inv_v")
+    x_min = e.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
+
+    def step(tile):
+        xs = f.vecs("x", tile.count)
+        for i, v in enumerate(xs):
+            tile.load(v, x, i)
+        for v in xs:
+            f.vmaxps(v, x_min, v)
+        ns, ps = f.vecs("n", tile.count), f.vecs("p", tile.count)
+        e.round_and_reduce(xs, ns)
+        e.polynomial(xs, ps)
+        f.comment("y = (p / v) * 2^(n - e)")
+        for nv in ns:
+            f.vsubps(nv, nv, e_row)
+        for p in ps:
+            f.vmulps(p, p, inv_v)
+        for p, nv in zip(ps, ns):
+            pe.scale(p, p, nv)
+        for i, p in enumerate(ps):
+            tile.store(y, i, p)
+
+    for_each_vector(f, n, [x, y], unroll, step, "extexp", nontemporal_stores=nontemporal)
+    return_value(f, 0)
+    return f
+
+
+# -------------------------------------------------------------------------------------- driver
+def build_driver(name: str, target, passes: list, may_flag: bool) -> Function:
+    """Loop over rows calling the passes in turn; a row whose first pass returns 1 is marked in
+    status (and its later passes skipped, leaving y untouched) for the caller to recompute."""
+    sig = Signature(
+        name,
+        (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
+         Param("size_t", "rows"), Param("const int64_t*", "row_strides"),
+         Param("int32_t*", "status")),
+        "size_t",
+        "Softmax of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its result at\n"
+        "y + r*row_strides[1] bytes. status[r] = 1 marks a row left for the caller to recompute;\n"
+        "returns how many rows were marked.",
+    )
+    f = Function(sig, target)
+    x, y, n, rows, strides, status = f.args
+    keep = {}
+    for arg in (x, y, n, rows, strides, status):
+        keep[arg.name] = f.gp(f"{arg.name}_kept", callee_saved=True)
+        f.mov(keep[arg.name], arg)
+    state = f.stack(16)
+    marked = f.stack(8).sized(64)
+    rax = f.physical_gp("rax")
+    f.mov(marked, 0)
+    done, top, next_row = f.label("done"), f.label("row"), f.label("next_row")
+    f.test(keep["rows"], keep["rows"])
+    f.je(done)
+    f.bind(top)
+    flagged = f.label("flagged") if may_flag else None
+    for i, symbol in enumerate(passes):
+        f.mov(f.physical_gp("rdi"), keep["x"])
+        f.mov(f.physical_gp("rsi"), keep["y"])
+        f.mov(f.physical_gp("rdx"), keep["n"])
+        f.lea(f.physical_gp("rcx"), state)
+        f.call(Symbol(symbol))
+        if i == 0 and may_flag:
+            f.test(rax.r32, rax.r32)
+            f.jne(flagged)
+    f.mov(ptr(keep["status"], bits=32), 0)
+    if may_flag:
+        f.jmp(next_row)
+        f.bind(flagged)
+        f.mov(ptr(keep["status"], bits=32), 1)
+        f.mov(rax, marked)
+        f.add(rax, 1)
+        f.mov(marked, rax)
+    f.bind(next_row)
+    f.add(keep["x"], ptr(keep["row_strides"], 0))
+    f.add(keep["y"], ptr(keep["row_strides"], 8))
+    f.add(keep["status"], 4)
+    f.sub(keep["rows"], 1)
+    f.jne(top)
+    f.bind(done)
+    f.mov(rax, marked)
+    f.ret()
+    return f
