@@ -57,17 +57,6 @@ class RMax:
         return Module(self.name, self.target, "the NaN-propagating maximum of a row", (f,))
 
 
-VARIANTS = (
-    VExp("avx2", 4),
-    VExp("avx512f", 4),
-    VExp("avx512f", 8),
-    RMax("avx2", 4, 2),
-    RMax("avx512f", 4, 2),
-)
-
-BY_NAME = {v.name: v for v in VARIANTS}
-
-
 def get_variant(name: str):
     try:
         return BY_NAME[name]
@@ -93,7 +82,9 @@ class Softmax:
 
     reduce_*: the pass that reads x to a sum (raddextexp, raddstoreexpminusmax,
     raddexpminusmax); output_unroll: the pass that writes y; rmax_*: the three-pass max pass;
-    block_steps: main-loop steps per float32 block before the float64 fold.
+    block_elements: about how many elements a float32 block sums before the float64 fold (a
+    whole number of main-loop steps; at 2048, a float32 lane accumulator takes 2048/(lanes*K)
+    additions, so its rounding error stays near 1e-6 whatever n is).
     """
 
     algorithm: str
@@ -103,7 +94,7 @@ class Softmax:
     output_unroll: int
     rmax_unroll: int = 4
     rmax_accumulators: int = 2
-    block_steps: int = 16
+    block_elements: int = 2048
     nontemporal: bool = False
 
     op = "softmax"
@@ -126,7 +117,8 @@ class Softmax:
 
     @property
     def block(self) -> int:
-        return self.block_steps * self.reduce_unroll * self.target.lanes
+        step = self.reduce_unroll * self.target.lanes
+        return max(1, round(self.block_elements / step)) * step
 
     @property
     def passes(self) -> tuple:
@@ -187,3 +179,30 @@ def _pass_suffix(symbol: str) -> str:
     op, params = symbol[len("f32_"):].split("__", 1)
     kept = [p for p in params.split("_")[1:] if p[0] in "uab" or p == "nt"]
     return "_".join([op.replace("_pass", "")] + kept)
+
+
+# The registry. Softmax parameters per ISA were chosen by measurement (see the README's
+# performance section and bench/); the first softmax variant of an (algorithm, isa) pair is the
+# one softjit.softmax runs.
+VARIANTS = (
+    VExp("avx2", 4),
+    VExp("avx512f", 4),
+    VExp("avx512f", 8),
+    RMax("avx2", 4, 2),
+    RMax("avx512f", 4, 2),
+    Softmax("two-pass", "avx2", 2, 2, 4),
+    Softmax("three-pass-reload", "avx2", 2, 2, 4),
+    Softmax("three-pass-recompute", "avx2", 2, 2, 4),
+    Softmax("two-pass", "avx512f", 8, 2, 4),
+    Softmax("three-pass-reload", "avx512f", 8, 2, 4),
+    Softmax("three-pass-recompute", "avx512f", 8, 2, 4),
+)
+
+BY_NAME = {v.name: v for v in VARIANTS}
+
+
+def softmax_variant(algorithm: str, isa: str) -> Softmax:
+    for v in VARIANTS:
+        if v.op == "softmax" and v.algorithm == algorithm and v.isa == isa:
+            return v
+    raise ValueError(f"no {algorithm} softmax registered for {isa}")
