@@ -151,6 +151,7 @@ jne          L              base  -         nodest usesflags
 jp           L              base  -         nodest usesflags
 jnp          L              base  -         nodest usesflags
 ret          -              base  -         nodest
+sfence       -              base  -         nodest
 """
 
 JUMPS = frozenset({"jmp", "jb", "jae", "ja", "jbe", "je", "jne", "jp", "jnp"})

@@ -271,6 +271,7 @@ class Function:
         return needed
 
     def __getattr__(self, mnemonic: str):
+        mnemonic = mnemonic.rstrip("_")  # and_, or_: Python keywords
         if mnemonic in instructions.FORMS:
             return lambda *ops, comment=None: self.emit(mnemonic, *ops, comment=comment)
         raise AttributeError(f"Function has no attribute or instruction {mnemonic!r}")

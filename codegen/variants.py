@@ -96,6 +96,7 @@ class Softmax:
     rmax_accumulators: int = 2
     block_elements: int = 2048
     nontemporal: bool = False
+    interleave: int = 0  # vectors whose stages interleave (0: the whole unrolled step)
 
     op = "softmax"
 
@@ -127,31 +128,34 @@ class Softmax:
 
         isa, fl, t = self.isa, self.flavour, self.target
         nt = "_nt" if self.nontemporal else ""
-        red = f"{self._u(self.reduce_unroll)}_acc{self.reduce_accumulators}_b{self.block}"
-        out = f"{self._u(self.output_unroll)}{nt}"
+        g = self.interleave
+        il_red = f"_i{g}" if 0 < g < self.reduce_unroll else ""
+        il_out = f"_i{g}" if 0 < g < self.output_unroll else ""
+        red = f"{self._u(self.reduce_unroll)}_acc{self.reduce_accumulators}_b{self.block}{il_red}"
+        out = f"{self._u(self.output_unroll)}{il_out}{nt}"
         rmax = f"f32_rmax_pass__{isa}_{self._u(self.rmax_unroll)}_acc{self.rmax_accumulators}"
         if self.algorithm == "two-pass":
             return (
                 (f"f32_raddextexp__{isa}_{fl}_{red}", lambda s: sm.build_raddextexp(
-                    s, t, self.reduce_unroll, self.reduce_accumulators, self.block)),
+                    s, t, self.reduce_unroll, self.reduce_accumulators, self.block, g)),
                 (f"f32_vscaleextexp__{isa}_{fl}_{out}", lambda s: sm.build_vscaleextexp(
-                    s, t, self.output_unroll, self.nontemporal)),
+                    s, t, self.output_unroll, self.nontemporal, g)),
             )
         first = (rmax, lambda s: sm.build_rmax_pass(s, t, self.rmax_unroll, self.rmax_accumulators))
         if self.algorithm == "three-pass-reload":
             return (
                 first,
                 (f"f32_raddstoreexpminusmax__{isa}_{fl}_{red}", lambda s: sm.build_raddstoreexpminusmax(
-                    s, t, self.reduce_unroll, self.reduce_accumulators, self.block)),
+                    s, t, self.reduce_unroll, self.reduce_accumulators, self.block, g)),
                 (f"f32_vscale__{isa}_{out}", lambda s: sm.build_vscale(
                     s, t, self.output_unroll, self.nontemporal)),
             )
         return (
             first,
             (f"f32_raddexpminusmax__{isa}_{fl}_{red}", lambda s: sm.build_raddexpminusmax(
-                s, t, self.reduce_unroll, self.reduce_accumulators, self.block)),
+                s, t, self.reduce_unroll, self.reduce_accumulators, self.block, g)),
             (f"f32_vscaleexpminusmax__{isa}_{fl}_{out}", lambda s: sm.build_vscaleexpminusmax(
-                s, t, self.output_unroll, self.nontemporal)),
+                s, t, self.output_unroll, self.nontemporal, g)),
         )
 
     @property
@@ -177,7 +181,7 @@ class Softmax:
 def _pass_suffix(symbol: str) -> str:
     """f32_raddextexp__avx2_rr2_p5_u32_acc2_b1024 -> raddextexp_u32_acc2_b1024."""
     op, params = symbol[len("f32_"):].split("__", 1)
-    kept = [p for p in params.split("_")[1:] if p[0] in "uab" or p == "nt"]
+    kept = [p for p in params.split("_")[1:] if p[0] in "uabi" or p == "nt"]
     return "_".join([op.replace("_pass", "")] + kept)
 
 

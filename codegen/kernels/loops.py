@@ -64,18 +64,20 @@ class Tail:
 class Tile:
     """One step of a loop: `count` consecutive vectors at the pointers' current positions."""
 
-    def __init__(self, f: Function, count: int, tail: Tail | None = None, nontemporal: bool = False):
+    def __init__(self, f: Function, count: int, tail: Tail | None = None, nontemporal: bool = False,
+                 first: int = 0):
         self.f, self.count, self.tail, self.nontemporal = f, count, tail, nontemporal
+        self.first = first  # index of this tile's first vector within the loop step
 
     def load(self, dest: Register, base: Register, i: int, fill: Mem | None = None) -> None:
-        address = ptr(base, i * self.f.target.vector_bytes)
+        address = ptr(base, (self.first + i) * self.f.target.vector_bytes)
         if self.tail is not None:
             self.tail.load(dest, address, fill)
         else:
             self.f.vmovups(dest, address)
 
     def store(self, base: Register, i: int, src: Register) -> None:
-        address = ptr(base, i * self.f.target.vector_bytes)
+        address = ptr(base, (self.first + i) * self.f.target.vector_bytes)
         if self.tail is not None:
             self.tail.store(address, src)
         elif self.nontemporal:
@@ -85,16 +87,26 @@ class Tile:
 
     def accumulator(self, accumulators: list, i: int):
         """Vector i of a step feeds accumulator i mod K (the one-vector steps feed the first)."""
-        return accumulators[i % len(accumulators)]
+        return accumulators[(self.first + i) % len(accumulators)]
 
 
 def for_each_vector(f: Function, n: Register, pointers: list, unroll: int, step, name: str,
-                    *, nontemporal_stores: bool = False) -> None:
-    """Run step over n elements (n is consumed); see the module docstring."""
+                    *, nontemporal_stores: bool = False, interleave: int = 0) -> None:
+    """Run step over n elements (n is consumed); see the module docstring.
+
+    interleave = g > 0 emits an unrolled step as tiles of g vectors: the stages of one tile are
+    interleaved, tiles follow one another. Fewer values are live at once (so larger unrolls fit
+    the register file) while out-of-order cores still overlap the independent tiles.
+    """
     lanes, vbytes = f.target.lanes, f.target.vector_bytes
+    if nontemporal_stores:
+        _align_stores(f, n, pointers, step)
     if unroll > 1:
         with f.count_down_loop(n, unroll * lanes, f"{name}_u{unroll}"):
-            step(Tile(f, unroll, nontemporal=nontemporal_stores))
+            group = interleave or unroll
+            for first in range(0, unroll, group):
+                step(Tile(f, min(group, unroll - first), nontemporal=nontemporal_stores,
+                          first=first))
             for p in pointers:
                 f.add(p, unroll * vbytes)
     with f.count_down_loop(n, lanes, f"{name}_v1"):
@@ -106,3 +118,30 @@ def for_each_vector(f: Function, n: Register, pointers: list, unroll: int, step,
     f.je(done)
     step(Tile(f, 1, Tail(f, n)))
     f.bind(done)
+    if nontemporal_stores:
+        f.sfence()  # order the write-combining stores before anything the caller does next
+
+
+def _align_stores(f: Function, n: Register, pointers: list, step) -> None:
+    """Non-temporal stores need vector-aligned addresses: run one masked step over the elements
+    before the output pointer (the last of `pointers`) reaches a vector boundary.
+
+    The output must be 4-byte aligned (a float32 array's natural alignment; the Python layer
+    guarantees it)."""
+    vbytes = f.target.vector_bytes
+    head = f.gp("head")
+    f.comment("head = min(n, elements until y is vector-aligned)")
+    f.mov(head, pointers[-1])
+    f.neg(head)
+    f.and_(head, vbytes - 1)
+    f.shr(head, 2)
+    f.cmp(head, n)
+    f.cmova(head, n)
+    aligned = f.label("aligned")
+    f.test(head, head)
+    f.je(aligned)
+    step(Tile(f, 1, Tail(f, head)))
+    for p in pointers:
+        f.lea(p, ptr(p, 0, head, 4))
+    f.sub(n, head)
+    f.bind(aligned)

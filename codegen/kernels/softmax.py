@@ -151,6 +151,33 @@ class PassEmitter:
         f.vmovss(ptr(state, STATE_SCALE, bits=32), r.xmm)
         return r
 
+    # -- per-lane values kept on the stack across the element loops --------------------------
+    def stack_vectors(self, count: int, initial: Mem | None = None) -> list:
+        """count vector-sized stack slots, zeroed (or set to a pooled constant). Block folds
+        touch them once per block, so the loops keep every register for the arithmetic."""
+        f = self.f
+        slots = [f.stack(f.target.vector_bytes) for _ in range(count)]
+        fill = f.vec("slot_init")
+        if initial is None:
+            f.vxorps(fill, fill, fill)
+        elif initial.broadcast:
+            f.vbroadcastss(fill, Mem(initial.base, bits=32))
+        else:
+            f.vmovups(fill, initial)
+        for slot in slots:
+            f.vmovups(slot, fill)
+        return slots
+
+    def load_slot(self, slot: Mem, name: str):
+        reg = self.f.vec(name)
+        self.f.vmovups(reg, slot)
+        return reg
+
+    def add_f64_to_slots(self, slots: list, parts: tuple) -> None:
+        for slot, part in zip(slots, parts):
+            self.f.vaddpd(part, part, slot)
+            self.f.vmovups(slot, part)
+
     # -- blocks ---------------------------------------------------------------------------------
     def blocks(self, n, block: int, start_block, loop_body, end_block) -> None:
         """Split n elements into blocks of `block`: start_block(); loop_body(count); end_block()."""
@@ -181,7 +208,7 @@ def build_rmax_pass(name: str, target, unroll: int, accumulators: int) -> Functi
     return f
 
 
-def _build_sum_pass(name, target, unroll, accumulators, block, store: bool) -> Function:
+def _build_sum_pass(name, target, unroll, accumulators, block, store: bool, interleave=0) -> Function:
     what = "y = exp(x - m) and " if store else ""
     f = pass_function(name, target, f"{what}state[1] = 1 / sum(exp(x - m)), m = state[0];\n"
                                      "float32 block sums fold into float64 lane sums.")
@@ -191,9 +218,7 @@ def _build_sum_pass(name, target, unroll, accumulators, block, store: bool) -> F
     d_min = pe.difference_floor()
     minus_inf = pe.e.c("minus_inf", K.NEG_INF)
     accs = f.vecs("sum", accumulators)
-    wide = f.vecs("sum_f64_", 2)
-    for w in wide:
-        f.vxorps(w, w, w)
+    wide = pe.stack_vectors(2)  # float64 lane sums: low and high lanes
 
     def step(tile):
         xs = f.vecs("x", tile.count)
@@ -215,28 +240,27 @@ def _build_sum_pass(name, target, unroll, accumulators, block, store: bool) -> F
     def end():
         f.comment("block sum -> float64 lane sums")
         total = tree(f, accs, lambda d, a, b: f.vaddps(d, a, b))
-        lo, hi = pe.widen(total)
-        f.vaddpd(wide[0], wide[0], lo)
-        f.vaddpd(wide[1], wide[1], hi)
+        pe.add_f64_to_slots(wide, pe.widen(total))
 
     pointers = [x, y] if store else [x]
-    pe.blocks(n, block, start, lambda count: for_each_vector(f, count, pointers, unroll, step, "sum"),
-              end)
+    pe.blocks(n, block, start, lambda count: for_each_vector(
+        f, count, pointers, unroll, step, "sum", interleave=interleave), end)
     f.comment("state[1] = 1 / sum over lanes")
-    pe.store_reciprocal(pe.sum_f64_lanes(*wide), state)
+    pe.store_reciprocal(pe.sum_f64_lanes(pe.load_slot(wide[0], "sum_lo"),
+                                         pe.load_slot(wide[1], "sum_hi")), state)
     return_value(f, 0)
     return f
 
 
-def build_raddexpminusmax(name, target, unroll, accumulators, block) -> Function:
-    return _build_sum_pass(name, target, unroll, accumulators, block, store=False)
+def build_raddexpminusmax(name, target, unroll, accumulators, block, interleave=0) -> Function:
+    return _build_sum_pass(name, target, unroll, accumulators, block, False, interleave)
 
 
-def build_raddstoreexpminusmax(name, target, unroll, accumulators, block) -> Function:
-    return _build_sum_pass(name, target, unroll, accumulators, block, store=True)
+def build_raddstoreexpminusmax(name, target, unroll, accumulators, block, interleave=0) -> Function:
+    return _build_sum_pass(name, target, unroll, accumulators, block, True, interleave)
 
 
-def build_vscaleexpminusmax(name, target, unroll, nontemporal=False) -> Function:
+def build_vscaleexpminusmax(name, target, unroll, nontemporal=False, interleave=0) -> Function:
     f = pass_function(name, target, "y = exp(x - m) * s with m = state[0], s = state[1].")
     x, y, n, state = f.args
     pe = PassEmitter(f)
@@ -254,7 +278,8 @@ def build_vscaleexpminusmax(name, target, unroll, nontemporal=False) -> Function
             f.vmulps(p, p, s)
             tile.store(y, i, p)
 
-    for_each_vector(f, n, [x, y], unroll, step, "scale", nontemporal_stores=nontemporal)
+    for_each_vector(f, n, [x, y], unroll, step, "scale", nontemporal_stores=nontemporal,
+                    interleave=interleave)
     return_value(f, 0)
     return f
 
@@ -278,7 +303,7 @@ def build_vscale(name, target, unroll, nontemporal=False) -> Function:
     return f
 
 
-def build_raddextexp(name, target, unroll, accumulators, block) -> Function:
+def build_raddextexp(name, target, unroll, accumulators, block, interleave=0) -> Function:
     f = pass_function(
         name, target,
         "Two-pass pass 1: sum(exp(x)) = v * 2^e kept with a float exponent (never overflows);\n"
@@ -290,11 +315,9 @@ def build_raddextexp(name, target, unroll, accumulators, block) -> Function:
     x_min = e.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
     minus_inf = e.c("minus_inf", K.NEG_INF)
     vs, es = f.vecs("v", accumulators), f.vecs("e", accumulators)
-    run_exponent = f.vec("e_run")  # per lane: the exponent of the float64 lane sums
-    wide = f.vecs("v_f64_", 2)
-    e.load_constant(run_exponent, "exponent_sentinel", K.EXPONENT_SENTINEL)
-    for w in wide:
-        f.vxorps(w, w, w)
+    # per lane: float64 sums (low and high lanes) and the exponent they are relative to
+    wide = pe.stack_vectors(2)
+    (run_slot,) = pe.stack_vectors(1, e.c("exponent_sentinel", K.EXPONENT_SENTINEL))
 
     def accumulate(v, ev, ps, ns):
         """(v, ev) += sum of p_i * 2^n_i, rescaled once to the group's largest exponent."""
@@ -342,7 +365,7 @@ def build_raddextexp(name, target, unroll, accumulators, block) -> Function:
     def start():
         for v, ev in zip(vs, es):
             f.vxorps(v, v, v)
-            f.vmovaps(ev, run_exponent)
+            f.vmovups(ev, run_slot)
 
     def end():
         f.comment("merge accumulators, then fold the block into the float64 lane sums")
@@ -356,28 +379,31 @@ def build_raddextexp(name, target, unroll, accumulators, block) -> Function:
                 merged.append(pairs[-1])
             pairs = merged
         v, ev = pairs[0]
-        f.vsubps(run_exponent, run_exponent, ev)  # <= 0: how far the lane sums slide down
-        d_lo, d_hi = pe.widen(run_exponent)
-        pe.scale_f64(wide[0], d_lo)
-        pe.scale_f64(wide[1], d_hi)
-        v_lo, v_hi = pe.widen(v)
-        f.vaddpd(wide[0], wide[0], v_lo)
-        f.vaddpd(wide[1], wide[1], v_hi)
-        f.vmovaps(run_exponent, ev)
+        slide = pe.load_slot(run_slot, "e_run")
+        f.vsubps(slide, slide, ev)  # <= 0: how far the lane sums slide down
+        f.vmovups(run_slot, ev)
+        lanes = [pe.load_slot(slot, f"v_f64_{i}") for i, slot in enumerate(wide)]
+        for lane_sum, d in zip(lanes, pe.widen(slide)):
+            pe.scale_f64(lane_sum, d)
+        for lane_sum, part in zip(lanes, pe.widen(v)):
+            f.vaddpd(lane_sum, lane_sum, part)
+        for slot, lane_sum in zip(wide, lanes):
+            f.vmovups(slot, lane_sum)
 
     pe.blocks(n, block, start,
-              lambda count: for_each_vector(f, count, [x], unroll, step, "extexp"), end)
+              lambda count: for_each_vector(f, count, [x], unroll, step, "extexp",
+                                            interleave=interleave), end)
 
     f.comment("e = max over lanes; v = sum over lanes of v_lane * 2^(e_lane - e)")
-    top = f.vec("e_row")
-    f.vmovaps(top, run_exponent)
+    run_exponent = pe.load_slot(run_slot, "e_run")
+    top = pe.load_slot(run_slot, "e_row")
     horizontal(f, top, lambda d, a, b: f.vmaxps(d, a, b))
     f.vbroadcastss(top, top.xmm)
     f.vsubps(run_exponent, run_exponent, top)
-    d_lo, d_hi = pe.widen(run_exponent)
-    pe.scale_f64(wide[0], d_lo)
-    pe.scale_f64(wide[1], d_hi)
-    total = pe.sum_f64_lanes(*wide)
+    lanes = [pe.load_slot(slot, f"v_f64_{i}") for i, slot in enumerate(wide)]
+    for lane_sum, d in zip(lanes, pe.widen(run_exponent)):
+        pe.scale_f64(lane_sum, d)
+    total = pe.sum_f64_lanes(*lanes)
     f.vmovss(ptr(state, STATE_FIRST, bits=32), top.xmm)
     r = pe.store_reciprocal(total, state)
     f.comment("recompute with three passes unless 1/v is a number and e is inside the clamp")
@@ -394,7 +420,7 @@ def build_raddextexp(name, target, unroll, accumulators, block) -> Function:
     return f
 
 
-def build_vscaleextexp(name, target, unroll, nontemporal=False) -> Function:
+def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) -> Function:
     f = pass_function(name, target, "Two-pass pass 2: y = p(x) * (1/v) * 2^(n(x) - e) with\n"
                                      "e = state[0], 1/v = state[1].")
     x, y, n, state = f.args
@@ -423,7 +449,8 @@ def build_vscaleextexp(name, target, unroll, nontemporal=False) -> Function:
         for i, p in enumerate(ps):
             tile.store(y, i, p)
 
-    for_each_vector(f, n, [x, y], unroll, step, "extexp", nontemporal_stores=nontemporal)
+    for_each_vector(f, n, [x, y], unroll, step, "extexp", nontemporal_stores=nontemporal,
+                    interleave=interleave)
     return_value(f, 0)
     return f
 
