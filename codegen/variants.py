@@ -200,13 +200,22 @@ VARIANTS = (
     Softmax("two-pass", "avx512f", 8, 2, 4),
     Softmax("three-pass-reload", "avx512f", 8, 2, 4),
     Softmax("three-pass-recompute", "avx512f", 8, 2, 4),
+    # out of cache: the same kernels with non-temporal output stores (no write-allocate reads)
+    Softmax("two-pass", "avx2", 2, 2, 4, nontemporal=True),
+    Softmax("three-pass-reload", "avx2", 2, 2, 4, nontemporal=True),
+    Softmax("three-pass-recompute", "avx2", 2, 2, 4, nontemporal=True),
+    Softmax("two-pass", "avx512f", 8, 2, 4, nontemporal=True),
+    Softmax("three-pass-reload", "avx512f", 8, 2, 4, nontemporal=True),
+    Softmax("three-pass-recompute", "avx512f", 8, 2, 4, nontemporal=True),
 )
 
 BY_NAME = {v.name: v for v in VARIANTS}
 
 
-def softmax_variant(algorithm: str, isa: str) -> Softmax:
+def softmax_variant(algorithm: str, isa: str, nontemporal: bool = False) -> Softmax:
     for v in VARIANTS:
-        if v.op == "softmax" and v.algorithm == algorithm and v.isa == isa:
+        if (v.op == "softmax" and v.algorithm == algorithm and v.isa == isa
+                and v.nontemporal == nontemporal):
             return v
-    raise ValueError(f"no {algorithm} softmax registered for {isa}")
+    raise ValueError(f"no {algorithm} softmax registered for {isa}"
+                     f"{' with non-temporal stores' if nontemporal else ''}")

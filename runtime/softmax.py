@@ -8,7 +8,7 @@ does around every foreign call), so threads=k splits the rows over k threads.
 from __future__ import annotations
 
 import concurrent.futures
-import os
+import math
 import threading
 
 import numpy as np
@@ -63,15 +63,47 @@ class _Driver:
         return self.function(b(x2d), b(y2d), x2d.shape[1], x2d.shape[0], b(strides), b(status))
 
 
+class _Scratch(threading.local):
+    """Per-thread status buffer and row-stride arrays for the contiguous fast path, made once
+    and handed to the driver as ready pointers (building them costs more than a 1000-element
+    kernel)."""
+
+    def __init__(self):
+        self.status = np.empty(0, np.int32)
+        self.status_pointer = None
+        self.strides: dict = {}
+
+    def status_for(self, rows: int):
+        if self.status.shape[0] < rows:
+            self.status = np.empty(max(rows, 64), np.int32)
+            self.status_pointer = kernels.buffer_function()(self.status)
+        return self.status_pointer
+
+    def strides_for(self, row_bytes: int):
+        found = self.strides.get(row_bytes)
+        if found is None:
+            array = np.array([row_bytes, row_bytes], np.int64)
+            found = self.strides[row_bytes] = (array, kernels.buffer_function()(array))
+        return found[1]
+
+
+_scratch = _Scratch()
+
+
 _drivers: dict = {}
 
 
-def driver(algorithm: str, isa: str) -> _Driver:
-    key = (algorithm, isa)
+def driver(algorithm: str, isa: str, nontemporal: bool = False) -> _Driver:
+    key = (algorithm, isa, nontemporal)
     d = _drivers.get(key)
     if d is None:
-        d = _drivers[key] = _Driver(variants.softmax_variant(algorithm, isa))
+        d = _drivers[key] = _Driver(variants.softmax_variant(algorithm, isa, nontemporal))
     return d
+
+
+# Outputs at least this large are written with non-temporal stores: they would not stay in the
+# caches anyway, and write-allocate would read every output line first.
+NONTEMPORAL_MIN_BYTES = 16 << 20
 
 
 def _rows_view(a: np.ndarray):
@@ -91,11 +123,20 @@ def _rows_view(a: np.ndarray):
         return None
 
 
+# A single row of at least this many elements is split over the threads (smaller rows gain
+# less than the hand-off costs).
+SPLIT_ROW_MIN = 1 << 16
+
+
 def _run_rows(x2d, y2d, algorithm, isa, threads):
     rows = x2d.shape[0]
+    if threads > 1 and rows < threads and x2d.shape[1] >= SPLIT_ROW_MIN:
+        for r in range(rows):
+            _split_row(x2d[r], y2d[r], algorithm, isa, threads)
+        return
     strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)
     status = np.empty(rows, np.int32)
-    run = driver(algorithm, isa)
+    run = driver(algorithm, isa, x2d.size * 4 >= NONTEMPORAL_MIN_BYTES)
     if threads > 1 and rows > 1:
         chunks = np.array_split(np.arange(rows), min(threads, rows))
         pool = _threads_pool(threads)
@@ -119,6 +160,10 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     out may be x itself (in place) or any float32 array of x's shape. Rows holding NaN or +inf,
     or only -inf, come out all NaN; -inf entries give exactly 0.
     """
+    if (out is None and axis == -1 and algorithm == "auto" and threads == 1
+            and type(x) is np.ndarray and x.dtype is _FLOAT32 and 0 < x.ndim <= 2
+            and x.size and x.flags.c_contiguous):
+        return _softmax_contiguous(x, resolve_isa(isa))
     x = as_float32_array(x, "softmax")
     if x.ndim == 0:
         raise ValueError("softjit.softmax needs an array with at least one dimension; got a 0-d array")
@@ -146,13 +191,43 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     if src is None:
         src = np.ascontiguousarray(xm).reshape(-1, n)
     dst = _rows_view(om)
-    if dst is None or not _safe_overlap(dst, src):
+    if dst is None or not dst.flags.aligned or not _safe_overlap(dst, src):
         tmp = np.empty(src.shape, np.float32)
         _run_rows(src, tmp, algorithm, isa, threads)
         om[...] = tmp.reshape(xm.shape)
     else:
         _run_rows(src, dst, algorithm, isa, threads)
     return out
+
+
+_FLOAT32 = np.dtype(np.float32)
+_auto_choice: dict = {}
+
+
+def _softmax_contiguous(x: np.ndarray, isa: str) -> np.ndarray:
+    """softmax over the last axis of a C-contiguous 1-D or 2-D array, new output: the common
+    call, kept to the few operations it needs."""
+    n = x.shape[-1]
+    rows = x.size // n
+    key = (isa, n)
+    algorithm = _auto_choice.get(key)
+    if algorithm is None:
+        algorithm = _auto_choice[key] = choose_algorithm(isa, n, rows)
+    y = np.empty(x.shape, np.float32)
+    if x.size * 4 >= NONTEMPORAL_MIN_BYTES or n == 0:
+        _run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1)
+        return y
+    run = driver(algorithm, isa)
+    b = run.buffer
+    status = _scratch.status_for(rows)
+    if run.function(b(x), b(y), n, rows, _scratch.strides_for(4 * n), status):
+        marked = np.flatnonzero(_scratch.status[:rows])
+        fallback = driver("three-pass-reload", isa)
+        x2d, y2d = x.reshape(rows, n), y.reshape(rows, n)
+        strides = np.array([4 * n, 4 * n], np.int64)
+        for r in marked:
+            fallback(x2d[r:r + 1], y2d[r:r + 1], np.empty(1, np.int32), strides)
+    return y
 
 
 def _safe_overlap(dst: np.ndarray, src: np.ndarray) -> bool:
@@ -175,3 +250,62 @@ def assembly(algorithm: str, isa: str = "auto") -> str:
     elif isa not in ("avx2", "avx512f"):
         raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, avx2, avx512f")
     return kernels.assembly(variants.softmax_variant(algorithm, isa))
+
+
+class _Passes:
+    """The pass kernels of one algorithm on one ISA, callable on pieces of a row."""
+
+    def __init__(self, algorithm: str, isa: str):
+        variant = variants.softmax_variant(algorithm, isa)
+        self.functions = [kernels.function(variant, symbol) for symbol, _ in variant.passes]
+        self.buffer = kernels.buffer_function()
+
+    def run(self, index: int, x: np.ndarray, y: np.ndarray, state: np.ndarray) -> int:
+        b = self.buffer
+        return self.functions[index](b(x), b(y), x.shape[0], b(state))
+
+
+_passes: dict = {}
+
+
+def _passes_of(algorithm: str, isa: str) -> _Passes:
+    p = _passes.get((algorithm, isa))
+    if p is None:
+        p = _passes[(algorithm, isa)] = _Passes(algorithm, isa)
+    return p
+
+
+def _split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: int) -> None:
+    """One long row over `threads` threads: each pass runs on pieces, and the pieces' partial
+    results combine exactly (maxima by max; two-pass sums v*2^e by rescaling to the largest e;
+    three-pass sums by adding), in float64."""
+    pieces = np.array_split(np.arange(x.shape[0]), threads)
+    bounds = [(p[0], p[-1] + 1) for p in pieces if len(p)]
+    states = np.zeros((len(bounds), 4), np.float32)
+    passes = _passes_of(algorithm, isa)
+    pool = _threads_pool(threads)
+
+    def each(index, state_of):
+        futures = [pool.submit(passes.run, index, x[a:b], y[a:b], state_of(k))
+                   for k, (a, b) in enumerate(bounds)]
+        return [f.result() for f in futures]
+
+    if algorithm == "two-pass":
+        if any(each(0, lambda k: states[k])):
+            _passes_of("three-pass-reload", isa)  # loaded before the row is redone
+            return _run_rows(x.reshape(1, -1), y.reshape(1, -1), "three-pass-reload", isa, 1)
+        exponent = float(states[:, 0].max())
+        total = sum(math.ldexp(float(v), int(e - exponent)) for e, v in states[:, [0, 2]])
+        final = np.array([exponent, 1.0 / total, total, 0], np.float32)
+        each(1, lambda k: final)
+        return None
+    each(0, lambda k: states[k])
+    shared = np.array([states[:, 0].max(), 0, 0, 0], np.float32)
+    sums = np.zeros((len(bounds), 4), np.float32)
+    sums[:, 0] = shared[0]
+    each(1, lambda k: sums[k])
+    total = float(np.sum(sums[:, 2], dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shared[1] = np.float32(1.0) / np.float32(total) if total == total else np.nan
+    each(2, lambda k: shared)
+    return None

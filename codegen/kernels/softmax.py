@@ -5,7 +5,8 @@ Every pass kernel has one signature, so that the driver can chain any of them:
     int pass(const float* x, float* y, size_t n, float* state)
 
 state[0] holds the row maximum m (three-pass) or the sum's exponent e (two-pass), state[1] the
-output scale (1/sum). A pass returns 0, except raddextexp, which returns 1 when its row must be
+output scale (1/sum), state[2] the sum itself (float32; v of sum = v * 2^e for two-pass), so that
+the pieces of one row split over threads can be combined. A pass returns 0, except raddextexp, which returns 1 when its row must be
 recomputed by the three-pass algorithm (a NaN, an infinity, or magnitudes beyond the two-pass
 clamp; see constants.TWO_PASS_X_LIMIT).
 
@@ -24,7 +25,7 @@ from .reduce import horizontal, tree
 
 PASS_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
                Param("float*", "state"))
-STATE_FIRST, STATE_SCALE = 0, 4  # byte offsets in state
+STATE_FIRST, STATE_SCALE, STATE_SUM = 0, 4, 8  # byte offsets in state
 
 
 def pass_function(name: str, target, doc: str) -> Function:
@@ -142,8 +143,12 @@ class PassEmitter:
         return a
 
     def store_reciprocal(self, total, state) -> None:
-        """state[1] = (float) (1.0 / total), total a float64 in lane 0."""
+        """state[1] = (float) (1.0 / total) and state[2] = (float) total, total a float64 in
+        lane 0."""
         f = self.f
+        single = f.vec("sum_f32")
+        f.vcvtsd2ss(single.xmm, single.xmm, total.xmm)
+        f.vmovss(ptr(state, STATE_SUM, bits=32), single.xmm)
         r = f.vec("reciprocal")
         f.vmovsd(r.xmm, scalar(f.constant_f64("one_f64", 1.0), 64))
         f.vdivsd(r.xmm, r.xmm, total.xmm)
