@@ -17,6 +17,7 @@ from .isa import Target
 from .operands import PTR_WORDS, Const, Imm, Label, Mem, RegView, Symbol
 from .passes.frame import plan_frame
 from .passes.regalloc import allocate
+from .passes.validate import check_encodable
 from .stream import Bind, Comment, Function, Instr, Signature
 
 VERSION = "0.1.0"
@@ -65,6 +66,7 @@ class _Renderer:
     def __init__(self, f: Function):
         self.f = f
         self.assignment = allocate(f)
+        check_encodable(f, self.assignment)
         self.frame = plan_frame(f, self.assignment)
 
     def label(self, label: Label) -> str:
