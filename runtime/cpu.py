@@ -39,15 +39,26 @@ def check_platform() -> None:
         raise UnsupportedPlatformError(system, machine, "this Python is 32-bit")
 
 
+def _cpuinfo_value(key: str) -> str:
+    """The value of the first `key` line of /proc/cpuinfo ("" when there is none)."""
+    with open(_CPUINFO_PATH, encoding="ascii", errors="replace") as cpuinfo:
+        for line in cpuinfo:
+            name, _, value = line.partition(":")
+            if name.strip() == key:
+                return value.strip()
+    return ""
+
+
 @functools.lru_cache(maxsize=1)
 def _cpuinfo_flags() -> frozenset[str]:
     """The first "flags" line of /proc/cpuinfo (every core of a host reports the same set)."""
-    with open(_CPUINFO_PATH, encoding="ascii", errors="replace") as cpuinfo:
-        for line in cpuinfo:
-            key, _, value = line.partition(":")
-            if key.strip() == "flags":
-                return frozenset(value.split())
-    return frozenset()
+    return frozenset(_cpuinfo_value("flags").split())
+
+
+def cpu_model() -> str:
+    """The CPU's "model name" from /proc/cpuinfo, e.g. "AMD EPYC 7B13" ("" when not listed)."""
+    check_platform()
+    return _cpuinfo_value("model name")
 
 
 def host_features() -> frozenset[str]:

@@ -1,0 +1,233 @@
+"""softjit's command line: `python -m softjit COMMAND` (the `softjit` console script is the same).
+
+Each handler only gathers arguments, calls the library and prints; the work lives in the library
+(codegen.generate, runtime.prebuilt, runtime.cache, softjit.demo) so tests can share it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+from .codegen import generate, variants
+from .runtime import cache, cpu, kernels, prebuilt, toolchain
+from .runtime.errors import SoftjitError, ToolchainMissingError
+
+ISA_CHOICES = ("auto", *cpu.ISAS)
+
+
+class UsageError(Exception):
+    """A name or combination of options the command cannot serve (exit status 2)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"softjit {args.command}: {error}", file=sys.stderr)
+        return 2
+    except (SoftjitError, ValueError) as error:
+        print(f"softjit {args.command}: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`softjit asm ... | head`); silence the flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="softjit", description="Generated x86-64 AVX2 / AVX-512 exp and softmax kernels.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = commands.add_parser("info", help="host CPU, chosen ISA, cache, toolchain, prebuilt")
+    info.set_defaults(handler=_info)
+
+    demo = commands.add_parser("demo", help="run the kernels for this host once, with a check")
+    demo.set_defaults(handler=_demo)
+
+    asm = commands.add_parser("asm", help="print the emitted assembly of a kernel")
+    asm.add_argument("--isa", choices=ISA_CHOICES, default="auto",
+                     help="the ISA of an op name given to --kernel, or of --algorithm; "
+                          "filters --list (default: auto, the host's best)")
+    which = asm.add_mutually_exclusive_group(required=True)
+    ops = ", ".join(sorted({v.op for v in variants.VARIANTS}))
+    which.add_argument("--kernel", metavar="NAME",
+                       help=f"a registered variant name, or an op name ({ops}) with --isa")
+    which.add_argument("--algorithm", metavar="ALG", help="every pass kernel of a softmax algorithm")
+    which.add_argument("--list", action="store_true", help="list the registered variants")
+    asm.set_defaults(handler=_asm)
+
+    gen = commands.add_parser("generate", help="write generated/: NAME.S, kernels.h, manifest.json")
+    gen.add_argument("--out", type=Path, default=None,
+                     help=f"directory (default: {generate.default_out_dir()})")
+    gen.set_defaults(handler=_generate)
+
+    build = commands.add_parser("build", help="assemble every registered variant ahead of time")
+    build.add_argument("--isa", action="extend", nargs="+", choices=cpu.ISAS,
+                       help="only these ISAs (default: all)")
+    build.add_argument("--out", type=Path, required=True, help="directory for the .so files")
+    build.set_defaults(handler=_build)
+
+    cache_parser = commands.add_parser("cache", help="the cache of built kernels")
+    cache_commands = cache_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cache_commands.add_parser("info", help="directory, entries, size").set_defaults(
+        handler=_cache_info)
+    cache_commands.add_parser("clear", help="remove every cache entry").set_defaults(
+        handler=_cache_clear)
+    return parser
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key + ':':<{width + 1}} {value}")
+
+
+def _info(args) -> int:
+    import cffi
+    import numpy
+
+    from . import __version__
+
+    rows = [("softjit", __version__), ("platform", platform.platform()),
+            ("python", platform.python_version()), ("numpy", numpy.__version__),
+            ("cffi", cffi.__version__)]
+    _print_rows(rows + _cpu_rows() + _toolchain_rows() + _cache_rows())
+    return 0
+
+
+def _cpu_rows() -> list[tuple[str, str]]:
+    try:
+        rows = [("cpu", cpu.cpu_model() or "(no model name)"),
+                ("cpu features", " ".join(sorted(cpu.host_features())) or "(none softjit uses)")]
+    except SoftjitError as error:
+        return [("cpu", str(error))]
+    setting = os.environ.get(cpu.ISA_ENV_VARIABLE)
+    rows.append((cpu.ISA_ENV_VARIABLE, setting if setting is not None else "(unset)"))
+    try:
+        rows.append(("host isas", " ".join(cpu.host_isas()) or "(none)"))
+        rows.append(("chosen isa", cpu.resolve_isa("auto")))
+    except (SoftjitError, ValueError) as error:
+        rows.append(("chosen isa", f"none: {error}"))
+    return rows
+
+
+def _toolchain_rows() -> list[tuple[str, str]]:
+    rows = []
+    for label, find in (("assembler", toolchain.find_assembler),
+                        ("linker", toolchain.find_linker)):
+        try:
+            program = find()
+            rows.append((label, f"{program} ({toolchain.tool_version(program)})"))
+        except ToolchainMissingError:
+            rows.append((label, "not found (install binutils, or use prebuilt kernels)"))
+    return rows
+
+
+def _cache_rows() -> list[tuple[str, str]]:
+    info = cache.cache_info()
+    directory = info["dir"]
+    if info["fallback"]:
+        directory += f" (fallback: {info['configured_dir']} is unusable)"
+    rows = [("cache dir", directory),
+            ("cache entries", f"{info['entries']} ({info['bytes']} bytes)")]
+    if info["problem"]:
+        rows.append(("cache problem", info["problem"]))
+    found = [f"{p['dir']} ({p['count']} kernels)" for p in info["prebuilt"]]
+    rows.append(("prebuilt", "; ".join(found) or "(none)"))
+    return rows
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo()
+
+
+def _asm(args) -> int:
+    if args.list:
+        listed = [v for v in variants.VARIANTS if args.isa in ("auto", v.isa)]
+        width = max(len(v.name) for v in listed)
+        for v in listed:
+            print(f"{v.name:<{width}}  {v.isa:<8} {v.op}")
+        return 0
+    if args.algorithm is not None:
+        return _asm_algorithm(args.algorithm, args.isa)
+    sys.stdout.write(kernels.assembly(_pick_variant(args.kernel, args.isa)))
+    return 0
+
+
+def _asm_algorithm(algorithm: str, isa: str) -> int:
+    import softjit
+
+    assembly = getattr(softjit, "assembly", None)
+    if assembly is None:
+        print("softjit asm: softmax kernels are not available yet in this softjit "
+              "(softjit.assembly is missing); use --kernel NAME, see --list", file=sys.stderr)
+        return 1
+    try:
+        sys.stdout.write(assembly(algorithm, isa=isa))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return 0
+
+
+def _pick_variant(kernel: str, isa: str):
+    """A variant from its full name, or the default variant of an op name for `isa`."""
+    ops = sorted({v.op for v in variants.VARIANTS})
+    if kernel in variants.BY_NAME:
+        variant = variants.BY_NAME[kernel]
+        if isa not in ("auto", variant.isa):
+            raise UsageError(f"kernel {kernel!r} is an {variant.isa} kernel, not {isa}")
+        return variant
+    if kernel not in ops:
+        raise UsageError(f"unknown kernel {kernel!r}; give an op name ({', '.join(ops)}) or one "
+                         f"of the registered variants: {', '.join(variants.BY_NAME)}")
+    if isa == "auto":
+        try:
+            isa = cpu.resolve_isa("auto")
+        except SoftjitError as error:
+            raise UsageError(f"{error}; pass --isa to pick one") from None
+    try:
+        return variants.default(kernel, isa)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _generate(args) -> int:
+    out_dir = args.out if args.out is not None else generate.default_out_dir()
+    changed = generate.write_generated(out_dir)
+    for path in changed:
+        print(f"{'wrote' if path.exists() else 'removed'} {path}")
+    if not changed:
+        print(f"{out_dir}: up to date")
+    return 0
+
+
+def _build(args) -> int:
+    isas = args.isa or cpu.ISAS
+    chosen = [v for v in variants.VARIANTS if v.isa in isas]
+    manifest = prebuilt.build_prebuilt({v.name: kernels.assembly(v) for v in chosen}, args.out)
+    for v in chosen:
+        print(f"built {args.out / (v.name + '.so')} ({v.isa})")
+    print(f"manifest: {manifest}")
+    return 0
+
+
+def _cache_info(args) -> int:
+    _print_rows(_cache_rows())
+    return 0
+
+
+def _cache_clear(args) -> int:
+    removed = cache.cache_clear()
+    print(f"removed {removed} cache entries from {cache.cache_info()['dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""`python -m softjit ...` end to end, in child processes with their own cache directory."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import softjit
+from softjit.__main__ import main
+from softjit.codegen import generate, variants
+from softjit.runtime.kernels import assembly
+
+GENERATED_DIR = Path(__file__).resolve().parents[1] / "generated"
+AVX512_VARIANTS = [v for v in variants.VARIANTS if v.isa == "avx512f"]
+
+
+@pytest.fixture
+def softjit_cli(tmp_path: Path):
+    """Run `python -m softjit ARGS` with an empty cache and none of the user's softjit settings."""
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith("SOFTJIT_")}
+    environment["SOFTJIT_CACHE_DIR"] = str(tmp_path / "cache")
+
+    def run(*args: str, **extra_environment: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "softjit", *args], capture_output=True,
+                              text=True, timeout=120, env={**environment, **extra_environment})
+
+    run.cache_dir = tmp_path / "cache"
+    return run
+
+
+def test_info_names_the_host_the_cache_and_the_toolchain(softjit_cli) -> None:
+    result = softjit_cli("info")
+    assert result.returncode == 0, result.stderr
+    for label in ("cpu features:", "host isas:", "chosen isa:", "assembler:", "linker:",
+                  "prebuilt:", "numpy:", "cffi:", "platform:"):
+        assert label in result.stdout
+    assert f"cache dir:     {softjit_cli.cache_dir}" in result.stdout
+    assert "SOFTJIT_ISA:   (unset)" in result.stdout
+
+
+def test_info_survives_a_missing_toolchain(softjit_cli, tmp_path: Path) -> None:
+    result = softjit_cli("info", SOFTJIT_AS=str(tmp_path / "no-such-as"))
+    assert result.returncode == 0, result.stderr
+    assert "assembler:     not found" in result.stdout
+
+
+def test_info_shows_the_isa_cap(softjit_cli) -> None:
+    result = softjit_cli("info", SOFTJIT_ISA="avx2")
+    assert result.returncode == 0, result.stderr
+    assert "SOFTJIT_ISA:   avx2" in result.stdout
+    assert "chosen isa:    avx2" in result.stdout
+
+
+def test_asm_list_names_every_variant_with_its_isa(softjit_cli) -> None:
+    result = softjit_cli("asm", "--list")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert [(name, isa) for name, isa, _ in rows] == [(v.name, v.isa) for v in variants.VARIANTS]
+
+
+@pytest.mark.parametrize("variant", AVX512_VARIANTS, ids=lambda v: v.name)
+def test_asm_prints_avx512_kernels_on_any_host(softjit_cli, variant) -> None:
+    result = softjit_cli("asm", "--kernel", variant.name)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == assembly(variant)
+
+
+def test_asm_op_name_picks_the_default_variant_of_the_isa(softjit_cli) -> None:
+    result = softjit_cli("asm", "--isa", "avx2", "--kernel", "vexp")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == assembly(variants.default("vexp", "avx2"))
+
+
+def test_asm_unknown_kernel_lists_the_valid_ones(softjit_cli) -> None:
+    result = softjit_cli("asm", "--kernel", "f32_vlog__avx2")
+    assert result.returncode == 2
+    assert "unknown kernel 'f32_vlog__avx2'" in result.stderr
+    for v in variants.VARIANTS:
+        assert v.name in result.stderr
+
+
+def test_asm_kernel_of_another_isa_is_refused(softjit_cli) -> None:
+    avx2_kernel = next(v for v in variants.VARIANTS if v.isa == "avx2")
+    result = softjit_cli("asm", "--isa", "avx512f", "--kernel", avx2_kernel.name)
+    assert result.returncode == 2
+    assert "avx2 kernel" in result.stderr
+
+
+@pytest.mark.skipif(not hasattr(softjit, "assembly"), reason="no softmax kernels yet")
+def test_asm_algorithm_prints_its_pass_kernels(softjit_cli) -> None:
+    result = softjit_cli("asm", "--algorithm", "two-pass", "--isa", "avx512f")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == softjit.assembly("two-pass", isa="avx512f")
+    unknown = softjit_cli("asm", "--algorithm", "one-pass")
+    assert unknown.returncode == 2
+    assert "two-pass" in unknown.stderr
+
+
+def test_asm_algorithm_without_softmax_kernels_says_so(monkeypatch, capsys) -> None:
+    monkeypatch.delattr(softjit, "assembly", raising=False)
+    assert main(["asm", "--algorithm", "two-pass"]) == 1
+    assert "softmax kernels are not available yet" in capsys.readouterr().err
+
+
+def test_generate_writes_the_committed_bytes(softjit_cli, tmp_path: Path) -> None:
+    out = tmp_path / "generated"
+    result = softjit_cli("generate", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(generate.expected_files())
+    for name in written:
+        assert (out / name).read_bytes() == (GENERATED_DIR / name).read_bytes(), name
+    again = softjit_cli("generate", "--out", str(out))
+    assert "up to date" in again.stdout
+
+
+def test_build_makes_prebuilt_objects_that_the_runtime_uses(softjit_cli, tmp_path: Path) -> None:
+    out = tmp_path / "prebuilt"
+    result = softjit_cli("build", "--out", str(out), "--isa", "avx2")
+    assert result.returncode == 0, result.stderr
+    avx2_names = sorted(v.name for v in variants.VARIANTS if v.isa == "avx2")
+    assert sorted(p.stem for p in out.glob("*.so")) == avx2_names
+    assert sorted(json.loads((out / "manifest.json").read_text())) == avx2_names
+
+    source = ("import numpy, softjit\n"
+              "from softjit.codegen.variants import default\n"
+              "from softjit.runtime.cache import last_shared_object\n"
+              "softjit.exp(numpy.zeros(3, numpy.float32), isa='avx2')\n"
+              "print(last_shared_object(default('vexp', 'avx2').name).source)\n")
+    environment = {**os.environ, "SOFTJIT_PREBUILT_DIR": str(out),
+                   "SOFTJIT_CACHE_DIR": str(softjit_cli.cache_dir)}
+    used = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
+                          env=environment, timeout=120)
+    assert used.returncode == 0, used.stderr
+    assert used.stdout.strip() == "prebuilt"
+
+
+def test_cache_info_and_clear(softjit_cli) -> None:
+    empty = softjit_cli("cache", "info")
+    assert empty.returncode == 0, empty.stderr
+    assert f"cache dir:     {softjit_cli.cache_dir}" in empty.stdout
+    assert "cache entries: 0 (0 bytes)" in empty.stdout
+
+    demo = softjit_cli("demo")
+    assert demo.returncode == 0, demo.stderr
+    filled = softjit_cli("cache", "info")
+    assert "cache entries: 0" not in filled.stdout
+
+    cleared = softjit_cli("cache", "clear")
+    assert cleared.returncode == 0, cleared.stderr
+    assert "removed" in cleared.stdout
+    assert "cache entries: 0 (0 bytes)" in softjit_cli("cache", "info").stdout
+
+
+def test_demo_runs_the_host_kernel_and_checks_it(softjit_cli) -> None:
+    result = softjit_cli("demo")
+    assert result.returncode == 0, result.stderr
+    assert "max error vs numpy float64" in result.stdout
+    assert "ns/element" in result.stdout
+    assert "built:" in result.stdout  # a fresh cache, so the kernel was just assembled
+    if hasattr(softjit, "softmax"):
+        assert "softmax(x) for x =" in result.stdout
