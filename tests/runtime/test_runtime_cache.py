@@ -52,13 +52,25 @@ def test_entry_layout_and_modes(cache_dir, make_add_asm) -> None:
     assert stat.S_IMODE(path.stat().st_mode) & 0o022 == 0
 
 
-def test_key_covers_text_and_toolchain(make_add_asm, monkeypatch) -> None:
+def test_key_covers_text_and_version_not_toolchain(make_add_asm, monkeypatch) -> None:
     asm = make_add_asm()
     key = cache.cache_key(asm)
     assert cache.cache_key(asm) == key
     assert cache.cache_key(asm + "\n") != key
-    monkeypatch.setattr(cache, "toolchain_id", lambda: "GNU assembler 9.99 | GNU ld 9.99")
+    monkeypatch.setattr(cache, "softjit_version", lambda: "9.9.9")
     assert cache.cache_key(asm) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(cache, "toolchain_id", lambda: "GNU assembler 9.99 | GNU ld 9.99")
+    assert cache.cache_key(asm) == key
+
+
+def test_cached_kernel_loads_after_the_toolchain_is_gone(monkeypatch, empty_path_dir, make_add_asm,
+                                                        call_add) -> None:
+    asm = make_add_asm(4)
+    built = cache.get_shared_object("adder", asm)
+    monkeypatch.setenv("PATH", str(empty_path_dir))
+    assert cache.get_shared_object("adder", asm) == built
+    assert call_add(built, 2, 3) == 9
 
 
 def test_cache_dir_location(monkeypatch, tmp_path) -> None:
