@@ -126,16 +126,22 @@ def _same_instruction(text: tuple[str, str], dumped: tuple[str, str]) -> bool:
 
 
 def disassemble(asm: str, workdir: Path) -> list[tuple[str, str]]:
-    """Assemble `asm` with `as --64` (which must not complain) and list the object's instructions."""
+    """Assemble `asm` with `as --64` (which must not complain) and list the object's instructions.
+
+    Kernels are self-contained leaves, so the object may not refer to any symbol it does not
+    define (a misspelt local label would otherwise only fail when the .so is loaded).
+    """
     source, obj = workdir / "kernel.S", workdir / "kernel.o"
     source.write_text(asm, encoding="utf-8")
     environment = {**os.environ, "LC_ALL": "C"}
     assembled = subprocess.run(["as", "--64", "-o", str(obj), str(source)],
                                capture_output=True, text=True, env=environment)
     assert assembled.returncode == 0 and not assembled.stderr, f"as --64 {source}: {assembled.stderr}"
-    dumped = subprocess.run(["objdump", "-d", "-M", "intel", "--no-show-raw-insn", str(obj)],
-                            capture_output=True, text=True, check=True, env=environment)
-    return objdump_instructions(dumped.stdout)
+    dumped = subprocess.run(["objdump", "-t", "-d", "-M", "intel", "--no-show-raw-insn", str(obj)],
+                            capture_output=True, text=True, check=True, env=environment).stdout
+    undefined = [line.split()[-1] for line in dumped.splitlines() if "*UND*" in line]
+    assert not undefined, f"the object refers to symbols it does not define: {undefined}"
+    return objdump_instructions(dumped)
 
 
 def mismatch(written: list[tuple[str, str]], dumped: list[tuple[str, str]]) -> str | None:
@@ -203,3 +209,8 @@ def test_checker_maps_aliases_and_skips_padding(tmp_path: Path) -> None:
 def test_checker_catches_a_changed_instruction(before: str, after: str, tmp_path: Path) -> None:
     edited = _TWO_FUNCTIONS.replace(before, after)
     assert mismatch(text_instructions(_TWO_FUNCTIONS), disassemble(edited, tmp_path)) is not None
+
+
+def test_checker_catches_an_undefined_symbol(tmp_path: Path) -> None:
+    with pytest.raises(AssertionError, match=r"\.Lmissing"):
+        disassemble(_TWO_FUNCTIONS.replace("jz .Ldone", "jz .Lmissing"), tmp_path)
