@@ -11,6 +11,7 @@ import platform
 import sys
 from pathlib import Path
 
+from .bench import cli as bench_cli
 from .codegen import generate, variants
 from .runtime import cache, cpu, kernels, prebuilt, toolchain
 from .runtime.errors import SoftjitError, ToolchainMissingError
@@ -78,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
         handler=_cache_info)
     cache_commands.add_parser("clear", help="remove every cache entry").set_defaults(
         handler=_cache_clear)
+
+    # bench/ (softjit.bench) owns these two commands' options and handlers
+    bench = commands.add_parser("bench", help="the paper's experiment on this host (or --sweep)")
+    bench_cli.add_bench_arguments(bench)
+    bench.set_defaults(handler=bench_cli.run_bench)
+    tune = commands.add_parser("tune", help="measure and store the per-host choice table used "
+                                            "by \"auto\"")
+    bench_cli.add_tune_arguments(tune)
+    tune.set_defaults(handler=bench_cli.run_tune)
     return parser
 
 

@@ -1,0 +1,132 @@
+"""Arguments and handlers of `softjit bench` and `softjit tune` (also `python -m softjit.bench`).
+
+This module only imports argparse-level things at import time: softjit's own command line builds
+its parser from here on every start, and the benchmark machinery loads only when it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", metavar="LIST",
+                        help="row lengths, comma-separated (1e3, 3e7, 64M; ROWSxN for a batch); "
+                             "default 1e3,3e3,...,3e7,64M,4096x1000")
+    parser.add_argument("--algorithms", metavar="LIST",
+                        help="softjit algorithms (two-pass, three-pass-reload, "
+                             "three-pass-recompute; all / none); default all")
+    parser.add_argument("--isas", metavar="LIST",
+                        help="ISAs (avx512f, avx2); those the host lacks are listed as not "
+                             "runnable; default all")
+    parser.add_argument("--peers", metavar="LIST",
+                        help="numpy, scipy, torch, torch-out, onnxruntime, litert (all / none); "
+                             "missing ones are listed as not installed; default all")
+    parser.add_argument("--repeats", type=int, metavar="N",
+                        help="most interleaved rounds per size (default 15; big rows get fewer "
+                             "within --budget, never fewer than 3)")
+    parser.add_argument("--budget", type=float, default=25.0, metavar="SECONDS",
+                        help="time budget per size that limits the rounds (default 25)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="write table.txt, results.csv, results.json and throughput.png here")
+    parser.add_argument("--plot", type=Path, metavar="FILE",
+                        help="the throughput plot (PNG; default DIR/throughput.png with --out)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer sizes and rounds: a look in about a minute")
+    parser.add_argument("--cpu", type=int, metavar="K",
+                        help="the CPU to pin to (default: the highest-numbered allowed one)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    sweep = parser.add_argument_group("parameter sweep (instead of the suite)")
+    sweep.add_argument("--sweep", action="store_true",
+                       help="time Softmax variants over a grid of kernel parameters on the host "
+                            "ISA and report the best per algorithm and size class")
+    sweep.add_argument("--sweep-grid", choices=("quick", "full"), default="full")
+    sweep.add_argument("--sweep-isa", metavar="ISA", help="default: the host's best")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.sweep:
+        return _run_sweep(args)
+    from . import report
+    from .suite import Config, run_suite
+
+    config = Config.from_options(sizes=args.sizes, algorithms=args.algorithms, isas=args.isas,
+                                 peers=args.peers, repeats=args.repeats, quick=args.quick,
+                                 budget_s=args.budget, cpu=args.cpu,
+                                 progress=not args.no_progress, argv=list(sys.argv))
+    document = report.derive(run_suite(config))
+    sys.stdout.write(report.format_report(document))
+    written = report.write_all(document, args.out, args.plot)
+    for kind, path in written.items():
+        if path is None:
+            print(f"{kind}: not written (matplotlib is not installed: pip install matplotlib)")
+        else:
+            print(f"{kind}: {path}")
+    return 0
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from ..codegen import variants
+    from .suite import parse_names
+    from .sweep import format_sweep, run_sweep, size_classes
+
+    algorithms = parse_names(args.algorithms, variants.ALGORITHMS, "algorithm")
+    classes = None
+    if args.sizes:
+        from .suite import parse_sizes
+
+        lengths = [c.n for c in parse_sizes(args.sizes) if c.rows == 1]
+        classes = size_classes([n for n in lengths if n < 4_000_000],
+                               [n for n in lengths if n >= 4_000_000])
+    result = run_sweep(isa=args.sweep_isa, algorithms=algorithms, grid_name=args.sweep_grid,
+                       classes=classes, cpu_index=args.cpu, progress=not args.no_progress,
+                       **({"final_rounds": args.repeats} if args.repeats else {}))
+    text = format_sweep(result)
+    sys.stdout.write(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "sweep.txt").write_text(text, encoding="utf-8")
+        (args.out / "sweep.json").write_text(json.dumps(result, indent=1) + "\n",
+                                             encoding="utf-8")
+        print(f"sweep: {args.out / 'sweep.txt'}, {args.out / 'sweep.json'}")
+    return 0
+
+
+def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--isas", metavar="LIST", help="ISAs to tune (default: every host ISA)")
+    parser.add_argument("--sizes", metavar="LIST",
+                        help="the ladder of row lengths (default 1e3,3e3,...,1e7,16M)")
+    parser.add_argument("--repeats", type=int, default=9, metavar="N",
+                        help="most interleaved rounds per length (default 9)")
+    parser.add_argument("--cpu", type=int, metavar="K", help="the CPU to pin to")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="measure and print the table without storing it")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from ..runtime import cpu
+    from .suite import parse_names
+    from .tune import LADDER, format_tables, run_tune as tune
+
+    isas = parse_names(args.isas, cpu.ISAS, "isa") if args.isas else None
+    summary = tune(isas=isas, sizes=args.sizes or LADDER, repeats=args.repeats,
+                   cpu_index=args.cpu, progress=not args.no_progress, save=not args.dry_run)
+    print(format_tables(summary))
+    return 0
+
+
+def main(argv: list | None = None) -> int:
+    """`python -m softjit.bench [bench options]` and `python -m softjit.bench tune [...]`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["tune"]:
+        parser = argparse.ArgumentParser(prog="python -m softjit.bench tune",
+                                         description="measure and store the choice table")
+        add_tune_arguments(parser)
+        return run_tune(parser.parse_args(argv[1:]))
+    parser = argparse.ArgumentParser(prog="python -m softjit.bench",
+                                     description="the Two-Pass Softmax paper's benchmark")
+    add_bench_arguments(parser)
+    return run_bench(parser.parse_args(argv))

@@ -1,0 +1,324 @@
+"""softjit.bench: the bandwidth probes compute what they claim, the suite runs end to end and
+writes its files, missing or failing peers do not stop it, tune stores a table load_table reads.
+No timing is asserted: these run with tiny sizes and one round."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from softjit.bench import candidates, peers, report, suite, sweep, tune
+from softjit.bench.cli import main as bench_main
+from softjit.codegen import variants
+from softjit.codegen.kernels import bandwidth
+from softjit.runtime import cpu, kernels, tuning
+
+try:
+    from softjit.codegen import emulate
+except ImportError:  # pragma: no cover - the emulator ships with softjit
+    emulate = None
+
+HOST_ISAS = cpu.host_isas()
+needs_avx2 = pytest.mark.skipif("avx2" not in HOST_ISAS, reason="the host cannot run AVX2 kernels")
+LENGTHS = (0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200, 1001)
+OFFSETS = (0, 1, 3, 5)  # elements past a 64-byte boundary
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOFTJIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SOFTJIT_ISA", raising=False)
+    # the suite pins the process to one CPU; give the test process its CPUs back afterwards
+    allowed = os.sched_getaffinity(0)
+    yield
+    os.sched_setaffinity(0, allowed)
+
+
+def aligned_slice(n: int, offset: int, fill: float) -> np.ndarray:
+    """n float32s starting `offset` elements past a 64-byte boundary, inside a filled block."""
+    block = np.full(n + offset + 64, fill, np.float32)
+    start = (-(block.ctypes.data // 4)) % 16 + offset
+    return block[start:start + n]
+
+
+def small_integers(n: int, seed: int) -> np.ndarray:
+    """Values whose float32 sum is exact in any order."""
+    return np.random.default_rng(seed).integers(-50, 50, n).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- probes
+def run_probe(probe, *arrays_and_ints):
+    """Call a probe natively (AVX2 host) or in the emulator, which also faults on any access
+    outside the arrays and on a misaligned VMOVNTPS."""
+    if probe.isa in HOST_ISAS:
+        b = kernels.buffer_function()
+        kernels.function(probe)(*(b(a) if isinstance(a, np.ndarray) else a
+                                  for a in arrays_and_ints))
+        return
+    if emulate is None:
+        pytest.skip(f"{probe.isa} cannot run here and the emulator is missing")
+    machine = emulate.Machine(kernels.assembly(probe))
+    mapped = []
+    try:
+        call = []
+        for a in arrays_and_ints:
+            if isinstance(a, np.ndarray):
+                address = machine.map(a)
+                mapped.append(address)
+                call.append(address)
+            else:
+                call.append(a)
+        machine.call(probe.name, *call)
+    finally:
+        for address in mapped:
+            machine.unmap(address)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512f"])
+def test_stream_read_sums_every_length_and_alignment(isa):
+    probe = bandwidth.StreamRead(isa)
+    lengths = LENGTHS if isa in HOST_ISAS else (0, 1, 17, 129, 300)
+    for n in lengths:
+        for offset in OFFSETS:
+            x = aligned_slice(n, offset, 0.0)
+            x[...] = small_integers(n, n + offset)
+            out = np.full(1, 12345.0, np.float32)
+            run_probe(probe, x, n, out)
+            assert out[0] == x.sum(dtype=np.float64), (isa, n, offset)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512f"])
+@pytest.mark.parametrize("nontemporal", [False, True])
+def test_stream_copy_copies_exactly_the_row(isa, nontemporal):
+    probe = bandwidth.StreamCopy(isa, nontemporal=nontemporal)
+    lengths = LENGTHS if isa in HOST_ISAS else (0, 1, 17, 129, 300)
+    for n in lengths:
+        for x_offset, y_offset in ((0, 0), (1, 3), (5, 0), (0, 7)):
+            x = aligned_slice(n, x_offset, 0.0)
+            x[...] = small_integers(n, n)
+            block = np.full(n + 48, -7.0, np.float32)
+            start = (-(block.ctypes.data // 4)) % 16 + y_offset
+            y = block[start:start + n]
+            run_probe(probe, x, y, n)
+            assert np.array_equal(y, x), (isa, n, x_offset, y_offset)
+            untouched = np.ones(block.shape, bool)
+            untouched[start:start + n] = False
+            assert np.all(block[untouched] == -7.0), "wrote outside y"
+
+
+@needs_avx2
+def test_rows_drivers_walk_rows_and_repeat_one_row():
+    b = kernels.buffer_function()
+    read, copy, _ = bandwidth.probes("avx2")
+    x = small_integers(5 * 40, 3).reshape(5, 40)
+    sums = np.zeros(5, np.float32)
+    kernels.function(read, read.driver_symbol)(b(x), b(sums), 37, 5, 160, 4)
+    assert np.array_equal(sums, x[:, :37].sum(axis=1))
+    y = np.zeros((5, 40), np.float32)
+    kernels.function(copy, copy.driver_symbol)(b(x), b(y), 40, 5, 160, 160)
+    assert np.array_equal(y, x)
+    y[...] = 0
+    kernels.function(copy, copy.driver_symbol)(b(x), b(y), 40, 1000, 0, 0)  # the same row again
+    assert np.array_equal(y[0], x[0]) and not y[1:].any()
+
+
+def test_probe_names_encode_their_parameters():
+    names = [p.name for p in bandwidth.probes("avx2")]
+    assert names == ["f32_stream_read__avx2_u64_acc4", "f32_stream_copy__avx2_u64",
+                     "f32_stream_copy__avx2_u64_nt"]
+    assert bandwidth.StreamRead("avx512f", 4, 2).name == "f32_stream_read__avx512f_u64_acc2"
+    assert all(p.driver_symbol == p.name + "_rows" for p in bandwidth.probes("avx512f"))
+
+
+# ------------------------------------------------------------------------------ suite
+def test_sizes_parse_as_the_paper_writes_them():
+    cases = suite.parse_sizes("1e3, 3e3 64M 4096x1000 1234")
+    assert [(c.rows, c.n) for c in cases] == [(1, 1000), (1, 3000), (1, 64_000_000),
+                                              (4096, 1000), (1, 1234)]
+    assert [c.label for c in cases] == ["1e3", "3e3", "64M", "4096x1e3", "1234"]
+    for bad in ("", "1.5", "abc", "0"):
+        with pytest.raises(ValueError):
+            suite.parse_sizes(bad)
+    with pytest.raises(ValueError, match="unknown peer"):
+        suite.Config.from_options(peers="numpy,nonesuch")
+
+
+@needs_avx2
+def test_suite_runs_end_to_end_and_writes_its_files(tmp_path, capsys):
+    out = tmp_path / "results"
+    status = bench_main(["--sizes", "1000,3x100", "--repeats", "1", "--peers", "numpy",
+                         "--out", str(out), "--no-progress", "--budget", "1"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "bound 2R+1W avx2 (read + copy)" in printed and "GB/s (8 B/element)" in printed
+    for name in ("table.txt", "results.csv", "results.json"):
+        assert (out / name).stat().st_size > 0
+    document = json.loads((out / "results.json").read_text())
+    meta = document["meta"]
+    assert meta["pinned_cpu"] in os.sched_getaffinity(0) | {meta["pinned_cpu"]}
+    for field in ("cpu_model", "host_isas", "date", "softjit", "numpy", "peers", "repeats"):
+        assert field in meta
+    assert [c["label"] for c in document["cases"]] == ["1e3", "3x100"]
+    for case in document["cases"]:
+        by_key = {e["key"]: e for e in case["candidates"]}
+        for algorithm in variants.ALGORITHMS:
+            entry = by_key[f"softjit/{algorithm}/avx2"]
+            assert entry["status"] == "ok" and entry["check"] == "ok"
+            assert entry["median_ns"] > 0 and len(entry["samples_ns"]) == 1
+            assert entry["gbps"] > 0 and entry["pct_bound"] > 0
+            avx512 = by_key[f"softjit/{algorithm}/avx512f"]
+            if "avx512f" not in HOST_ISAS:
+                assert avx512["status"] == candidates.NOT_RUNNABLE and avx512["median_ns"] is None
+        assert by_key["peer/numpy"]["check"] == "ok"
+        assert by_key["softjit/auto"]["status"] == "ok"
+        assert case["bound_ns"]["avx2"] > 0 and case["bound_nt_ns"]["avx2"] > 0
+        three_pass = [by_key[f"softjit/{a}/avx2"]["vs_best_three_pass"]
+                      for a in ("three-pass-reload", "three-pass-recompute")]
+        assert max(three_pass) == pytest.approx(1.0)
+    with open(out / "results.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert set(report.CSV_FIELDS) <= set(rows[0])
+    assert {r["case"] for r in rows} == {"1e3", "3x100"}
+
+
+@needs_avx2
+def test_suite_draws_the_throughput_plot(tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot needs matplotlib (pip install matplotlib)")
+    plot = tmp_path / "figure.png"
+    status = bench_main(["--sizes", "1000,2000", "--repeats", "1", "--peers", "none",
+                         "--algorithms", "two-pass", "--plot", str(plot), "--no-progress"])
+    assert status == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_avx2
+def test_missing_and_failing_peers_are_reported_not_fatal(monkeypatch):
+    def broken(x):
+        raise RuntimeError("no softmax today")
+
+    fake = {"ghost": peers.Peer("ghost", "ghost softmax", ("no_such_module_for_softjit",),
+                                broken),
+            "broken": peers.Peer("broken", "broken softmax", ("numpy",), broken)}
+    monkeypatch.setattr(peers, "BY_KEY", {**peers.BY_KEY, **fake})
+    config = suite.Config(cases=suite.parse_sizes("500"), algorithms=("two-pass",),
+                          isas=("avx2",), peers=("ghost", "broken"), repeats=1, budget_s=1,
+                          progress=False)
+    document = report.derive(suite.run_suite(config))
+    by_key = {e["key"]: e for e in document["cases"][0]["candidates"]}
+    assert by_key["peer/ghost"]["status"] == peers.NOT_INSTALLED
+    assert by_key["peer/broken"]["status"].startswith("failed: RuntimeError: no softmax today")
+    assert by_key["softjit/two-pass/avx2"]["status"] == "ok"
+    text = report.format_report(document)
+    assert "not installed" in text and "failed: RuntimeError" in text
+
+
+def test_report_flags_wrong_outputs_and_counts_eight_bytes_per_element():
+    case = {"label": "1e3", "n": 1000, "rows": 1, "elements": 1000, "out_of_cache": False,
+            "rounds": 1, "candidates": [
+                {"key": "probe/read/avx2", "label": "r", "family": "probe", "algorithm": "read",
+                 "isa": "avx2", "status": "ok", "median_ns": 100.0, "check": "unchecked"},
+                {"key": "probe/copy/avx2", "label": "c", "family": "probe", "algorithm": "copy",
+                 "isa": "avx2", "status": "ok", "median_ns": 300.0, "check": "unchecked"},
+                {"key": "softjit/three-pass-reload/avx2", "label": "3p", "family": "softjit",
+                 "algorithm": "three-pass-reload", "isa": "avx2", "status": "ok",
+                 "median_ns": 800.0, "check": "ok"},
+                {"key": "softjit/two-pass/avx2", "label": "2p", "family": "softjit",
+                 "algorithm": "two-pass", "isa": "avx2", "status": "ok", "median_ns": 500.0,
+                 "check": "ok"},
+                {"key": "peer/x", "label": "x", "family": "peer", "algorithm": "x", "isa": None,
+                 "status": "ok", "median_ns": 400.0, "check": "wrong", "max_abs_error": 0.5}]}
+    document = report.derive({"meta": {"host_isas": ["avx2"]}, "cases": [case]})
+    two_pass = document["cases"][0]["candidates"][3]
+    assert two_pass["gbps"] == pytest.approx(8 * 1000 / 500)
+    assert two_pass["pct_bound"] == pytest.approx(100 * 400 / 500)
+    assert two_pass["vs_best_three_pass"] == pytest.approx(800 / 500)
+    assert document["cases"][0]["candidates"][4]["gbps"] is None
+    assert "WRONG OUTPUT" in report.format_case(document["cases"][0])
+
+
+# ------------------------------------------------------------------------------- tune
+def test_compress_merges_runs_and_ends_unbounded():
+    winners = [(1000, "a"), (3000, "a"), (10_000, "b"), (30_000, "b"), (100_000, "a")]
+    assert tuning.compress(winners) == ((5477.0, "a"), (54772.0, "b"), (math.inf, "a"))
+    assert tuning.compress([(5, "x")]) == ((math.inf, "x"),)
+
+
+def test_pick_winners_keeps_the_previous_choice_within_noise():
+    times = {1000: {"a": 100.0, "b": 120.0}, 2000: {"a": 201.0, "b": 200.0},
+             4000: {"a": 500.0, "b": 400.0}}
+    assert tune.pick_winners(times) == [(1000, "a"), (2000, "a"), (4000, "b")]
+
+
+@needs_avx2
+def test_tune_stores_a_private_table_that_load_table_reads(tmp_path):
+    summary = tune.run_tune(isas=("avx2",), sizes="1000,3000", repeats=1, budget_s=0.5,
+                            sample_ms=0.2, progress=False)
+    path = summary["path"]
+    assert path == tmp_path / "cache" / tuning.FILE_NAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".tuning-")]
+    table = tuning.load_table("avx2")
+    assert table == summary["tables"]["avx2"]
+    assert table[-1][0] == math.inf and all(a in variants.ALGORITHMS for _, a in table)
+    assert tuning.load_table("avx512f") is None  # not tuned
+    assert tuning.cached_table("avx2") == table
+    assert "table:" in tune.format_tables(summary)
+
+
+def _rewrite(path, change):
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+
+
+def test_load_table_refuses_other_versions_cpus_kernels_and_garbage(tmp_path):
+    assert tuning.load_table("avx2") is None  # no file yet
+    table = ((2000.0, "three-pass-reload"), (math.inf, "two-pass"))
+    path = tuning.save_tables({"avx2": table})
+    assert tuning.load_table("avx2") == table
+    for change in (lambda d: d.update(softjit="0.0.0-other"),
+                   lambda d: d["cpu"].update(model="Some Other CPU"),
+                   lambda d: d["kernels"]["avx2"].update({"two-pass": "f32_softmax_old"}),
+                   lambda d: d.update(format=999),
+                   lambda d: d["tables"].update(avx2=[[100, "no-such-algorithm"], [None, "two-pass"]]),
+                   lambda d: d["tables"].update(avx2=[[100, "two-pass"]])):
+        tuning.save_tables({"avx2": table})
+        _rewrite(path, change)
+        assert tuning.load_table("avx2") is None
+    path.write_text("{not json")
+    assert tuning.load_table("avx2") is None
+    with pytest.raises(ValueError, match="last entry"):
+        tuning.save_tables({"avx2": ((10.0, "two-pass"),)})
+
+
+# ------------------------------------------------------------------------------ sweep
+@needs_avx2
+def test_sweep_ranks_buildable_variants_and_skips_register_overflow(monkeypatch):
+    monkeypatch.setitem(sweep.GRIDS, "tiny", {"avx2": ((1, 8), (1,), (2,), (0,))})
+    result = sweep.run_sweep(isa="avx2", algorithms=("two-pass",), grid_name="tiny",
+                             classes=sweep.size_classes((500, 1000), ()), first_rounds=1,
+                             final_rounds=1, finalists=1, sample_ms=0.2, progress=False)
+    (entry,) = result["classes"]
+    (ranked,) = entry["algorithms"]
+    assert ranked["tried"] == 1 and ranked["skipped_register_budget"] == 1  # u64 does not fit
+    names = [r["name"] for r in ranked["ranking"]]
+    assert variants.softmax_variant("two-pass", "avx2").name in names  # the registered one
+    assert min(r["score"] for r in ranked["ranking"]) == pytest.approx(1.0)
+    assert "registered" in sweep.format_sweep(result)
+
+
+# -------------------------------------------------------------------------- commands
+def test_bench_and_tune_commands_are_wired(tmp_path):
+    for module, command in (("softjit", ["bench"]), ("softjit", ["tune"]),
+                            ("softjit.bench", []), ("softjit.bench", ["tune"])):
+        result = subprocess.run([sys.executable, "-m", module, *command, "--help"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "--repeats" in result.stdout
