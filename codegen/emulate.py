@@ -25,13 +25,17 @@ VMOVAPS and VMOVNTPS with a misaligned memory operand raise EmulatedFault (#GP o
 Arithmetic is bit-exact IEEE-754 as the hardware computes it with the default MXCSR (round to
 nearest even, no FTZ/DAZ, exceptions masked): float32 add/sub/mul/div are numpy float32 ops,
 and NaN results are then rewritten by the x86 rules (the first NaN source in operand order,
-quieted; the "real indefinite" default NaN for invalid operations). Fused multiply-add rounds
-once: for float32 the exact product a*b (float64) is added to c in float64 rounded to odd (the
-RN sum stepped one ulp toward the TwoSum error term when inexact and even), then rounded to
-float32; rounding to odd at 53 >= 24 + 2 bits makes the double rounding innocuous. Float64 FMA
-(used only in accumulation folds) is computed exactly with fractions.Fraction per lane and
-rounded once by CPython's correctly rounded int/int division; non-finite inputs and exact zero
-results take numpy's a*b + c, which is exact in those cases.
+quieted; the "real indefinite" default NaN for invalid operations; for FMA the first NaN of
+the multiplicands then the addend, as measured on hardware). Fused multiply-add rounds once:
+for float32 the exact product a*b (float64) is added to c in float64 rounded to odd (the RN sum
+stepped one ulp toward the TwoSum error term when inexact and even), then rounded to float32;
+rounding to odd at 53 >= 24 + 2 bits makes the double rounding innocuous (the odd rounding is
+only needed, and only done, when the RN sum sits exactly on a float32 midpoint or below 2^-126).
+Float64 FMA (used only in accumulation folds) is computed exactly with fractions.Fraction per
+lane and rounded once by CPython's correctly rounded int/int division; non-finite inputs and
+exact zero results take numpy's a*b + c, which is exact in those cases. VSCALEFPS is a float64
+ldexp (exact for float32 inputs with the exponent clamped to +-400) rounded once to float32,
+with the SDM's special cases for infinite and NaN operands.
 
 Registers: 16 general-purpose registers (Python ints), 32 vector registers (one numpy uint32
 array of 32 x 16 lanes, viewed as float32 / uint64 / float64 as needed), 8 mask registers and
@@ -392,12 +396,15 @@ def _expand_rept(lines: list) -> list:
 # float helpers (all take and return unsigned bit-pattern arrays)
 
 
+_count = np.count_nonzero  # much cheaper than ndarray.any() on 16 lanes
+
+
 def _nanfix(r, srcs, eb):
     """x86 NaN results: the first NaN among srcs (operand order), quieted; else the default
     NaN (real indefinite) for an invalid operation. r is a fresh, writable result."""
     f = _F[eb]
     bad = np.isnan(r.view(f))
-    if not bad.any():
+    if not _count(bad):
         return r
     out = np.full(r.shape, _DEFAULT_NAN[eb], dtype=r.dtype)
     q = _QUIET[eb]
@@ -410,7 +417,7 @@ def _nanfix(r, srcs, eb):
 def _quiet_nans(r, src, eb):
     """NaN lanes of src come out as src quieted (rounding, conversions to the same width)."""
     nan = np.isnan(src.view(_F[eb]))
-    if nan.any():
+    if _count(nan):
         r = np.array(r, copy=True)
         np.copyto(r, src | _QUIET[eb], where=nan)
     return r
@@ -449,18 +456,35 @@ def _round_to_odd_sum(p, c):
     bb = s - p
     err = (p - (s - bb)) + (c - bb)
     fix = (err != 0) & ((s.view(np.uint64) & np.uint64(1)) == 0) & np.isfinite(s)
-    if fix.any():
+    if _count(fix):
         s = np.where(fix, np.nextafter(s, np.copysign(np.inf, err)), s)
     return s
 
 
 def _fma32(x, y, z, negate):
-    """round_float32(+-(x*y) + z) with one rounding; x, y, z uint32 bit arrays."""
-    p = x.view(np.float32).astype(np.float64) * y.view(np.float32).astype(np.float64)  # exact
+    """round_float32(+-(x*y) + z) with one rounding; x, y, z uint32 bit arrays.
+
+    The product is exact in float64. s = RN64(p + z) then rounds to the same float32 as the
+    exact sum unless s is exactly a float32 rounding boundary (a midpoint: no float64 number
+    lies strictly between the exact sum and s, and every float32 midpoint is one), or lies in
+    the float32 subnormal range (other midpoints). Only then is the sum redone rounded to odd."""
+    p = x.view(np.float32).astype(np.float64)
+    p *= y.view(np.float32)
     if negate:
-        p = -p
-    s = _round_to_odd_sum(p, z.view(np.float32).astype(np.float64))
+        np.negative(p, out=p)
+    c = z.view(np.float32).astype(np.float64)
+    s = p + c
+    sb = s.view(np.uint64)
+    suspect = (sb & _LOW29) == _MID29
+    suspect |= (sb & _EXP64) < _TINY32
+    if _count(suspect):
+        s = _round_to_odd_sum(p, c)
     return s.astype(np.float32).view(np.uint32)
+
+
+_LOW29, _MID29 = np.uint64((1 << 29) - 1), np.uint64(1 << 28)
+_EXP64 = np.uint64(0x7FF0_0000_0000_0000)
+_TINY32 = np.uint64((1023 - 126) << 52)  # |s| < 2^-126 (zeros included)
 
 
 def _fma64(x, y, z, negate):
@@ -486,17 +510,17 @@ def _fma64(x, y, z, negate):
 
 
 def _fma(eb, order, negate):
-    """vfmadd{order}: operands (dst, src2, src3); NaN priority follows operand order."""
+    """vfmadd{order}: operands (dst, src2, src3) -> a*b + c with, per order, 132: (dst, src3,
+    src2), 213: (src2, dst, src3), 231: (src2, src3, dst). A NaN result is the first NaN of
+    (a, b, c), quieted, sign kept (vfnmadd does not negate it): measured on hardware, see
+    test_single_instructions_match_the_cpu."""
     core = _fma32 if eb == 32 else _fma64
+    roles = {"132": (0, 2, 1), "213": (1, 0, 2), "231": (1, 2, 0)}[order]
 
     def compute(d, s2, s3):
-        if order == "132":
-            r = core(d, s3, s2, negate)
-        elif order == "213":
-            r = core(s2, d, s3, negate)
-        else:
-            r = core(s2, s3, d, negate)
-        return _nanfix(r, (d, s2, s3), eb)
+        ops = (d, s2, s3)
+        a, b, c = (ops[i] for i in roles)
+        return _nanfix(core(a, b, c, negate), (a, b, c), eb)
     return compute
 
 
@@ -506,14 +530,17 @@ def _scalef(eb):
 
     def compute(a, b):
         af, bf = a.view(f), b.view(f)
-        bf64 = bf.astype(np.float64)
-        k = np.floor(np.where(np.isnan(bf64), 0.0, bf64))
-        k = np.clip(k, -limit, limit).astype(np.int64)
-        # exact in float64 (|k| <= 400 keeps float32 values normal); one rounding to the width
-        r = np.ldexp(af.astype(np.float64), k).astype(f).view(a.dtype)
-        r = np.array(np.broadcast_to(r, np.broadcast_shapes(a.shape, b.shape)))
-        invalid = ((af == 0) & (bf == np.inf)) | (np.isinf(af) & (bf == -np.inf))
-        np.copyto(r, _DEFAULT_NAN[eb], where=invalid)
+        # floor(b) clamped (NaN becomes the limit: fmin/fmax skip NaN; fixed below)
+        k = np.fmax(np.fmin(np.floor(bf), limit), -limit).astype(np.int32)
+        # a * 2^k is exact in float64 for float32 a (|k| <= 400); then one rounding to the width
+        if eb == 32:
+            r = np.ldexp(af.astype(np.float64), k).astype(f).view(a.dtype)
+        else:
+            r = np.ldexp(af, k).view(a.dtype)
+        if _count(~np.isfinite(bf)):  # b = +-inf: 0*inf, inf*0 are invalid; NaN in b or a
+            invalid = ((af == 0) & (bf == np.inf)) | (np.isinf(af) & (bf == -np.inf))
+            invalid |= np.isnan(af) | np.isnan(bf)
+            np.copyto(r, _DEFAULT_NAN[eb], where=invalid)
         return _nanfix(r, (a, b), eb)
     return compute
 
@@ -563,7 +590,7 @@ _CMP = {
 def _cvtps2pd(a):
     d = a.view(np.float32).astype(np.float64).view(np.uint64)
     nan = np.isnan(a.view(np.float32))
-    if nan.any():
+    if _count(nan):
         w = a.astype(np.uint64)
         q = ((w & np.uint64(0x8000_0000)) << np.uint64(32)) | np.uint64(0x7FF8_0000_0000_0000) \
             | ((w & np.uint64(0x3F_FFFF)) << np.uint64(29))
@@ -574,7 +601,7 @@ def _cvtps2pd(a):
 def _cvtpd2ps(a):
     r = a.view(np.float64).astype(np.float32).view(np.uint32)
     nan = np.isnan(a.view(np.float64))
-    if nan.any():
+    if _count(nan):
         q = (((a >> np.uint64(32)) & np.uint64(0x8000_0000)) | np.uint64(0x7FC0_0000)
              | ((a >> np.uint64(29)) & np.uint64(0x3F_FFFF))).astype(np.uint32)
         r = np.where(nan, q, r)
@@ -651,7 +678,6 @@ class Machine:
         self._starts: list = []
         self._next_map = MAP_BASE
         # program
-        self._lines: list = []
         self._labels: dict = {}  # name -> ("text", index) or ("data", address)
         self.globals: set = set()
         self._ins: list = []
@@ -858,7 +884,7 @@ class Machine:
                 near.append(f"runs {addr + size - r.end} bytes past the end of {r.name} "
                             f"[0x{r.start:X}, 0x{r.end:X})")
             else:
-                near.append(f"starts {addr - r.end} bytes after the end of {r.name} "
+                near.append(f"starts {addr - r.end} bytes past the end of {r.name} "
                             f"[0x{r.start:X}, 0x{r.end:X})")
         if i + 1 < len(self._regions):
             r = self._regions[i + 1]
@@ -1224,10 +1250,10 @@ class Machine:
             return write
         raise _DecodeError(f"expected a vector register or memory destination, got {op.text!r}")
 
-    def _vec_dest(self, ins, i=0, what="destination"):
-        op = ins.ops[i]
-        if op.kind != "vec":
-            raise _DecodeError(f"the {what} must be a vector register, got {op.text!r}")
+    def _vec_dest(self, ins):
+        op = ins.ops[0] if ins.ops else None
+        if op is None or op.kind != "vec":
+            raise _DecodeError(f"the destination of {ins.mnemonic} must be a vector register")
         return op
 
     def _nops(self, ins, *counts):
@@ -1447,7 +1473,14 @@ def _h_vcvtps2pd(self, ins):
     self._nops(ins, 2)
     d = self._vec_dest(ins)
     W = d.bits
-    g = self._src(ins.ops[1], W // 2, 32, allow_bcst=True)
+    s = ins.ops[1]
+    if s.kind == "vec" and W == 128:  # vcvtps2pd xmm, xmm reads the low two lanes
+        if s.bits != 128 or s.mask is not None:
+            raise _DecodeError("vcvtps2pd xmm takes an xmm source")
+        low = self.vu[s.num, :2]
+        g = lambda lanes=None: low  # noqa: E731
+    else:
+        g = self._src(s, W // 2, 32)
     write = self._writer(d, W, 64)
     lanes_fn = self._lanes_fn(d, W // 64)
     return _ew_closure([g], _cvtps2pd, write, lanes_fn)
