@@ -50,16 +50,28 @@ def row_lengths(algorithm: str, isa: str) -> range:
     return range(0, 2 * unroll_elements(concrete(algorithm, isa), isa) + 2)
 
 
+def say(config, line: str) -> None:
+    """Write a line to the terminal past pytest's output capture (for the measured errors)."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is None:
+        return
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+    else:
+        reporter.write_line(line)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def report_max_errors(request):
     """Print the largest relative error seen per algorithm x ISA at the end of the module."""
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and MAX_ERRORS:
-        reporter.write_line("")
-        reporter.write_line("softmax: largest relative error seen (reference >= FLT_MIN)")
+    if MAX_ERRORS:
+        say(request.config, "")
+        say(request.config, "softmax: largest relative error seen (reference >= FLT_MIN)")
         for label, error in sorted(MAX_ERRORS.items(), key=str):
-            reporter.write_line(f"  {label}: {error:.3e}")
+            say(request.config, f"  {label}: {error:.3e}")
 
 
 def rng_for(*key) -> np.random.Generator:
@@ -521,15 +533,66 @@ def test_one_long_row_over_threads(algorithm, isa):
     }
     for name, x in cases.items():
         x = x.astype(np.float32)
+        two_rows = np.stack([x, x[::-1]])
         for threads in (2, 3, 5):
-            for shape in ((n,), (1, n)):
-                y = softjit.softmax(x.reshape(shape), algorithm=algorithm, isa=isa,
-                                    threads=threads)
+            for shape in ((n,), (1, n), (2, n)):
+                source = two_rows if shape[0] == 2 else x.reshape(shape)
+                y = softjit.softmax(source, algorithm=algorithm, isa=isa, threads=threads)
                 try:
-                    check_softmax(y.reshape(-1), x, label=(concrete(algorithm, isa), isa))
+                    check_softmax(y, source, label=(concrete(algorithm, isa), isa))
                 except AssertionError as e:
                     raise AssertionError(f"{algorithm}/{isa} threads={threads} '{name}': {e}") \
                         from None
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_concurrent_callers(isa):
+    """softjit.softmax called from several Python threads at once (its per-thread scratch
+    buffers and shared pool) gives what sequential calls give."""
+    native(isa)
+    import concurrent.futures
+
+    rng = rng_for("concurrent", isa)
+    inputs = []
+    for i in range(12):
+        x, _ = mixed_fallback_batch(rng, 50 + 37 * i)
+        inputs.append(x)
+    expected = [softjit.softmax(x, isa=isa) for x in inputs]
+    expected_threads = [softjit.softmax(x, isa=isa, algorithm="three-pass-reload") for x in inputs]
+
+    def work(i):
+        for _ in range(20):
+            a = softjit.softmax(inputs[i], isa=isa)
+            b = softjit.softmax(inputs[i], isa=isa, algorithm="three-pass-reload", threads=2)
+            if not (np.array_equal(a, expected[i], equal_nan=True)
+                    and np.array_equal(b, expected_threads[i], equal_nan=True)):
+                return i
+        return None
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        bad = [r for r in pool.map(work, range(len(inputs))) if r is not None]
+    assert not bad, f"inputs {bad} gave different results under concurrent calls"
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+def test_large_outputs_take_the_nontemporal_kernels(algorithm, isa):
+    """Outputs >= 16 MB run the non-temporal-store variants: same values, bit for bit, as the
+    ordinary kernels (called directly here), and right against the reference."""
+    native(isa)
+    from softjit.runtime import softmax as runtime_softmax
+
+    rng = rng_for("nontemporal", algorithm, isa)
+    rows, n = 3, 1_500_007
+    assert rows * n * 4 >= runtime_softmax.NONTEMPORAL_MIN_BYTES
+    x = uniform(rng, (rows, n), 30.0)
+    x[1, 5] = 3e7  # a fallback row for two-pass
+    y = softjit.softmax(x, algorithm=algorithm, isa=isa)
+    check_softmax(y, x, label=(concrete(algorithm, isa), isa))
+    marked, status, direct = call_native_driver(concrete(algorithm, isa), isa, x)
+    for r in range(rows):
+        if not status[r]:
+            assert np.array_equal(y[r], direct[r]), r
 
 
 # ---------------------------------------------------------------------------- empty and errors
@@ -706,7 +769,7 @@ def fill_normal(rng, n):
     return x
 
 
-def _accuracy_at(n, algorithm, isa, reporter=None):
+def _accuracy_at(n, algorithm, isa, config=None):
     from softmax_checks import FLT_MIN
     rng = rng_for("scale", n, algorithm, isa)
     results = {}
@@ -720,8 +783,8 @@ def _accuracy_at(n, algorithm, isa, reporter=None):
         results[name] = (rel, absolute, seconds)
         MAX_ERRORS[(algorithm, isa, f"n={n}")] = max(MAX_ERRORS.get((algorithm, isa, f"n={n}"), 0.0),
                                                      rel)
-        if reporter is not None:
-            reporter.write_line(f"  n={n} {algorithm}/{isa} {name}: max rel err {rel:.3e}, "
+        if config is not None:
+            say(config, f"  n={n} {algorithm}/{isa} {name}: max rel err {rel:.3e}, "
                                 f"max abs err below FLT_MIN {absolute:.3e}, softmax {seconds:.3f} s")
         assert rel <= 1e-5, (name, rel)
         assert absolute <= FLT_MIN, (name, absolute)
@@ -732,9 +795,9 @@ def _accuracy_at(n, algorithm, isa, reporter=None):
 @pytest.mark.parametrize("n", [10**6, 4 * 10**6])
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_accuracy_of_long_rows(algorithm, isa, n):
+def test_accuracy_of_long_rows(algorithm, isa, n, request):
     native(isa)
-    _accuracy_at(n, algorithm, isa)
+    _accuracy_at(n, algorithm, isa, request.config)
 
 
 @pytest.mark.slow
@@ -743,8 +806,7 @@ def test_accuracy_of_long_rows(algorithm, isa, n):
 def test_accuracy_at_10_to_the_8(algorithm, isa, request):
     """n = 10^8 (400 MB in, 400 MB out, the reference in float64 chunks of 10^7)."""
     native(isa)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    _accuracy_at(10**8, algorithm, isa, reporter)
+    _accuracy_at(10**8, algorithm, isa, request.config)
 
 
 # ---------------------------------------------------------------- AVX-512 through the emulator
@@ -898,3 +960,109 @@ def test_emulated_alignments_and_row_strides(algorithm, isa, nontemporal):
             x2 = np.stack([x_region[r * stride:r * stride + n] for r in range(rows)])
             y2 = np.stack([y_region[r * stride:r * stride + n] for r in range(rows)])
             check_softmax(y2, x2, label=(algorithm, isa, "emulated"))
+
+
+class _EmulatedDriver:
+    """Stands in for softjit.runtime.softmax's native row driver: same call, emulated kernels."""
+
+    lock = None
+
+    def __init__(self, algorithm, isa, nontemporal=False):
+        import threading
+
+        self.variant = variants.softmax_variant(algorithm, isa, nontemporal)
+        self.machine = machine(self.variant)
+        _EmulatedDriver.lock = _EmulatedDriver.lock or threading.Lock()
+
+    def __call__(self, x2d, y2d, status, strides):
+        rows, n = x2d.shape
+        assert x2d.flags.c_contiguous and y2d.flags.c_contiguous  # as the emulator maps them
+        m = self.machine
+        with _EmulatedDriver.lock:
+            mapped = [m.map(x2d, writable=False), m.map(y2d), m.map(strides, writable=False),
+                      m.map(status)]
+            try:
+                return m.call(self.variant.driver_symbol, mapped[0], mapped[1], n, rows,
+                              mapped[2], mapped[3])
+            finally:
+                for address in mapped:
+                    m.unmap(address)
+
+
+class _EmulatedPasses(_EmulatedDriver):
+    """Stands in for the pass kernels a long row split over threads runs piece by piece."""
+
+    def run(self, index, x, y, state):
+        m = self.machine
+        with _EmulatedDriver.lock:
+            mapped = [m.map(x, writable=False), m.map(y), m.map(state)]
+            try:
+                return m.call(self.variant.passes[index][0], mapped[0], mapped[1], x.shape[0],
+                              mapped[2])
+            finally:
+                for address in mapped:
+                    m.unmap(address)
+
+
+@pytest.fixture
+def emulated_runtime(monkeypatch):
+    """softjit.softmax with every kernel call going to the emulator (any ISA allowed), and rows
+    of >= 1000 elements split over threads."""
+    emulator()
+    from softjit.runtime import softmax as runtime_softmax
+
+    monkeypatch.setattr(runtime_softmax, "resolve_isa", lambda isa: isa)
+    monkeypatch.setattr(runtime_softmax, "driver",
+                        lambda algorithm, isa, nontemporal=False:
+                        _EmulatedDriver(algorithm, isa, nontemporal))
+    monkeypatch.setattr(runtime_softmax, "_passes_of",
+                        lambda algorithm, isa: _EmulatedPasses(algorithm, isa))
+    monkeypatch.setattr(runtime_softmax, "SPLIT_ROW_MIN", 1000)
+    monkeypatch.runtime_softmax = runtime_softmax
+    return monkeypatch
+
+
+@pytest.mark.parametrize("isa", EMULATED_ISAS)
+@pytest.mark.parametrize("algorithm", ALL_ALGORITHMS)
+def test_emulated_through_the_python_layer(algorithm, isa, emulated_runtime):
+    """softjit.softmax itself (fallback of marked rows, threads over rows, one row split over
+    threads with its partial sums combined) on emulated kernels; on a host that runs the ISA,
+    the same bits as the native run."""
+    rng = rng_for("emulated-runtime", algorithm, isa)
+    batch, names = mixed_fallback_batch(rng, 100)
+    split_rows = {
+        "uniform": uniform(rng, 3001, 100.0),
+        "huge (two-pass fallback)": uniform(rng, 3001, 1e30),
+        "first half -inf": np.concatenate([np.full(1500, -np.inf, np.float32),
+                                           uniform(rng, 1501, 10.0)]),
+        "one NaN": np.where(np.arange(3001) == 2999, np.nan, uniform(rng, 3001, 10.0)),
+        "max in the last piece": np.concatenate([uniform(rng, 2990, 10.0),
+                                                 np.float32([40.0] * 11)]),
+    }
+    results = []
+    for threads in (1, 2):
+        y = softjit.softmax(batch, algorithm=algorithm, isa=isa, threads=threads,
+                            out=np.empty_like(batch))
+        for row_x, row_y, name in zip(batch, y, names):
+            try:
+                check_softmax(row_y, row_x, label=(concrete(algorithm, isa), isa, "emulated"))
+            except AssertionError as e:
+                raise AssertionError(f"emulated {algorithm}/{isa} threads={threads} row "
+                                     f"'{name}': {e}") from None
+        results.append(("batch", threads, batch, y))
+    for name, x in split_rows.items():
+        x = x.astype(np.float32)
+        y = softjit.softmax(x, algorithm=algorithm, isa=isa, threads=3)
+        try:
+            check_softmax(y, x, label=(concrete(algorithm, isa), isa, "emulated"))
+        except AssertionError as e:
+            raise AssertionError(f"emulated {algorithm}/{isa} split row '{name}': {e}") from None
+        results.append((name, 3, x, y))
+    if isa in HOST_ISAS:  # the same calls on the CPU give the same bits
+        runtime_softmax = emulated_runtime.runtime_softmax
+        emulated_runtime.undo()
+        emulated_runtime.setattr(runtime_softmax, "SPLIT_ROW_MIN", 1000)
+        for name, threads, x, y in results:
+            native_y = softjit.softmax(x, algorithm=algorithm, isa=isa, threads=threads,
+                                       out=np.empty_like(x))
+            assert np.array_equal(native_y, y, equal_nan=True), name
