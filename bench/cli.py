@@ -25,10 +25,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="numpy, scipy, torch, torch-out, onnxruntime, litert (all / none); "
                              "missing ones are listed as not installed; default all")
     parser.add_argument("--repeats", type=int, metavar="N",
-                        help="most interleaved rounds per size (default 15; big rows get fewer "
+                        help="most interleaved rounds per size (default 21; big rows get fewer "
                              "within --budget, never fewer than 3)")
-    parser.add_argument("--budget", type=float, default=25.0, metavar="SECONDS",
-                        help="time budget per size that limits the rounds (default 25)")
+    parser.add_argument("--budget", type=float, default=45.0, metavar="SECONDS",
+                        help="time budget per size that limits the rounds (default 45)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="write table.txt, results.csv, results.json and throughput.png here")
     parser.add_argument("--plot", type=Path, metavar="FILE",
@@ -37,6 +37,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fewer sizes and rounds: a look in about a minute")
     parser.add_argument("--cpu", type=int, metavar="K",
                         help="the CPU to pin to (default: the highest-numbered allowed one)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="report medians of wall time (default) or of the thread's CPU time "
+                             "(steadier on a shared machine; both are always recorded)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sweep = parser.add_argument_group("parameter sweep (instead of the suite)")
     sweep.add_argument("--sweep", action="store_true",
@@ -54,7 +57,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     config = Config.from_options(sizes=args.sizes, algorithms=args.algorithms, isas=args.isas,
                                  peers=args.peers, repeats=args.repeats, quick=args.quick,
-                                 budget_s=args.budget, cpu=args.cpu,
+                                 budget_s=args.budget, cpu=args.cpu, clock=args.clock,
                                  progress=not args.no_progress, argv=list(sys.argv))
     document = report.derive(run_suite(config))
     sys.stdout.write(report.format_report(document))

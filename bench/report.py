@@ -73,6 +73,8 @@ def _note(e: dict) -> str:
         notes.append(f"WRONG OUTPUT (max abs error {e['max_abs_error']:.2e})")
     if e.get("number") and e["number"] > 1:
         notes.append(f"{e['number']} runs/sample")
+    if e.get("preempted_samples"):
+        notes.append(f"preempted in {e['preempted_samples']}/{len(e['samples_ns'])} samples")
     return ", ".join(notes)
 
 
@@ -152,6 +154,8 @@ def format_meta(meta: dict) -> str:
         f"LLC {meta.get('llc_bytes', 0) >> 20} MiB; pinned to cpu {meta.get('pinned_cpu')} "
         f"of {meta.get('logical_cpus')}",
         f"python {meta.get('python')}, numpy {meta.get('numpy')}; peers: {peers}",
+        f"medians of {meta.get('clock', 'wall')}-clock time per run; GB/s at 8 bytes/element; "
+        "%bound = (read + copy probe time) / time; vs 3-pass = best three-pass time / time",
         f"load average at start: {', '.join(f'{v:.2f}' for v in load) if load else 'n/a'}"
         + (f"; at end: {', '.join(f'{v:.2f}' for v in meta['load_average_end'])}"
            if meta.get("load_average_end") else "")
@@ -170,8 +174,9 @@ def format_report(document: dict) -> str:
 # ------------------------------------------------------------------------------- files
 CSV_FIELDS = ("case", "n", "rows", "elements", "out_of_cache", "rounds", "key", "label", "family",
               "algorithm", "isa", "nontemporal", "kernel", "status", "check", "max_abs_error",
-              "number", "median_ns", "min_ns", "max_ns", "ns_per_element", "gbps", "pct_bound",
-              "pct_bound_nt", "vs_best_three_pass")
+              "number", "median_ns", "min_ns", "max_ns", "median_wall_ns", "median_cpu_ns",
+              "preempted_samples", "ns_per_element", "gbps", "pct_bound", "pct_bound_nt",
+              "vs_best_three_pass")
 
 
 def write_csv(document: dict, path: Path) -> None:

@@ -24,7 +24,7 @@ from .timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
 
 DEFAULT_SIZES = "1e3,3e3,1e4,3e4,1e5,3e5,1e6,3e6,1e7,3e7,64M,4096x1000"
 QUICK_SIZES = "1e3,1e4,1e5,1e6,1e7,4096x1000"
-DEFAULT_REPEATS = 15
+DEFAULT_REPEATS = 21
 QUICK_REPEATS = 5
 
 
@@ -105,10 +105,11 @@ class Config:
     isas: tuple = cpu.ISAS
     peers: tuple = cand.ALL_PEERS
     repeats: int = DEFAULT_REPEATS  # most rounds per case
-    budget_s: float = 25.0  # per case: big rows get fewer rounds (never fewer than 3)
+    budget_s: float = 45.0  # per case: big rows get fewer rounds (never fewer than 3)
     sample_ms: float = 2.0  # in cache: runs per sample are calibrated to last about this long
     cpu: int | None = None
     check_limit: int = 10_000_000  # outputs are checked against float64 up to this many elements
+    clock: str = "wall"  # what median_ns reports: "wall" or "cpu" (thread CPU time)
     auto: bool = True  # time softjit.softmax end to end
     probes: bool = True
     seed: int = 2001_04438
@@ -186,6 +187,7 @@ def host_metadata(config: Config, pinned, llc: int) -> dict:
         "repeats": config.repeats,
         "budget_s_per_case": config.budget_s,
         "sample_ms": config.sample_ms,
+        "clock": config.clock,
         "seed": config.seed,
         "bytes_per_element_counted": 8,
         "command": " ".join(config.argv) if config.argv else None,
@@ -277,7 +279,11 @@ def _run_case(case: Case, config: Config, candidates: list, rng, llc: int, flush
                          budget_s=config.budget_s, sample_ms=config.sample_ms, tick=tick,
                          on_rounds=on_rounds)
     for key, s in samples.items():
-        entries[key]["median_ns"] = s.median
-        entries[key]["samples_ns"] = [round(v, 2) for v in s.per_run_ns]
-        entries[key]["number"] = s.number
+        entry = entries[key]
+        entry["median_wall_ns"], entry["median_cpu_ns"] = s.median, s.median_cpu
+        entry["median_ns"] = s.median_cpu if config.clock == "cpu" else s.median
+        entry["samples_ns"] = [round(v, 2) for v in s.per_run_ns]
+        entry["samples_cpu_ns"] = [round(v, 2) for v in s.per_run_cpu_ns]
+        entry["preempted_samples"] = s.preempted
+        entry["number"] = s.number
     return record

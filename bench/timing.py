@@ -7,7 +7,11 @@ where the paper's rows are cold.
   one place further along the list each round, so that slow drifts of the machine (other jobs,
   clock changes) spread over all candidates instead of landing on one.
 - A sample runs a candidate `number` times (calibrated so that a sample lasts about a
-  millisecond) and records the time per run; the median over rounds is reported.
+  millisecond) and records the time per run; the median over rounds is reported. The thread's
+  CPU time is recorded beside the wall time: on a shared machine a sample that lost the CPU to
+  another process shows as CPU time well below wall time (Samples.preempted), and
+  `--clock cpu` reports CPU-time medians instead (they ignore time-slicing, though not the
+  cache and memory-bandwidth interference of the other processes).
 - Out of cache (the row and its output exceed the last-level cache), every timed run starts from
   cold caches: a read of twice the LLC through the read probe evicts the previous run's lines.
   In cache, the row stays warm between runs, as in the paper's benchmark loop.
@@ -73,16 +77,31 @@ class Flusher:
             self.sink[0] = self.buffer.sum()
 
 
+# A sample whose thread CPU time is below this share of its wall time lost the CPU to another
+# process for part of it (the machine is shared): counted, so reports can say how noisy a row is.
+PREEMPTED_BELOW = 0.95
+
+
 @dataclass
 class Samples:
-    """Per-run times (ns) of one candidate, one entry per round."""
+    """Per-run times (ns) of one candidate, one entry per round: wall clock, and the thread's
+    CPU time over the same span (user + system; it stops while another process has the CPU)."""
 
     per_run_ns: list = field(default_factory=list)
+    per_run_cpu_ns: list = field(default_factory=list)
     number: int = 1  # runs per sample
 
     @property
     def median(self) -> float:
         return float(np.median(self.per_run_ns)) if self.per_run_ns else float("nan")
+
+    @property
+    def median_cpu(self) -> float:
+        return float(np.median(self.per_run_cpu_ns)) if self.per_run_cpu_ns else float("nan")
+
+    @property
+    def preempted(self) -> int:
+        return sum(c < PREEMPTED_BELOW * w for w, c in zip(self.per_run_ns, self.per_run_cpu_ns))
 
 
 class Timed:
@@ -124,8 +143,11 @@ def measure_interleaved(timed: dict, rounds: int, numbers: dict, flush=None, tic
             for key in keys[start:] + keys[:start]:
                 if flush is not None:
                     flush()
+                cpu_start = time.thread_time_ns()
                 elapsed = timed[key].run(numbers[key])
+                cpu = time.thread_time_ns() - cpu_start
                 samples[key].per_run_ns.append(elapsed / numbers[key])
+                samples[key].per_run_cpu_ns.append(cpu / numbers[key])
                 if tick is not None:
                     tick(key)
     finally:
