@@ -37,10 +37,6 @@ def record(label, error: float) -> None:
         MAX_ERRORS[label] = max(MAX_ERRORS.get(label, 0.0), error)
 
 
-def _row_index(shape, axis, flat_index):
-    return np.unravel_index(flat_index, shape)
-
-
 def _describe(x, y, ref, axis, index, why) -> str:
     """The failing row, small enough to paste into a bug report."""
     xm, ym, rm = (np.moveaxis(a, axis, -1) for a in (x, y, ref))

@@ -22,7 +22,7 @@ from softjit.codegen import variants
 from softjit.runtime import kernels
 
 from softmax_checks import (DISTRIBUTIONS, FLT_MAX, MAX_ERRORS, check_softmax, needs_three_pass,
-                            reference, uniform, with_minus_inf)
+                            uniform, with_minus_inf)
 
 ALGORITHMS = variants.ALGORITHMS  # the concrete ones
 ALL_ALGORITHMS = ("auto",) + ALGORITHMS
