@@ -1,0 +1,165 @@
+"""Run a registered vexp / rmax variant on numpy arrays: natively when the host has its ISA,
+otherwise through the software emulator softjit.codegen.emulate (AVX-512 on an AVX2 host).
+
+    y = runners.vexp(variant, x)          # float32 in, float32 out, same length
+    m = runners.rmax(variant, x)          # numpy.float32
+
+Tests parametrize over `variants_of(op)` and call `require(variant)` first: it skips, with a
+reason that says why, when the variant can neither run natively nor be emulated here.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+import softjit
+from softjit.codegen.variants import VARIANTS
+from softjit.runtime import kernels
+
+try:
+    from softjit.codegen import emulate
+except ImportError as error:  # the emulator is written by someone else and may not exist yet
+    emulate = None
+    EMULATOR_MISSING = (
+        f"softjit.codegen.emulate is not importable ({error}); AVX-512 kernels cannot run "
+        f"natively on this host, so their checks need the emulator")
+else:
+    EMULATOR_MISSING = ""
+
+
+def variants_of(op: str) -> list:
+    return [v for v in VARIANTS if v.op == op]
+
+
+def variant_params(op: str) -> list:
+    return [pytest.param(v, id=v.name) for v in variants_of(op)]
+
+
+def unroll_elements(variant) -> int:
+    return variant.unroll * variant.target.lanes
+
+
+def is_native(variant) -> bool:
+    return variant.isa in softjit.host_isas()
+
+
+def require(variant) -> str:
+    """'native' or 'emulated'; skips the calling test when the variant cannot run here."""
+    if is_native(variant):
+        return "native"
+    if emulate is None:
+        pytest.skip(f"{variant.name}: this host lacks {variant.isa} and {EMULATOR_MISSING}")
+    return "emulated"
+
+
+def require_native(variant) -> None:
+    if not is_native(variant):
+        pytest.skip(f"{variant.name}: this host does not run {variant.isa} natively "
+                    f"(host ISAs: {', '.join(softjit.host_isas()) or 'none'})")
+
+
+# ---------------------------------------------------------------------------- native
+def native_function(variant):
+    return kernels.function(variant)
+
+
+def _pointer(array: np.ndarray):
+    return kernels.buffer_function()(array)
+
+
+def native_vexp_into(variant, x: np.ndarray, y: np.ndarray, n: int | None = None) -> None:
+    """y[:n] = exp(x[:n]) with the variant's native function (x and y: float32 buffers)."""
+    n = x.size if n is None else n
+    native_function(variant)(_pointer(x), _pointer(y), n)
+
+
+def native_rmax(variant, x: np.ndarray, n: int | None = None) -> np.float32:
+    n = x.size if n is None else n
+    out = np.full(1, np.float32(12345.0), np.float32)
+    native_function(variant)(_pointer(x), n, _pointer(out))
+    return out[0]
+
+
+# ---------------------------------------------------------------------------- emulated
+@functools.lru_cache(maxsize=None)
+def _assembly(variant) -> str:
+    return kernels.assembly(variant)
+
+
+@functools.lru_cache(maxsize=None)
+def machine(variant):
+    """The emulated machine holding the variant's module, parsed once (~20 ms); every call
+    resets its registers, and run_emulated unmaps the arrays it mapped."""
+    return emulate.Machine(_assembly(variant))
+
+
+def run_emulated(variant, *args) -> None:
+    """Call the variant in its machine; numpy arguments are mapped for the call (read-only
+    when passed as ("ro", array)), then unmapped."""
+    m = machine(variant)
+    mapped, call_args = [], []
+    try:
+        for a in args:
+            if isinstance(a, tuple) and a[0] == "ro":
+                address = m.map(a[1], writable=False)
+            elif isinstance(a, np.ndarray):
+                address = m.map(a)
+            else:
+                call_args.append(a)
+                continue
+            mapped.append(address)
+            call_args.append(address)
+        m.call(variant.name, *call_args)
+    finally:
+        for address in mapped:
+            m.unmap(address)
+
+
+def emulated_vexp_into(variant, x: np.ndarray, y: np.ndarray, n: int | None = None) -> None:
+    """x is mapped read-only (a write to it faults), y by reference."""
+    run_emulated(variant, ("ro", x), y, x.size if n is None else n)
+
+
+def emulated_rmax(variant, x: np.ndarray, n: int | None = None) -> np.float32:
+    out = np.full(1, np.float32(12345.0), np.float32)
+    run_emulated(variant, ("ro", x), x.size if n is None else n, out)
+    return out[0]
+
+
+# ---------------------------------------------------------------------------- either
+def vexp_into(variant, x: np.ndarray, y: np.ndarray, n: int | None = None) -> None:
+    if is_native(variant):
+        native_vexp_into(variant, x, y, n)
+    else:
+        emulated_vexp_into(variant, x, y, n)
+
+
+def vexp(variant, x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, np.float32)
+    y = np.empty_like(x)
+    vexp_into(variant, x, y)
+    return y
+
+
+def rmax(variant, x: np.ndarray, n: int | None = None) -> np.float32:
+    x = np.ascontiguousarray(x, np.float32)
+    if is_native(variant):
+        return native_rmax(variant, x, n)
+    return emulated_rmax(variant, x, n)
+
+
+# ---------------------------------------------------------------------------- buffers
+def aligned(n: int, offset: int = 0, fill=0.0, align: int = 64) -> np.ndarray:
+    """n float32s starting `offset` floats past an `align`-byte aligned address."""
+    raw = np.empty(n + offset + align // 4, np.float32)
+    skip = (-raw.ctypes.data % align) // 4
+    view = raw[skip + offset: skip + offset + n]
+    view.fill(fill)
+    assert (view.ctypes.data - offset * 4) % align == 0
+    return view
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
