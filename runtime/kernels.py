@@ -49,7 +49,19 @@ def default_function(op: str, isa: str):
 
 @functools.lru_cache(maxsize=None)
 def buffer_function():
-    """ffi.from_buffer of an FFI instance: numpy array -> pointer argument."""
+    """numpy array -> void* argument: its first element's address.
+
+    ffi.from_buffer is the fast way, but only for C-contiguous arrays; a view whose rows lie
+    a stride apart (x[::2], x[:, :k], x[::-1]) is passed by its data address instead.
+    """
     import cffi
 
-    return cffi.FFI().from_buffer
+    ffi = cffi.FFI()
+    from_buffer, cast = ffi.from_buffer, ffi.cast
+
+    def pointer(array):
+        if array.flags.c_contiguous:
+            return from_buffer(array)
+        return cast("void*", array.ctypes.data)
+
+    return pointer
