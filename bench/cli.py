@@ -101,8 +101,11 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isas", metavar="LIST", help="ISAs to tune (default: every host ISA)")
     parser.add_argument("--sizes", metavar="LIST",
                         help="the ladder of row lengths (default 1e3,3e3,...,1e7,16M)")
-    parser.add_argument("--repeats", type=int, default=9, metavar="N",
-                        help="most interleaved rounds per length (default 9)")
+    parser.add_argument("--repeats", type=int, default=21, metavar="N",
+                        help="most interleaved rounds per length (default 21)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="compare medians of the thread's CPU time (default: steady on a "
+                             "shared machine) or of wall time")
     parser.add_argument("--cpu", type=int, metavar="K", help="the CPU to pin to")
     parser.add_argument("--dry-run", action="store_true",
                         help="measure and print the table without storing it")
@@ -116,7 +119,8 @@ def run_tune(args: argparse.Namespace) -> int:
 
     isas = parse_names(args.isas, cpu.ISAS, "isa") if args.isas else None
     summary = tune(isas=isas, sizes=args.sizes or LADDER, repeats=args.repeats,
-                   cpu_index=args.cpu, progress=not args.no_progress, save=not args.dry_run)
+                   cpu_index=args.cpu, progress=not args.no_progress, save=not args.dry_run,
+                   clock=args.clock)
     print(format_tables(summary))
     return 0
 

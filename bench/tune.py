@@ -3,9 +3,11 @@ host, and store the choice table "auto" reads (runtime/tuning.py).
 
 Each algorithm runs with the store kind softjit.softmax would give it at that length (ordinary
 stores below runtime.softmax.NONTEMPORAL_MIN_BYTES of output, non-temporal from there), timed in
-interleaved rounds on one pinned core like the benchmark suite. A winner that beats the previous
-length's winner by less than HYSTERESIS keeps the previous one, so noise does not split the
-table into slivers.
+interleaved rounds on one pinned core like the benchmark suite. The medians are of the thread's
+CPU time by default: a choice table should not depend on which other jobs shared the machine
+while it was measured (on an idle machine CPU and wall time agree). A winner that beats the
+previous length's winner by less than HYSTERESIS keeps the previous one, so noise does not split
+the table into slivers.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from .suite import make_input, parse_sizes
 from .timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
 
 LADDER = "1e3,3e3,1e4,3e4,1e5,3e5,1e6,3e6,1e7,16M"
-HYSTERESIS = 0.02
+HYSTERESIS = 0.03
 
 
 def pick_winners(times: dict, hysteresis: float = HYSTERESIS) -> list:
@@ -42,7 +44,7 @@ def pick_winners(times: dict, hysteresis: float = HYSTERESIS) -> list:
 
 
 def measure_isa(isa: str, lengths: list, *, repeats: int, budget_s: float, sample_ms: float,
-                flusher, llc: int, rng, bar) -> dict:
+                flusher, llc: int, rng, bar, clock: str = "cpu") -> dict:
     """{n: {algorithm: median ns per row}} for every algorithm on `isa`."""
     times = {}
     for n in lengths:
@@ -57,14 +59,14 @@ def measure_isa(isa: str, lengths: list, *, repeats: int, budget_s: float, sampl
         bar.set_postfix_str(f"{isa} n={n}")
         samples, _ = measure(timed, out_of_cache=n * 8 > llc, flush=flusher, repeats=repeats,
                              budget_s=budget_s, sample_ms=sample_ms)
-        times[n] = {a: s.median for a, s in samples.items()}
+        times[n] = {a: s.median_cpu if clock == "cpu" else s.median for a, s in samples.items()}
         bar.update(1)
     return times
 
 
-def run_tune(isas=None, sizes: str = LADDER, repeats: int = 9, budget_s: float = 6.0,
-             sample_ms: float = 2.0, cpu_index: int | None = None, progress: bool = True,
-             save: bool = True, seed: int = 1) -> dict:
+def run_tune(isas=None, sizes: str = LADDER, repeats: int = 21, budget_s: float = 10.0,
+             sample_ms: float = 5.0, cpu_index: int | None = None, progress: bool = True,
+             save: bool = True, seed: int = 1, clock: str = "cpu") -> dict:
     """Measure, build the tables, store them (unless save=False); returns a summary dict with
     "tables", "measurements" and "path"."""
     pinned = pin_to_one_cpu(cpu_index)
@@ -83,14 +85,15 @@ def run_tune(isas=None, sizes: str = LADDER, repeats: int = 9, budget_s: float =
     try:
         for isa in isas:
             times = measure_isa(isa, lengths, repeats=repeats, budget_s=budget_s,
-                                sample_ms=sample_ms, flusher=flusher, llc=llc, rng=rng, bar=bar)
+                                sample_ms=sample_ms, flusher=flusher, llc=llc, rng=rng, bar=bar,
+                                clock=clock)
             measurements[isa] = {str(n): t for n, t in times.items()}
             tables[isa] = tuning.compress(pick_winners(times))
     finally:
         bar.close()
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     path = tuning.save_tables(tables, {"median_ns_per_row": measurements, "pinned_cpu": pinned,
-                                       "repeats": repeats}, created) if save else None
+                                       "repeats": repeats, "clock": clock}, created) if save else None
     return {"tables": tables, "measurements": measurements, "path": path}
 
 
