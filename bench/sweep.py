@@ -114,8 +114,9 @@ def score(times: dict) -> dict:
 
 
 def time_variants(vs: list, lengths: tuple, rounds: int, *, llc, flusher, rng, sample_ms,
-                  tick=None) -> dict:
-    """{length: {name: median ns per row}}, all variants interleaved at each length."""
+                  tick=None, clock: str = "cpu") -> dict:
+    """{length: {name: median ns per row}}, all variants interleaved at each length; medians of
+    the thread's CPU time by default (see tune.py: the machine may be shared)."""
     times = {}
     for n in lengths:
         x = make_input(Case(1, n), rng)
@@ -126,14 +127,15 @@ def time_variants(vs: list, lengths: tuple, rounds: int, *, llc, flusher, rng, s
             timed[v.name].run(1)
         samples, _ = measure(timed, out_of_cache=n * 8 > llc, flush=flusher, repeats=rounds,
                              budget_s=1e9, sample_ms=sample_ms, tick=tick)
-        times[n] = {name: s.median for name, s in samples.items()}
+        times[n] = {name: s.median_cpu if clock == "cpu" else s.median
+                    for name, s in samples.items()}
     return times
 
 
 def run_sweep(isa: str | None = None, algorithms=variants.ALGORITHMS, grid_name: str = "full",
               classes=None, first_rounds: int = 3, final_rounds: int = 11, finalists: int = 6,
               sample_ms: float = 1.0, cpu_index: int | None = None, progress: bool = True,
-              seed: int = 7) -> dict:
+              seed: int = 7, clock: str = "cpu") -> dict:
     pinned = pin_to_one_cpu(cpu_index)
     host = cpu.host_isas()
     isa = isa or host[0]
@@ -144,7 +146,8 @@ def run_sweep(isa: str | None = None, algorithms=variants.ALGORITHMS, grid_name:
     llc = last_level_cache_bytes()
     flusher = Flusher(llc, cand.read_rows_function(host[0]))
     rng = np.random.default_rng(seed)
-    result = {"isa": isa, "pinned_cpu": pinned, "grid": grid_name, "classes": []}
+    result = {"isa": isa, "pinned_cpu": pinned, "grid": grid_name, "clock": clock,
+              "classes": []}
     plans = [(c, a, grid(a, isa, c.nontemporal, grid_name)) for c in classes for a in algorithms]
     bar = progress_bar(sum(len(g) for _, _, g in plans), "sweep: build", progress)
     built = {}
@@ -163,7 +166,7 @@ def run_sweep(isa: str | None = None, algorithms=variants.ALGORITHMS, grid_name:
             try:
                 first = score(time_variants(ok, size_class.lengths, first_rounds, llc=llc,
                                             flusher=flusher, rng=rng, sample_ms=sample_ms,
-                                            tick=lambda key: bar.update(1)))
+                                            tick=lambda key: bar.update(1), clock=clock))
             finally:
                 bar.close()
             ranked = sorted(first, key=first.get)[:finalists]
@@ -171,7 +174,7 @@ def run_sweep(isa: str | None = None, algorithms=variants.ALGORITHMS, grid_name:
             final_set = [by_name[name] for name in ranked]
             final_set += [d for d in defaults if d.name not in ranked]
             times = time_variants(final_set, size_class.lengths, final_rounds, llc=llc,
-                                  flusher=flusher, rng=rng, sample_ms=sample_ms)
+                                  flusher=flusher, rng=rng, sample_ms=sample_ms, clock=clock)
             final = score(times)
             order = sorted(final, key=final.get)
             entry["algorithms"].append({
@@ -190,8 +193,9 @@ def run_sweep(isa: str | None = None, algorithms=variants.ALGORITHMS, grid_name:
 
 def format_sweep(result: dict) -> str:
     lines = [f"parameter sweep on {result['isa']} (grid {result['grid']}, pinned to cpu "
-             f"{result['pinned_cpu']}); score = geometric mean of time / best time over the "
-             "class's lengths (1.000 = best)"]
+             f"{result['pinned_cpu']}, {result.get('clock', 'wall')}-clock medians); score = "
+             "geometric mean of time / best time over the class's lengths (1.000 = best); "
+             "algorithms were timed one after another, so compare variants within an algorithm"]
     for entry in result["classes"]:
         lengths = ", ".join(f"{n:,}" for n in entry["lengths"])
         lines.append(f"\n== {entry['class']} (n = {lengths}) ==")
