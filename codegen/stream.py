@@ -255,8 +255,8 @@ class Function:
             needed = frozenset({form.vex})
         elif form.evex is None:
             raise TargetFeatureError(
-                f"{form.mnemonic} has no EVEX encoding, so it cannot take {', '.join(reasons)}\n"
-                f"  emitted at {instr.site}")
+                f"{form.mnemonic} has no EVEX encoding, so it cannot take {', '.join(reasons)} "
+                f"(target {self.target})\n  emitted at {instr.site}")
         else:
             needed = {form.evex}
             if "vl" in form.flags and width < 512:
