@@ -35,6 +35,8 @@ OFFSETS = (0, 1, 3, 5)  # elements past a 64-byte boundary
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SOFTJIT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("SOFTJIT_ISA", raising=False)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(variable, "1")  # pin_to_one_cpu sets them; undone after the test
     # the suite pins the process to one CPU; give the test process its CPUs back afterwards
     allowed = os.sched_getaffinity(0)
     yield
