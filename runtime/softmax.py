@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from ..codegen import variants
-from . import kernels
+from . import kernels, tuning
 from .api import resolve_isa
 from .arrays import as_float32_array, check_out, writes_directly
 
@@ -34,19 +34,26 @@ def _threads_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
 
 
 def choose_algorithm(isa: str, n: int, rows: int) -> str:
-    """What "auto" runs: see AUTO_TABLE."""
-    for limit, algorithm in AUTO_TABLE[isa]:
+    """What "auto" runs for rows of n elements: the host's tuned table (`python -m softjit
+    tune`) if there is one for this softjit, CPU and kernel set, else AUTO_TABLE. Only n
+    matters: a row goes through all its passes before the next row starts, so whether the
+    passes find it in cache depends on the row, not on the batch."""
+    table = tuning.cached_table(isa) or AUTO_TABLE[isa]
+    for limit, algorithm in table:
         if n <= limit:
             return algorithm
-    return AUTO_TABLE[isa][-1][1]
+    return table[-1][1]
 
 
-# (largest row length, algorithm) per ISA, first match wins; measured on AMD EPYC (Zen 5) with
-# `python -m softjit bench` (see the README): the two-pass kernels read x twice and write y once,
-# the three-pass ones read it three times, which decides out of cache.
+# (largest row length, algorithm) per ISA, first match wins. AVX2, measured with
+# `python -m softjit bench` and `tune` on the development host (AMD EPYC, AVX2, 2 cores): in
+# cache three-pass-reload is 1.4-1.8x faster than two-pass up to 3e6 elements (the extended-
+# exponent sums cost more arithmetic than the extra read), and two-pass wins from 1e7 on, where
+# the third read of x goes to memory. AVX-512 was not measurable on that host: its table takes
+# the same shape, as the paper reports for Skylake-X (three-pass in cache, two-pass out of it).
 AUTO_TABLE = {
-    "avx2": ((float("inf"), "two-pass"),),
-    "avx512f": ((float("inf"), "two-pass"),),
+    "avx2": ((1 << 22, "three-pass-reload"), (float("inf"), "two-pass")),
+    "avx512f": ((1 << 22, "three-pass-reload"), (float("inf"), "two-pass")),
 }
 
 
@@ -61,6 +68,13 @@ class _Driver:
     def __call__(self, x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray, strides: np.ndarray):
         b = self.buffer
         return self.function(b(x2d), b(y2d), x2d.shape[1], x2d.shape[0], b(strides), b(status))
+
+    def contiguous(self, x: np.ndarray, y: np.ndarray, rows: int, n: int):
+        """Rows packed back to back in x and y: (marked rows, status array of the call)."""
+        b = self.buffer
+        pointer = _scratch.status_for(rows)
+        marked = self.function(b(x), b(y), n, rows, _scratch.strides_for(4 * n), pointer)
+        return marked, _scratch.status
 
 
 class _Scratch(threading.local):
@@ -94,10 +108,18 @@ _drivers: dict = {}
 
 
 def driver(algorithm: str, isa: str, nontemporal: bool = False) -> _Driver:
+    """The row driver of an algorithm; nontemporal asks for the variant with non-temporal output
+    stores and gets the plain one where none is registered."""
     key = (algorithm, isa, nontemporal)
     d = _drivers.get(key)
     if d is None:
-        d = _drivers[key] = _Driver(variants.softmax_variant(algorithm, isa, nontemporal))
+        try:
+            variant = variants.softmax_variant(algorithm, isa, nontemporal)
+        except ValueError:
+            if not nontemporal:
+                raise
+            variant = variants.softmax_variant(algorithm, isa, False)
+        d = _drivers[key] = _Driver(variant)
     return d
 
 
@@ -160,10 +182,11 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     out may be x itself (in place) or any float32 array of x's shape. Rows holding NaN or +inf,
     or only -inf, come out all NaN; -inf entries give exactly 0.
     """
-    if (out is None and axis == -1 and algorithm == "auto" and threads == 1
+    if (axis == -1 and algorithm == "auto" and threads == 1
             and type(x) is np.ndarray and x.dtype is _FLOAT32 and 0 < x.ndim <= 2
-            and x.size and x.flags.c_contiguous):
-        return _softmax_contiguous(x, resolve_isa(isa))
+            and x.size and x.flags.c_contiguous and x.flags.aligned
+            and (out is None or (out is x and x.flags.writeable) or _fresh_output(out, x))):
+        return _softmax_contiguous(x, resolve_isa(isa), out)
     x = as_float32_array(x, "softmax")
     if x.ndim == 0:
         raise ValueError("softjit.softmax needs an array with at least one dimension; got a 0-d array")
@@ -204,24 +227,31 @@ _FLOAT32 = np.dtype(np.float32)
 _auto_choice: dict = {}
 
 
-def _softmax_contiguous(x: np.ndarray, isa: str) -> np.ndarray:
-    """softmax over the last axis of a C-contiguous 1-D or 2-D array, new output: the common
-    call, kept to the few operations it needs."""
+def _fresh_output(out, x: np.ndarray) -> bool:
+    """out is a C-contiguous, aligned, writable float32 array of x's shape sharing no memory
+    with x: the fast path may write it directly."""
+    return (type(out) is np.ndarray and out.dtype is _FLOAT32 and out.shape == x.shape
+            and out.flags.c_contiguous and out.flags.writeable and out.flags.aligned
+            and not np.shares_memory(out, x))
+
+
+def _softmax_contiguous(x: np.ndarray, isa: str, out=None) -> np.ndarray:
+    """softmax over the last axis of a C-contiguous 1-D or 2-D array into a new array, into x
+    itself, or into a separate C-contiguous out: the common calls, kept to the few operations
+    they need."""
     n = x.shape[-1]
     rows = x.size // n
     key = (isa, n)
     algorithm = _auto_choice.get(key)
     if algorithm is None:
         algorithm = _auto_choice[key] = choose_algorithm(isa, n, rows)
-    y = np.empty(x.shape, np.float32)
-    if x.size * 4 >= NONTEMPORAL_MIN_BYTES or n == 0:
+    y = np.empty(x.shape, np.float32) if out is None else out
+    if x.size * 4 >= NONTEMPORAL_MIN_BYTES:
         _run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1)
         return y
-    run = driver(algorithm, isa)
-    b = run.buffer
-    status = _scratch.status_for(rows)
-    if run.function(b(x), b(y), n, rows, _scratch.strides_for(4 * n), status):
-        marked = np.flatnonzero(_scratch.status[:rows])
+    marked, status = driver(algorithm, isa).contiguous(x, y, rows, n)
+    if marked:
+        marked = np.flatnonzero(status[:rows])
         fallback = driver("three-pass-reload", isa)
         x2d, y2d = x.reshape(rows, n), y.reshape(rows, n)
         strides = np.array([4 * n, 4 * n], np.int64)
