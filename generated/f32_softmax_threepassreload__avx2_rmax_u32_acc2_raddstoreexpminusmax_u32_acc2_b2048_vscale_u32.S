@@ -128,10 +128,10 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048:
 	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo]
 	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
-	vmovaps ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
-	vmovaps ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
-	vmovaps ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
+	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
+	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
+	vmovups ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
+	vmovups ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c4]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c4]
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c4]
@@ -191,7 +191,7 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048:
 	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_hi]
 	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c4]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c3]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c2]
@@ -229,7 +229,7 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048:
 	vfmadd231ps ymm5, ymm7, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_hi]
 	vfmadd231ps ymm5, ymm7, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm7, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
+	vmovups ymm7, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
 	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c4]
 	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c3]
 	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c2]

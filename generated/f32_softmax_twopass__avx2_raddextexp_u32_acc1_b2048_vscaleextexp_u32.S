@@ -63,10 +63,10 @@ f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
 	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
-	vmovaps ymm12, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
-	vmovaps ymm13, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
-	vmovaps ymm14, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
+	vmovups ymm11, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
+	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
+	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
+	vmovups ymm14, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
 	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
@@ -88,39 +88,40 @@ f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
 	# (v, e) += p * 2^n, accumulator i mod K
-	vmaxps ymm3, ymm2, ymm7
-	vmaxps ymm3, ymm3, ymm8
-	vmaxps ymm3, ymm3, ymm9
-	vmaxps ymm3, ymm3, ymm10
-	vsubps ymm2, ymm2, ymm3
-	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
-	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vpslld ymm2, ymm2, 23
-	vmulps ymm1, ymm1, ymm2
+	# m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)
+	vmaxps ymm3, ymm7, ymm8
+	vmaxps ymm4, ymm9, ymm10
+	vmaxps ymm3, ymm3, ymm4
+	vmaxps ymm3, ymm2, ymm3
 	vsubps ymm7, ymm7, ymm3
+	vsubps ymm8, ymm8, ymm3
+	vsubps ymm9, ymm9, ymm3
+	vsubps ymm10, ymm10, ymm3
 	vmaxps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
 	vaddps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vpslld ymm7, ymm7, 23
 	vmulps ymm11, ymm11, ymm7
-	vsubps ymm8, ymm8, ymm3
 	vmaxps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
 	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vpslld ymm8, ymm8, 23
 	vmulps ymm12, ymm12, ymm8
-	vsubps ymm9, ymm9, ymm3
 	vmaxps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
 	vaddps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vpslld ymm9, ymm9, 23
 	vmulps ymm13, ymm13, ymm9
-	vsubps ymm10, ymm10, ymm3
 	vmaxps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
 	vaddps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vpslld ymm10, ymm10, 23
 	vmulps ymm14, ymm14, ymm10
-	vaddps ymm1, ymm1, ymm11
-	vaddps ymm1, ymm1, ymm12
-	vaddps ymm1, ymm1, ymm13
-	vaddps ymm1, ymm1, ymm14
+	vaddps ymm11, ymm11, ymm12
+	vaddps ymm13, ymm13, ymm14
+	vaddps ymm11, ymm11, ymm13
+	# v = v * 2^(e - top) + q, e = top
+	vsubps ymm2, ymm2, ymm3
+	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
+	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vpslld ymm2, ymm2, 23
+	vfmadd213ps ymm1, ymm2, ymm11
 	vmovaps ymm2, ymm3
 	add rdi, 128
 	sub rsi, 32
@@ -141,25 +142,26 @@ f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	vfmadd231ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
 	vfmadd231ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
+	vmovups ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
 	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
 	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
 	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
 	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
 	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
 	# (v, e) += p * 2^n, accumulator i mod K
+	# m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)
 	vmaxps ymm3, ymm2, ymm4
-	vsubps ymm2, ymm2, ymm3
-	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
-	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vpslld ymm2, ymm2, 23
-	vmulps ymm1, ymm1, ymm2
 	vsubps ymm4, ymm4, ymm3
 	vmaxps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
 	vaddps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vpslld ymm4, ymm4, 23
 	vmulps ymm5, ymm5, ymm4
-	vaddps ymm1, ymm1, ymm5
+	# v = v * 2^(e - top) + q, e = top
+	vsubps ymm2, ymm2, ymm3
+	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
+	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vpslld ymm2, ymm2, 23
+	vfmadd213ps ymm1, ymm2, ymm5
 	vmovaps ymm2, ymm3
 	add rdi, 32
 	sub rsi, 8
@@ -185,25 +187,26 @@ f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	vfmadd231ps ymm4, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
 	vfmadd231ps ymm4, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
+	vmovups ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
 	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
 	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
 	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
 	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
 	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
 	# (v, e) += p * 2^n, accumulator i mod K
+	# m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)
 	vmaxps ymm4, ymm2, ymm3
-	vsubps ymm2, ymm2, ymm4
-	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
-	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vpslld ymm2, ymm2, 23
-	vmulps ymm1, ymm1, ymm2
 	vsubps ymm3, ymm3, ymm4
 	vmaxps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
 	vaddps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vpslld ymm3, ymm3, 23
 	vmulps ymm5, ymm5, ymm3
-	vaddps ymm1, ymm1, ymm5
+	# v = v * 2^(e - top) + q, e = top
+	vsubps ymm2, ymm2, ymm4
+	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
+	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vpslld ymm2, ymm2, 23
+	vfmadd213ps ymm1, ymm2, ymm5
 	vmovaps ymm2, ymm4
 .Lf32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_extexp_tail_done:
 	# merge accumulators, then fold the block into the float64 lane sums
@@ -294,96 +297,122 @@ f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	.p2align 5
 f32_vscaleextexp__avx2_rr2_p5_u32:
 .Lentry_f32_vscaleextexp__avx2_rr2_p5_u32:
-	vbroadcastss ymm0, DWORD PTR [rcx]
-	vbroadcastss ymm1, DWORD PTR [rcx + 4]
-	vmovaps ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_x_min]
+	sub rsp, 232
+	vbroadcastss ymm0, DWORD PTR [rcx + 4]
+	vbroadcastss ymm1, DWORD PTR [rcx]
+	# per call: the polynomial's coefficients times 1/v, so that p(t) comes out as p/v
+	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c5]
+	vmovups YMMWORD PTR [rsp], ymm2
+	vmovups ymm2, YMMWORD PTR [rsp]
+	vmulps ymm2, ymm2, ymm0
+	vmovups YMMWORD PTR [rsp], ymm2
+	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c4]
+	vmovups YMMWORD PTR [rsp + 32], ymm2
+	vmovups ymm2, YMMWORD PTR [rsp + 32]
+	vmulps ymm2, ymm2, ymm0
+	vmovups YMMWORD PTR [rsp + 32], ymm2
+	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c3]
+	vmovups YMMWORD PTR [rsp + 64], ymm2
+	vmovups ymm2, YMMWORD PTR [rsp + 64]
+	vmulps ymm2, ymm2, ymm0
+	vmovups YMMWORD PTR [rsp + 64], ymm2
+	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c2]
+	vmovups YMMWORD PTR [rsp + 96], ymm2
+	vmovups ymm2, YMMWORD PTR [rsp + 96]
+	vmulps ymm2, ymm2, ymm0
+	vmovups YMMWORD PTR [rsp + 96], ymm2
+	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c1]
+	vmovups YMMWORD PTR [rsp + 128], ymm2
+	vmovups ymm2, YMMWORD PTR [rsp + 128]
+	vmulps ymm2, ymm2, ymm0
+	vmovups YMMWORD PTR [rsp + 128], ymm2
+	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_one]
+	vmovups YMMWORD PTR [rsp + 160], ymm2
+	vmovups ymm2, YMMWORD PTR [rsp + 160]
+	vmulps ymm2, ymm2, ymm0
+	vmovups YMMWORD PTR [rsp + 160], ymm2
+	# per call: magic bias - e, so that the biased exponent bits hold n - e + 127
+	vmovups ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
+	vmovups YMMWORD PTR [rsp + 192], ymm0
+	vmovups ymm0, YMMWORD PTR [rsp + 192]
+	vsubps ymm0, ymm0, ymm1
+	vmovups YMMWORD PTR [rsp + 192], ymm0
+	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_x_min]
 	cmp rdx, 32
 	jb .Lf32_vscaleextexp__avx2_rr2_p5_u32_extexp_u4_done
 .Lf32_vscaleextexp__avx2_rr2_p5_u32_extexp_u4:
-	vmovups ymm3, YMMWORD PTR [rdi]
-	vmovups ymm4, YMMWORD PTR [rdi + 32]
-	vmovups ymm5, YMMWORD PTR [rdi + 64]
-	vmovups ymm6, YMMWORD PTR [rdi + 96]
-	vmaxps ymm3, ymm2, ymm3
-	vmaxps ymm4, ymm2, ymm4
-	vmaxps ymm5, ymm2, ymm5
-	vmaxps ymm6, ymm2, ymm6
+	vmovups ymm1, YMMWORD PTR [rdi]
+	vmovups ymm2, YMMWORD PTR [rdi + 32]
+	vmovups ymm3, YMMWORD PTR [rdi + 64]
+	vmovups ymm4, YMMWORD PTR [rdi + 96]
+	vmaxps ymm1, ymm0, ymm1
+	vmaxps ymm2, ymm0, ymm2
+	vmaxps ymm3, ymm0, ymm3
+	vmaxps ymm4, ymm0, ymm4
 	# n = round(x * log2e)
-	vmovaps ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
+	vmovups ymm5, YMMWORD PTR [rsp + 192]
+	vfmadd231ps ymm5, ymm1, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e]
+	vmovups ymm6, YMMWORD PTR [rsp + 192]
+	vfmadd231ps ymm6, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e]
+	vmovups ymm7, YMMWORD PTR [rsp + 192]
 	vfmadd231ps ymm7, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e]
-	vmovaps ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
+	vmovups ymm8, YMMWORD PTR [rsp + 192]
 	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e]
-	vmovaps ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e]
-	vmovaps ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e]
-	vsubps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vsubps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vsubps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vsubps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
+	vsubps ymm9, ymm5, YMMWORD PTR [rsp + 192]
+	vsubps ymm10, ymm6, YMMWORD PTR [rsp + 192]
+	vsubps ymm11, ymm7, YMMWORD PTR [rsp + 192]
+	vsubps ymm12, ymm8, YMMWORD PTR [rsp + 192]
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm3, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm3, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c5]
-	vmovaps ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c5]
-	vmovaps ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c5]
-	vmovaps ymm14, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c5]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_one]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_one]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_one]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_one]
+	vfmadd231ps ymm1, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm2, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm3, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm1, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm2, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm3, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovups ymm9, YMMWORD PTR [rsp]
+	vmovups ymm10, YMMWORD PTR [rsp]
+	vmovups ymm11, YMMWORD PTR [rsp]
+	vmovups ymm12, YMMWORD PTR [rsp]
+	vfmadd213ps ymm9, ymm1, YMMWORD PTR [rsp + 32]
+	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rsp + 32]
+	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 32]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 32]
+	vfmadd213ps ymm9, ymm1, YMMWORD PTR [rsp + 64]
+	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rsp + 64]
+	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 64]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 64]
+	vfmadd213ps ymm9, ymm1, YMMWORD PTR [rsp + 96]
+	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rsp + 96]
+	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 96]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 96]
+	vfmadd213ps ymm9, ymm1, YMMWORD PTR [rsp + 128]
+	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rsp + 128]
+	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 128]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 128]
+	vfmadd213ps ymm9, ymm1, YMMWORD PTR [rsp + 160]
+	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rsp + 160]
+	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 160]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 160]
 	# y = (p / v) * 2^(n - e)
-	vsubps ymm7, ymm7, ymm0
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vmulps ymm11, ymm11, ymm1
-	vmulps ymm12, ymm12, ymm1
-	vmulps ymm13, ymm13, ymm1
-	vmulps ymm14, ymm14, ymm1
-	vmaxps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_127]
-	vaddps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
+	vmaxps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias_minus_127]
+	vmaxps ymm6, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias_minus_127]
+	vmaxps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias_minus_127]
+	vmaxps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias_minus_127]
+	vpslld ymm5, ymm5, 23
+	vpslld ymm6, ymm6, 23
 	vpslld ymm7, ymm7, 23
-	vmulps ymm11, ymm11, ymm7
-	vmaxps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_127]
-	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
 	vpslld ymm8, ymm8, 23
+	vmulps ymm9, ymm9, ymm5
+	vmulps ymm10, ymm10, ymm6
+	vmulps ymm11, ymm11, ymm7
 	vmulps ymm12, ymm12, ymm8
-	vmaxps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_127]
-	vaddps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vpslld ymm9, ymm9, 23
-	vmulps ymm13, ymm13, ymm9
-	vmaxps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_127]
-	vaddps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vpslld ymm10, ymm10, 23
-	vmulps ymm14, ymm14, ymm10
-	vmovups YMMWORD PTR [rsi], ymm11
-	vmovups YMMWORD PTR [rsi + 32], ymm12
-	vmovups YMMWORD PTR [rsi + 64], ymm13
-	vmovups YMMWORD PTR [rsi + 96], ymm14
+	vmovups YMMWORD PTR [rsi], ymm9
+	vmovups YMMWORD PTR [rsi + 32], ymm10
+	vmovups YMMWORD PTR [rsi + 64], ymm11
+	vmovups YMMWORD PTR [rsi + 96], ymm12
 	add rdi, 128
 	add rsi, 128
 	sub rdx, 32
@@ -393,30 +422,27 @@ f32_vscaleextexp__avx2_rr2_p5_u32:
 	cmp rdx, 8
 	jb .Lf32_vscaleextexp__avx2_rr2_p5_u32_extexp_v1_done
 .Lf32_vscaleextexp__avx2_rr2_p5_u32_extexp_v1:
-	vmovups ymm3, YMMWORD PTR [rdi]
-	vmaxps ymm3, ymm2, ymm3
+	vmovups ymm1, YMMWORD PTR [rdi]
+	vmaxps ymm1, ymm0, ymm1
 	# n = round(x * log2e)
-	vmovaps ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vfmadd231ps ymm4, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e]
-	vsubps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
+	vmovups ymm2, YMMWORD PTR [rsp + 192]
+	vfmadd231ps ymm2, ymm1, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e]
+	vsubps ymm3, ymm2, YMMWORD PTR [rsp + 192]
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c5]
-	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_one]
+	vfmadd231ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovups ymm3, YMMWORD PTR [rsp]
+	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 32]
+	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 64]
+	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 96]
+	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 128]
+	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 160]
 	# y = (p / v) * 2^(n - e)
-	vsubps ymm4, ymm4, ymm0
-	vmulps ymm5, ymm5, ymm1
-	vmaxps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_127]
-	vaddps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vpslld ymm4, ymm4, 23
-	vmulps ymm5, ymm5, ymm4
-	vmovups YMMWORD PTR [rsi], ymm5
+	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias_minus_127]
+	vpslld ymm2, ymm2, 23
+	vmulps ymm3, ymm3, ymm2
+	vmovups YMMWORD PTR [rsi], ymm3
 	add rdi, 32
 	add rsi, 32
 	sub rdx, 8
@@ -428,34 +454,32 @@ f32_vscaleextexp__avx2_rr2_p5_u32:
 	lea rcx, [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_tail_window]
 	mov rdx, rdx
 	neg rdx
-	vmovups ymm3, YMMWORD PTR [rcx + rdx*4 + 32]
-	vmaskmovps ymm4, ymm3, YMMWORD PTR [rdi]
-	vmaxps ymm4, ymm2, ymm4
+	vmovups ymm1, YMMWORD PTR [rcx + rdx*4 + 32]
+	vmaskmovps ymm2, ymm1, YMMWORD PTR [rdi]
+	vmaxps ymm2, ymm0, ymm2
 	# n = round(x * log2e)
-	vmovaps ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vfmadd231ps ymm2, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e]
-	vsubps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
+	vmovups ymm0, YMMWORD PTR [rsp + 192]
+	vfmadd231ps ymm0, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e]
+	vsubps ymm3, ymm0, YMMWORD PTR [rsp + 192]
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm4, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm4, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c5]
-	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_one]
+	vfmadd231ps ymm2, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm2, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovups ymm3, YMMWORD PTR [rsp]
+	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 32]
+	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 64]
+	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 96]
+	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 128]
+	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 160]
 	# y = (p / v) * 2^(n - e)
-	vsubps ymm2, ymm2, ymm0
-	vmulps ymm5, ymm5, ymm1
-	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_127]
-	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias]
-	vpslld ymm2, ymm2, 23
-	vmulps ymm5, ymm5, ymm2
-	vmaskmovps YMMWORD PTR [rsi], ymm3, ymm5
+	vmaxps ymm0, ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias_minus_127]
+	vpslld ymm0, ymm0, 23
+	vmulps ymm3, ymm3, ymm0
+	vmaskmovps YMMWORD PTR [rsi], ymm1, ymm3
 .Lf32_vscaleextexp__avx2_rr2_p5_u32_extexp_tail_done:
 	mov eax, 0
 	vzeroupper
+	add rsp, 232
 	ret
 	.size f32_vscaleextexp__avx2_rr2_p5_u32, .-f32_vscaleextexp__avx2_rr2_p5_u32
 
@@ -637,31 +661,6 @@ f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32:
 	.long 0xC9B8A3F8  # -0x1.7147Fp+20 = -1512575
 	.endr
 	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_x_min:
-	.rept 8
-	.long 0xC9800000  # -0x1.0p+20 = -1048576
-	.endr
-	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias:
-	.rept 8
-	.long 0x4B40007F  # 0x1.8000FEp+23 = 12583039
-	.endr
-	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e:
-	.rept 8
-	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
-	.endr
-	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi:
-	.rept 8
-	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
-	.endr
-	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo:
-	.rept 8
-	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
-	.endr
-	.p2align 5
 .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_c5:
 	.rept 8
 	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
@@ -692,9 +691,34 @@ f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32:
 	.long 0x3F800000  # 0x1.0p+0 = 1
 	.endr
 	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_127:
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias:
 	.rept 8
-	.long 0xC2FE0000  # -0x1.FCp+6 = -127
+	.long 0x4B40007F  # 0x1.8000FEp+23 = 12583039
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_x_min:
+	.rept 8
+	.long 0xC9800000  # -0x1.0p+20 = -1048576
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_log2e:
+	.rept 8
+	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_hi:
+	.rept 8
+	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_minus_ln2_lo:
+	.rept 8
+	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_magic_bias_minus_127:
+	.rept 8
+	.long 0x4B400000  # 0x1.8p+23 = 12582912
 	.endr
 	.p2align 5
 .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_tail_window:

@@ -15,34 +15,34 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 .Lentry_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	sub rsp, 200
 	vbroadcastss zmm0, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_x_min]
-	vxorps zmm1, zmm1, zmm1
-	vmovups ZMMWORD PTR [rsp], zmm1
-	vmovups ZMMWORD PTR [rsp + 64], zmm1
-	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_exponent_sentinel]
-	vmovups ZMMWORD PTR [rsp + 128], zmm1
+	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
+	vxorps zmm2, zmm2, zmm2
+	vmovups ZMMWORD PTR [rsp], zmm2
+	vmovups ZMMWORD PTR [rsp + 64], zmm2
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_exponent_sentinel]
+	vmovups ZMMWORD PTR [rsp + 128], zmm2
 .Lf32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_block:
 	# next block: count = min(n, 2048), n -= count
 	mov rsi, 2048
 	cmp rdx, rsi
 	cmovb rsi, rdx
 	sub rdx, rsi
-	vxorps zmm1, zmm1, zmm1
-	vmovups zmm2, ZMMWORD PTR [rsp + 128]
-	vxorps zmm3, zmm3, zmm3
-	vmovups zmm4, ZMMWORD PTR [rsp + 128]
+	vxorps zmm2, zmm2, zmm2
+	vmovups zmm3, ZMMWORD PTR [rsp + 128]
+	vxorps zmm4, zmm4, zmm4
+	vmovups zmm5, ZMMWORD PTR [rsp + 128]
 	cmp rsi, 128
 	jb .Lf32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_extexp_u8_done
 .Lf32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_extexp_u8:
-	vmovups zmm5, ZMMWORD PTR [rdi]
-	vmovups zmm6, ZMMWORD PTR [rdi + 64]
-	vmovups zmm7, ZMMWORD PTR [rdi + 128]
-	vmovups zmm8, ZMMWORD PTR [rdi + 192]
-	vmovups zmm9, ZMMWORD PTR [rdi + 256]
-	vmovups zmm10, ZMMWORD PTR [rdi + 320]
-	vmovups zmm11, ZMMWORD PTR [rdi + 384]
-	vmovups zmm12, ZMMWORD PTR [rdi + 448]
+	vmovups zmm6, ZMMWORD PTR [rdi]
+	vmovups zmm7, ZMMWORD PTR [rdi + 64]
+	vmovups zmm8, ZMMWORD PTR [rdi + 128]
+	vmovups zmm9, ZMMWORD PTR [rdi + 192]
+	vmovups zmm10, ZMMWORD PTR [rdi + 256]
+	vmovups zmm11, ZMMWORD PTR [rdi + 320]
+	vmovups zmm12, ZMMWORD PTR [rdi + 384]
+	vmovups zmm13, ZMMWORD PTR [rdi + 448]
 	# x = max(x, -2^20): -inf and huge negatives stay finite (NaN passes)
-	vmaxps zmm5, zmm0, zmm5
 	vmaxps zmm6, zmm0, zmm6
 	vmaxps zmm7, zmm0, zmm7
 	vmaxps zmm8, zmm0, zmm8
@@ -50,8 +50,8 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vmaxps zmm10, zmm0, zmm10
 	vmaxps zmm11, zmm0, zmm11
 	vmaxps zmm12, zmm0, zmm12
+	vmaxps zmm13, zmm0, zmm13
 	# n = round(x * log2e)
-	vmulps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
 	vmulps zmm14, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
 	vmulps zmm15, zmm7, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
 	vmulps zmm16, zmm8, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
@@ -59,7 +59,7 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vmulps zmm18, zmm10, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
 	vmulps zmm19, zmm11, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
 	vmulps zmm20, zmm12, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
-	vrndscaleps zmm13, zmm13, 8
+	vmulps zmm21, zmm13, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
 	vrndscaleps zmm14, zmm14, 8
 	vrndscaleps zmm15, zmm15, 8
 	vrndscaleps zmm16, zmm16, 8
@@ -67,8 +67,8 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vrndscaleps zmm18, zmm18, 8
 	vrndscaleps zmm19, zmm19, 8
 	vrndscaleps zmm20, zmm20, 8
+	vrndscaleps zmm21, zmm21, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm5, zmm13, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
 	vfmadd231ps zmm6, zmm14, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
 	vfmadd231ps zmm7, zmm15, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
 	vfmadd231ps zmm8, zmm16, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
@@ -76,7 +76,7 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vfmadd231ps zmm10, zmm18, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
 	vfmadd231ps zmm11, zmm19, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
 	vfmadd231ps zmm12, zmm20, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
-	vfmadd231ps zmm5, zmm13, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
+	vfmadd231ps zmm13, zmm21, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
 	vfmadd231ps zmm6, zmm14, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
 	vfmadd231ps zmm7, zmm15, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
 	vfmadd231ps zmm8, zmm16, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
@@ -84,8 +84,8 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vfmadd231ps zmm10, zmm18, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
 	vfmadd231ps zmm11, zmm19, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
 	vfmadd231ps zmm12, zmm20, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
+	vfmadd231ps zmm13, zmm21, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm21, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
 	vbroadcastss zmm22, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
 	vbroadcastss zmm23, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
 	vbroadcastss zmm24, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
@@ -93,7 +93,7 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vbroadcastss zmm26, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
 	vbroadcastss zmm27, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
 	vbroadcastss zmm28, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
-	vfmadd213ps zmm21, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
+	vbroadcastss zmm29, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
 	vfmadd213ps zmm22, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
 	vfmadd213ps zmm23, zmm7, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
 	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
@@ -101,7 +101,7 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vfmadd213ps zmm26, zmm10, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
 	vfmadd213ps zmm27, zmm11, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
 	vfmadd213ps zmm28, zmm12, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
-	vfmadd213ps zmm21, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
+	vfmadd213ps zmm29, zmm13, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
 	vfmadd213ps zmm22, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
 	vfmadd213ps zmm23, zmm7, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
 	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
@@ -109,7 +109,7 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vfmadd213ps zmm26, zmm10, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
 	vfmadd213ps zmm27, zmm11, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
 	vfmadd213ps zmm28, zmm12, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
-	vfmadd213ps zmm21, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
+	vfmadd213ps zmm29, zmm13, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
 	vfmadd213ps zmm22, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
 	vfmadd213ps zmm23, zmm7, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
 	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
@@ -117,7 +117,7 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vfmadd213ps zmm26, zmm10, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
 	vfmadd213ps zmm27, zmm11, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
 	vfmadd213ps zmm28, zmm12, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
-	vfmadd213ps zmm21, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
+	vfmadd213ps zmm29, zmm13, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
 	vfmadd213ps zmm22, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
 	vfmadd213ps zmm23, zmm7, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
 	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
@@ -125,7 +125,7 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vfmadd213ps zmm26, zmm10, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
 	vfmadd213ps zmm27, zmm11, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
 	vfmadd213ps zmm28, zmm12, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
-	vfmadd213ps zmm21, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
+	vfmadd213ps zmm29, zmm13, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
 	vfmadd213ps zmm22, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
 	vfmadd213ps zmm23, zmm7, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
 	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
@@ -133,45 +133,50 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	vfmadd213ps zmm26, zmm10, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
 	vfmadd213ps zmm27, zmm11, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
 	vfmadd213ps zmm28, zmm12, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
+	vfmadd213ps zmm29, zmm13, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
 	# (v, e) += p * 2^n, accumulator i mod K
-	vmaxps zmm5, zmm2, zmm13
-	vmaxps zmm5, zmm5, zmm15
-	vmaxps zmm5, zmm5, zmm17
-	vmaxps zmm5, zmm5, zmm19
-	vsubps zmm2, zmm2, zmm5
-	vscalefps zmm1, zmm1, zmm2
-	vsubps zmm13, zmm13, zmm5
-	vscalefps zmm21, zmm21, zmm13
-	vsubps zmm15, zmm15, zmm5
-	vscalefps zmm23, zmm23, zmm15
-	vsubps zmm17, zmm17, zmm5
-	vscalefps zmm25, zmm25, zmm17
-	vsubps zmm19, zmm19, zmm5
-	vscalefps zmm27, zmm27, zmm19
-	vaddps zmm1, zmm1, zmm21
-	vaddps zmm1, zmm1, zmm23
-	vaddps zmm1, zmm1, zmm25
-	vaddps zmm1, zmm1, zmm27
-	vmovaps zmm2, zmm5
-	vmaxps zmm5, zmm4, zmm14
-	vmaxps zmm5, zmm5, zmm16
-	vmaxps zmm5, zmm5, zmm18
-	vmaxps zmm5, zmm5, zmm20
-	vsubps zmm4, zmm4, zmm5
-	vscalefps zmm3, zmm3, zmm4
-	vsubps zmm14, zmm14, zmm5
+	# m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)
+	vmaxps zmm6, zmm14, zmm16
+	vmaxps zmm7, zmm18, zmm20
+	vmaxps zmm6, zmm6, zmm7
+	vmaxps zmm6, zmm3, zmm6
+	vsubps zmm14, zmm14, zmm6
+	vsubps zmm16, zmm16, zmm6
+	vsubps zmm18, zmm18, zmm6
+	vsubps zmm20, zmm20, zmm6
 	vscalefps zmm22, zmm22, zmm14
-	vsubps zmm16, zmm16, zmm5
 	vscalefps zmm24, zmm24, zmm16
-	vsubps zmm18, zmm18, zmm5
 	vscalefps zmm26, zmm26, zmm18
-	vsubps zmm20, zmm20, zmm5
 	vscalefps zmm28, zmm28, zmm20
-	vaddps zmm3, zmm3, zmm22
-	vaddps zmm3, zmm3, zmm24
-	vaddps zmm3, zmm3, zmm26
-	vaddps zmm3, zmm3, zmm28
-	vmovaps zmm4, zmm5
+	vaddps zmm22, zmm22, zmm24
+	vaddps zmm26, zmm26, zmm28
+	vaddps zmm22, zmm22, zmm26
+	# v = v * 2^(e - top) + q, e = top
+	vsubps zmm3, zmm3, zmm6
+	vscalefps zmm3, zmm1, zmm3
+	vfmadd213ps zmm2, zmm3, zmm22
+	vmovaps zmm3, zmm6
+	# m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)
+	vmaxps zmm6, zmm15, zmm17
+	vmaxps zmm7, zmm19, zmm21
+	vmaxps zmm6, zmm6, zmm7
+	vmaxps zmm6, zmm5, zmm6
+	vsubps zmm15, zmm15, zmm6
+	vsubps zmm17, zmm17, zmm6
+	vsubps zmm19, zmm19, zmm6
+	vsubps zmm21, zmm21, zmm6
+	vscalefps zmm23, zmm23, zmm15
+	vscalefps zmm25, zmm25, zmm17
+	vscalefps zmm27, zmm27, zmm19
+	vscalefps zmm29, zmm29, zmm21
+	vaddps zmm23, zmm23, zmm25
+	vaddps zmm27, zmm27, zmm29
+	vaddps zmm23, zmm23, zmm27
+	# v = v * 2^(e - top) + q, e = top
+	vsubps zmm5, zmm5, zmm6
+	vscalefps zmm5, zmm1, zmm5
+	vfmadd213ps zmm4, zmm5, zmm23
+	vmovaps zmm5, zmm6
 	add rdi, 512
 	sub rsi, 128
 	cmp rsi, 128
@@ -180,30 +185,32 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	cmp rsi, 16
 	jb .Lf32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_extexp_v1_done
 .Lf32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_extexp_v1:
-	vmovups zmm5, ZMMWORD PTR [rdi]
+	vmovups zmm6, ZMMWORD PTR [rdi]
 	# x = max(x, -2^20): -inf and huge negatives stay finite (NaN passes)
-	vmaxps zmm5, zmm0, zmm5
+	vmaxps zmm6, zmm0, zmm6
 	# n = round(x * log2e)
-	vmulps zmm6, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
-	vrndscaleps zmm6, zmm6, 8
+	vmulps zmm7, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
+	vrndscaleps zmm7, zmm7, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm5, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
-	vfmadd231ps zmm5, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
+	vfmadd231ps zmm6, zmm7, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
+	vfmadd231ps zmm6, zmm7, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm7, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
-	vfmadd213ps zmm7, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
-	vfmadd213ps zmm7, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
-	vfmadd213ps zmm7, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
-	vfmadd213ps zmm7, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
-	vfmadd213ps zmm7, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
+	vbroadcastss zmm8, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
+	vfmadd213ps zmm8, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
+	vfmadd213ps zmm8, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
+	vfmadd213ps zmm8, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
+	vfmadd213ps zmm8, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
+	vfmadd213ps zmm8, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
 	# (v, e) += p * 2^n, accumulator i mod K
-	vmaxps zmm5, zmm2, zmm6
-	vsubps zmm2, zmm2, zmm5
-	vscalefps zmm1, zmm1, zmm2
-	vsubps zmm6, zmm6, zmm5
-	vscalefps zmm7, zmm7, zmm6
-	vaddps zmm1, zmm1, zmm7
-	vmovaps zmm2, zmm5
+	# m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)
+	vmaxps zmm6, zmm3, zmm7
+	vsubps zmm7, zmm7, zmm6
+	vscalefps zmm8, zmm8, zmm7
+	# v = v * 2^(e - top) + q, e = top
+	vsubps zmm3, zmm3, zmm6
+	vscalefps zmm3, zmm1, zmm3
+	vfmadd213ps zmm2, zmm3, zmm8
+	vmovaps zmm3, zmm6
 	add rdi, 64
 	sub rsi, 16
 	cmp rsi, 16
@@ -213,57 +220,59 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	je .Lf32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_extexp_tail_done
 	lea r8, [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_tail_kmasks]
 	kmovw k1, WORD PTR [r8 + rsi*4]
-	vbroadcastss zmm5, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_inf]
-	vmovups zmm5{k1}, ZMMWORD PTR [rdi]
+	vbroadcastss zmm6, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_inf]
+	vmovups zmm6{k1}, ZMMWORD PTR [rdi]
 	# x = max(x, -2^20): -inf and huge negatives stay finite (NaN passes)
-	vmaxps zmm5, zmm0, zmm5
+	vmaxps zmm6, zmm0, zmm6
 	# n = round(x * log2e)
-	vmulps zmm6, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
-	vrndscaleps zmm6, zmm6, 8
+	vmulps zmm7, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_log2e]
+	vrndscaleps zmm7, zmm7, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm5, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
-	vfmadd231ps zmm5, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
+	vfmadd231ps zmm6, zmm7, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_hi]
+	vfmadd231ps zmm6, zmm7, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm7, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
-	vfmadd213ps zmm7, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
-	vfmadd213ps zmm7, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
-	vfmadd213ps zmm7, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
-	vfmadd213ps zmm7, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
-	vfmadd213ps zmm7, zmm5, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
+	vbroadcastss zmm8, DWORD PTR [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c5]
+	vfmadd213ps zmm8, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c4]
+	vfmadd213ps zmm8, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c3]
+	vfmadd213ps zmm8, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c2]
+	vfmadd213ps zmm8, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1]
+	vfmadd213ps zmm8, zmm6, DWORD BCST [rip + .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one]
 	# (v, e) += p * 2^n, accumulator i mod K
-	vmaxps zmm5, zmm2, zmm6
-	vsubps zmm2, zmm2, zmm5
-	vscalefps zmm1, zmm1, zmm2
-	vsubps zmm6, zmm6, zmm5
-	vscalefps zmm7, zmm7, zmm6
-	vaddps zmm1, zmm1, zmm7
-	vmovaps zmm2, zmm5
+	# m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)
+	vmaxps zmm6, zmm3, zmm7
+	vsubps zmm7, zmm7, zmm6
+	vscalefps zmm8, zmm8, zmm7
+	# v = v * 2^(e - top) + q, e = top
+	vsubps zmm3, zmm3, zmm6
+	vscalefps zmm3, zmm1, zmm3
+	vfmadd213ps zmm2, zmm3, zmm8
+	vmovaps zmm3, zmm6
 .Lf32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_extexp_tail_done:
 	# merge accumulators, then fold the block into the float64 lane sums
-	vmaxps zmm5, zmm2, zmm4
-	vsubps zmm2, zmm2, zmm5
-	vsubps zmm4, zmm4, zmm5
-	vscalefps zmm1, zmm1, zmm2
-	vscalefps zmm3, zmm3, zmm4
-	vaddps zmm1, zmm1, zmm3
-	vmovaps zmm2, zmm5
-	vmovups zmm3, ZMMWORD PTR [rsp + 128]
-	vsubps zmm3, zmm3, zmm2
-	vmovups ZMMWORD PTR [rsp + 128], zmm2
-	vmovups zmm2, ZMMWORD PTR [rsp]
-	vmovups zmm4, ZMMWORD PTR [rsp + 64]
-	vextractf64x4 ymm5, zmm3, 1
-	vcvtps2pd zmm3, ymm3
-	vcvtps2pd zmm5, ymm5
-	vscalefpd zmm2, zmm2, zmm3
-	vscalefpd zmm4, zmm4, zmm5
-	vextractf64x4 ymm3, zmm1, 1
-	vcvtps2pd zmm1, ymm1
-	vcvtps2pd zmm3, ymm3
-	vaddpd zmm2, zmm2, zmm1
-	vaddpd zmm4, zmm4, zmm3
-	vmovups ZMMWORD PTR [rsp], zmm2
-	vmovups ZMMWORD PTR [rsp + 64], zmm4
+	vmaxps zmm6, zmm3, zmm5
+	vsubps zmm3, zmm3, zmm6
+	vsubps zmm5, zmm5, zmm6
+	vscalefps zmm2, zmm2, zmm3
+	vscalefps zmm4, zmm4, zmm5
+	vaddps zmm2, zmm2, zmm4
+	vmovaps zmm3, zmm6
+	vmovups zmm4, ZMMWORD PTR [rsp + 128]
+	vsubps zmm4, zmm4, zmm3
+	vmovups ZMMWORD PTR [rsp + 128], zmm3
+	vmovups zmm3, ZMMWORD PTR [rsp]
+	vmovups zmm5, ZMMWORD PTR [rsp + 64]
+	vextractf64x4 ymm6, zmm4, 1
+	vcvtps2pd zmm4, ymm4
+	vcvtps2pd zmm6, ymm6
+	vscalefpd zmm3, zmm3, zmm4
+	vscalefpd zmm5, zmm5, zmm6
+	vextractf64x4 ymm4, zmm2, 1
+	vcvtps2pd zmm2, ymm2
+	vcvtps2pd zmm4, ymm4
+	vaddpd zmm3, zmm3, zmm2
+	vaddpd zmm5, zmm5, zmm4
+	vmovups ZMMWORD PTR [rsp], zmm3
+	vmovups ZMMWORD PTR [rsp + 64], zmm5
 	test rdx, rdx
 	jne .Lf32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_block
 	# e = max over lanes; v = sum over lanes of v_lane * 2^(e_lane - e)
@@ -326,80 +335,108 @@ f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048:
 	.p2align 5
 f32_vscaleextexp__avx512f_rr2_p5_scalef_u64:
 .Lentry_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64:
-	vbroadcastss zmm0, DWORD PTR [rcx]
-	vbroadcastss zmm1, DWORD PTR [rcx + 4]
-	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_x_min]
+	sub rsp, 392
+	vbroadcastss zmm0, DWORD PTR [rcx + 4]
+	vbroadcastss zmm1, DWORD PTR [rcx]
+	# per call: the polynomial's coefficients times 1/v, so that p(t) comes out as p/v
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c5]
+	vmovups ZMMWORD PTR [rsp], zmm2
+	vmovups zmm2, ZMMWORD PTR [rsp]
+	vmulps zmm2, zmm2, zmm0
+	vmovups ZMMWORD PTR [rsp], zmm2
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c4]
+	vmovups ZMMWORD PTR [rsp + 64], zmm2
+	vmovups zmm2, ZMMWORD PTR [rsp + 64]
+	vmulps zmm2, zmm2, zmm0
+	vmovups ZMMWORD PTR [rsp + 64], zmm2
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c3]
+	vmovups ZMMWORD PTR [rsp + 128], zmm2
+	vmovups zmm2, ZMMWORD PTR [rsp + 128]
+	vmulps zmm2, zmm2, zmm0
+	vmovups ZMMWORD PTR [rsp + 128], zmm2
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c2]
+	vmovups ZMMWORD PTR [rsp + 192], zmm2
+	vmovups zmm2, ZMMWORD PTR [rsp + 192]
+	vmulps zmm2, zmm2, zmm0
+	vmovups ZMMWORD PTR [rsp + 192], zmm2
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c1]
+	vmovups ZMMWORD PTR [rsp + 256], zmm2
+	vmovups zmm2, ZMMWORD PTR [rsp + 256]
+	vmulps zmm2, zmm2, zmm0
+	vmovups ZMMWORD PTR [rsp + 256], zmm2
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_one]
+	vmovups ZMMWORD PTR [rsp + 320], zmm2
+	vmovups zmm2, ZMMWORD PTR [rsp + 320]
+	vmulps zmm2, zmm2, zmm0
+	vmovups ZMMWORD PTR [rsp + 320], zmm2
+	vbroadcastss zmm0, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_x_min]
 	cmp rdx, 64
 	jb .Lf32_vscaleextexp__avx512f_rr2_p5_scalef_u64_extexp_u4_done
 .Lf32_vscaleextexp__avx512f_rr2_p5_scalef_u64_extexp_u4:
-	vmovups zmm3, ZMMWORD PTR [rdi]
-	vmovups zmm4, ZMMWORD PTR [rdi + 64]
-	vmovups zmm5, ZMMWORD PTR [rdi + 128]
-	vmovups zmm6, ZMMWORD PTR [rdi + 192]
-	vmaxps zmm3, zmm2, zmm3
-	vmaxps zmm4, zmm2, zmm4
-	vmaxps zmm5, zmm2, zmm5
-	vmaxps zmm6, zmm2, zmm6
+	vmovups zmm2, ZMMWORD PTR [rdi]
+	vmovups zmm3, ZMMWORD PTR [rdi + 64]
+	vmovups zmm4, ZMMWORD PTR [rdi + 128]
+	vmovups zmm5, ZMMWORD PTR [rdi + 192]
+	vmaxps zmm2, zmm0, zmm2
+	vmaxps zmm3, zmm0, zmm3
+	vmaxps zmm4, zmm0, zmm4
+	vmaxps zmm5, zmm0, zmm5
 	# n = round(x * log2e)
+	vmulps zmm6, zmm2, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e]
 	vmulps zmm7, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e]
 	vmulps zmm8, zmm4, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e]
 	vmulps zmm9, zmm5, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e]
-	vmulps zmm10, zmm6, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e]
+	vrndscaleps zmm6, zmm6, 8
 	vrndscaleps zmm7, zmm7, 8
 	vrndscaleps zmm8, zmm8, 8
 	vrndscaleps zmm9, zmm9, 8
-	vrndscaleps zmm10, zmm10, 8
 	# t = x - n*ln2_hi - n*ln2_lo
+	vfmadd231ps zmm2, zmm6, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
 	vfmadd231ps zmm3, zmm7, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
 	vfmadd231ps zmm4, zmm8, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
 	vfmadd231ps zmm5, zmm9, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
-	vfmadd231ps zmm6, zmm10, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
+	vfmadd231ps zmm2, zmm6, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
 	vfmadd231ps zmm3, zmm7, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
 	vfmadd231ps zmm4, zmm8, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
 	vfmadd231ps zmm5, zmm9, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
-	vfmadd231ps zmm6, zmm10, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm11, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c5]
-	vbroadcastss zmm12, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c5]
-	vbroadcastss zmm13, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c5]
-	vbroadcastss zmm14, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c5]
-	vfmadd213ps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm14, zmm6, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm14, zmm6, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm14, zmm6, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm14, zmm6, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_one]
-	vfmadd213ps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_one]
-	vfmadd213ps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_one]
-	vfmadd213ps zmm14, zmm6, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_one]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovups zmm10, ZMMWORD PTR [rsp]
+	vmovups zmm11, ZMMWORD PTR [rsp]
+	vmovups zmm12, ZMMWORD PTR [rsp]
+	vmovups zmm13, ZMMWORD PTR [rsp]
+	vfmadd213ps zmm10, zmm2, ZMMWORD PTR [rsp + 64]
+	vfmadd213ps zmm11, zmm3, ZMMWORD PTR [rsp + 64]
+	vfmadd213ps zmm12, zmm4, ZMMWORD PTR [rsp + 64]
+	vfmadd213ps zmm13, zmm5, ZMMWORD PTR [rsp + 64]
+	vfmadd213ps zmm10, zmm2, ZMMWORD PTR [rsp + 128]
+	vfmadd213ps zmm11, zmm3, ZMMWORD PTR [rsp + 128]
+	vfmadd213ps zmm12, zmm4, ZMMWORD PTR [rsp + 128]
+	vfmadd213ps zmm13, zmm5, ZMMWORD PTR [rsp + 128]
+	vfmadd213ps zmm10, zmm2, ZMMWORD PTR [rsp + 192]
+	vfmadd213ps zmm11, zmm3, ZMMWORD PTR [rsp + 192]
+	vfmadd213ps zmm12, zmm4, ZMMWORD PTR [rsp + 192]
+	vfmadd213ps zmm13, zmm5, ZMMWORD PTR [rsp + 192]
+	vfmadd213ps zmm10, zmm2, ZMMWORD PTR [rsp + 256]
+	vfmadd213ps zmm11, zmm3, ZMMWORD PTR [rsp + 256]
+	vfmadd213ps zmm12, zmm4, ZMMWORD PTR [rsp + 256]
+	vfmadd213ps zmm13, zmm5, ZMMWORD PTR [rsp + 256]
+	vfmadd213ps zmm10, zmm2, ZMMWORD PTR [rsp + 320]
+	vfmadd213ps zmm11, zmm3, ZMMWORD PTR [rsp + 320]
+	vfmadd213ps zmm12, zmm4, ZMMWORD PTR [rsp + 320]
+	vfmadd213ps zmm13, zmm5, ZMMWORD PTR [rsp + 320]
 	# y = (p / v) * 2^(n - e)
-	vsubps zmm7, zmm7, zmm0
-	vsubps zmm8, zmm8, zmm0
-	vsubps zmm9, zmm9, zmm0
-	vsubps zmm10, zmm10, zmm0
-	vmulps zmm11, zmm11, zmm1
-	vmulps zmm12, zmm12, zmm1
-	vmulps zmm13, zmm13, zmm1
-	vmulps zmm14, zmm14, zmm1
+	vsubps zmm6, zmm6, zmm1
+	vsubps zmm7, zmm7, zmm1
+	vsubps zmm8, zmm8, zmm1
+	vsubps zmm9, zmm9, zmm1
+	vscalefps zmm10, zmm10, zmm6
 	vscalefps zmm11, zmm11, zmm7
 	vscalefps zmm12, zmm12, zmm8
 	vscalefps zmm13, zmm13, zmm9
-	vscalefps zmm14, zmm14, zmm10
-	vmovups ZMMWORD PTR [rsi], zmm11
-	vmovups ZMMWORD PTR [rsi + 64], zmm12
-	vmovups ZMMWORD PTR [rsi + 128], zmm13
-	vmovups ZMMWORD PTR [rsi + 192], zmm14
+	vmovups ZMMWORD PTR [rsi], zmm10
+	vmovups ZMMWORD PTR [rsi + 64], zmm11
+	vmovups ZMMWORD PTR [rsi + 128], zmm12
+	vmovups ZMMWORD PTR [rsi + 192], zmm13
 	add rdi, 256
 	add rsi, 256
 	sub rdx, 64
@@ -409,26 +446,25 @@ f32_vscaleextexp__avx512f_rr2_p5_scalef_u64:
 	cmp rdx, 16
 	jb .Lf32_vscaleextexp__avx512f_rr2_p5_scalef_u64_extexp_v1_done
 .Lf32_vscaleextexp__avx512f_rr2_p5_scalef_u64_extexp_v1:
-	vmovups zmm3, ZMMWORD PTR [rdi]
-	vmaxps zmm3, zmm2, zmm3
+	vmovups zmm2, ZMMWORD PTR [rdi]
+	vmaxps zmm2, zmm0, zmm2
 	# n = round(x * log2e)
-	vmulps zmm4, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e]
-	vrndscaleps zmm4, zmm4, 8
+	vmulps zmm3, zmm2, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e]
+	vrndscaleps zmm3, zmm3, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm3, zmm4, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
-	vfmadd231ps zmm3, zmm4, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm5, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c5]
-	vfmadd213ps zmm5, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm5, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm5, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm5, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm5, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_one]
+	vfmadd231ps zmm2, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
+	vfmadd231ps zmm2, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovups zmm4, ZMMWORD PTR [rsp]
+	vfmadd213ps zmm4, zmm2, ZMMWORD PTR [rsp + 64]
+	vfmadd213ps zmm4, zmm2, ZMMWORD PTR [rsp + 128]
+	vfmadd213ps zmm4, zmm2, ZMMWORD PTR [rsp + 192]
+	vfmadd213ps zmm4, zmm2, ZMMWORD PTR [rsp + 256]
+	vfmadd213ps zmm4, zmm2, ZMMWORD PTR [rsp + 320]
 	# y = (p / v) * 2^(n - e)
-	vsubps zmm4, zmm4, zmm0
-	vmulps zmm5, zmm5, zmm1
-	vscalefps zmm5, zmm5, zmm4
-	vmovups ZMMWORD PTR [rsi], zmm5
+	vsubps zmm3, zmm3, zmm1
+	vscalefps zmm4, zmm4, zmm3
+	vmovups ZMMWORD PTR [rsi], zmm4
 	add rdi, 64
 	add rsi, 64
 	sub rdx, 16
@@ -439,29 +475,29 @@ f32_vscaleextexp__avx512f_rr2_p5_scalef_u64:
 	je .Lf32_vscaleextexp__avx512f_rr2_p5_scalef_u64_extexp_tail_done
 	lea rcx, [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_tail_kmasks]
 	kmovw k1, WORD PTR [rcx + rdx*4]
-	vmovups zmm3{k1}{z}, ZMMWORD PTR [rdi]
-	vmaxps zmm3, zmm2, zmm3
+	vmovups zmm2{k1}{z}, ZMMWORD PTR [rdi]
+	vmaxps zmm2, zmm0, zmm2
 	# n = round(x * log2e)
-	vmulps zmm2, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e]
-	vrndscaleps zmm2, zmm2, 8
+	vmulps zmm0, zmm2, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e]
+	vrndscaleps zmm0, zmm0, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm3, zmm2, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
-	vfmadd231ps zmm3, zmm2, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm4, DWORD PTR [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c5]
-	vfmadd213ps zmm4, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm4, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm4, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm4, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm4, zmm3, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_one]
+	vfmadd231ps zmm2, zmm0, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
+	vfmadd231ps zmm2, zmm0, DWORD BCST [rip + .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovups zmm3, ZMMWORD PTR [rsp]
+	vfmadd213ps zmm3, zmm2, ZMMWORD PTR [rsp + 64]
+	vfmadd213ps zmm3, zmm2, ZMMWORD PTR [rsp + 128]
+	vfmadd213ps zmm3, zmm2, ZMMWORD PTR [rsp + 192]
+	vfmadd213ps zmm3, zmm2, ZMMWORD PTR [rsp + 256]
+	vfmadd213ps zmm3, zmm2, ZMMWORD PTR [rsp + 320]
 	# y = (p / v) * 2^(n - e)
-	vsubps zmm2, zmm2, zmm0
-	vmulps zmm4, zmm4, zmm1
-	vscalefps zmm4, zmm4, zmm2
-	vmovups ZMMWORD PTR [rsi]{k1}, zmm4
+	vsubps zmm0, zmm0, zmm1
+	vscalefps zmm3, zmm3, zmm0
+	vmovups ZMMWORD PTR [rsi]{k1}, zmm3
 .Lf32_vscaleextexp__avx512f_rr2_p5_scalef_u64_extexp_tail_done:
 	mov eax, 0
 	vzeroupper
+	add rsp, 392
 	ret
 	.size f32_vscaleextexp__avx512f_rr2_p5_scalef_u64, .-f32_vscaleextexp__avx512f_rr2_p5_scalef_u64
 
@@ -533,6 +569,9 @@ f32_softmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vscaleextexp_u64:
 .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_x_min:
 	.long 0xC9800000  # -0x1.0p+20 = -1048576
 	.p2align 2
+.Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one:
+	.long 0x3F800000  # 0x1.0p+0 = 1
+	.p2align 2
 .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_minus_inf:
 	.long 0xFF800000  # -inf
 	.p2align 2
@@ -563,9 +602,6 @@ f32_softmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vscaleextexp_u64:
 .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_c1:
 	.long 0x3F7FFFFB  # 0x1.FFFFF6p-1 = 0.999999702
 	.p2align 2
-.Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_one:
-	.long 0x3F800000  # 0x1.0p+0 = 1
-	.p2align 2
 .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_tail_kmasks:
 	.long 0x00000000  # 
 	.long 0x00000001  # lane mask
@@ -593,18 +629,6 @@ f32_softmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vscaleextexp_u64:
 .Lc_f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048_e_low:
 	.long 0xC9B8A3F8  # -0x1.7147Fp+20 = -1512575
 	.p2align 2
-.Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_x_min:
-	.long 0xC9800000  # -0x1.0p+20 = -1048576
-	.p2align 2
-.Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e:
-	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
-	.p2align 2
-.Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi:
-	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
-	.p2align 2
-.Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo:
-	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
-	.p2align 2
 .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_c5:
 	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
 	.p2align 2
@@ -622,6 +646,18 @@ f32_softmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vscaleextexp_u64:
 	.p2align 2
 .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_one:
 	.long 0x3F800000  # 0x1.0p+0 = 1
+	.p2align 2
+.Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_x_min:
+	.long 0xC9800000  # -0x1.0p+20 = -1048576
+	.p2align 2
+.Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_log2e:
+	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
+	.p2align 2
+.Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi:
+	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
+	.p2align 2
+.Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo:
+	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
 	.p2align 2
 .Lc_f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_tail_kmasks:
 	.long 0x00000000  # 

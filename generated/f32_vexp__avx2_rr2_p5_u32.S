@@ -55,10 +55,10 @@ f32_vexp__avx2_rr2_p5_u32:
 	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm10, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
-	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
-	vmovaps ymm12, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
-	vmovaps ymm13, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
+	vmovups ymm10, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
+	vmovups ymm11, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
+	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
+	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
 	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
 	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
@@ -141,7 +141,7 @@ f32_vexp__avx2_rr2_p5_u32:
 	vfmadd231ps ymm2, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
 	vfmadd231ps ymm2, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
+	vmovups ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
 	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
 	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
 	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
@@ -182,7 +182,7 @@ f32_vexp__avx2_rr2_p5_u32:
 	vfmadd231ps ymm3, ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
 	vfmadd231ps ymm3, ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps ymm1, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
+	vmovups ymm1, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
 	vfmadd213ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
 	vfmadd213ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
 	vfmadd213ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]

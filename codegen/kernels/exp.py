@@ -42,11 +42,13 @@ class ExpP5:
         self.load_constant(reg, name, value)
         return reg
 
-    def round_and_reduce(self, xs: list, ns: list, biased: list | None = None) -> None:
+    def round_and_reduce(self, xs: list, ns: list, biased: list | None = None,
+                         bias: Mem | None = None) -> None:
         """ns[i] = round(xs[i] * log2e) as floats; xs[i] becomes t = x - n*ln2 (in place).
 
         AVX2 only: with `biased`, biased[i] keeps n + magic bias, whose low bits hold n + 127,
-        so that biased << 23 is 2^n.
+        so that biased << 23 is 2^n. `bias` replaces the magic bias by another value of the
+        same binade (magic - e folds a row exponent e into those bits: 2^(n - e)).
         """
         f = self.f
         f.comment("n = round(x * log2e)")
@@ -57,23 +59,41 @@ class ExpP5:
                 f.vrndscaleps(n, n, 0x08)  # round to nearest even, no precision exception
         else:
             held = biased if biased is not None else ns
+            magic = bias if bias is not None else self.c("magic_bias", K.MAGIC_BIAS)
             for x, b in zip(xs, held):
-                self.load_constant(b, "magic_bias", K.MAGIC_BIAS)
+                if bias is None:
+                    self.load_constant(b, "magic_bias", K.MAGIC_BIAS)
+                else:
+                    f.vmovups(b, bias)
                 f.vfmadd231ps(b, x, self.c("log2e", K.LOG2E))
             for n, b in zip(ns, held):
-                f.vsubps(n, b, self.c("magic_bias", K.MAGIC_BIAS))
+                f.vsubps(n, b, magic)
         f.comment("t = x - n*ln2_hi - n*ln2_lo")
         for x, n in zip(xs, ns):
             f.vfmadd231ps(x, n, self.c("minus_ln2_hi", K.MINUS_LN2_HI))
         for x, n in zip(xs, ns):
             f.vfmadd231ps(x, n, self.c("minus_ln2_lo", K.MINUS_LN2_LO))
 
-    def polynomial(self, ts: list, ps: list) -> None:
-        """ps[i] = p(ts[i]) ~ exp(t) on [-ln2/2, ln2/2] (relative error ~9.2e-8)."""
+    COEFFICIENTS = (("c5", K.C5), ("c4", K.C4), ("c3", K.C3), ("c2", K.C2), ("c1", K.C1),
+                    ("one", 1.0))
+
+    def polynomial(self, ts: list, ps: list, coefficients: list | None = None) -> None:
+        """ps[i] = p(ts[i]) ~ exp(t) on [-ln2/2, ln2/2] (relative error ~9.2e-8).
+
+        coefficients: vector operands holding c5..c0 scaled by a common factor s (then
+        ps[i] = s * p(ts[i]) at no extra cost); the pool's constants by default.
+        """
         f = self.f
-        f.comment("p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))")
+        f.comment("p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))"
+                  + (", every coefficient pre-scaled" if coefficients else ""))
+        if coefficients is None:
+            coefficients = [self.c(name, value) for name, value in self.COEFFICIENTS]
+        first, rest = coefficients[0], coefficients[1:]
         for p in ps:
-            self.load_constant(p, "c5", K.C5)
-        for name, value in (("c4", K.C4), ("c3", K.C3), ("c2", K.C2), ("c1", K.C1), ("one", 1.0)):
+            if first.broadcast:
+                f.vbroadcastss(p, Mem(first.base, bits=32))
+            else:
+                f.vmovups(p, first)
+        for c in rest:
             for p, t in zip(ps, ts):
-                f.vfmadd213ps(p, t, self.c(name, value))
+                f.vfmadd213ps(p, t, c)

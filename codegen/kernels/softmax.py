@@ -101,6 +101,17 @@ class PassEmitter:
             f.vpslld(d, d, 23)
             f.vmulps(dst, src, d)
 
+    def power_of_two(self, d, one=None) -> None:
+        """d = 2^d in place, for integral float d <= ~2 (+0 for d <= -127 on AVX2, and for d
+        far below the float range on AVX-512, which needs `one`: a register holding 1.0)."""
+        f = self.f
+        if self.scalef:
+            f.vscalefps(d, one, d)
+        else:
+            f.vmaxps(d, d, self.e.c("minus_127", -127.0))
+            f.vaddps(d, d, self.e.c("magic_bias", K.MAGIC_BIAS))
+            f.vpslld(d, d, 23)
+
     def scale_f64(self, acc, d) -> None:
         """acc *= 2^d, acc packed float64, d packed float64 integral <= 0; d clobbered."""
         f = self.f
@@ -318,6 +329,7 @@ def build_raddextexp(name, target, unroll, accumulators, block, interleave=0) ->
     pe = PassEmitter(f)
     e = pe.e
     x_min = e.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
+    one = e.constant_register("one", 1.0) if pe.scalef else None
     minus_inf = e.c("minus_inf", K.NEG_INF)
     vs, es = f.vecs("v", accumulators), f.vecs("e", accumulators)
     # per lane: float64 sums (low and high lanes) and the exponent they are relative to
@@ -325,18 +337,28 @@ def build_raddextexp(name, target, unroll, accumulators, block, interleave=0) ->
     (run_slot,) = pe.stack_vectors(1, e.c("exponent_sentinel", K.EXPONENT_SENTINEL))
 
     def accumulate(v, ev, ps, ns):
-        """(v, ev) += sum of p_i * 2^n_i, rescaled once to the group's largest exponent."""
+        """(v, ev) += sum of p_i * 2^n_i, all rescaled once to the group's largest exponent.
+
+        Only v = v * 2^(ev - top) + q and ev = max(ev, m) carry from one step to the next; the
+        group's max m and sum q are trees beside them, so the loop-carried chain is one FMA."""
+        f.comment("m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)")
+        m = ns[0]
+        if len(ns) > 1:  # the n_i stay: they are needed below
+            firsts = [f.vec("m") for _ in range(len(ns) // 2)]
+            for k, d in enumerate(firsts):
+                f.vmaxps(d, ns[2 * k], ns[2 * k + 1])
+            m = tree(f, firsts + ns[len(firsts) * 2:], lambda d, a, b: f.vmaxps(d, a, b))
         top = f.vec("e_max")
-        f.vmaxps(top, ev, ns[0])  # a NaN n lands in top (VMAXPS returns its second source)
-        for nv in ns[1:]:
-            f.vmaxps(top, top, nv)
-        f.vsubps(ev, ev, top)
-        pe.scale(v, v, ev)
-        for p, nv in zip(ps, ns):
+        f.vmaxps(top, ev, m)  # a NaN n lands in top (VMAXPS returns its second source)
+        for nv in ns:
             f.vsubps(nv, nv, top)
+        for p, nv in zip(ps, ns):
             pe.scale(p, p, nv)
-        for p in ps:
-            f.vaddps(v, v, p)
+        q = tree(f, list(ps), lambda d, a, b: f.vaddps(d, a, b))
+        f.comment("v = v * 2^(e - top) + q, e = top")
+        f.vsubps(ev, ev, top)
+        pe.power_of_two(ev, one)
+        f.vfmadd213ps(v, ev, q)
         f.vmovaps(ev, top)
 
     def step(tile):
@@ -431,8 +453,23 @@ def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) ->
     x, y, n, state = f.args
     pe = PassEmitter(f)
     e = pe.e
-    e_row = pe.broadcast_state(state, STATE_FIRST, "e")
     inv_v = pe.broadcast_state(state, STATE_SCALE, "inv_v")
+    e_row = pe.broadcast_state(state, STATE_FIRST, "e")
+    f.comment("per call: the polynomial's coefficients times 1/v, so that p(t) comes out as p/v")
+    coefficients = []
+    for coefficient, value in e.COEFFICIENTS:
+        (slot,) = pe.stack_vectors(1, e.c(coefficient, value))
+        scaled = pe.load_slot(slot, coefficient)
+        f.vmulps(scaled, scaled, inv_v)
+        f.vmovups(slot, scaled)
+        coefficients.append(slot)
+    bias = None
+    if not pe.scalef:
+        f.comment("per call: magic bias - e, so that the biased exponent bits hold n - e + 127")
+        (bias,) = pe.stack_vectors(1, e.c("magic_bias", K.MAGIC_BIAS))
+        folded = pe.load_slot(bias, "bias")
+        f.vsubps(folded, folded, e_row)
+        f.vmovups(bias, folded)
     x_min = e.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
 
     def step(tile):
@@ -442,15 +479,22 @@ def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) ->
         for v in xs:
             f.vmaxps(v, x_min, v)
         ns, ps = f.vecs("n", tile.count), f.vecs("p", tile.count)
-        e.round_and_reduce(xs, ns)
-        e.polynomial(xs, ps)
+        biased = f.vecs("nb", tile.count) if not pe.scalef else None
+        e.round_and_reduce(xs, ns, biased, bias)
+        e.polynomial(xs, ps, coefficients)
         f.comment("y = (p / v) * 2^(n - e)")
-        for nv in ns:
-            f.vsubps(nv, nv, e_row)
-        for p in ps:
-            f.vmulps(p, p, inv_v)
-        for p, nv in zip(ps, ns):
-            pe.scale(p, p, nv)
+        if pe.scalef:
+            for nv in ns:
+                f.vsubps(nv, nv, e_row)
+            for p, nv in zip(ps, ns):
+                f.vscalefps(p, p, nv)
+        else:
+            for b in biased:  # n - e <= -127 gives +0
+                f.vmaxps(b, b, e.c("magic_bias_minus_127", K.MAGIC_BIAS - 127.0))
+            for b in biased:
+                f.vpslld(b, b, 23)
+            for p, b in zip(ps, biased):
+                f.vmulps(p, p, b)
         for i, p in enumerate(ps):
             tile.store(y, i, p)
 
