@@ -48,11 +48,19 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                             "ISA and report the best per algorithm and size class")
     sweep.add_argument("--sweep-grid", choices=("quick", "full"), default="full")
     sweep.add_argument("--sweep-isa", metavar="ISA", help="default: the host's best")
+    parser.add_argument("--load-times", action="store_true",
+                        help="instead of the suite: cold (generate + assemble + link + load) and "
+                             "warm (cache hit) load time of every registered kernel module")
 
 
 def run_bench(args: argparse.Namespace) -> int:
     if args.sweep:
         return _run_sweep(args)
+    if args.load_times:
+        from .load_times import format_table, measure
+
+        sys.stdout.write(format_table(measure()))
+        return 0
     from . import report
     from .suite import Config, run_suite
 

@@ -325,3 +325,16 @@ def test_bench_and_tune_commands_are_wired(tmp_path):
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert "--repeats" in result.stdout
+
+
+def test_load_times_cold_then_warm():
+    """Every registered module: the cold process builds it, the warm one finds it cached."""
+    from softjit.bench.load_times import format_table, measure
+    from softjit.codegen import variants
+
+    results = measure()
+    assert set(results) == {v.name for v in variants.VARIANTS}
+    for name, r in results.items():
+        assert (r["cold_source"], r["warm_source"]) == ("built", "cache"), name
+        assert r["cold_s"] > 0 and r["warm_s"] > 0 and r["generate_s"] > 0
+    assert "median over" in format_table(results)
