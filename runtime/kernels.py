@@ -48,6 +48,14 @@ def default_function(op: str, isa: str):
 
 
 @functools.lru_cache(maxsize=None)
+def contiguous_buffer_function():
+    """ffi.from_buffer itself: the fastest array -> void* for arrays known C-contiguous."""
+    import cffi
+
+    return cffi.FFI().from_buffer
+
+
+@functools.lru_cache(maxsize=None)
 def buffer_function():
     """numpy array -> void* argument: its first element's address.
 

@@ -64,44 +64,46 @@ class _Driver:
         self.variant = variant
         self.function = kernels.function(variant, variant.driver_symbol)
         self.buffer = kernels.buffer_function()
+        self.from_buffer = kernels.contiguous_buffer_function()
 
     def __call__(self, x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray, strides: np.ndarray):
         b = self.buffer
         return self.function(b(x2d), b(y2d), x2d.shape[1], x2d.shape[0], b(strides), b(status))
 
     def contiguous(self, x: np.ndarray, y: np.ndarray, rows: int, n: int):
-        """Rows packed back to back in x and y: (marked rows, status array of the call)."""
-        b = self.buffer
-        pointer = _scratch.status_for(rows)
-        marked = self.function(b(x), b(y), n, rows, _scratch.strides_for(4 * n), pointer)
-        return marked, _scratch.status
+        """Rows packed back to back in x and y (C-contiguous): (marked rows, status array)."""
+        b = self.from_buffer
+        strides = _scratch.strides_for(4 * n)
+        if rows == 1:
+            marked = self.function(b(x), b(y), n, 1, strides, _scratch.status_pointer)
+            return marked, _SINGLE_ROW_MARKED
+        status = np.empty(rows, np.int32)
+        return self.function(b(x), b(y), n, rows, strides, b(status)), status
 
 
-class _Scratch(threading.local):
-    """Per-thread status buffer and row-stride arrays for the contiguous fast path, made once
-    and handed to the driver as ready pointers (building them costs more than a 1000-element
-    kernel)."""
+class _Scratch:
+    """Ready pointers for the contiguous fast path (building them per call costs more than a
+    1000-element kernel): row-stride pairs per row length, and one status word for single rows.
+
+    Both are shared by all threads. The strides are only read. The status word is written by
+    every single-row call and never read: for one row the driver's return value (0 or 1) says
+    all there is to know. Batches get a status array of their own."""
 
     def __init__(self):
-        self.status = np.empty(0, np.int32)
-        self.status_pointer = None
         self.strides: dict = {}
-
-    def status_for(self, rows: int):
-        if self.status.shape[0] < rows:
-            self.status = np.empty(max(rows, 64), np.int32)
-            self.status_pointer = kernels.buffer_function()(self.status)
-        return self.status_pointer
+        self.status_word = np.zeros(1, np.int32)
+        self.status_pointer = kernels.buffer_function()(self.status_word)
 
     def strides_for(self, row_bytes: int):
         found = self.strides.get(row_bytes)
         if found is None:
             array = np.array([row_bytes, row_bytes], np.int64)
-            found = self.strides[row_bytes] = (array, kernels.buffer_function()(array))
+            found = self.strides.setdefault(row_bytes, (array, kernels.buffer_function()(array)))
         return found[1]
 
 
 _scratch = _Scratch()
+_SINGLE_ROW_MARKED = np.ones(1, np.int32)  # what a single row's status is when it was marked
 
 
 _drivers: dict = {}
@@ -168,9 +170,7 @@ def _run_rows(x2d, y2d, algorithm, isa, threads):
     else:
         marked = run(x2d, y2d, status, strides)
     if marked:
-        fallback = driver("three-pass-reload", isa)
-        for r in np.flatnonzero(status):
-            fallback(x2d[r:r + 1], y2d[r:r + 1], status[r:r + 1], strides)
+        _recompute_rows(x2d, y2d, status, isa)
 
 
 def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", out=None,
@@ -238,26 +238,49 @@ def _fresh_output(out, x: np.ndarray) -> bool:
 def _softmax_contiguous(x: np.ndarray, isa: str, out=None) -> np.ndarray:
     """softmax over the last axis of a C-contiguous 1-D or 2-D array into a new array, into x
     itself, or into a separate C-contiguous out: the common calls, kept to the few operations
-    they need."""
+    they need (one dict lookup finds the kernel and its ready arguments)."""
     n = x.shape[-1]
     rows = x.size // n
-    key = (isa, n)
-    algorithm = _auto_choice.get(key)
+    y = np.empty_like(x) if out is None else out
+    if rows == 1 and n < _SMALL_ROW:
+        entry = _single_rows.get((isa, n))
+        if entry is None:
+            entry = _single_row_entry(isa, n)
+        function, from_buffer, strides, status = entry
+        if function(from_buffer(x), from_buffer(y), n, 1, strides, status):
+            _recompute_rows(x.reshape(1, n), y.reshape(1, n), _SINGLE_ROW_MARKED, isa)
+        return y
+    algorithm = _auto_choice.get((isa, n))
     if algorithm is None:
-        algorithm = _auto_choice[key] = choose_algorithm(isa, n, rows)
-    y = np.empty(x.shape, np.float32) if out is None else out
+        algorithm = _auto_choice[(isa, n)] = choose_algorithm(isa, n, rows)
     if x.size * 4 >= NONTEMPORAL_MIN_BYTES:
         _run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1)
         return y
     marked, status = driver(algorithm, isa).contiguous(x, y, rows, n)
     if marked:
-        marked = np.flatnonzero(status[:rows])
-        fallback = driver("three-pass-reload", isa)
-        x2d, y2d = x.reshape(rows, n), y.reshape(rows, n)
-        strides = np.array([4 * n, 4 * n], np.int64)
-        for r in marked:
-            fallback(x2d[r:r + 1], y2d[r:r + 1], np.empty(1, np.int32), strides)
+        _recompute_rows(x.reshape(rows, n), y.reshape(rows, n), status[:rows], isa)
     return y
+
+
+# Single rows below this length take the shortest path (their output is far from the
+# non-temporal threshold).
+_SMALL_ROW = 1 << 20
+_single_rows: dict = {}
+
+
+def _single_row_entry(isa: str, n: int):
+    algorithm = choose_algorithm(isa, n, 1)
+    run = driver(algorithm, isa)
+    entry = (run.function, run.from_buffer, _scratch.strides_for(4 * n), _scratch.status_pointer)
+    return _single_rows.setdefault((isa, n), entry)
+
+
+def _recompute_rows(x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray, isa: str) -> None:
+    """Rows the two-pass driver marked, again with three-pass-reload (any float32 input)."""
+    fallback = driver("three-pass-reload", isa)
+    strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)
+    for r in np.flatnonzero(status):
+        fallback(x2d[r:r + 1], y2d[r:r + 1], np.empty(1, np.int32), strides)
 
 
 def _safe_overlap(dst: np.ndarray, src: np.ndarray) -> bool:
