@@ -162,11 +162,11 @@ def _run_rows(x2d, y2d, algorithm, isa, threads):
     status = np.empty(rows, np.int32)
     run = driver(algorithm, isa, x2d.size * 4 >= NONTEMPORAL_MIN_BYTES)
     if threads > 1 and rows > 1:
-        chunks = np.array_split(np.arange(rows), min(threads, rows))
+        (a0, b0), *others = _pieces(rows, min(threads, rows))
         pool = _threads_pool(threads)
-        futures = [pool.submit(run, x2d[c[0]:c[-1] + 1], y2d[c[0]:c[-1] + 1],
-                               status[c[0]:c[-1] + 1], strides) for c in chunks if len(c)]
-        marked = sum(f.result() for f in futures)
+        futures = [pool.submit(run, x2d[a:b], y2d[a:b], status[a:b], strides) for a, b in others]
+        marked = run(x2d[a0:b0], y2d[a0:b0], status[a0:b0], strides)  # this thread takes one
+        marked += sum(f.result() for f in futures)
     else:
         marked = run(x2d, y2d, status, strides)
     if marked:
@@ -308,8 +308,11 @@ def assembly(algorithm: str, isa: str = "auto") -> str:
 class _Passes:
     """The pass kernels of one algorithm on one ISA, callable on pieces of a row."""
 
-    def __init__(self, algorithm: str, isa: str):
-        variant = variants.softmax_variant(algorithm, isa)
+    def __init__(self, algorithm: str, isa: str, nontemporal: bool = False):
+        try:
+            variant = variants.softmax_variant(algorithm, isa, nontemporal)
+        except ValueError:
+            variant = variants.softmax_variant(algorithm, isa)
         self.functions = [kernels.function(variant, symbol) for symbol, _ in variant.passes]
         self.buffer = kernels.buffer_function()
 
@@ -321,31 +324,40 @@ class _Passes:
 _passes: dict = {}
 
 
-def _passes_of(algorithm: str, isa: str) -> _Passes:
-    p = _passes.get((algorithm, isa))
+def _passes_of(algorithm: str, isa: str, nontemporal: bool = False) -> _Passes:
+    key = (algorithm, isa, nontemporal)
+    p = _passes.get(key)
     if p is None:
-        p = _passes[(algorithm, isa)] = _Passes(algorithm, isa)
+        p = _passes[key] = _Passes(algorithm, isa, nontemporal)
     return p
+
+
+def _pieces(count: int, parts: int, align: int = 1) -> list:
+    """[start, end) bounds of `parts` nearly equal pieces of range(count), the inner bounds
+    multiples of `align` (64 floats: pieces of one row start on cache lines together)."""
+    bounds = sorted({min(count, (count * k // parts) // align * align) for k in range(parts)}
+                    | {count})
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 def _split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: int) -> None:
     """One long row over `threads` threads: each pass runs on pieces, and the pieces' partial
     results combine exactly (maxima by max; two-pass sums v*2^e by rescaling to the largest e;
     three-pass sums by adding), in float64."""
-    pieces = np.array_split(np.arange(x.shape[0]), threads)
-    bounds = [(p[0], p[-1] + 1) for p in pieces if len(p)]
+    bounds = _pieces(x.shape[0], threads, align=64)
     states = np.zeros((len(bounds), 4), np.float32)
-    passes = _passes_of(algorithm, isa)
+    passes = _passes_of(algorithm, isa, x.shape[0] * 4 >= NONTEMPORAL_MIN_BYTES)
     pool = _threads_pool(threads)
 
     def each(index, state_of):
         futures = [pool.submit(passes.run, index, x[a:b], y[a:b], state_of(k))
-                   for k, (a, b) in enumerate(bounds)]
-        return [f.result() for f in futures]
+                   for k, (a, b) in enumerate(bounds) if k]
+        a, b = bounds[0]
+        first = passes.run(index, x[a:b], y[a:b], state_of(0))  # this thread takes one piece
+        return [first] + [f.result() for f in futures]
 
     if algorithm == "two-pass":
         if any(each(0, lambda k: states[k])):
-            _passes_of("three-pass-reload", isa)  # loaded before the row is redone
             return _run_rows(x.reshape(1, -1), y.reshape(1, -1), "three-pass-reload", isa, 1)
         exponent = float(states[:, 0].max())
         total = sum(math.ldexp(float(v), int(e - exponent)) for e, v in states[:, [0, 2]])
