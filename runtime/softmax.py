@@ -70,6 +70,17 @@ class _Driver:
         b = self.buffer
         return self.function(b(x2d), b(y2d), x2d.shape[1], x2d.shape[0], b(strides), b(status))
 
+    def single_row(self, n: int):
+        """call(x, y) -> 1 if the row was marked, for one C-contiguous row of n elements, with
+        every other argument bound once."""
+        function, from_buffer = self.function, self.from_buffer
+        strides, status = _scratch.strides_for(4 * n), _scratch.status_pointer
+
+        def call(x: np.ndarray, y: np.ndarray) -> int:
+            return function(from_buffer(x), from_buffer(y), n, 1, strides, status)
+
+        return call
+
     def contiguous(self, x: np.ndarray, y: np.ndarray, rows: int, n: int):
         """Rows packed back to back in x and y (C-contiguous): (marked rows, status array)."""
         b = self.from_buffer
@@ -243,11 +254,11 @@ def _softmax_contiguous(x: np.ndarray, isa: str, out=None) -> np.ndarray:
     rows = x.size // n
     y = np.empty_like(x) if out is None else out
     if rows == 1 and n < _SMALL_ROW:
-        entry = _single_rows.get((isa, n))
-        if entry is None:
-            entry = _single_row_entry(isa, n)
-        function, from_buffer, strides, status = entry
-        if function(from_buffer(x), from_buffer(y), n, 1, strides, status):
+        call = _single_rows.get((isa, n))
+        if call is None:
+            call = _single_rows.setdefault((isa, n), driver(choose_algorithm(isa, n, 1), isa)
+                                           .single_row(n))
+        if call(x, y):
             _recompute_rows(x.reshape(1, n), y.reshape(1, n), _SINGLE_ROW_MARKED, isa)
         return y
     algorithm = _auto_choice.get((isa, n))
@@ -266,13 +277,6 @@ def _softmax_contiguous(x: np.ndarray, isa: str, out=None) -> np.ndarray:
 # non-temporal threshold).
 _SMALL_ROW = 1 << 20
 _single_rows: dict = {}
-
-
-def _single_row_entry(isa: str, n: int):
-    algorithm = choose_algorithm(isa, n, 1)
-    run = driver(algorithm, isa)
-    entry = (run.function, run.from_buffer, _scratch.strides_for(4 * n), _scratch.status_pointer)
-    return _single_rows.setdefault((isa, n), entry)
 
 
 def _recompute_rows(x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray, isa: str) -> None:

@@ -1005,6 +1005,9 @@ class _EmulatedDriver:
                 for address in mapped:
                     m.unmap(address)
 
+    def single_row(self, n):
+        return lambda x, y: self.contiguous(x, y, 1, n)[0]
+
     def contiguous(self, x, y, rows, n):
         status = np.empty(rows, np.int32)
         strides = np.array([4 * n, 4 * n], np.int64)
@@ -1036,9 +1039,11 @@ def emulated_runtime(monkeypatch):
     monkeypatch.setattr(runtime_softmax, "resolve_isa", lambda isa: isa)
     monkeypatch.setattr(runtime_softmax, "driver",
                         lambda algorithm, isa, nontemporal=False:
-                        _EmulatedDriver(algorithm, isa, nontemporal))
+                        _EmulatedDriver(algorithm, isa, nontemporal and registers_nontemporal(algorithm, isa)))
     monkeypatch.setattr(runtime_softmax, "_passes_of",
-                        lambda algorithm, isa: _EmulatedPasses(algorithm, isa))
+                        lambda algorithm, isa, nontemporal=False: _EmulatedPasses(
+                            algorithm, isa, nontemporal and registers_nontemporal(algorithm, isa)))
+    monkeypatch.setattr(runtime_softmax, "_single_rows", {})
     monkeypatch.setattr(runtime_softmax, "SPLIT_ROW_MIN", 1000)
     monkeypatch.runtime_softmax = runtime_softmax
     return monkeypatch
