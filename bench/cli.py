@@ -48,6 +48,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                             "ISA and report the best per algorithm and size class")
     sweep.add_argument("--sweep-grid", choices=("quick", "full"), default="full")
     sweep.add_argument("--sweep-isa", metavar="ISA", help="default: the host's best")
+    parser.add_argument("--exp", action="store_true",
+                        help="instead of the suite: exp kernels against numpy.exp, in cache")
     parser.add_argument("--load-times", action="store_true",
                         help="instead of the suite: cold (generate + assemble + link + load) and "
                              "warm (cache hit) load time of every registered kernel module")
@@ -56,6 +58,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     if args.sweep:
         return _run_sweep(args)
+    if args.exp:
+        from .exp_throughput import format_results, run
+
+        sys.stdout.write(format_results(run(**({"repeats": args.repeats} if args.repeats else {}),
+                                            cpu_index=args.cpu)))
+        return 0
     if args.load_times:
         from .load_times import format_table, measure
 

@@ -338,3 +338,19 @@ def test_load_times_cold_then_warm():
         assert (r["cold_source"], r["warm_source"]) == ("built", "cache"), name
         assert r["cold_s"] > 0 and r["warm_s"] > 0 and r["generate_s"] > 0
     assert "median over" in format_table(results)
+
+
+def test_exp_throughput_runs_and_reports_every_host_kernel(monkeypatch):
+    from softjit.bench import exp_throughput
+    from softjit.codegen import variants
+    from softjit.runtime import cpu
+
+    monkeypatch.setattr(exp_throughput, "SIZES", (64, 1000))
+    monkeypatch.setattr(exp_throughput, "pin_to_one_cpu", lambda cpu_index=None: None)
+    results = exp_throughput.run(repeats=1)
+    expected = {f"softjit {v.name}" for v in variants.VARIANTS
+                if v.op == "vexp" and v.isa in cpu.host_isas()} | {"numpy.exp(x, out=y)"}
+    for n in (64, 1000):
+        assert set(results["sizes"][n]) == expected
+        assert all(rate > 0 for rate in results["sizes"][n].values())
+    assert "/ numpy" in exp_throughput.format_results(results)

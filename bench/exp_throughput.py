@@ -1,0 +1,70 @@
+"""Throughput of the exp kernels against numpy.exp on float32, in cache, one pinned core.
+
+`python -m softjit bench --exp`: every vexp variant this host runs (called natively, without the
+Python layer) and numpy.exp(x, out=y), timed in interleaved rounds on the same warm arrays,
+median elements per nanosecond for each array size.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..codegen import variants
+from ..runtime import cpu, kernels
+from .timing import Timed, measure, now_ns, pin_to_one_cpu
+
+SIZES = (1024, 16384, 262144)  # 4 KiB (L1), 64 KiB (L2), 1 MiB (L2/L3) per array
+
+
+class _Loop(Timed):
+    def __init__(self, call):
+        self.call = call
+
+    def run(self, number: int) -> int:
+        call = self.call
+        start = now_ns()
+        for _ in range(number):
+            call()
+        return now_ns() - start
+
+
+def candidates(x: np.ndarray, y: np.ndarray) -> dict:
+    pointer = kernels.contiguous_buffer_function()
+    px, py, n = pointer(x), pointer(y), x.size
+    found = {}
+    for v in variants.VARIANTS:
+        if v.op == "vexp" and v.isa in cpu.host_isas():
+            function = kernels.function(v)
+            found[f"softjit {v.name}"] = _Loop(lambda f=function: f(px, py, n))
+    found["numpy.exp(x, out=y)"] = _Loop(lambda: np.exp(x, out=y))
+    return found
+
+
+def run(repeats: int = 21, cpu_index: int | None = None) -> dict:
+    """{size: {candidate: elements per ns (median)}}."""
+    pinned = pin_to_one_cpu(cpu_index)
+    results = {"pinned_cpu": pinned, "sizes": {}}
+    rng = np.random.default_rng(0)
+    for n in SIZES:
+        x = rng.uniform(-80.0, 80.0, n).astype(np.float32)
+        y = np.empty_like(x)
+        timed = candidates(x, y)
+        samples, _ = measure(timed, out_of_cache=False, flush=None, repeats=repeats,
+                             budget_s=20.0, sample_ms=2.0)
+        results["sizes"][n] = {key: n / s.median for key, s in samples.items()}
+    return results
+
+
+def format_results(results: dict) -> str:
+    sizes = list(results["sizes"])
+    names = list(results["sizes"][sizes[0]])
+    lines = [f"exp throughput, elements per ns (median of interleaved rounds, pinned to CPU "
+             f"{results['pinned_cpu']})",
+             f"{'candidate':<48}" + "".join(f"{n:>12}" for n in sizes)]
+    for name in names:
+        lines.append(f"{name:<48}" + "".join(f"{results['sizes'][n][name]:12.3f}" for n in sizes))
+    numpy_key = "numpy.exp(x, out=y)"
+    for name in names:
+        if name != numpy_key:
+            ratios = [results["sizes"][n][name] / results["sizes"][n][numpy_key] for n in sizes]
+            lines.append(f"{name + ' / numpy':<48}" + "".join(f"{r:11.2f}x" for r in ratios))
+    return "\n".join(lines) + "\n"
