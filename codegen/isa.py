@@ -65,3 +65,13 @@ def get_target(name: str | Target) -> Target:
         raise ValueError(
             f"unknown target ISA {name!r}; valid targets: {', '.join(sorted(TARGETS))}"
         ) from None
+
+
+class OnTarget:
+    """For variant dataclasses with an `isa` field: the Target it names."""
+
+    isa: str
+
+    @property
+    def target(self) -> Target:
+        return get_target(self.isa)

@@ -8,20 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .emit import Module
-from .isa import AVX2, AVX512F, Target, get_target
+from .isa import OnTarget
 from .kernels import bandwidth, elementwise
 
 
 @dataclass(frozen=True)
-class VExp:
+class VExp(OnTarget):
     isa: str
     unroll: int  # vectors per main-loop step
 
     op = "vexp"
-
-    @property
-    def target(self) -> Target:
-        return get_target(self.isa)
 
     @property
     def flavour(self) -> str:
@@ -37,16 +33,12 @@ class VExp:
 
 
 @dataclass(frozen=True)
-class RMax:
+class RMax(OnTarget):
     isa: str
     unroll: int
     accumulators: int
 
     op = "rmax"
-
-    @property
-    def target(self) -> Target:
-        return get_target(self.isa)
 
     @property
     def name(self) -> str:
@@ -77,7 +69,7 @@ ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
 
 
 @dataclass(frozen=True)
-class Softmax:
+class Softmax(OnTarget):
     """One softmax algorithm on one ISA: its pass kernels and the row driver, in one module.
 
     reduce_*: the pass that reads x to a sum (raddextexp, raddstoreexpminusmax,
@@ -104,10 +96,6 @@ class Softmax:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown softmax algorithm {self.algorithm!r}; "
                              f"valid: {', '.join(ALGORITHMS)}")
-
-    @property
-    def target(self) -> Target:
-        return get_target(self.isa)
 
     @property
     def flavour(self) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..emit import Module
-from ..isa import Target, get_target
+from ..isa import OnTarget, Target
 from ..operands import Symbol, ptr
 from ..stream import Function, Param, Signature
 from .loops import for_each_vector
@@ -117,7 +117,7 @@ def build_rows_driver(name: str, target: Target, kernel: str, reads_only: bool) 
 
 
 @dataclass(frozen=True)
-class StreamRead:
+class StreamRead(OnTarget):
     """Read bandwidth probe: f32_stream_read__ISA_uU_accK (plus its _rows driver)."""
 
     isa: str
@@ -125,10 +125,6 @@ class StreamRead:
     accumulators: int = 4
 
     op = "stream_read"
-
-    @property
-    def target(self) -> Target:
-        return get_target(self.isa)
 
     @property
     def name(self) -> str:
@@ -147,7 +143,7 @@ class StreamRead:
 
 
 @dataclass(frozen=True)
-class StreamCopy:
+class StreamCopy(OnTarget):
     """Read+write bandwidth probe: f32_stream_copy__ISA_uU[_nt] (plus its _rows driver)."""
 
     isa: str
@@ -155,10 +151,6 @@ class StreamCopy:
     nontemporal: bool = False
 
     op = "stream_copy"
-
-    @property
-    def target(self) -> Target:
-        return get_target(self.isa)
 
     @property
     def name(self) -> str:
