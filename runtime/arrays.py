@@ -5,6 +5,11 @@ import numpy as np
 
 
 def as_float32_array(x, function: str) -> np.ndarray:
+    if isinstance(x, np.ma.MaskedArray):
+        # the kernels would read the masked-out values as if they were data
+        raise TypeError(
+            f"softjit.{function} does not take masked arrays (the mask would be ignored); pass "
+            f"x.filled(-numpy.inf) for softmax (masked entries get probability 0) or x.filled(v)")
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
     if x.dtype != np.float32:

@@ -1093,3 +1093,12 @@ def test_emulated_through_the_python_layer(algorithm, isa, emulated_runtime):
             native_y = softjit.softmax(x, algorithm=algorithm, isa=isa, threads=threads,
                                        out=np.empty_like(x))
             assert np.array_equal(native_y, y, equal_nan=True), name
+
+
+def test_masked_arrays_are_refused_not_silently_unmasked():
+    x = np.ma.masked_array(np.float32([1.0, 2.0, 3.0]), mask=[False, True, False])
+    for function in (softjit.softmax, softjit.exp):
+        with pytest.raises(TypeError, match=r"masked arrays.*filled\(-numpy.inf\)"):
+            function(x)
+    filled = softjit.softmax(x.filled(-np.inf))
+    assert filled[1] == 0.0 and abs(filled.sum() - 1.0) < 1e-6
