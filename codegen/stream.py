@@ -15,7 +15,7 @@ builder around explicitly.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import instructions
 from .errors import OperandError, TargetFeatureError, emission_site

@@ -16,7 +16,7 @@ import numpy as np
 from ..codegen import variants
 from . import kernels, tuning
 from .api import resolve_isa
-from .arrays import as_float32_array, check_out, writes_directly
+from .arrays import as_float32_array, check_out
 
 ALGORITHMS = ("auto",) + variants.ALGORITHMS
 
