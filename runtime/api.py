@@ -35,12 +35,28 @@ def host_isas() -> tuple:
     return cpu.host_isas()
 
 
+_FLOAT32 = np.dtype(np.float32)
+_vexp: dict = {}  # (isa argument, SOFTJIT_ISA) -> the native vexp it resolves to
+_from_buffer = kernels.contiguous_buffer_function
+
+
 def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
     """y = exp(x) elementwise on float32 arrays of any shape, with the kernel for `isa`.
 
     Within 2 ULP of the correctly rounded result wherever that is a normal float; subnormal
     results rounded once; exp(-inf) = 0, exp(+inf) = +inf, NaN stays NaN.
     """
+    if (type(x) is np.ndarray and x.dtype is _FLOAT32 and x.flags.c_contiguous
+            and (out is None or out is x and x.flags.writeable)):
+        # the common calls (a new output, or in place), kept to the few operations they need
+        key = (isa, _isa_setting())
+        run = _vexp.get(key)
+        if run is None:
+            run = _vexp.setdefault(key, kernels.default_function("vexp", resolve_isa(isa)))
+        y = np.empty_like(x) if out is None else x
+        from_buffer = _from_buffer()
+        run(from_buffer(x), from_buffer(y), x.size)
+        return y
     x = as_float32_array(x, "exp")
     isa = resolve_isa(isa)
     out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "exp")
