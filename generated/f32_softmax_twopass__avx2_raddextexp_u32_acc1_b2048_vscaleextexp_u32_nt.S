@@ -337,7 +337,9 @@ f32_vscaleextexp__avx2_rr2_p5_u32_nt:
 	vmovups ymm0, YMMWORD PTR [rsp + 192]
 	vsubps ymm0, ymm0, ymm1
 	vmovups YMMWORD PTR [rsp + 192], ymm0
-	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_x_min]
+	# per call: x_min = (e - 127) * ln2, where n - e = -127: y = +0 from there down
+	vaddps ymm0, ymm1, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_127]
+	vmulps ymm0, ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_ln2]
 	# head = min(n, elements until y is vector-aligned)
 	mov rcx, rsi
 	neg rcx
@@ -368,7 +370,6 @@ f32_vscaleextexp__avx2_rr2_p5_u32_nt:
 	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rsp + 128]
 	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rsp + 160]
 	# y = (p / v) * 2^(n - e)
-	vmaxps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_magic_bias_minus_127]
 	vpslld ymm3, ymm3, 23
 	vmulps ymm4, ymm4, ymm3
 	vmaskmovps YMMWORD PTR [rsi], ymm1, ymm4
@@ -435,10 +436,6 @@ f32_vscaleextexp__avx2_rr2_p5_u32_nt:
 	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 160]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 160]
 	# y = (p / v) * 2^(n - e)
-	vmaxps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_magic_bias_minus_127]
-	vmaxps ymm6, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_magic_bias_minus_127]
-	vmaxps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_magic_bias_minus_127]
-	vmaxps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_magic_bias_minus_127]
 	vpslld ymm5, ymm5, 23
 	vpslld ymm6, ymm6, 23
 	vpslld ymm7, ymm7, 23
@@ -477,7 +474,6 @@ f32_vscaleextexp__avx2_rr2_p5_u32_nt:
 	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 128]
 	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 160]
 	# y = (p / v) * 2^(n - e)
-	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_magic_bias_minus_127]
 	vpslld ymm2, ymm2, 23
 	vmulps ymm3, ymm3, ymm2
 	vmovntps YMMWORD PTR [rsi], ymm3
@@ -510,7 +506,6 @@ f32_vscaleextexp__avx2_rr2_p5_u32_nt:
 	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 128]
 	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 160]
 	# y = (p / v) * 2^(n - e)
-	vmaxps ymm0, ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_magic_bias_minus_127]
 	vpslld ymm0, ymm0, 23
 	vmulps ymm3, ymm3, ymm0
 	vmaskmovps YMMWORD PTR [rsi], ymm1, ymm3
@@ -735,9 +730,14 @@ f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt:
 	.long 0x4B40007F  # 0x1.8000FEp+23 = 12583039
 	.endr
 	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_x_min:
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_127:
 	.rept 8
-	.long 0xC9800000  # -0x1.0p+20 = -1048576
+	.long 0xC2FE0000  # -0x1.FCp+6 = -127
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_ln2:
+	.rept 8
+	.long 0x3F317218  # 0x1.62E43p-1 = 0.693147182
 	.endr
 	.p2align 5
 .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_tail_window:
@@ -771,10 +771,5 @@ f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt:
 .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo:
 	.rept 8
 	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
-	.endr
-	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_magic_bias_minus_127:
-	.rept 8
-	.long 0x4B400000  # 0x1.8p+23 = 12582912
 	.endr
 	.section .note.GNU-stack,"",@progbits

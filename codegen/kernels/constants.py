@@ -19,6 +19,7 @@ def f32(hex_float: str) -> float:
 LOG2E = f32("0x1.715476p+0")
 MINUS_LN2_HI = f32("-0x1.62E43p-1")
 MINUS_LN2_LO = f32("0x1.05C61p-29")
+LN2 = f32("0x1.62E430p-1")  # ln 2 rounded to float32
 C1 = f32("0x1.FFFFF6p-1")
 C2 = f32("0x1.FFFDC6p-2")
 C3 = f32("0x1.555A80p-3")

@@ -464,14 +464,20 @@ def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) ->
         f.vmovups(slot, scaled)
         coefficients.append(slot)
     bias = None
-    if not pe.scalef:
+    if pe.scalef:
+        x_min = e.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
+    else:
         f.comment("per call: magic bias - e, so that the biased exponent bits hold n - e + 127")
         (bias,) = pe.stack_vectors(1, e.c("magic_bias", K.MAGIC_BIAS))
         folded = pe.load_slot(bias, "bias")
         f.vsubps(folded, folded, e_row)
         f.vmovups(bias, folded)
-    x_min = e.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
-
+        f.comment("per call: x_min = (e - 127) * ln2, where n - e = -127: y = +0 from there down")
+        # pass 1 accepted this row, so e - 127 > -2^20 * log2e: x_min also does the clamp's job
+        # (-inf and huge negatives), and n - e never goes below -127 (the exponent field's 0).
+        x_min = f.vec("x_min")
+        f.vaddps(x_min, e_row, e.c("minus_127", -127.0))
+        f.vmulps(x_min, x_min, e.c("ln2", K.LN2))
     def step(tile):
         xs = f.vecs("x", tile.count)
         for i, v in enumerate(xs):
@@ -489,9 +495,7 @@ def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) ->
             for p, nv in zip(ps, ns):
                 f.vscalefps(p, p, nv)
         else:
-            for b in biased:  # n - e <= -127 gives +0
-                f.vmaxps(b, b, e.c("magic_bias_minus_127", K.MAGIC_BIAS - 127.0))
-            for b in biased:
+            for b in biased:  # n - e = -127 gives +0
                 f.vpslld(b, b, 23)
             for p, b in zip(ps, biased):
                 f.vmulps(p, p, b)
