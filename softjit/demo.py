@@ -51,7 +51,7 @@ def run_demo() -> int:
               SOFTMAX_EXAMPLE, SOFTMAX_RANGE)
         print(f"  softjit.softmax(x, isa={isa!r}), algorithm auto")
     print("\nSpeeds are a quick figure from one short run on one thread, not a benchmark; "
-          "`python -m softjit bench` is the real benchmark, where available.")
+          "`python -m softjit bench` is the real benchmark.")
     return 0
 
 
