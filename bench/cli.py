@@ -48,6 +48,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                             "ISA and report the best per algorithm and size class")
     sweep.add_argument("--sweep-grid", choices=("quick", "full"), default="full")
     sweep.add_argument("--sweep-isa", metavar="ISA", help="default: the host's best")
+    parser.add_argument("--block-cost", action="store_true",
+                        help="instead of the suite: the softmax kernels with and without their "
+                             "float64 block folds, time and accuracy")
     parser.add_argument("--exp", action="store_true",
                         help="instead of the suite: exp kernels against numpy.exp, in cache")
     parser.add_argument("--load-times", action="store_true",
@@ -58,6 +61,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     if args.sweep:
         return _run_sweep(args)
+    if args.block_cost:
+        from .block_cost import format_results as format_block_cost
+        from .block_cost import run as run_block_cost
+
+        sys.stdout.write(format_block_cost(run_block_cost(
+            **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu)))
+        return 0
     if args.exp:
         from .exp_throughput import format_results, run
 

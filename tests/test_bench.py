@@ -354,3 +354,16 @@ def test_exp_throughput_runs_and_reports_every_host_kernel(monkeypatch):
         assert set(results["sizes"][n]) == expected
         assert all(rate > 0 for rate in results["sizes"][n].values())
     assert "/ numpy" in exp_throughput.format_results(results)
+
+
+def test_block_cost_compares_each_algorithm_with_and_without_folds(monkeypatch):
+    from softjit.bench import block_cost
+    from softjit.codegen import variants
+
+    monkeypatch.setattr(block_cost, "pin_to_one_cpu", lambda cpu_index=None: None)
+    results = block_cost.run(repeats=1, sizes=(5000,))
+    r = results["sizes"][5000]
+    assert set(r["ns_per_element"]) == {(a, label) for a in variants.ALGORITHMS
+                                       for label in ("blocks + float64", "one float32 block")}
+    assert all(err < 1e-5 for err in r["max_relative_error"].values())
+    assert "cost" in block_cost.format_results(results)
