@@ -92,14 +92,11 @@ class PassEmitter:
     # -- 2^d scaling ----------------------------------------------------------------------------
     def scale(self, dst, src, d) -> None:
         """dst = src * 2^d for integral float d <= ~2; d is clobbered on AVX2."""
-        f = self.f
         if self.scalef:
-            f.vscalefps(dst, src, d)
+            self.f.vscalefps(dst, src, d)
         else:
-            f.vmaxps(d, d, self.e.c("minus_127", -127.0))  # 2^-127 and below become +0
-            f.vaddps(d, d, self.e.c("magic_bias", K.MAGIC_BIAS))
-            f.vpslld(d, d, 23)
-            f.vmulps(dst, src, d)
+            self.power_of_two(d)
+            self.f.vmulps(dst, src, d)
 
     def power_of_two(self, d, one=None) -> None:
         """d = 2^d in place, for integral float d <= ~2 (+0 for d <= -127 on AVX2, and for d
@@ -108,7 +105,7 @@ class PassEmitter:
         if self.scalef:
             f.vscalefps(d, one, d)
         else:
-            f.vmaxps(d, d, self.e.c("minus_127", -127.0))
+            f.vmaxps(d, d, self.e.c("minus_127", -127.0))  # 2^-127 and below become +0
             f.vaddps(d, d, self.e.c("magic_bias", K.MAGIC_BIAS))
             f.vpslld(d, d, 23)
 
