@@ -15,7 +15,9 @@ Features: '-' where the encoding does not exist. Flags:
   nodest   the first operand is only read (stores, compares, branches)
   vl       the EVEX form below 512 bits needs AVX512VL (set for every packed vector form)
   flags    writes the status flags; usesflags  reads them
-The table is data: validation, register liveness and rendering all read it, nothing else.
+The table is data. Validation reads the features and the mask/vl flags; rmw, nodest, flags and
+usesflags document each form's reads and writes (liveness is by stream position and needs them
+not, being conservative).
 """
 from __future__ import annotations
 
@@ -164,14 +166,6 @@ class Form:
     vex: str | None  # feature needed by the VEX / legacy encoding ("base": none); None: no such encoding
     evex: str | None  # feature needed by the EVEX encoding; None: no such encoding
     flags: frozenset
-
-    @property
-    def writes_first(self) -> bool:
-        return bool(self.operands) and "nodest" not in self.flags
-
-    @property
-    def reads_first(self) -> bool:
-        return "nodest" in self.flags or "rmw" in self.flags
 
 
 def _parse(table: str) -> dict:

@@ -58,20 +58,19 @@ class Instr:
     def mnemonic(self) -> str:
         return self.form.mnemonic
 
-    def registers_defined(self):
-        first = self.operands[0] if self.operands else None
-        if self.form.writes_first and isinstance(first, RegView):
-            yield first.reg
+    def operand_views(self):
+        """Every register view the operands name, memory bases and indexes included."""
+        for op in self.operands:
+            if isinstance(op, RegView):
+                yield op
+            elif isinstance(op, Mem):
+                yield from op.registers()
 
-    def registers_used(self):
-        for i, op in enumerate(self.operands):
-            if isinstance(op, Mem):
-                yield from (r.reg for r in op.registers())
-            elif isinstance(op, RegView):
-                if i > 0 or self.form.reads_first or (self.mask is not None and not self.zeroing):
-                    yield op.reg
+    def register_views(self):
+        """operand_views() and the write mask."""
+        yield from self.operand_views()
         if self.mask is not None:
-            yield self.mask.reg
+            yield self.mask
 
 
 @dataclass

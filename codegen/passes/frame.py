@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..operands import GP64, SYSV_CALLEE_SAVED, Mem, RegView
+from ..operands import GP64, SYSV_CALLEE_SAVED, RegView
 from ..stream import Function, Instr
 
 
@@ -46,8 +46,4 @@ def plan_frame(f: Function, assignment: dict[int, int]) -> Frame:
 def _registers(f: Function):
     for item in f.items:
         if isinstance(item, Instr):
-            for op in item.operands:
-                if isinstance(op, RegView):
-                    yield op.reg
-                elif isinstance(op, Mem):
-                    yield from (r.reg for r in op.registers())
+            yield from (view.reg for view in item.operand_views())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import RegisterBudgetError
-from ..operands import GP64, SYSV_CALLEE_SAVED, Mem, RegView
+from ..operands import GP64, SYSV_CALLEE_SAVED
 from ..stream import Bind, Function, Instr
 from ..instructions import JUMPS
 
@@ -26,21 +26,11 @@ class Interval:
     end: int
 
 
-def _registers_of(item: Instr):
-    for op in item.operands:
-        if isinstance(op, RegView):
-            yield op.reg
-        elif isinstance(op, Mem):
-            yield from (r.reg for r in op.registers())
-    if item.mask is not None:
-        yield item.mask.reg
-
-
 def live_intervals(f: Function) -> list[Interval]:
     intervals: dict[int, Interval] = {}
     label_at = {item.label: i for i, item in enumerate(f.items) if isinstance(item, Bind)}
-    loops = []
-    calls = []
+    loops, calls = [], []
+    uses_in: dict[int, list] = {}
     for i, item in enumerate(f.items):
         if not isinstance(item, Instr):
             continue
@@ -48,23 +38,18 @@ def live_intervals(f: Function) -> list[Interval]:
             loops.append((label_at[item.operands[0]], i))
         if item.mnemonic == "call":
             calls.append(i)
-        for reg in _registers_of(item):
+        for view in item.register_views():
+            reg = view.reg
             if reg.fixed is not None:
                 continue
+            uses_in.setdefault(reg.uid, []).append(i)
             iv = intervals.get(reg.uid)
             if iv is None:
+                # arguments (pinned) are live from entry even if first read later
                 start = 0 if getattr(reg, "pin", None) is not None else i
                 intervals[reg.uid] = Interval(reg, start, i)
             else:
                 iv.end = i
-    for reg in f.args:  # arguments are live from entry even if first read later
-        if reg.uid in intervals:
-            intervals[reg.uid].start = 0
-    uses_in = {}
-    for i, item in enumerate(f.items):
-        if isinstance(item, Instr):
-            for reg in _registers_of(item):
-                uses_in.setdefault(reg.uid, []).append(i)
     changed = True
     while changed:
         changed = False
@@ -84,21 +69,13 @@ def live_intervals(f: Function) -> list[Interval]:
 
 def _pools(f: Function) -> dict:
     explicit = {op.reg.fixed for item in f.items if isinstance(item, Instr)
-                for op in _operand_views(item) if op.reg.fixed is not None and op.kind == "gp"}
+                for op in item.operand_views() if op.reg.fixed is not None and op.kind == "gp"}
     gp = [GP64.index(r) for r in _GP_ORDER if GP64.index(r) not in explicit]
     return {
         "gp": gp,
         "vec": list(range(f.target.vector_registers)),
         "mask": list(range(1, f.target.mask_registers + 1)),  # k0 cannot be a write mask
     }
-
-
-def _operand_views(item: Instr):
-    for op in item.operands:
-        if isinstance(op, RegView):
-            yield op
-        elif isinstance(op, Mem):
-            yield from op.registers()
 
 
 def allocate(f: Function) -> dict[int, int]:

@@ -7,7 +7,6 @@ say so here, with the line that emitted it, instead of leaving it to the assembl
 from __future__ import annotations
 
 from ..errors import TargetFeatureError
-from ..operands import Mem, RegView
 from ..stream import Function, Instr
 
 
@@ -15,14 +14,12 @@ def check_encodable(f: Function, assignment: dict[int, int]) -> None:
     for item in f.items:
         if not isinstance(item, Instr) or item.form.evex is not None or item.form.vex == "base":
             continue
-        for op in item.operands:
-            views = op.registers() if isinstance(op, Mem) else [op] if isinstance(op, RegView) else []
-            for view in views:
-                if view.kind != "vec":
-                    continue
-                phys = view.reg.fixed if view.reg.fixed is not None else assignment[view.reg.uid]
-                if phys >= 16:
-                    raise TargetFeatureError(
-                        f"{f.name}: {item.mnemonic} has only a VEX encoding, which cannot name "
-                        f"{view.render(phys)} ({view.reg.name}); use an EVEX instruction on "
-                        f"{f.target}\n  emitted at {item.site}")
+        for view in item.operand_views():
+            if view.kind != "vec":
+                continue
+            phys = view.reg.fixed if view.reg.fixed is not None else assignment[view.reg.uid]
+            if phys >= 16:
+                raise TargetFeatureError(
+                    f"{f.name}: {item.mnemonic} has only a VEX encoding, which cannot name "
+                    f"{view.render(phys)} ({view.reg.name}); use an EVEX instruction on "
+                    f"{f.target}\n  emitted at {item.site}")
