@@ -37,7 +37,7 @@ def host_isas() -> tuple:
 
 _FLOAT32 = np.dtype(np.float32)
 _vexp: dict = {}  # (isa argument, SOFTJIT_ISA) -> the native vexp it resolves to
-_from_buffer = kernels.contiguous_buffer_function
+_from_buffer = kernels.contiguous_buffer_function()  # bound once: exp's fast path calls it twice
 
 
 def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
@@ -54,8 +54,7 @@ def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
         if run is None:
             run = _vexp.setdefault(key, kernels.default_function("vexp", resolve_isa(isa)))
         y = np.empty_like(x) if out is None else x
-        from_buffer = _from_buffer()
-        run(from_buffer(x), from_buffer(y), x.size)
+        run(_from_buffer(x), _from_buffer(y), x.size)
         return y
     x = as_float32_array(x, "exp")
     isa = resolve_isa(isa)
