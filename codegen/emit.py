@@ -13,6 +13,8 @@ from importlib import resources
 
 import jinja2
 
+from softjit._version import __version__ as VERSION
+
 from .isa import Target
 from .operands import PTR_WORDS, Const, Imm, Label, Mem, RegView, Symbol
 from .passes.frame import plan_frame
@@ -20,7 +22,6 @@ from .passes.regalloc import allocate
 from .passes.validate import check_encodable
 from .stream import Bind, Comment, Function, Instr, Signature
 
-VERSION = "0.1.0"
 REGENERATE = "python -m softjit generate"
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.metadata
 import json
 import os
 import re
@@ -33,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from softjit._version import __version__
 
 from .cachedir import (
     CACHE_DIR_REMEDY,
@@ -102,10 +103,8 @@ _records: dict[str, SharedObject] = {}
 
 
 def softjit_version() -> str:
-    try:
-        return importlib.metadata.version("softjit")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    """softjit's version (softjit/_version.py), part of every cache key."""
+    return __version__
 
 
 def cache_key(asm_text: str) -> str:
