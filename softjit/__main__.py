@@ -11,6 +11,8 @@ import platform
 import sys
 from pathlib import Path
 
+from softjit._version import __version__
+
 from .bench import cli as bench_cli
 from .codegen import generate, variants
 from .runtime import cache, cpu, kernels, prebuilt, toolchain
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softjit", description="Generated x86-64 AVX2 / AVX-512 exp and softmax kernels.")
+    parser.add_argument("--version", action="version", version=f"softjit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = commands.add_parser("info", help="host CPU, chosen ISA, cache, toolchain, prebuilt")
@@ -51,9 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     asm = commands.add_parser("asm", help="print the emitted assembly of a kernel")
-    asm.add_argument("--isa", choices=ISA_CHOICES, default="auto",
-                     help="the ISA of an op name given to --kernel, or of --algorithm; "
-                          "filters --list (default: auto, the host's best)")
+    asm.add_argument("--isa", choices=ISA_CHOICES, default=None,
+                     help="the ISA of an op name given to --kernel, or of --algorithm (default: "
+                          "auto, the host's best); with --list, list only that ISA's variants "
+                          "(auto: the host's best; default: every ISA)")
     which = asm.add_mutually_exclusive_group(required=True)
     ops = ", ".join(sorted({v.op for v in variants.VARIANTS}))
     which.add_argument("--kernel", metavar="NAME",
@@ -62,9 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--list", action="store_true", help="list the registered variants")
     asm.set_defaults(handler=_asm)
 
-    gen = commands.add_parser("generate", help="write generated/: NAME.S, kernels.h, manifest.json")
-    gen.add_argument("--out", type=Path, default=None,
-                     help=f"directory (default: {generate.default_out_dir()})")
+    gen = commands.add_parser(
+        "generate", help="write generated/: NAME.S, kernels.h, manifest.json",
+        description="Write one NAME.S per registered variant, kernels.h and manifest.json. Only "
+                    "these files are written; the only files removed are .S files that the "
+                    "directory's previous manifest.json lists and no variant produces any more.")
+    gen.add_argument("--out", type=Path, default=None, metavar="DIR",
+                     help="directory (default: generated/ of the source checkout softjit runs "
+                          "from; an installed softjit needs --out)")
     gen.set_defaults(handler=_generate)
 
     build = commands.add_parser("build", help="assemble every registered variant ahead of time")
@@ -159,16 +168,30 @@ def _demo(args) -> int:
 
 
 def _asm(args) -> int:
+    isa = args.isa or "auto"
     if args.list:
-        listed = [v for v in variants.VARIANTS if args.isa in ("auto", v.isa)]
-        width = max(len(v.name) for v in listed)
-        for v in listed:
-            print(f"{v.name:<{width}}  {v.isa:<8} {v.op}")
-        return 0
+        return _asm_list(None if args.isa is None else _host_isa() if isa == "auto" else isa)
     if args.algorithm is not None:
-        return _asm_algorithm(args.algorithm, args.isa)
-    sys.stdout.write(kernels.assembly(_pick_variant(args.kernel, args.isa)))
+        return _asm_algorithm(args.algorithm, isa)
+    sys.stdout.write(kernels.assembly(_pick_variant(args.kernel, isa)))
     return 0
+
+
+def _asm_list(isa: str | None) -> int:
+    """Print the registered variants, only those of `isa` unless it is None."""
+    listed = [v for v in variants.VARIANTS if isa in (None, v.isa)]
+    width = max(len(v.name) for v in listed)
+    for v in listed:
+        print(f"{v.name:<{width}}  {v.isa:<8} {v.op}")
+    return 0
+
+
+def _host_isa() -> str:
+    """The ISA "auto" means here (the best the host runs, under SOFTJIT_ISA)."""
+    try:
+        return cpu.resolve_isa("auto")
+    except SoftjitError as error:
+        raise UsageError(f"{error}; pass --isa to pick one") from None
 
 
 def _asm_algorithm(algorithm: str, isa: str) -> int:
@@ -198,10 +221,7 @@ def _pick_variant(kernel: str, isa: str):
         raise UsageError(f"unknown kernel {kernel!r}; give an op name ({', '.join(ops)}) or one "
                          f"of the registered variants: {', '.join(variants.BY_NAME)}")
     if isa == "auto":
-        try:
-            isa = cpu.resolve_isa("auto")
-        except SoftjitError as error:
-            raise UsageError(f"{error}; pass --isa to pick one") from None
+        isa = _host_isa()
     try:
         return variants.default(kernel, isa)
     except ValueError as error:
@@ -210,10 +230,27 @@ def _pick_variant(kernel: str, isa: str):
 
 def _generate(args) -> int:
     out_dir = args.out if args.out is not None else generate.default_out_dir()
-    changed = generate.write_generated(out_dir)
-    for path in changed:
-        print(f"{'wrote' if path.exists() else 'removed'} {path}")
-    if not changed:
+    if out_dir is None:
+        raise UsageError(f"softjit runs from an installed package ({generate.package_dir()}), "
+                         "not a source checkout, and generate does not rewrite an installed "
+                         "package; pass --out DIR (an installed package's folder too, if you "
+                         "mean it)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is not a directory; give a directory to write into")
+    try:
+        report = generate.write_generated(out_dir)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        where = f" ({error.filename})" if error.filename and str(error.filename) != str(out_dir) \
+            else ""
+        raise UsageError(f"cannot write to {out_dir}: {reason}{where}") from None
+    for path in report.written:
+        print(f"wrote {path}")
+    for path in report.removed:
+        print(f"removed {path} (listed in the previous manifest, no longer generated)")
+    for path in report.foreign:
+        print(f"left {path} alone (not a generated file)")
+    if not report.changed:
         print(f"{out_dir}: up to date")
     return 0
 

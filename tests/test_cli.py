@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 import softjit
 from softjit.__main__ import main
 from softjit.codegen import generate, variants
+from softjit.runtime import cpu
 from softjit.runtime.kernels import assembly
 
 GENERATED_DIR = Path(__file__).resolve().parents[1] / "generated"
@@ -31,6 +33,33 @@ def softjit_cli(tmp_path: Path):
 
     run.cache_dir = tmp_path / "cache"
     return run
+
+
+def test_version_prints_the_version_and_exits_0(softjit_cli) -> None:
+    result = softjit_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"softjit {softjit.__version__}\n"
+
+
+def test_console_script_prints_the_version() -> None:
+    script = Path(sysconfig.get_path("scripts")) / "softjit"
+    if not script.is_file():
+        pytest.skip(f"no softjit console script in {script.parent}: softjit is not pip-installed "
+                    f"into this Python")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"softjit {softjit.__version__}\n"
+
+
+def test_version_has_one_source() -> None:
+    from softjit._version import __version__
+    from softjit.codegen import emit
+    from softjit.runtime import cache
+
+    assert softjit.__version__ is __version__
+    assert emit.VERSION is __version__
+    assert cache.softjit_version() is __version__
 
 
 def test_info_names_the_host_the_cache_and_the_toolchain(softjit_cli) -> None:
@@ -61,6 +90,25 @@ def test_asm_list_names_every_variant_with_its_isa(softjit_cli) -> None:
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()]
     assert [(name, isa) for name, isa, _ in rows] == [(v.name, v.isa) for v in variants.VARIANTS]
+
+
+def _listed(result: subprocess.CompletedProcess[str]) -> list[tuple[str, str]]:
+    assert result.returncode == 0, result.stderr
+    return [tuple(line.split()[:2]) for line in result.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("isa", cpu.ISAS)
+def test_asm_list_isa_lists_only_that_isa(softjit_cli, isa) -> None:
+    expected = [(v.name, v.isa) for v in variants.VARIANTS if v.isa == isa]
+    assert expected and _listed(softjit_cli("asm", "--list", "--isa", isa)) == expected
+
+
+def test_asm_list_isa_auto_lists_the_host_best(softjit_cli) -> None:
+    capped = _listed(softjit_cli("asm", "--list", "--isa", "auto", SOFTJIT_ISA="avx2"))
+    assert capped == [(v.name, v.isa) for v in variants.VARIANTS if v.isa == "avx2"]
+    best = cpu.resolve_isa("auto")
+    host = _listed(softjit_cli("asm", "--list", "--isa", "auto"))
+    assert host == [(v.name, v.isa) for v in variants.VARIANTS if v.isa == best]
 
 
 @pytest.mark.parametrize("variant", AVX512_VARIANTS, ids=lambda v: v.name)
@@ -117,6 +165,46 @@ def test_generate_writes_the_committed_bytes(softjit_cli, tmp_path: Path) -> Non
         assert (out / name).read_bytes() == (GENERATED_DIR / name).read_bytes(), name
     again = softjit_cli("generate", "--out", str(out))
     assert "up to date" in again.stdout
+
+
+def test_generate_leaves_files_it_did_not_write_alone(softjit_cli, tmp_path: Path) -> None:
+    out = tmp_path / "kernels"
+    out.mkdir()
+    (out / "my_kernel.S").write_text("# the user's own\n")
+    (out / "README.txt").write_text("notes\n")
+    result = softjit_cli("generate", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"left {out / 'my_kernel.S'} alone" in result.stdout
+    assert "removed" not in result.stdout
+    assert (out / "my_kernel.S").read_text() == "# the user's own\n"
+    assert (out / "README.txt").read_text() == "notes\n"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*generate.expected_files(), "my_kernel.S", "README.txt"])
+
+
+@pytest.mark.parametrize("out", ["/proc/nope", "/dev/null", "/proc/self/nope/deeper"])
+def test_generate_unwritable_out_is_one_line_exit_2(softjit_cli, out) -> None:
+    result = softjit_cli("generate", "--out", out)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"softjit generate: ") and out in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_generate_defaults_to_the_checkout(softjit_cli) -> None:
+    assert generate.default_out_dir() == GENERATED_DIR
+    result = softjit_cli("generate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{GENERATED_DIR}: up to date\n"
+
+
+def test_generate_refuses_an_installed_package(monkeypatch, capsys, tmp_path: Path) -> None:
+    installed = tmp_path / "site-packages" / "softjit" / "generated"
+    monkeypatch.setattr(generate, "package_dir", lambda: installed)
+    assert generate.source_checkout_dir() is None
+    assert main(["generate"]) == 2
+    error = capsys.readouterr().err
+    assert "installed package" in error and str(installed) in error and "--out DIR" in error
+    assert not installed.exists()
 
 
 def test_build_makes_prebuilt_objects_that_the_runtime_uses(softjit_cli, tmp_path: Path) -> None:
