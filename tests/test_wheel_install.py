@@ -76,6 +76,21 @@ def test_wheel_is_tagged_manylinux_and_pure_python_otherwise(dists) -> None:
     assert "Tag: py3-none-manylinux_2_17_x86_64" in info
 
 
+def test_wheel_built_without_binutils_is_pure_python(dists, tmp_path: Path) -> None:
+    # SOFTJIT_AS naming no program makes the build's toolchain lookup fail, as on a machine
+    # without binutils. Built from the sdist, so the source tree gets no build/ folder.
+    env = {**os.environ, "SOFTJIT_AS": str(tmp_path / "no-assembler")}
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--verbose",
+                             "--wheel-dir", str(tmp_path), str(dists.sdist)],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "no prebuilt kernels in this build" in result.stdout + result.stderr
+    (wheel,) = tmp_path.glob("softjit-*.whl")
+    assert wheel.name == f"softjit-{softjit.__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        assert not [n for n in archive.namelist() if "/prebuilt/" in n]
+
+
 def test_auditwheel_accepts_the_wheel_tag(dists) -> None:
     # `auditwheel show` reads the ELF files; it needs no patchelf (only `repair` does).
     result = subprocess.run([sys.executable, "-m", "auditwheel", "show", str(dists.wheel)],
