@@ -1,32 +1,23 @@
-"""Run a registered vexp / rmax variant on numpy arrays: natively when the host has its ISA,
-otherwise through the software emulator softjit.codegen.emulate (AVX-512 on an AVX2 host).
+"""Run a registered variant on numpy arrays: natively when the host has its ISA, otherwise
+through the software emulator softjit.codegen.emulator (AVX-512 on an AVX2 host).
 
     y = runners.vexp(variant, x)          # float32 in, float32 out, same length
     m = runners.rmax(variant, x)          # numpy.float32
+    runners.EMULATOR.call(variant, ("ro", x), y, n)   # any function of the variant, emulated
 
-Tests parametrize over `variants_of(op)` and call `require(variant)` first: it skips, with a
-reason that says why, when the variant can neither run natively nor be emulated here.
+Tests parametrize over `variants_of(op)`; `require(variant)` says how a variant runs here
+(natively or emulated), `require_native(variant)` skips, saying why, when it cannot run natively.
+Tests reach EMULATOR through the `emulator` fixture (tests/conftest.py).
 """
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 import pytest
 
 import softjit
+from softjit.codegen.emulator import Machine
 from softjit.codegen.variants import VARIANTS
 from softjit.runtime import kernels
-
-try:
-    from softjit.codegen import emulate
-except ImportError as error:  # the emulator is written by someone else and may not exist yet
-    emulate = None
-    EMULATOR_MISSING = (
-        f"softjit.codegen.emulate is not importable ({error}); AVX-512 kernels cannot run "
-        f"natively on this host, so their checks need the emulator")
-else:
-    EMULATOR_MISSING = ""
 
 
 def variants_of(op: str) -> list:
@@ -46,12 +37,8 @@ def is_native(variant) -> bool:
 
 
 def require(variant) -> str:
-    """'native' or 'emulated'; skips the calling test when the variant cannot run here."""
-    if is_native(variant):
-        return "native"
-    if emulate is None:
-        pytest.skip(f"{variant.name}: this host lacks {variant.isa} and {EMULATOR_MISSING}")
-    return "emulated"
+    """'native' or 'emulated': how the variant runs here."""
+    return "native" if is_native(variant) else "emulated"
 
 
 def require_native(variant) -> None:
@@ -83,48 +70,54 @@ def native_rmax(variant, x: np.ndarray, n: int | None = None) -> np.float32:
 
 
 # ---------------------------------------------------------------------------- emulated
-@functools.lru_cache(maxsize=None)
-def _assembly(variant) -> str:
-    return kernels.assembly(variant)
+class Emulator:
+    """A registered variant's functions run in softjit.codegen.emulator on numpy buffers.
+
+    Each variant's module is parsed once (~20 ms) into a Machine; every call resets its
+    registers. numpy arguments are mapped for the call only: writable, or read-only when
+    passed as ("ro", array) (a write to them faults); other arguments pass as integers."""
+
+    def __init__(self):
+        self._machines: dict = {}
+
+    def machine(self, variant) -> Machine:
+        m = self._machines.get(variant)
+        if m is None:
+            m = self._machines[variant] = Machine(kernels.assembly(variant))
+        return m
+
+    def call(self, variant, *args, symbol: str | None = None) -> int:
+        """Call symbol (by default the variant's own function); returns rax."""
+        m = self.machine(variant)
+        mapped, call_args = [], []
+        try:
+            for a in args:
+                if isinstance(a, tuple) and a[0] == "ro":
+                    address = m.map(a[1], writable=False)
+                elif isinstance(a, np.ndarray):
+                    address = m.map(a)
+                else:
+                    call_args.append(a)
+                    continue
+                mapped.append(address)
+                call_args.append(address)
+            return m.call(symbol or variant.name, *call_args)
+        finally:
+            for address in mapped:
+                m.unmap(address)
 
 
-@functools.lru_cache(maxsize=None)
-def machine(variant):
-    """The emulated machine holding the variant's module, parsed once (~20 ms); every call
-    resets its registers, and run_emulated unmaps the arrays it mapped."""
-    return emulate.Machine(_assembly(variant))
-
-
-def run_emulated(variant, *args) -> None:
-    """Call the variant in its machine; numpy arguments are mapped for the call (read-only
-    when passed as ("ro", array)), then unmapped."""
-    m = machine(variant)
-    mapped, call_args = [], []
-    try:
-        for a in args:
-            if isinstance(a, tuple) and a[0] == "ro":
-                address = m.map(a[1], writable=False)
-            elif isinstance(a, np.ndarray):
-                address = m.map(a)
-            else:
-                call_args.append(a)
-                continue
-            mapped.append(address)
-            call_args.append(address)
-        m.call(variant.name, *call_args)
-    finally:
-        for address in mapped:
-            m.unmap(address)
+EMULATOR = Emulator()
 
 
 def emulated_vexp_into(variant, x: np.ndarray, y: np.ndarray, n: int | None = None) -> None:
     """x is mapped read-only (a write to it faults), y by reference."""
-    run_emulated(variant, ("ro", x), y, x.size if n is None else n)
+    EMULATOR.call(variant, ("ro", x), y, x.size if n is None else n)
 
 
 def emulated_rmax(variant, x: np.ndarray, n: int | None = None) -> np.float32:
     out = np.full(1, np.float32(12345.0), np.float32)
-    run_emulated(variant, ("ro", x), x.size if n is None else n, out)
+    EMULATOR.call(variant, ("ro", x), x.size if n is None else n, out)
     return out[0]
 
 

@@ -20,11 +20,6 @@ from softjit.codegen import variants
 from softjit.codegen.kernels import bandwidth
 from softjit.runtime import cpu, kernels, tuning
 
-try:
-    from softjit.codegen import emulate
-except ImportError:  # pragma: no cover - the emulator ships with softjit
-    emulate = None
-
 HOST_ISAS = cpu.host_isas()
 needs_avx2 = pytest.mark.skipif("avx2" not in HOST_ISAS, reason="the host cannot run AVX2 kernels")
 LENGTHS = (0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200, 1001)
@@ -56,7 +51,7 @@ def small_integers(n: int, seed: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- probes
-def run_probe(probe, *arrays_and_ints):
+def run_probe(emulator, probe, *arrays_and_ints):
     """Call a probe natively (AVX2 host) or in the emulator, which also faults on any access
     outside the arrays and on a misaligned VMOVNTPS."""
     if probe.isa in HOST_ISAS:
@@ -64,27 +59,11 @@ def run_probe(probe, *arrays_and_ints):
         kernels.function(probe)(*(b(a) if isinstance(a, np.ndarray) else a
                                   for a in arrays_and_ints))
         return
-    if emulate is None:
-        pytest.skip(f"{probe.isa} cannot run here and the emulator is missing")
-    machine = emulate.Machine(kernels.assembly(probe))
-    mapped = []
-    try:
-        call = []
-        for a in arrays_and_ints:
-            if isinstance(a, np.ndarray):
-                address = machine.map(a)
-                mapped.append(address)
-                call.append(address)
-            else:
-                call.append(a)
-        machine.call(probe.name, *call)
-    finally:
-        for address in mapped:
-            machine.unmap(address)
+    emulator.call(probe, *arrays_and_ints)
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512f"])
-def test_stream_read_sums_every_length_and_alignment(isa):
+def test_stream_read_sums_every_length_and_alignment(isa, emulator):
     probe = bandwidth.StreamRead(isa)
     lengths = LENGTHS if isa in HOST_ISAS else (0, 1, 17, 129, 300)
     for n in lengths:
@@ -92,13 +71,13 @@ def test_stream_read_sums_every_length_and_alignment(isa):
             x = aligned_slice(n, offset, 0.0)
             x[...] = small_integers(n, n + offset)
             out = np.full(1, 12345.0, np.float32)
-            run_probe(probe, x, n, out)
+            run_probe(emulator, probe, x, n, out)
             assert out[0] == x.sum(dtype=np.float64), (isa, n, offset)
 
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512f"])
 @pytest.mark.parametrize("nontemporal", [False, True])
-def test_stream_copy_copies_exactly_the_row(isa, nontemporal):
+def test_stream_copy_copies_exactly_the_row(isa, nontemporal, emulator):
     probe = bandwidth.StreamCopy(isa, nontemporal=nontemporal)
     lengths = LENGTHS if isa in HOST_ISAS else (0, 1, 17, 129, 300)
     for n in lengths:
@@ -108,7 +87,7 @@ def test_stream_copy_copies_exactly_the_row(isa, nontemporal):
             block = np.full(n + 48, -7.0, np.float32)
             start = (-(block.ctypes.data // 4)) % 16 + y_offset
             y = block[start:start + n]
-            run_probe(probe, x, y, n)
+            run_probe(emulator, probe, x, y, n)
             assert np.array_equal(y, x), (isa, n, x_offset, y_offset)
             untouched = np.ones(block.shape, bool)
             untouched[start:start + n] = False

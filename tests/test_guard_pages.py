@@ -23,6 +23,7 @@ import pytest
 
 import runners
 from guarded import CANARY, GuardedArray
+from softjit.codegen.emulator import EmulatedFault
 
 GUARDED = Path(__file__).with_name("guarded.py")
 GUARDED_OPS = runners.variant_params("vexp") + runners.variant_params("rmax")
@@ -103,40 +104,36 @@ def test_canaries_detect_writes_around_the_array():
 
 
 # ---------------------------------------------------------------------------- emulated
-def _emulated_case(variant, n: int) -> None:
+def _emulated_case(emulator, variant, n: int) -> None:
     x = np.random.default_rng(n).uniform(-100.0, 90.0, n).astype(np.float32)
     if variant.op == "vexp":
         y = np.full(n, np.float32(12345.0))
-        runners.run_emulated(variant, ("ro", x), y, n)
+        emulator.call(variant, ("ro", x), y, n)
         assert n == 0 or not (y == np.float32(12345.0)).any(), f"n={n}: some outputs not written"
     else:
         out = np.full(1, np.float32(12345.0))
-        runners.run_emulated(variant, ("ro", x), n, out)
+        emulator.call(variant, ("ro", x), n, out)
         expected = x.max() if n else np.float32(-np.inf)
         assert out[0] == expected, f"{variant.name} n={n}: max {out[0]!r}, expected {expected!r}"
 
 
 @pytest.mark.parametrize("variant", GUARDED_OPS)
-def test_emulated_kernel_stays_inside_its_arrays(variant):
-    if runners.emulate is None:
-        pytest.skip(runners.EMULATOR_MISSING)
+def test_emulated_kernel_stays_inside_its_arrays(variant, emulator):
     for n in lengths(variant):
         try:
-            _emulated_case(variant, n)
-        except runners.emulate.EmulatedFault as fault:
+            _emulated_case(emulator, variant, n)
+        except EmulatedFault as fault:
             pytest.fail(f"{variant.name} n={n} (x read-only, exactly n floats; out exactly "
                         f"{n if variant.op == 'vexp' else 1}): {fault}")
 
 
 @pytest.mark.parametrize("variant", GUARDED_OPS)
-def test_the_emulator_catches_an_overrun(variant):
+def test_the_emulator_catches_an_overrun(variant, emulator):
     """The harness works: claiming one element more than the arrays hold faults."""
-    if runners.emulate is None:
-        pytest.skip(runners.EMULATOR_MISSING)
     n = 2 * runners.unroll_elements(variant) + 3
     x = np.ones(n, np.float32)
-    with pytest.raises(runners.emulate.EmulatedFault):
+    with pytest.raises(EmulatedFault):
         if variant.op == "vexp":
-            runners.run_emulated(variant, ("ro", x), np.empty(n, np.float32), n + 1)
+            emulator.call(variant, ("ro", x), np.empty(n, np.float32), n + 1)
         else:
-            runners.run_emulated(variant, ("ro", x), n + 1, np.empty(1, np.float32))
+            emulator.call(variant, ("ro", x), n + 1, np.empty(1, np.float32))

@@ -1,7 +1,7 @@
 """softjit.softmax against a float64 reference: every algorithm on every ISA this host runs, row
 lengths around every loop boundary, layouts, special values, the two-pass fallback, threads,
 argument errors, and accuracy at scale. The AVX-512 kernels also run through the emulator
-(softjit.codegen.emulate) on hosts without AVX-512.
+(softjit.codegen.emulator) on hosts without AVX-512.
 
 Tolerances (see softmax_checks): relative error <= 1e-5 where the reference is >= FLT_MIN,
 absolute error <= FLT_MIN below it (the AVX2 kernels flush results below ~2^-126 to zero).
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import zlib
 
@@ -825,56 +826,30 @@ def test_accuracy_at_10_to_the_8(algorithm, isa, request):
 
 
 # ---------------------------------------------------------------- AVX-512 through the emulator
-def emulator():
-    try:
-        from softjit.codegen import emulate
-    except ImportError as e:
-        pytest.skip(f"softjit.codegen.emulate is not available yet ({e}); AVX-512 kernels untested "
-                    "on this host")
-    return emulate
-
-
-_machines: dict = {}
-
-
-def machine(variant):
-    emulate = emulator()
-    m = _machines.get(variant)
-    if m is None:
-        m = _machines[variant] = emulate.Machine(kernels.assembly(variant))
-    return m
-
-
-def emulated_driver(algorithm, isa, x2d, nontemporal=False):
+def emulated_driver(emulator, algorithm, isa, x2d, nontemporal=False):
     """Run a variant's row driver in the emulator on exactly-sized buffers (any access past them
     faults), called as the Python layer calls it natively: (marked, status, y); rows the driver
     left alone hold 7.0."""
     v = variants.softmax_variant(algorithm, isa, nontemporal)
-    m = machine(v)
     x2d = np.ascontiguousarray(x2d, np.float32)
     rows, n = x2d.shape
     x_before = x2d.copy()
     y2d = np.full((rows, n), 7.0, np.float32)
     strides = np.array([4 * n, 4 * n], np.int64)
     status = np.full(rows, -5, np.int32)
-    mapped = [m.map(x2d, writable=False), m.map(y2d), m.map(strides, writable=False),
-              m.map(status)]
-    try:
-        marked = m.call(v.driver_symbol, mapped[0], mapped[1], n, rows, mapped[2], mapped[3])
-    finally:
-        for address in mapped:
-            m.unmap(address)
+    marked = emulator.call(v, ("ro", x2d), y2d, n, rows, ("ro", strides), status,
+                           symbol=v.driver_symbol)
     assert np.array_equal(x2d, x_before, equal_nan=True), "the driver wrote to x"
     return marked, status, y2d
 
 
-def emulated_softmax(algorithm, isa, x2d, nontemporal=False):
+def emulated_softmax(emulator, algorithm, isa, x2d, nontemporal=False):
     """What softjit.softmax does with the emulated drivers: marked rows redone by
     three-pass-reload."""
-    marked, status, y = emulated_driver(algorithm, isa, x2d, nontemporal)
+    marked, status, y = emulated_driver(emulator, algorithm, isa, x2d, nontemporal)
     if marked:
         rows = np.flatnonzero(status)
-        _, status2, y2 = emulated_driver("three-pass-reload", isa, x2d[rows])
+        _, status2, y2 = emulated_driver(emulator, "three-pass-reload", isa, x2d[rows])
         assert not status2.any()
         y[rows] = y2
     return marked, status, y
@@ -886,7 +861,7 @@ EMULATED_ISAS = ("avx512f", "avx2")
 @pytest.mark.parametrize("nontemporal", [False, True], ids=["", "nt"])
 @pytest.mark.parametrize("isa", EMULATED_ISAS)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_emulated_every_row_length(algorithm, isa, nontemporal):
+def test_emulated_every_row_length(algorithm, isa, nontemporal, emulator):
     """n = 0 .. 2*U+1 through the emulator (any out-of-bounds access raises there).
 
     For n == 0 the two-pass driver marks every row (the empty sum has no exponent); harmless,
@@ -896,7 +871,7 @@ def test_emulated_every_row_length(algorithm, isa, nontemporal):
     for n in row_lengths(algorithm, isa):
         x = np.stack([uniform(rng, n, 1.0), uniform(rng, n, 100.0),
                       DISTRIBUTIONS["loguniform_small"](rng, n)]).reshape(3, n)
-        marked, status, y = emulated_softmax(algorithm, isa, x, nontemporal)
+        marked, status, y = emulated_softmax(emulator, algorithm, isa, x, nontemporal)
         if n:
             assert marked == 0 and not status.any(), (n, status)
         check_softmax(y, x, label=(algorithm, isa, "emulated"))
@@ -907,7 +882,7 @@ def test_emulated_every_row_length(algorithm, isa, nontemporal):
 
 @pytest.mark.parametrize("isa", EMULATED_ISAS)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_emulated_values_and_marks(algorithm, isa):
+def test_emulated_values_and_marks(algorithm, isa, emulator):
     """Special values, -inf masks, wide ranges and fallback rows in ~1000-element and short rows:
     marked rows are exactly those needing three passes; every row right after the fallback."""
     rng = rng_for("emulated-values", algorithm, isa)
@@ -921,7 +896,7 @@ def test_emulated_values_and_marks(algorithm, isa):
         wide[5:7, 0] = 1.0  # one finite survivor in the masked rows
         batches.append((wide, ["wide"] * len(wide)))
         for x, names in batches:
-            marked, status, y = emulated_softmax(algorithm, isa, x)
+            marked, status, y = emulated_softmax(emulator, algorithm, isa, x)
             expected = [needs_three_pass(r) if algorithm == "two-pass" else False for r in x]
             assert [bool(s) for s in status] == expected, (
                 n, [nm for nm, s in zip(names, status) if s])
@@ -940,13 +915,12 @@ def test_emulated_values_and_marks(algorithm, isa):
 @pytest.mark.parametrize("nontemporal", [False, True], ids=["", "nt"])
 @pytest.mark.parametrize("isa", EMULATED_ISAS)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_emulated_alignments_and_row_strides(algorithm, isa, nontemporal):
+def test_emulated_alignments_and_row_strides(algorithm, isa, nontemporal, emulator):
     """x and y at every float offset mod 64 bytes, rows a padded stride apart, the mapped regions
     ending exactly at the last row's end (the emulator keeps addresses mod 64 and faults on any
     byte outside a region): results right, padding untouched."""
     skip_unregistered_nontemporal(algorithm, isa, nontemporal)
     v = variants.softmax_variant(algorithm, isa, nontemporal)
-    m = machine(v)
     rng = rng_for("emulated-align", algorithm, isa, nontemporal)
     lanes = v.target.lanes
     rows, pad = 2, 3
@@ -963,13 +937,8 @@ def test_emulated_alignments_and_row_strides(algorithm, isa, nontemporal):
             y_before = y_region.copy()
             strides = np.array([4 * stride, 4 * stride], np.int64)
             status = np.full(rows, -5, np.int32)
-            mapped = [m.map(x_region, writable=False), m.map(y_region),
-                      m.map(strides, writable=False), m.map(status)]
-            try:
-                marked = m.call(v.driver_symbol, mapped[0], mapped[1], n, rows, mapped[2], mapped[3])
-            finally:
-                for address in mapped:
-                    m.unmap(address)
+            marked = emulator.call(v, ("ro", x_region), y_region, n, rows, ("ro", strides),
+                                   status, symbol=v.driver_symbol)
             assert marked == 0 and (status == 0).all()
             index = np.arange(size)
             in_rows = (index % stride) < n
@@ -980,30 +949,21 @@ def test_emulated_alignments_and_row_strides(algorithm, isa, nontemporal):
 
 
 class _EmulatedDriver:
-    """Stands in for softjit.runtime.softmax's native row driver: same call, emulated kernels."""
+    """Stands in for softjit.runtime.softmax's native row driver: same call, emulated kernels
+    (one call at a time: the threads share the variant's Machine)."""
 
-    lock = None
+    lock = threading.Lock()
 
-    def __init__(self, algorithm, isa, nontemporal=False):
-        import threading
-
+    def __init__(self, emulator, algorithm, isa, nontemporal=False):
+        self.emulator = emulator
         self.variant = variants.softmax_variant(algorithm, isa, nontemporal)
-        self.machine = machine(self.variant)
-        _EmulatedDriver.lock = _EmulatedDriver.lock or threading.Lock()
 
     def __call__(self, x2d, y2d, status, strides):
         rows, n = x2d.shape
         assert x2d.flags.c_contiguous and y2d.flags.c_contiguous  # as the emulator maps them
-        m = self.machine
         with _EmulatedDriver.lock:
-            mapped = [m.map(x2d, writable=False), m.map(y2d), m.map(strides, writable=False),
-                      m.map(status)]
-            try:
-                return m.call(self.variant.driver_symbol, mapped[0], mapped[1], n, rows,
-                              mapped[2], mapped[3])
-            finally:
-                for address in mapped:
-                    m.unmap(address)
+            return self.emulator.call(self.variant, ("ro", x2d), y2d, n, rows, ("ro", strides),
+                                      status, symbol=self.variant.driver_symbol)
 
     def single_row(self, n):
         return lambda x, y: self.contiguous(x, y, 1, n)[0]
@@ -1018,31 +978,26 @@ class _EmulatedPasses(_EmulatedDriver):
     """Stands in for the pass kernels a long row split over threads runs piece by piece."""
 
     def run(self, index, x, y, state):
-        m = self.machine
         with _EmulatedDriver.lock:
-            mapped = [m.map(x, writable=False), m.map(y), m.map(state)]
-            try:
-                return m.call(self.variant.passes[index][0], mapped[0], mapped[1], x.shape[0],
-                              mapped[2])
-            finally:
-                for address in mapped:
-                    m.unmap(address)
+            return self.emulator.call(self.variant, ("ro", x), y, x.shape[0], state,
+                                      symbol=self.variant.passes[index][0])
 
 
 @pytest.fixture
-def emulated_runtime(monkeypatch):
+def emulated_runtime(monkeypatch, emulator):
     """softjit.softmax with every kernel call going to the emulator (any ISA allowed), and rows
     of >= 1000 elements split over threads."""
-    emulator()
     from softjit.runtime import softmax as runtime_softmax
 
     monkeypatch.setattr(runtime_softmax, "resolve_isa", lambda isa: isa)
     monkeypatch.setattr(runtime_softmax, "driver",
                         lambda algorithm, isa, nontemporal=False:
-                        _EmulatedDriver(algorithm, isa, nontemporal and registers_nontemporal(algorithm, isa)))
+                        _EmulatedDriver(emulator, algorithm, isa,
+                                        nontemporal and registers_nontemporal(algorithm, isa)))
     monkeypatch.setattr(runtime_softmax, "_passes_of",
                         lambda algorithm, isa, nontemporal=False: _EmulatedPasses(
-                            algorithm, isa, nontemporal and registers_nontemporal(algorithm, isa)))
+                            emulator, algorithm, isa,
+                            nontemporal and registers_nontemporal(algorithm, isa)))
     monkeypatch.setattr(runtime_softmax, "_single_rows", {})
     monkeypatch.setattr(runtime_softmax, "SPLIT_ROW_MIN", 1000)
     monkeypatch.runtime_softmax = runtime_softmax

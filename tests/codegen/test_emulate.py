@@ -1,11 +1,12 @@
-"""Tests of softjit.codegen.emulate, the emulator that runs the AVX-512 kernels on any host.
+"""Tests of softjit.codegen.emulator, the emulator that runs the AVX-512 kernels on any host.
 
-The strongest checks are differential against this host's CPU (AVX2 + FMA): every AVX2 variant
-and a few hundred single VEX instructions run natively (assembled with `as`, linked with `ld`,
-called through ctypes) and in the emulator on the same special-value inputs, and must agree
-bit for bit. EVEX-only semantics (masks, vscalefps, vrndscaleps, vpternlogd, k registers) are
-pinned by unit tests against the SDM's definitions, and the AVX-512 variants run in the
-emulator against numpy.
+The strongest checks are differential against this host's CPU: every registered variant of an
+ISA the host runs (AVX2, and AVX-512 where present) and a few hundred single VEX instructions
+run natively (assembled with `as`, linked with `ld`, called through ctypes) and in the emulator
+on the same special-value inputs, and must agree bit for bit. EVEX-only semantics (masks,
+vscalefps, vrndscaleps, vpternlogd, k registers) are also pinned by unit tests against the
+SDM's definitions, and the AVX-512 variants run in the emulator against numpy, so a host
+without AVX-512 still checks them.
 """
 from __future__ import annotations
 
@@ -18,27 +19,18 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+import runners
+import softjit
 from softjit.codegen.emit import render_module
-from softjit.codegen.emulate import (ABIViolation, AsmParseError, EmulatedFault, Machine,
-                                     InstructionLimitExceeded, SUPPORTED_MNEMONICS)
+from softjit.codegen.emulator import (ABIViolation, AsmParseError, EmulatedFault, Machine,
+                                      InstructionLimitExceeded, SUPPORTED_MNEMONICS)
 from softjit.codegen.instructions import FORMS
 from softjit.codegen.variants import VARIANTS
+from softjit.runtime import kernels
 
-
-def _host_flags() -> set:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-HOST = _host_flags()
+HOST_ISAS = softjit.host_isas()
 TOOLS = shutil.which("as") is not None and shutil.which("ld") is not None
-native = pytest.mark.skipif(not (TOOLS and {"avx2", "fma"} <= HOST),
+native = pytest.mark.skipif(not (TOOLS and "avx2" in HOST_ISAS),
                             reason="needs GNU as/ld and an AVX2+FMA host")
 
 F32 = np.float32
@@ -109,11 +101,14 @@ def special_lanes(rng, n: int) -> np.ndarray:
 
 
 def special_inputs(rng, n: int) -> np.ndarray:
-    """Kernel inputs: normal-ish values with special values sprinkled in."""
+    """Kernel inputs: normal-ish values with special values sprinkled in, and a few special
+    bit patterns (signalling NaNs, NaN payloads, subnormals, exp's limits)."""
     x = (rng.standard_normal(n) * 40).astype(F32)
     if n:
         k = max(1, n // 3)
         x[rng.integers(0, n, k)] = rng.choice(SPECIAL_VALUES, k)
+        k = max(1, n // 10)
+        x[rng.integers(0, n, k)] = rng.choice(SPECIAL_F32, k).view(F32)
     return x
 
 
@@ -280,7 +275,7 @@ def test_every_table_form_decodes_runs_and_assembles(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# single instructions, natively and emulated (VEX encodings: this host has no AVX-512)
+# single VEX instructions, natively and emulated
 
 VEC_OFFSET, GP_NAMES = 32, ("rax", "rcx", "rdx", "rbx", "rsi", "rdi", "r8", "r9", "r10", "r11")
 CF, ZF, SF, OF, PF = 1, 2, 4, 8, 16
@@ -619,74 +614,87 @@ def test_fma_ps_and_pd_match_the_cpu_in_bulk(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# the registered kernels
+# the registered kernels, natively and emulated
 
-AVX2_ELEMENTWISE = [v for v in VARIANTS if v.isa == "avx2" and v.op in ("vexp", "rmax")]
-AVX512_ELEMENTWISE = [v for v in VARIANTS if v.isa == "avx512f" and v.op in ("vexp", "rmax")]
+ELEMENTWISE = [v for v in VARIANTS if v.op in ("vexp", "rmax")]
+AVX512_ELEMENTWISE = [v for v in ELEMENTWISE if v.isa == "avx512f"]
+STREAMS = [v for v in VARIANTS if v.op in ("stream_read", "stream_copy")]
 LENGTHS = list(range(0, 41)) + [63, 64, 65, 100, 257]
 OFFSETS = (0, 4, 12, 36, 60)  # bytes past a 64-byte boundary
 
 
+def test_every_registered_variant_is_checked_against_the_cpu():
+    """The differential tests below cover every registered op, on every ISA."""
+    checked = {v.name for v in ELEMENTWISE + STREAMS + SOFTMAX}
+    assert checked == {v.name for v in VARIANTS}
+    assert {v.isa for v in VARIANTS} == {"avx2", "avx512f"}
+
+
 @pytest.fixture(scope="module")
-def natives(tmp_path_factory):
-    """variant name -> (native library or None, emulator), built once per module."""
+def native_library(tmp_path_factory):
+    """variant -> its module assembled with `as`, linked with `ld` and loaded through ctypes
+    (independently of softjit's runtime), built once per module; skips, saying why, when this
+    host cannot run the variant's ISA."""
     cache = {}
 
     def get(v):
+        if not TOOLS:
+            pytest.skip("needs GNU as and ld")
+        if v.isa not in HOST_ISAS:
+            pytest.skip(f"this host does not run {v.isa} (it runs {', '.join(HOST_ISAS)}); "
+                        f"test_kernels_in_the_emulator checks {v.name} against numpy")
         if v.name not in cache:
-            text = render_module(v.build())
-            lib = None
-            if TOOLS and {"avx2", "fma"} <= HOST and v.isa == "avx2":
-                lib = build_native(text, tmp_path_factory.mktemp(v.op), v.name)
-            cache[v.name] = (lib, Machine(text))
+            cache[v.name] = build_native(kernels.assembly(v), tmp_path_factory.mktemp(v.op),
+                                         v.name)
         return cache[v.name]
     return get
 
 
-def _call_elementwise(v, runner, x, y_or_max):
-    """Run a vexp / rmax variant natively (a ctypes library) or emulated (a Machine)."""
+def _call_elementwise(v, runner, x, y_or_out):
+    """Run a vexp / rmax / stream variant natively (a ctypes library) or in the emulator
+    fixture: (x, y, n) for vexp and stream_copy, (x, n, out) for rmax and stream_read. x is
+    read-only in the emulator unless y is x."""
     n = len(x)
-    if isinstance(runner, Machine):
-        ax = runner.map(x, writable=y_or_max is x)
-        ay = ax if y_or_max is x else runner.map(y_or_max)
-        args = (ax, ay, n) if v.op == "vexp" else (ax, n, ay)
-        runner.call(v.name, *args)
-        for a in {ax, ay}:
-            runner.unmap(a)
-        return runner.instructions_executed
+    y_is_x = y_or_out is x
+    x_first_then_n = v.op in ("vexp", "stream_copy")
+    if isinstance(runner, runners.Emulator):
+        ax = x if y_is_x else ("ro", x)
+        runner.call(v, *((ax, y_or_out, n) if x_first_then_n else (ax, n, y_or_out)))
+        return
     f = getattr(runner, v.name)
-    if v.op == "vexp":
-        f(ptr(x), ptr(y_or_max), ctypes.c_size_t(n))
+    if x_first_then_n:
+        f(ptr(x), ptr(y_or_out), ctypes.c_size_t(n))
     else:
-        f(ptr(x), ctypes.c_size_t(n), ptr(y_or_max))
-    return 0
+        f(ptr(x), ctypes.c_size_t(n), ptr(y_or_out))
 
 
-@native
-@pytest.mark.parametrize("v", AVX2_ELEMENTWISE, ids=lambda v: v.name)
-def test_avx2_kernels_are_bit_identical_to_the_cpu(v, natives):
-    """Every length 0..40 (and a few longer) at several alignments, inputs full of special
-    values, out of place and in place: the emulated outputs equal the native ones bit for bit,
-    and the emulator saw no access outside x and y."""
-    lib, m = natives(v)
+@pytest.mark.parametrize("v", ELEMENTWISE + STREAMS, ids=lambda v: v.name)
+def test_kernels_are_bit_identical_to_the_cpu(v, native_library, emulator):
+    """Every length 0..40 (and a few longer, past two unrolled steps of every variant) at
+    several alignments, inputs full of special values, out of place and in place: the emulated
+    outputs equal the native ones bit for bit, and the emulator saw no access outside x and y."""
+    lib = native_library(v)
     rng = np.random.default_rng(11)
+    out_of_place = v.op in ("vexp", "stream_copy")
     for n in LENGTHS:
         for off in OFFSETS if n <= 40 else (0, 4):
             x = aligned(n, F32, off)
             x[:] = special_inputs(rng, n)
-            if v.op == "vexp":
+            if n > 3 and off == 4:
+                x[:] = (rng.standard_normal(n) * 30).astype(F32)  # no NaN: a numeric max
+            if out_of_place:
                 yn, ye = aligned(n, F32, (off + 8) % 64), aligned(n, F32, (off + 8) % 64)
                 yn[:], ye[:] = 7, 7
             else:
                 yn, ye = np.full(1, 7, F32), np.full(1, 7, F32)
             _call_elementwise(v, lib, x, yn)
-            _call_elementwise(v, m, x, ye)
+            _call_elementwise(v, emulator, x, ye)
             assert np.array_equal(bits(yn), bits(ye)), (n, off, x, yn, ye)
-        if v.op == "vexp" and n in (0, 13, 40, 100):  # y is x
+        if v.op == "vexp" and n in (0, 13, 40, 100, 257):  # y is x
             xn, xe = aligned(n, F32, 4), aligned(n, F32, 4)
             xn[:] = xe[:] = special_inputs(rng, n)
             _call_elementwise(v, lib, xn, xn)
-            _call_elementwise(v, m, xe, xe)
+            _call_elementwise(v, emulator, xe, xe)
             assert np.array_equal(bits(xn), bits(xe))
 
 
@@ -710,10 +718,11 @@ def _check_exp(x, y):
 
 
 @pytest.mark.parametrize("v", AVX512_ELEMENTWISE, ids=lambda v: v.name)
-def test_avx512_kernels_in_the_emulator(v, natives):
-    """AVX-512 kernels, emulated: vexp within 2 ULP of exp (float64) where the result is
-    normal, rmax exact and NaN-propagating, at every length 0..40 and several alignments."""
-    _, m = natives(v)
+def test_avx512_kernels_in_the_emulator(v, emulator):
+    """AVX-512 kernels, emulated, against numpy (what stands in for the CPU on a host without
+    AVX-512): vexp within 2 ULP of exp (float64) where the result is normal, rmax exact and
+    NaN-propagating, at every length 0..40 and several alignments."""
+    m = emulator
     rng = np.random.default_rng(12)
     for n in LENGTHS:
         for off in OFFSETS if n <= 40 else (0,):
@@ -744,13 +753,13 @@ def test_avx512_kernels_in_the_emulator(v, natives):
         assert (y[(x == 0)] == 1).all() and (y[x <= -104] == 0).all()
 
 
-def test_exp_kernels_agree_across_isas(natives):
+def test_exp_kernels_agree_across_isas(emulator):
     """The AVX2 and AVX-512 vexp kernels (both emulated) never differ by more than 1 ULP."""
     x = np.linspace(-103.0, 88.0, 4001).astype(F32)
     results = []
     for v in (w for w in VARIANTS if w.op == "vexp"):
         y = np.zeros_like(x)
-        _call_elementwise(v, natives(v)[1], x, y)
+        _call_elementwise(v, emulator, x, y)
         results.append(y)
     for y in results[1:]:
         assert np.abs(bits(y).astype(np.int64) - bits(results[0]).astype(np.int64)).max() <= 1
@@ -758,8 +767,8 @@ def test_exp_kernels_agree_across_isas(natives):
 
 # softmax: a row driver that calls its passes (call/ret, push/pop, a stack frame)
 
-SOFTMAX_AVX2 = [v for v in VARIANTS if v.op == "softmax" and v.isa == "avx2"]
-SOFTMAX_AVX512 = [v for v in VARIANTS if v.op == "softmax" and v.isa == "avx512f"]
+SOFTMAX = [v for v in VARIANTS if v.op == "softmax"]
+SOFTMAX_AVX512 = [v for v in SOFTMAX if v.isa == "avx512f"]
 
 
 def _softmax_rows(rng, rows: int, n: int, x_off: int, y_off: int, gap: int):
@@ -779,14 +788,11 @@ def _softmax_rows(rng, rows: int, n: int, x_off: int, y_off: int, gap: int):
 
 
 def _run_softmax(v, runner, x, y, n, rows, strides):
+    """The variant's row driver natively (a ctypes library) or in the emulator fixture."""
     status = np.full(rows, 9, np.int32)
-    if isinstance(runner, Machine):
-        args = [runner.map(x, False), runner.map(y), n, rows, runner.map(strides, False),
-                runner.map(status)]
-        ret = runner.call(v.driver_symbol, *args)
-        for a in args:
-            if a not in (n, rows):
-                runner.unmap(a)
+    if isinstance(runner, runners.Emulator):
+        ret = runner.call(v, ("ro", x), y, n, rows, ("ro", strides), status,
+                          symbol=v.driver_symbol)
     else:
         f = getattr(runner, v.driver_symbol)
         f.restype = ctypes.c_size_t
@@ -795,14 +801,16 @@ def _run_softmax(v, runner, x, y, n, rows, strides):
     return ret, status
 
 
-@native
-@pytest.mark.parametrize("v", SOFTMAX_AVX2, ids=lambda v: v.name)
-def test_avx2_softmax_is_bit_identical_to_the_cpu(v, natives):
-    lib, m = natives(v)
+@pytest.mark.parametrize("v", SOFTMAX, ids=lambda v: v.name)
+def test_softmax_is_bit_identical_to_the_cpu(v, native_library, emulator):
+    """Row drivers (and the passes they call) on rows with special values, NaN, +-inf and
+    huge values, at tails of every length class and unaligned, a gap between rows: the same
+    bits, return value and row marks natively and emulated."""
+    lib, m = native_library(v), emulator
     rng = np.random.default_rng(13)
     for n, x_off, y_off, gap in ((0, 0, 0, 0), (1, 4, 8, 1), (7, 0, 4, 3), (8, 32, 0, 0),
                                  (13, 12, 52, 5), (16, 0, 0, 0), (33, 4, 36, 2),
-                                 (40, 60, 20, 7), (130, 8, 28, 1)):
+                                 (40, 60, 20, 7), (130, 8, 28, 1), (303, 20, 4, 2)):
         x, y, strides = _softmax_rows(rng, 3, n, x_off, y_off, gap)
         yn, ye = y.copy(), y.copy()
         rn, sn = _run_softmax(v, lib, x, yn, n, 3, strides)
@@ -812,11 +820,11 @@ def test_avx2_softmax_is_bit_identical_to_the_cpu(v, natives):
 
 
 @pytest.mark.parametrize("v", SOFTMAX_AVX512, ids=lambda v: v.name)
-def test_avx512_softmax_in_the_emulator(v, natives):
+def test_avx512_softmax_in_the_emulator(v, emulator):
     """Rows of finite values within 1e-5 of the float64 softmax; a row holding NaN or +inf is
     NaN (three-pass) or marked for the caller (two-pass, y left alone); gaps between rows and
     the bytes after the last row are never written."""
-    _, m = natives(v)
+    m = emulator
     rng = np.random.default_rng(14)
     for n, x_off, y_off, gap in ((0, 0, 0, 0), (1, 4, 8, 1), (15, 0, 4, 3), (16, 0, 0, 0),
                                  (17, 12, 52, 5), (40, 60, 20, 7), (300, 8, 28, 1)):
