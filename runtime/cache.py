@@ -1,67 +1,97 @@
-"""A content-addressed cache of built kernel shared objects, safe across threads and processes.
+"""A content-addressed cache of built kernel shared objects, safe across threads and processes and
+against other users of the machine.
 
 Where a .so comes from, in order: a prebuilt object for exactly this assembly text (see
 prebuilt.py), a verified entry of the user cache, or a fresh build published into the cache.
 
-An entry is <cache dir>/<key[:2]>/<key>/ holding `kernel-<random>.so` and `meta.json`, where key is
-the sha256 of everything that decides the bytes (assembly text, toolchain versions, softjit version,
-entry format). meta.json names the .so and records its sha256; the .so is loaded only if its bytes
-still have that hash, so a truncated or damaged entry is rebuilt and never loaded.
+Threat model. Trusted: this process's user and root. The attacker is any other local user: they
+can create, rename and replace whatever lies in directories they may write (world-writable ones
+such as /tmp, or a shared folder), at any moment, racing softjit. Out of scope: root and this same
+user (they can change the process or softjit itself), and the programs found on PATH (as, ld).
+What holds against the attacker: softjit loads no code that another user wrote. Every directory
+from / down to the cache entry is verified (owned by us or root, closed to writes by others, or a
+sticky directory whose next component is ours; see files.py), walked with directory descriptors
+and O_NOFOLLOW so nothing is re-resolved by name, and the .so is opened relative to its verified
+entry, checked through that descriptor (regular file, ours, not writable by others, the sha256
+recorded in meta.json) and loaded through that same descriptor (/proc/self/fd/N): the inode that
+was checked is the one dlopen maps. meta.json may be trusted because it sits in that verified
+chain, where only we can write; its sha256 was computed by the process that assembled the object
+in a private, verified scratch directory, so it guards against damage (a truncated or flipped
+file is rebuilt), while ownership of the chain is what keeps others out. When the chain is not
+safe, nothing is loaded from it: UnsafeCacheError says which directory and how to fix it.
 
-Publishing never touches a file a process may have mapped: a build is written in a staging
-directory inside the cache (same filesystem), its .so is renamed into the entry under a fresh
-random name, and then meta.json is atomically replaced to point at it. A builder killed at any
-point leaves either no meta.json change or a complete one. A per-key flock spares concurrent
+An entry is <cache dir>/<key[:2]>/<key>/ holding `kernel-<random>.so` and `meta.json`, where key is
+the sha256 of everything that decides the bytes (assembly text, softjit version, entry format).
+
+Publishing never touches a file a process may have mapped: a build is written into a staging
+directory inside the cache (same filesystem), opened for loading, renamed into the entry under a
+fresh random name, and then meta.json is atomically replaced to point at it. A builder killed at
+any point leaves either no meta.json change or a complete one. A per-key flock spares concurrent
 processes duplicate builds, but the result is correct without it: racing builders each publish
-complete, identical objects and the last meta.json wins.
+complete, identical objects and the last meta.json wins. A concurrent `cache clear` cannot make a
+load fail: a loader holds the descriptor of what it verified or built, and a removed entry is
+simply a miss (rebuilt).
+
+`cache_clear` removes only what softjit made (its own names, in directories it tagged) and
+refuses a directory that is not a softjit cache.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from softjit._version import __version__
-
-from .cachedir import (
+from softjit.runtime.cachedir import (
     CACHE_DIR_REMEDY,
-    active_cache_dir,
+    LOCKS_DIR_NAME,
+    SHARD_PATTERN,
+    STAGING_DIR_NAME,
+    check_softjit_cache,
     configured_cache_dir,
     fallback_dir,
+    is_own_top_level_name,
+    open_cache_root,
     use_fallback,
 )
-from .errors import AssemblerError, UnsafeCacheError
-from .files import (
-    check_private,
-    make_private_dir,
+from softjit.runtime.errors import AssemblerError, NotSoftjitCacheError, UnsafeCacheError
+from softjit.runtime.files import (
+    OpenDir,
+    open_private_subdir,
+    open_trusted_dir,
+    open_trusted_file,
+    read_fd,
     sha256_bytes,
-    sha256_file,
+    sha256_fd,
     sha256_text,
-    write_private_file,
+    write_new_file,
 )
-from .prebuilt import (
+from softjit.runtime.prebuilt import (
     build_prebuilt,
     check_module_name,
     count_prebuilt,
-    find_prebuilt,
+    open_prebuilt,
     prebuilt_dirs,
 )
-from .toolchain import assemble_shared_object, toolchain_id
+from softjit.runtime.toolchain import assemble_shared_object, toolchain_id
 
 __all__ = [
     "FORMAT_VERSION",
+    "ClearReport",
     "SharedObject",
     "build_prebuilt",
     "cache_clear",
@@ -69,6 +99,7 @@ __all__ = [
     "cache_key",
     "get_shared_object",
     "last_shared_object",
+    "verified_object",
 ]
 
 #: Bump when the entry layout or meta.json changes, so old entries are simply never looked up.
@@ -77,15 +108,20 @@ FORMAT_VERSION = 1
 SOURCE_PREBUILT, SOURCE_CACHE, SOURCE_BUILT = "prebuilt", "cache", "built"
 
 _KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
-_SHARD_PATTERN = re.compile(r"[0-9a-f]{2}")
 _SO_NAME_PATTERN = re.compile(r"kernel-[0-9a-f]{16}\.so")
+_LOCK_NAME_PATTERN = re.compile(r"[0-9a-f]{64}\.lock")
+# Staging directories: build-<16 hex> now, build-<8 chars> from tempfile.mkdtemp before.
+_STAGING_NAME_PATTERN = re.compile(r"build-[A-Za-z0-9_]{8,16}")
 _META_NAME = "meta.json"
-_STAGING_DIR, _LOCKS_DIR = "tmp", "locks"
 
 #: A builder waits this long for another's lock, then builds anyway (the lock is only an economy).
 _LOCK_WAIT_SECONDS = 120.0
 #: cache_clear removes staging directories older than this; younger ones may be builds in flight.
 _STALE_STAGING_SECONDS = 3600.0
+#: How often a publisher retries when a concurrent clear removes the entry it is filling.
+_PUBLISH_ATTEMPTS = 3
+_SCRATCH_REMEDY = "or set TMPDIR to a directory only you can write"
+_FD_DIR = Path("/proc/self/fd")
 
 
 @dataclass(frozen=True)
@@ -98,8 +134,21 @@ class SharedObject:
     so_sha256: str
 
 
-_records_lock = threading.Lock()
+_state_lock = threading.Lock()
 _records: dict[str, SharedObject] = {}
+#: (st_dev, st_ino) -> the descriptor this process loads that object through. glibc recognises
+#: an already loaded library by the path string it was opened by, so a descriptor number that
+#: was closed and reused would make dlopen("/proc/self/fd/N") return the previous library; these
+#: descriptors therefore stay open for the life of the process (one per object loaded).
+_held_descriptors: dict[tuple[int, int], int] = {}
+
+
+def _reset_lock_in_child() -> None:
+    global _state_lock
+    _state_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def softjit_version() -> str:
@@ -117,90 +166,142 @@ def cache_key(asm_text: str) -> str:
     return sha256_text(json.dumps(fields, ensure_ascii=False))
 
 
+@contextlib.contextmanager
+def verified_object(name: str, asm_text: str) -> Iterator[str]:
+    """A path that loads exactly the verified .so built from `asm_text` (prebuilt, cached, or
+    built now): `/proc/self/fd/N`, where N is a descriptor of the object that was checked.
+
+        with verified_object(name, asm_text) as path:
+            library = ffi.dlopen(path)
+
+    The descriptor outlives the block (see _held_descriptors), so a later `cache clear` or a
+    rebuild under a new name never changes what a path handed out here loads. Raises
+    ToolchainMissingError or AssemblerError when a build is needed and fails, and
+    UnsafeCacheError when the cache could have been written by someone else.
+    """
+    if not _FD_DIR.is_dir():
+        raise UnsafeCacheError(
+            _FD_DIR, "it is missing, so a verified kernel cannot be loaded by its descriptor",
+            "mount /proc (softjit loads every kernel through /proc/self/fd)")
+    descriptor, found = _open_object(name, asm_text)
+    with _state_lock:
+        _records[name] = found
+    yield str(_FD_DIR / str(_hold(descriptor)))
+
+
+def _hold(descriptor: int) -> int:
+    """Keep `descriptor` open for the life of the process and return the descriptor to load
+    through: an already held one of the same inode (then `descriptor` is closed), or itself."""
+    info = os.fstat(descriptor)
+    identity = (info.st_dev, info.st_ino)
+    with _state_lock:
+        held = _held_descriptors.get(identity)
+        if held is None:
+            _held_descriptors[identity] = descriptor
+            return descriptor
+    os.close(descriptor)
+    return held
+
+
 def get_shared_object(name: str, asm_text: str) -> Path:
     """The path of a verified .so built from `asm_text`: prebuilt, cached, or built now.
 
-    Raises ToolchainMissingError or AssemblerError when a build is needed and fails, and
-    UnsafeCacheError when the cache could have been written by someone else.
+    For inspection and tests: a path can be changed after it is returned, so code that loads a
+    kernel goes through verified_object instead. Raises as verified_object does.
     """
-    check_module_name(name)
-    prebuilt_path = find_prebuilt(name, asm_text)
-    if prebuilt_path is not None:
-        found = SharedObject(name, prebuilt_path, SOURCE_PREBUILT, sha256_file(prebuilt_path))
-    else:
-        found = _cached_or_built(name, asm_text)
-    with _records_lock:
+    descriptor, found = _open_object(name, asm_text)
+    os.close(descriptor)
+    with _state_lock:
         _records[name] = found
     return found.path
 
 
 def last_shared_object(name: str) -> SharedObject | None:
-    """What the latest get_shared_object(name, ...) of this process returned, and from where."""
-    with _records_lock:
+    """What the latest load of module `name` in this process used, and where it came from."""
+    with _state_lock:
         return _records.get(name)
 
 
-def _cached_or_built(name: str, asm_text: str) -> SharedObject:
+def _open_object(name: str, asm_text: str) -> tuple[int, SharedObject]:
+    check_module_name(name)
+    prebuilt = open_prebuilt(name, asm_text)
+    if prebuilt is not None:
+        descriptor, path, so_sha256 = prebuilt
+        return descriptor, SharedObject(name, path, SOURCE_PREBUILT, so_sha256)
+    return _cached_or_built(name, asm_text)
+
+
+def _cached_or_built(name: str, asm_text: str) -> tuple[int, SharedObject]:
     key = cache_key(asm_text)
     configured = configured_cache_dir()
-    root = active_cache_dir()
-    hit = _verified_entry(root, key)
-    if hit is not None:
-        return SharedObject(name, hit[0], SOURCE_CACHE, hit[1])
-    so_bytes: bytes | None = None
-    while True:
-        with _key_lock(root, key):
-            # Another process may have built it while this one waited for the lock.
-            hit = _verified_entry(root, key)
-            if hit is not None:
-                return SharedObject(name, hit[0], SOURCE_CACHE, hit[1])
-            if so_bytes is None:
-                so_bytes = _assemble(asm_text)
-            try:
-                path = _publish(root, key, name, asm_text, so_bytes)
-            except OSError as error:
-                if root != configured:
-                    raise
-                root = use_fallback(configured, error)
-                continue
-            return SharedObject(name, path, SOURCE_BUILT, sha256_bytes(so_bytes))
-
-
-def _entry_dir(root: Path, key: str) -> Path:
-    return root / key[:2] / key
-
-
-def _verified_entry(root: Path, key: str) -> tuple[Path, str] | None:
-    """(path, sha256) of the entry's .so if it is complete, ours, and has its recorded hash."""
-    entry = _entry_dir(root, key)
+    root = open_cache_root()
     try:
-        check_private(entry.parent, directory=True, remedy=CACHE_DIR_REMEDY)
-        check_private(entry, directory=True, remedy=CACHE_DIR_REMEDY)
-    except FileNotFoundError:
-        return None
-    meta = _read_meta(entry / _META_NAME, key)
-    if meta is None:
-        return None
-    so_path = entry / meta["so_name"]
+        in_fallback = root.path != configured
+        hit = _open_entry(root, key, name)
+        if hit is not None:
+            return hit
+        so_bytes: bytes | None = None
+        while True:
+            with _key_lock(root, key):
+                # Another process may have built it while this one waited for the lock.
+                hit = _open_entry(root, key, name)
+                if hit is not None:
+                    return hit
+                if so_bytes is None:
+                    so_bytes = _assemble(asm_text)
+                try:
+                    descriptor, path = _publish(root, key, name, asm_text, so_bytes)
+                except OSError as error:
+                    if in_fallback:
+                        raise  # the fallback failed too: nothing else to try
+                    in_fallback = True
+                    replacement = use_fallback(configured, str(error))
+                    root.close()
+                    root = open_trusted_dir(replacement, remedy=CACHE_DIR_REMEDY, create=False)
+                    continue
+                return descriptor, SharedObject(name, path, SOURCE_BUILT, sha256_bytes(so_bytes))
+    finally:
+        root.close()
+
+
+def _open_entry(root: OpenDir, key: str, name: str) -> tuple[int, SharedObject] | None:
+    """A descriptor of the entry's .so if the entry is complete, ours, and the file has its
+    recorded size and hash; else None (missing, damaged or being cleared: the caller rebuilds)."""
     try:
-        check_private(so_path, directory=False, remedy=CACHE_DIR_REMEDY)
-        if so_path.stat().st_size == meta["so_size"] and sha256_file(so_path) == meta["so_sha256"]:
-            return so_path, meta["so_sha256"]
-    except FileNotFoundError:
+        with open_private_subdir(root, key[:2], create=False, remedy=CACHE_DIR_REMEDY) as shard, \
+                open_private_subdir(shard, key, create=False, remedy=CACHE_DIR_REMEDY) as entry:
+            meta = _read_meta(entry, key)
+            if meta is None:
+                return None
+            so_name = meta["so_name"]
+            descriptor, info = open_trusted_file(entry, so_name, owners={os.geteuid()},
+                                                 remedy=CACHE_DIR_REMEDY)
+            if info.st_size == meta["so_size"] and sha256_fd(descriptor) == meta["so_sha256"]:
+                found = SharedObject(name, entry.path / so_name, SOURCE_CACHE, meta["so_sha256"])
+                return descriptor, found
+            os.close(descriptor)
+            # Entries only ever receive complete files by rename, so wrong bytes mean later
+            # damage: drop the file (a process that loaded it keeps its inode) and rebuild.
+            with contextlib.suppress(OSError):
+                os.unlink(so_name, dir_fd=entry.fd)
+            return None
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    # Entries only ever receive complete files by rename, so wrong bytes mean later damage:
-    # drop the file (a process that has it mapped keeps its inode) and let the caller rebuild.
-    with contextlib.suppress(OSError):
-        so_path.unlink()
-    return None
 
 
-def _read_meta(path: Path, key: str) -> dict[str, Any] | None:
+def _read_meta(entry: OpenDir, key: str) -> dict[str, Any] | None:
     """meta.json if it is well formed and describes `key`, else None (so the entry is rebuilt)."""
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        descriptor, _info = open_trusted_file(entry, _META_NAME, owners={os.geteuid()},
+                                              remedy=CACHE_DIR_REMEDY)
+    except FileNotFoundError:
         return None
+    try:
+        meta = json.loads(read_fd(descriptor).decode("utf-8"))
+    except ValueError:
+        return None
+    finally:
+        os.close(descriptor)
     valid = (
         isinstance(meta, dict)
         and meta.get("format") == FORMAT_VERSION
@@ -217,12 +318,20 @@ def _assemble(asm_text: str) -> bytes:
     """Build the .so in a private scratch directory and return its bytes.
 
     The scratch directory is not in the cache, so a failing toolchain and an unwritable cache are
-    told apart: only the cache's own writes can send the build to the fallback directory.
+    told apart: only the cache's own writes can send the build to the fallback directory. Its
+    whole path is verified like the cache's (no one else may swap it while as and ld write their
+    files there by name), and the result is read back through a checked descriptor.
     """
     workdir = Path(tempfile.mkdtemp(prefix="softjit-build-"))
     try:
-        so_path = assemble_shared_object(asm_text, workdir / "kernel.so", workdir=workdir)
-        so_bytes = so_path.read_bytes()
+        with open_trusted_dir(workdir.absolute(), remedy=_SCRATCH_REMEDY, create=False) as scratch:
+            assemble_shared_object(asm_text, workdir / "kernel.so", workdir=workdir)
+            descriptor, _info = open_trusted_file(scratch, "kernel.so", owners={os.geteuid()},
+                                                  remedy=_SCRATCH_REMEDY)
+            try:
+                so_bytes = read_fd(descriptor)
+            finally:
+                os.close(descriptor)
     except AssemblerError:
         raise  # keep workdir: the error names the assembly source kept in it
     except BaseException:
@@ -232,41 +341,87 @@ def _assemble(asm_text: str) -> bytes:
     return so_bytes
 
 
-def _publish(root: Path, key: str, name: str, asm_text: str, so_bytes: bytes) -> Path:
-    """Put a complete entry for `key` into `root` atomically; returns the published .so path."""
-    staging = Path(tempfile.mkdtemp(prefix="build-", dir=make_private_dir(root / _STAGING_DIR)))
-    try:
-        so_name = f"kernel-{secrets.token_hex(8)}.so"
-        meta = {
-            "format": FORMAT_VERSION,
-            "key": key,
-            "name": name,
-            "so_name": so_name,
-            "so_sha256": sha256_bytes(so_bytes),
-            "so_size": len(so_bytes),
-            "asm_sha256": sha256_text(asm_text),
-            "asm_size": len(asm_text.encode("utf-8")),
-            "toolchain": toolchain_id(),
-            "softjit_version": softjit_version(),
-        }
-        # No fsync: the hash check already turns a file cut short by a power loss into a rebuild.
-        write_private_file(staging / so_name, so_bytes, mode=0o500)
-        meta_bytes = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8")
-        write_private_file(staging / _META_NAME, meta_bytes, mode=0o600)
-        entry = _entry_dir(root, key)
-        make_private_dir(entry.parent)
-        make_private_dir(entry)
-        # A fresh random name: no existing file, possibly mapped by some process, is replaced.
-        os.rename(staging / so_name, entry / so_name)
-        # The commit point: readers see the old meta.json or the new one, never a mix.
-        os.replace(staging / _META_NAME, entry / _META_NAME)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return entry / so_name
+def _publish(root: OpenDir, key: str, name: str, asm_text: str,
+             so_bytes: bytes) -> tuple[int, Path]:
+    """Put a complete entry for `key` into `root` atomically; returns a checked read-only
+    descriptor of the new .so (opened before it was published, so no one can have changed it) and
+    the path it was published at."""
+    so_name = f"kernel-{secrets.token_hex(8)}.so"
+    so_sha256 = sha256_bytes(so_bytes)
+    meta = {
+        "format": FORMAT_VERSION,
+        "key": key,
+        "name": name,
+        "so_name": so_name,
+        "so_sha256": so_sha256,
+        "so_size": len(so_bytes),
+        "asm_sha256": sha256_text(asm_text),
+        "asm_size": len(asm_text.encode("utf-8")),
+        "toolchain": toolchain_id(),
+        "softjit_version": softjit_version(),
+    }
+    meta_bytes = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    build_name = f"build-{secrets.token_hex(8)}"
+    with open_private_subdir(root, STAGING_DIR_NAME, create=True,
+                             remedy=CACHE_DIR_REMEDY) as staging_parent:
+        os.mkdir(build_name, 0o700, dir_fd=staging_parent.fd)
+        try:
+            with open_private_subdir(staging_parent, build_name, create=False,
+                                     remedy=CACHE_DIR_REMEDY) as staging:
+                # No fsync: the hash check already turns a file cut short by a power loss into a
+                # rebuild.
+                write_new_file(staging, so_name, so_bytes, mode=0o500)
+                descriptor, _info = open_trusted_file(staging, so_name, owners={os.geteuid()},
+                                                      remedy=CACHE_DIR_REMEDY)
+                try:
+                    if sha256_fd(descriptor) != so_sha256:
+                        raise OSError(errno.EIO, f"{staging.path / so_name} does not read back "
+                                                 f"as written")
+                    write_new_file(staging, _META_NAME, meta_bytes, mode=0o600)
+                    _move_into_entry(root, key, staging, so_name)
+                except BaseException:
+                    os.close(descriptor)
+                    raise
+        finally:
+            _remove_staging(staging_parent, build_name)
+    return descriptor, root.path / key[:2] / key / so_name
+
+
+def _move_into_entry(root: OpenDir, key: str, staging: OpenDir, so_name: str) -> None:
+    """Rename the staged .so, then meta.json (the commit point), into the entry for `key`.
+
+    A concurrent clear may remove the shard or entry directory between its opening and the
+    renames (ENOENT): then the directories are made again. If the clear keeps winning, the entry
+    is left unpublished, which costs the next process a build and this one nothing: it loads the
+    descriptor it opened before publishing."""
+    for _attempt in range(_PUBLISH_ATTEMPTS):
+        try:
+            with open_private_subdir(root, key[:2], create=True,
+                                     remedy=CACHE_DIR_REMEDY) as shard, \
+                    open_private_subdir(shard, key, create=True, remedy=CACHE_DIR_REMEDY) as entry:
+                # A fresh random name: no existing file, possibly mapped by some process, is
+                # replaced.
+                os.rename(so_name, so_name, src_dir_fd=staging.fd, dst_dir_fd=entry.fd)
+                # The commit point: readers see the old meta.json or the new one, never a mix.
+                os.replace(_META_NAME, _META_NAME, src_dir_fd=staging.fd, dst_dir_fd=entry.fd)
+                return
+        except FileNotFoundError:
+            continue
+
+
+def _remove_staging(staging_parent: OpenDir, build_name: str) -> None:
+    with contextlib.suppress(OSError):
+        with open_private_subdir(staging_parent, build_name, create=False,
+                                 remedy=CACHE_DIR_REMEDY) as staging:
+            for child in os.listdir(staging.fd):
+                if child == _META_NAME or _SO_NAME_PATTERN.fullmatch(child):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(child, dir_fd=staging.fd)
+        os.rmdir(build_name, dir_fd=staging_parent.fd)
 
 
 @contextlib.contextmanager
-def _key_lock(root: Path, key: str) -> Iterator[None]:
+def _key_lock(root: OpenDir, key: str) -> Iterator[None]:
     """Hold an exclusive flock on <root>/locks/<key>.lock, or proceed without it when the lock
     cannot be created or waited for: it only avoids duplicate builds."""
     descriptor = _open_lock_file(root, key)
@@ -279,13 +434,14 @@ def _key_lock(root: Path, key: str) -> Iterator[None]:
             os.close(descriptor)  # closing the descriptor releases the flock
 
 
-def _open_lock_file(root: Path, key: str) -> int | None:
+def _open_lock_file(root: OpenDir, key: str) -> int | None:
     try:
-        lock_path = make_private_dir(root / _LOCKS_DIR) / f"{key}.lock"
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-        return os.open(lock_path, flags, 0o600)
+        with open_private_subdir(root, LOCKS_DIR_NAME, create=True,
+                                 remedy=CACHE_DIR_REMEDY) as locks:
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+            return os.open(f"{key}.lock", flags, 0o600, dir_fd=locks.fd)
     except OSError:
-        return None
+        return None  # e.g. a file in the way: build without the lock (UnsafeCacheError is raised)
 
 
 def _wait_for_flock(descriptor: int) -> None:
@@ -306,13 +462,14 @@ def _wait_for_flock(descriptor: int) -> None:
 
 def _entries(root: Path) -> Iterator[Path]:
     """The entry directories under `root` (not following symbolic links)."""
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):
         for shard in os.scandir(root):
-            if not (_SHARD_PATTERN.fullmatch(shard.name) and shard.is_dir(follow_symlinks=False)):
+            if not (SHARD_PATTERN.fullmatch(shard.name) and shard.is_dir(follow_symlinks=False)):
                 continue
-            for entry in os.scandir(shard.path):
-                if _KEY_PATTERN.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                    yield Path(entry.path)
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(shard.path):
+                    if _KEY_PATTERN.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                        yield Path(entry.path)
 
 
 def _tree_bytes(directory: Path) -> int:
@@ -324,18 +481,12 @@ def _tree_bytes(directory: Path) -> int:
     return total
 
 
-def _cache_roots() -> list[Path]:
-    configured = configured_cache_dir()
-    roots = [configured, fallback_dir(configured)]
-    return [root for root in roots if root is not None and root.is_dir()]
-
-
 def cache_info() -> dict[str, Any]:
     """A summary for `softjit info` / `softjit cache info`; never raises for an unusable cache.
 
     Keys: dir (the cache directory in use), configured_dir, fallback (True when this process uses
-    a temporary directory instead), entries, bytes, problem (why the cache is unsafe, or None),
-    prebuilt (a list of {"dir", "count"}, in search order).
+    a temporary directory instead), entries, bytes, problem (why the cache is unsafe or not a
+    softjit cache, or None), prebuilt (a list of {"dir", "count"}, in search order).
     """
     configured = configured_cache_dir()
     in_use = fallback_dir(configured) or configured
@@ -351,52 +502,146 @@ def cache_info() -> dict[str, Any]:
             for directory in prebuilt_dirs()
         ],
     }
-    if in_use.is_dir():
-        try:
-            check_private(in_use, directory=True, remedy=CACHE_DIR_REMEDY, follow_symlinks=True)
-        except UnsafeCacheError as error:
-            info["problem"] = str(error)
-        entries = list(_entries(in_use))
-        info["entries"] = len(entries)
-        info["bytes"] = sum(_tree_bytes(entry) for entry in entries)
+    try:
+        with open_trusted_dir(in_use, remedy=CACHE_DIR_REMEDY, create=False) as root:
+            check_softjit_cache(root)
+    except (UnsafeCacheError, NotSoftjitCacheError) as error:
+        info["problem"] = str(error)
+    except OSError:
+        pass  # not there yet: an empty cache
+    entries = list(_entries(in_use))
+    info["entries"] = len(entries)
+    info["bytes"] = sum(_tree_bytes(entry) for entry in entries)
     return info
 
 
-def cache_clear() -> int:
-    """Remove every cache entry (of the configured directory and this process's fallback) and
-    return how many were removed. Safe while other processes have kernels loaded: an unlinked
-    .so stays mapped until they exit."""
-    removed = 0
-    for root in _cache_roots():
-        check_private(root, directory=True, remedy=CACHE_DIR_REMEDY, follow_symlinks=True)
-        for entry in list(_entries(root)):
-            _remove_tree(entry)
-            removed += 1
-            with contextlib.suppress(OSError):
-                entry.parent.rmdir()  # only succeeds once the shard is empty
-        _remove_children(root / _LOCKS_DIR, older_than=0.0)
-        _remove_children(root / _STAGING_DIR, older_than=_STALE_STAGING_SECONDS)
-    return removed
+@dataclass
+class ClearReport:
+    """What cache_clear did: the cache directories it emptied, how many entries it removed, and
+    the paths it found inside them but left alone because softjit did not make them."""
+
+    directories: list[Path] = field(default_factory=list)
+    removed: int = 0
+    kept: list[Path] = field(default_factory=list)
 
 
-def _remove_children(directory: Path, older_than: float) -> None:
-    """Remove the files and trees in `directory` last modified more than `older_than` s ago."""
-    now = time.time()
-    with contextlib.suppress(FileNotFoundError):
-        for child in os.scandir(directory):
+def cache_clear() -> ClearReport:
+    """Remove every cache entry (of the configured directory and this process's fallback).
+
+    Removes only what softjit made, recognised by its names: entry directories with their .so and
+    meta.json, lock files, and staging directories older than an hour (younger ones may be builds
+    in flight). Anything else is left in place and listed in the report. Raises
+    NotSoftjitCacheError, touching nothing, for a directory that is not a softjit cache, and
+    UnsafeCacheError for one that others could write. Safe beside running processes: one that
+    loaded a kernel keeps it, one that is loading finds a miss and rebuilds.
+    """
+    report = ClearReport()
+    configured = configured_cache_dir()
+    for directory in (configured, fallback_dir(configured)):
+        if directory is None:
+            continue
+        try:
+            root = open_trusted_dir(directory, remedy=CACHE_DIR_REMEDY, create=False)
+        except FileNotFoundError:
+            continue
+        with root:
+            check_softjit_cache(root)
+            report.directories.append(directory)
+            _clear_root(root, report)
+    return report
+
+
+def _clear_root(root: OpenDir, report: ClearReport) -> None:
+    for name in sorted(os.listdir(root.fd)):
+        if SHARD_PATTERN.fullmatch(name):
+            _clear_directory(root, name, report, _clear_shard)
+        elif name == LOCKS_DIR_NAME:
+            _clear_directory(root, name, report, _clear_locks)
+        elif name == STAGING_DIR_NAME:
+            _clear_directory(root, name, report, _clear_staging)
+        elif not is_own_top_level_name(name):
+            report.kept.append(root.path / name)
+    # The tag and the tuning table stay: the first marks the directory, the second is a
+    # measurement rather than a build.
+
+
+def _clear_directory(parent: OpenDir, name: str, report: ClearReport, clear: Any) -> None:
+    """Open the subdirectory `name` safely and hand it to `clear`; one that is not a directory,
+    not ours, or a link is left alone and reported."""
+    try:
+        directory = open_private_subdir(parent, name, create=False, remedy=CACHE_DIR_REMEDY)
+    except FileNotFoundError:
+        return  # removed meanwhile by another clear
+    except (NotADirectoryError, UnsafeCacheError):
+        report.kept.append(parent.path / name)
+        return
+    with directory:
+        clear(parent, directory, report)
+
+
+def _clear_shard(root: OpenDir, shard: OpenDir, report: ClearReport) -> None:
+    for name in sorted(os.listdir(shard.fd)):
+        if not _KEY_PATTERN.fullmatch(name):
+            report.kept.append(shard.path / name)
+            continue
+        _clear_directory(shard, name, report, _clear_entry)
+    _remove_empty_dir(root, shard.path.name)
+
+
+def _clear_entry(shard: OpenDir, entry: OpenDir, report: ClearReport) -> None:
+    for name in os.listdir(entry.fd):
+        if name == _META_NAME or _SO_NAME_PATTERN.fullmatch(name):
             with contextlib.suppress(FileNotFoundError):
-                if now - child.stat(follow_symlinks=False).st_mtime < older_than:
-                    continue
-                if child.is_dir(follow_symlinks=False):
-                    _remove_tree(Path(child.path))
-                else:
-                    os.unlink(child.path)
+                os.unlink(name, dir_fd=entry.fd)
+        else:
+            report.kept.append(entry.path / name)
+    if _remove_empty_dir(shard, entry.path.name):
+        report.removed += 1
 
 
-def _remove_tree(directory: Path) -> None:
-    # Another cache_clear may be removing the same tree; what it removed first is no error.
-    def ignore_missing(_function: Any, _path: str, exc_info: Any) -> None:
-        if not isinstance(exc_info[1], FileNotFoundError):
-            raise exc_info[1]
+def _clear_locks(_root: OpenDir, locks: OpenDir, report: ClearReport) -> None:
+    # Unlinking a lock another process holds is harmless: the lock only spares duplicate builds.
+    for name in os.listdir(locks.fd):
+        if _LOCK_NAME_PATTERN.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=locks.fd)
+        else:
+            report.kept.append(locks.path / name)
 
-    shutil.rmtree(directory, onerror=ignore_missing)
+
+def _clear_staging(_root: OpenDir, staging: OpenDir, report: ClearReport) -> None:
+    now = time.time()
+    for name in os.listdir(staging.fd):
+        if not _STAGING_NAME_PATTERN.fullmatch(name):
+            report.kept.append(staging.path / name)
+            continue
+        try:
+            info = os.stat(name, dir_fd=staging.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            report.kept.append(staging.path / name)
+        elif now - info.st_mtime >= _STALE_STAGING_SECONDS:
+            _clear_directory(staging, name, report, _clear_build)
+
+
+def _clear_build(staging: OpenDir, build: OpenDir, report: ClearReport) -> None:
+    for name in os.listdir(build.fd):
+        if name == _META_NAME or _SO_NAME_PATTERN.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=build.fd)
+        else:
+            report.kept.append(build.path / name)
+    _remove_empty_dir(staging, build.path.name)
+
+
+def _remove_empty_dir(parent: OpenDir, name: str) -> bool:
+    """rmdir; False when the directory is gone already (another clear) or not empty (files
+    softjit did not make, or an entry a concurrent build just published)."""
+    try:
+        os.rmdir(name, dir_fd=parent.fd)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        raise
+    return True

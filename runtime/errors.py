@@ -85,3 +85,19 @@ class UnsafeCacheError(SoftjitError):
         self.reason = reason
         self.fix = fix
         super().__init__(f"refusing to load kernels from {self.path}: {reason}; {fix}")
+
+
+class NotSoftjitCacheError(SoftjitError):
+    """A cache directory that holds files softjit did not create and lacks softjit's tag: softjit
+    neither writes kernels into it nor clears it."""
+
+    def __init__(self, path: Path, foreign: Sequence[str], tag_name: str, variable: str) -> None:
+        self.path = Path(path)
+        self.foreign = tuple(foreign)
+        shown = ", ".join(repr(name) for name in self.foreign[:3])
+        more = f" and {len(self.foreign) - 3} more" if len(self.foreign) > 3 else ""
+        super().__init__(
+            f"{self.path} is not a softjit cache: it holds files softjit did not create "
+            f"({shown}{more}) and no {tag_name} written by softjit, so softjit leaves it alone; "
+            f"set {variable} to a new or empty directory"
+        )

@@ -11,7 +11,7 @@ from typing import Any
 
 import cffi
 
-from .cache import get_shared_object
+from .cache import verified_object
 from .cpu import check_platform
 from .files import sha256_text
 
@@ -40,11 +40,7 @@ def load_library(name: str, asm_text: str, cdef: str) -> tuple[cffi.FFI, Any]:
 
 
 def _dlopen(ffi: cffi.FFI, name: str, asm_text: str) -> Any:
-    path = get_shared_object(name, asm_text)
-    try:
-        return ffi.dlopen(str(path))
-    except OSError:
-        # A concurrent `softjit cache clear` may have removed the file between its verification
-        # and dlopen; asking again rebuilds or finds it. A second failure is a real one.
-        path = get_shared_object(name, asm_text)
-        return ffi.dlopen(str(path))
+    # The path names the descriptor of the object the cache verified, so dlopen maps exactly
+    # that inode, whatever happens to the cache directory meanwhile (a clear, a rebuild).
+    with verified_object(name, asm_text) as path:
+        return ffi.dlopen(path)

@@ -4,7 +4,8 @@ A prebuilt directory holds `<name>.so` files and a `manifest.json` mapping each 
 {"asm_sha256": sha256 of the exact assembly text it was built from, "so_sha256": sha256 of the .so,
 "toolchain": the assembler and linker that built it}. A prebuilt object is used only when its
 asm_sha256 equals that of the assembly wanted now and the .so still has its recorded hash, so a
-stale or damaged prebuilt is never loaded.
+stale or damaged prebuilt is never loaded. It is loaded from the descriptor that was checked,
+like a cached kernel (see files.py for the rules).
 
 Directories searched, in order: $SOFTJIT_PREBUILT_DIR, then `prebuilt/` inside the installed
 softjit.generated package (filled by `python -m softjit build` when a wheel is made).
@@ -22,9 +23,19 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import SoftjitWarning
-from .files import check_private, sha256_file, sha256_text, write_private_file
-from .toolchain import assemble_shared_object, toolchain_id
+from softjit.runtime.errors import SoftjitWarning, UnsafeCacheError
+from softjit.runtime.files import (
+    OpenDir,
+    open_trusted_dir,
+    open_trusted_file,
+    read_fd,
+    sha256_fd,
+    sha256_file,
+    sha256_text,
+    trusted_owners,
+    write_private_file,
+)
+from softjit.runtime.toolchain import assemble_shared_object, toolchain_id
 
 PREBUILT_ENV_VARIABLE = "SOFTJIT_PREBUILT_DIR"
 MANIFEST_NAME = "manifest.json"
@@ -32,8 +43,6 @@ MANIFEST_NAME = "manifest.json"
 #: Module names become file names, so they may not hold path separators or start with a dot.
 MODULE_NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
-# An installed package is usually owned by root (system site-packages) rather than by the user.
-_TRUSTED_OWNERS = {os.geteuid(), 0}
 _PREBUILT_REMEDY = f"or unset {PREBUILT_ENV_VARIABLE} / reinstall softjit"
 
 
@@ -46,12 +55,17 @@ def check_module_name(name: str) -> str:
     return name
 
 
+def _explicit_dir() -> Path | None:
+    explicit = os.environ.get(PREBUILT_ENV_VARIABLE)
+    return Path(os.path.abspath(os.path.expanduser(explicit))) if explicit else None
+
+
 def prebuilt_dirs() -> list[Path]:
     """The prebuilt directories that exist, in the order they are searched."""
     candidates = []
-    explicit = os.environ.get(PREBUILT_ENV_VARIABLE)
-    if explicit:
-        candidates.append(Path(explicit).expanduser())
+    explicit = _explicit_dir()
+    if explicit is not None:
+        candidates.append(explicit)
     packaged = importlib.resources.files("softjit.generated") / "prebuilt"
     # Only a real directory can be dlopened from; a zipped install has none to offer.
     if isinstance(packaged, Path):
@@ -64,40 +78,95 @@ def read_manifest(directory: Path) -> dict[str, dict[str, str]]:
     for a damaged one, since a prebuilt install that silently stops working is hard to notice)."""
     path = directory / MANIFEST_NAME
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as error:
         warnings.warn(f"ignoring prebuilt manifest {path}: {error}", SoftjitWarning, stacklevel=2)
         return {}
-    if not isinstance(manifest, dict):
-        warnings.warn(f"ignoring prebuilt manifest {path}: not a JSON object", SoftjitWarning)
+    manifest = _parse_manifest(text)
+    if manifest is None:
+        warnings.warn(f"ignoring prebuilt manifest {path}: not a JSON object", SoftjitWarning,
+                      stacklevel=2)
         return {}
+    return manifest
+
+
+def _parse_manifest(text: str) -> dict[str, dict[str, str]] | None:
+    """The entries of a manifest's text, or None when it is not a JSON object."""
+    try:
+        manifest = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(manifest, dict):
+        return None
     return {name: entry for name, entry in manifest.items() if isinstance(entry, dict)}
 
 
-def find_prebuilt(name: str, asm_text: str) -> Path | None:
-    """The verified prebuilt .so for exactly this assembly text, or None."""
+def open_prebuilt(name: str, asm_text: str) -> tuple[int, Path, str] | None:
+    """(descriptor, path, sha256) of the verified prebuilt .so for exactly this assembly text, or
+    None. The caller owns the descriptor and loads through it (see cache.verified_object).
+
+    The directory is walked from / like the cache (files.open_trusted_dir), except that it may
+    belong to root as well as to this user: an installed package usually does. The manifest and
+    the .so are opened without following links relative to that verified directory and checked
+    through their descriptors. An unsafe $SOFTJIT_PREBUILT_DIR raises UnsafeCacheError; an unsafe
+    directory inside the installed package is skipped with a warning (softjit then builds).
+    """
     check_module_name(name)
     asm_sha256 = sha256_text(asm_text)
+    explicit = _explicit_dir()
     for directory in prebuilt_dirs():
+        # A cheap look by path first: only a directory that claims this exact kernel is verified,
+        # so an unrelated or stale prebuilt directory costs nothing and never raises.
         entry = read_manifest(directory).get(name)
         if entry is None or entry.get("asm_sha256") != asm_sha256:
             continue
-        so_path = directory / f"{name}.so"
-        check_private(directory, directory=True, remedy=_PREBUILT_REMEDY,
-                      owners=_TRUSTED_OWNERS, follow_symlinks=True)
-        if not so_path.is_file():
-            warnings.warn(f"prebuilt {so_path} is listed in its manifest but missing",
-                          SoftjitWarning, stacklevel=2)
+        try:
+            verified = open_trusted_dir(directory.absolute(), remedy=_PREBUILT_REMEDY,
+                                        create=False, final_owners=trusted_owners())
+        except UnsafeCacheError as error:
+            if directory == explicit:
+                raise
+            warnings.warn(f"not loading prebuilt kernels: {error}", SoftjitWarning, stacklevel=2)
             continue
-        check_private(so_path, directory=False, remedy=_PREBUILT_REMEDY, owners=_TRUSTED_OWNERS)
-        if sha256_file(so_path) != entry.get("so_sha256"):
-            warnings.warn(f"prebuilt {so_path} does not match its manifest's so_sha256; "
-                          f"not loading it", SoftjitWarning, stacklevel=2)
-            continue
-        return so_path
+        with verified:
+            found = _open_verified_object(verified, name, asm_sha256)
+        if found is not None:
+            return found
     return None
+
+
+def _open_verified_object(directory: OpenDir, name: str,
+                          asm_sha256: str) -> tuple[int, Path, str] | None:
+    owners = trusted_owners()
+    try:
+        manifest_fd, _info = open_trusted_file(directory, MANIFEST_NAME, owners=owners,
+                                               remedy=_PREBUILT_REMEDY)
+    except FileNotFoundError:
+        return None
+    try:
+        manifest = _parse_manifest(read_fd(manifest_fd).decode("utf-8", "replace"))
+    finally:
+        os.close(manifest_fd)
+    entry = manifest.get(name) if manifest is not None else None
+    if entry is None or entry.get("asm_sha256") != asm_sha256:
+        return None  # it changed since the look by path: only what was verified counts
+    so_path = directory.path / f"{name}.so"
+    try:
+        so_fd, _info = open_trusted_file(directory, so_path.name, owners=owners,
+                                         remedy=_PREBUILT_REMEDY)
+    except FileNotFoundError:
+        warnings.warn(f"prebuilt {so_path} is listed in its manifest but missing",
+                      SoftjitWarning, stacklevel=3)
+        return None
+    so_sha256 = sha256_fd(so_fd)
+    if so_sha256 != entry.get("so_sha256"):
+        os.close(so_fd)
+        warnings.warn(f"prebuilt {so_path} does not match its manifest's so_sha256; "
+                      f"not loading it", SoftjitWarning, stacklevel=3)
+        return None
+    return so_fd, so_path, so_sha256
 
 
 def count_prebuilt(directory: Path) -> int:

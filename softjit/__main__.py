@@ -266,14 +266,32 @@ def _build(args) -> int:
 
 
 def _cache_info(args) -> int:
-    _print_rows(_cache_rows())
+    try:
+        _print_rows(_cache_rows())
+    except (SoftjitError, OSError) as error:
+        raise UsageError(_one_line(error)) from None
     return 0
 
 
 def _cache_clear(args) -> int:
-    removed = cache.cache_clear()
-    print(f"removed {removed} cache entries from {cache.cache_info()['dir']}")
+    # Every failure is one line and status 2: an unsafe or foreign directory is refused with the
+    # reason and the fix, and nothing in it is touched.
+    try:
+        report = cache.cache_clear()
+    except (SoftjitError, OSError) as error:
+        raise UsageError(f"nothing removed: {_one_line(error)}") from None
+    where = ", ".join(str(directory) for directory in report.directories)
+    print(f"removed {report.removed} cache entries"
+          + (f" from {where}" if where else " (there is no cache directory yet)"))
+    if report.kept:
+        shown = ", ".join(str(path) for path in report.kept[:3])
+        more = f" and {len(report.kept) - 3} more" if len(report.kept) > 3 else ""
+        print(f"kept {len(report.kept)} paths softjit did not create: {shown}{more}")
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

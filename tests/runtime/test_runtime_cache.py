@@ -248,7 +248,7 @@ def test_info_and_clear(cache_dir, make_add_asm, call_add) -> None:
     from softjit.runtime.loader import load_library
 
     _ffi, lib = load_library("adder-loaded", make_add_asm(40), "int softjit_test_add(int, int);")
-    assert cache.cache_clear() == 4
+    assert cache.cache_clear().removed == 4
     assert cache.cache_info()["entries"] == 0
     assert not any(path.exists() for path in paths)
     assert lib.softjit_test_add(1, 1) == 42  # still mapped after its file was removed

@@ -21,19 +21,19 @@ from softjit.runtime import cache
 
 asm = Path(sys.argv[1]).read_text()
 point = sys.argv[2]
-real_write = cache.write_private_file
+real_write = cache.write_new_file
 
-def write_half_of_the_so(path, data, mode):
-    if path.suffix == ".so":
-        real_write(path, data[: len(data) // 2], mode)
+def write_half_of_the_so(directory, name, data, mode):
+    if name.endswith(".so"):
+        real_write(directory, name, data[: len(data) // 2], mode)
         os._exit(3)
-    real_write(path, data, mode)
+    real_write(directory, name, data, mode)
 
 def die(*args, **kwargs):
     os._exit(3)
 
 if point == "writing-so":
-    cache.write_private_file = write_half_of_the_so
+    cache.write_new_file = write_half_of_the_so
 elif point == "before-meta":
     cache.os.replace = die  # the .so is in the entry; meta.json would be replaced next
 elif point == "assembling":

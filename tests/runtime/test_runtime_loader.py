@@ -29,13 +29,13 @@ def test_second_load_is_memoised(make_add_asm) -> None:
 
 def test_concurrent_first_loads_load_once(make_add_asm, monkeypatch) -> None:
     calls = []
-    real_get = loader.get_shared_object
+    real_verified_object = loader.verified_object
 
-    def counting_get(name, asm_text):
+    def counting_verified_object(name, asm_text):
         calls.append(name)
-        return real_get(name, asm_text)
+        return real_verified_object(name, asm_text)
 
-    monkeypatch.setattr(loader, "get_shared_object", counting_get)
+    monkeypatch.setattr(loader, "verified_object", counting_verified_object)
     asm = make_add_asm(1)
     barrier = threading.Barrier(16)
     results = [None] * 16
