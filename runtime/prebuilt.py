@@ -23,8 +23,10 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from softjit.runtime.errors import SoftjitWarning, UnsafeCacheError
-from softjit.runtime.files import (
+# Relative imports on purpose: setup.py loads this module (with files, errors and toolchain) from
+# the source tree without importing softjit, whose dependencies the build environment lacks.
+from .errors import SoftjitWarning, UnsafeCacheError
+from .files import (
     OpenDir,
     open_trusted_dir,
     open_trusted_file,
@@ -35,7 +37,7 @@ from softjit.runtime.files import (
     trusted_owners,
     write_private_file,
 )
-from softjit.runtime.toolchain import assemble_shared_object, toolchain_id
+from .toolchain import assemble_shared_object, toolchain_id
 
 PREBUILT_ENV_VARIABLE = "SOFTJIT_PREBUILT_DIR"
 MANIFEST_NAME = "manifest.json"
