@@ -537,17 +537,23 @@ def cache_clear() -> ClearReport:
     """
     report = ClearReport()
     configured = configured_cache_dir()
-    for directory in (configured, fallback_dir(configured)):
-        if directory is None:
-            continue
-        try:
-            root = open_trusted_dir(directory, remedy=CACHE_DIR_REMEDY, create=False)
-        except FileNotFoundError:
-            continue
-        with root:
-            check_softjit_cache(root)
-            report.directories.append(directory)
+    roots: list[OpenDir] = []
+    try:
+        # Every directory is checked before anything is removed from any of them.
+        for directory in (configured, fallback_dir(configured)):
+            if directory is None:
+                continue
+            try:
+                roots.append(open_trusted_dir(directory, remedy=CACHE_DIR_REMEDY, create=False))
+            except FileNotFoundError:
+                continue
+            check_softjit_cache(roots[-1])
+        for root in roots:
+            report.directories.append(root.path)
             _clear_root(root, report)
+    finally:
+        for root in roots:
+            root.close()
     return report
 
 

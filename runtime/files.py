@@ -8,7 +8,10 @@ wrote, and must load exactly the file it checked. Three rules give that:
   mode without group or other write, or a sticky directory (like /tmp) owned by a trusted user
   whose next component on our path is itself owned by a trusted user (the sticky bit stops others
   renaming or deleting what they do not own). Every directory from / down to the one used is
-  checked, because whoever can write to any of them can swap what lies below.
+  checked, because whoever can write to any of them can swap what lies below. Above the directory
+  itself, group write is also accepted when no one outside this user and root belongs to the
+  group (a user-private group, as umask 002 systems give ~/.cache mode 0775); the directories
+  softjit makes and uses stay closed to any group.
 - Paths are walked one component at a time with directory descriptors: each component is opened
   with O_NOFOLLOW relative to the already verified directory, so no symbolic link is followed by
   accident and nothing is re-resolved later by name. A symbolic link on the way is followed only
@@ -22,8 +25,11 @@ wrote, and must load exactly the file it checked. Three rules give that:
 from __future__ import annotations
 
 import errno
+import functools
+import grp
 import hashlib
 import os
+import pwd
 import stat
 from collections.abc import Collection
 from pathlib import Path
@@ -131,6 +137,29 @@ def _check_closed(path: Path, info: os.stat_result, kind: str, remedy: str) -> N
         )
 
 
+@functools.lru_cache(maxsize=64)
+def _group_members(gid: int) -> frozenset[int] | None:
+    """The uids that belong to group `gid` (listed members and users whose primary group it is),
+    or None when the group database cannot say (then the group counts as open)."""
+    try:
+        members = {pwd.getpwnam(name).pw_uid for name in grp.getgrgid(gid).gr_mem}
+        members |= {user.pw_uid for user in pwd.getpwall() if user.pw_gid == gid}
+    except (KeyError, OSError):
+        return None
+    return frozenset(members)
+
+
+def _only_trusted_may_write(info: os.stat_result) -> bool:
+    """No user outside trusted_owners() may write to a directory with this stat: no write for
+    others, and group write only for a group whose members are all trusted."""
+    if info.st_mode & stat.S_IWOTH:
+        return False
+    if not info.st_mode & stat.S_IWGRP:
+        return True
+    members = _group_members(info.st_gid)
+    return members is not None and members <= trusted_owners()
+
+
 def _check_passage(path: Path, info: os.stat_result, child: Path,
                    child_info: os.stat_result | None, remedy: str) -> None:
     """May `child` (a component inside the directory `path`) be trusted to stay what it is?
@@ -139,7 +168,7 @@ def _check_passage(path: Path, info: os.stat_result, child: Path,
     trusted user and `child` is owned by a trusted user too (then only they can move it).
     With `child_info` None (the child is not looked at yet) only the first half is decided:
     a directory that fails it is refused before anything is created in it."""
-    if not info.st_mode & _OTHERS_WRITE:
+    if _only_trusted_may_write(info):
         return
     owners = trusted_owners()
     sticky_and_trusted = bool(info.st_mode & stat.S_ISVTX) and info.st_uid in owners

@@ -278,8 +278,10 @@ def _cache_clear(args) -> int:
     # reason and the fix, and nothing in it is touched.
     try:
         report = cache.cache_clear()
-    except (SoftjitError, OSError) as error:
+    except SoftjitError as error:  # raised before anything is removed
         raise UsageError(f"nothing removed: {_one_line(error)}") from None
+    except OSError as error:
+        raise UsageError(f"stopped: {_one_line(error)}") from None
     where = ", ".join(str(directory) for directory in report.directories)
     print(f"removed {report.removed} cache entries"
           + (f" from {where}" if where else " (there is no cache directory yet)"))

@@ -5,7 +5,9 @@ between its check and dlopen. Ownership changes need root (as in CI); those test
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -50,6 +52,35 @@ def test_sticky_parent_like_tmp_is_accepted(tmp_path, monkeypatch, make_add_asm,
     use_cache(monkeypatch, shared / "cache")
     path = cache.get_shared_object("adder", make_add_asm(3))
     assert call_add(path, 1, 1) == 5
+
+
+def test_group_writable_parent_of_a_private_group_is_accepted(tmp_path, monkeypatch,
+                                                             make_add_asm, call_add) -> None:
+    # umask 002 with user-private groups makes ~/.cache 0775: harmless while the group holds no
+    # one else. Here the group is this user's own primary group, with no other members.
+    members = {user.pw_uid for user in pwd.getpwall() if user.pw_gid == os.getegid()}
+    members |= {pwd.getpwnam(name).pw_uid for name in grp.getgrgid(os.getegid()).gr_mem}
+    if members - {os.geteuid(), 0}:
+        pytest.skip(f"group {os.getegid()} has other members here: {sorted(members)}")
+    dot_cache = tmp_path / "home" / ".cache"
+    dot_cache.mkdir(parents=True)
+    dot_cache.chmod(0o775)
+    use_cache(monkeypatch, dot_cache / "softjit")
+    assert call_add(cache.get_shared_object("adder", make_add_asm(7)), 1, 1) == 9
+
+
+@needs_root
+def test_group_writable_parent_of_a_shared_group_is_refused(tmp_path, monkeypatch,
+                                                            make_add_asm) -> None:
+    dot_cache = tmp_path / "home" / ".cache"
+    dot_cache.mkdir(parents=True)
+    os.chown(dot_cache, 0, OTHER_UID)  # a group that holds uid 65534 (its primary group)
+    dot_cache.chmod(0o775)
+    if OTHER_UID not in {user.pw_uid for user in pwd.getpwall() if user.pw_gid == OTHER_UID}:
+        pytest.skip(f"no user has primary group {OTHER_UID} here")
+    use_cache(monkeypatch, dot_cache / "softjit")
+    with pytest.raises(UnsafeCacheError, match=f"{dot_cache}: its mode 0775 lets group or others"):
+        cache.get_shared_object("adder", make_add_asm())
 
 
 @needs_root
