@@ -16,13 +16,31 @@ import jinja2
 from softjit._version import __version__ as VERSION
 
 from .isa import Target
-from .operands import PTR_WORDS, Const, Imm, Label, Mem, RegView, Symbol
+from .operands import PTR_WORDS, Const, Imm, Import, Label, Mem, RegView, Symbol
 from .passes.frame import plan_frame
 from .passes.regalloc import allocate
 from .passes.validate import check_encodable
 from .stream import Bind, Comment, Function, Instr, Signature
 
 REGENERATE = "python -m softjit generate"
+
+
+@dataclass(frozen=True)
+class MethodRecord:
+    """A CPython method-definition record (PyMethodDef) in the module's data: `symbol` is the
+    exported record, `function` the module's function it points at, `python_name` and `doc` the
+    callable's __name__ and __doc__."""
+
+    symbol: str
+    function: str
+    python_name: str
+    flags: int
+    doc: str
+
+    def c_declaration(self) -> str:
+        from softjit.codegen.cpython_abi import METHOD_DEF_SIZE
+
+        return f"extern char {self.symbol}[{METHOD_DEF_SIZE}];"
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,15 @@ class Module:
     target: Target
     description: str
     functions: tuple  # of Function, built
+    records: tuple = ()  # of MethodRecord
+
+    @property
+    def imports(self) -> tuple:
+        """The symbols of the host process the module needs resolved at load time."""
+        used = set()
+        for f in self.functions:
+            used |= f.imports
+        return tuple(sorted(used))
 
     @property
     def signatures(self) -> tuple:
@@ -46,7 +73,8 @@ class Module:
         return tuple(sorted(used))
 
     def cdef(self) -> str:
-        return "\n".join(s.c_declaration() for s in self.signatures)
+        return "\n".join([s.c_declaration() for s in self.signatures]
+                         + [r.c_declaration() for r in self.records])
 
 
 @lru_cache(maxsize=None)
@@ -84,6 +112,8 @@ class _Renderer:
         parts = []
         if isinstance(m.base, Const):
             parts.append(f"rip + {self.const(m.base)}")
+        elif isinstance(m.base, Import):
+            parts.append(f"rip + {m.base.name}@GOTPCREL")
         elif m.base is not None:
             parts.append(self.reg(m.base))
         if m.index is not None:
@@ -110,6 +140,8 @@ class _Renderer:
             # a local alias of the function's entry: a direct call that no other loaded
             # library's symbol of the same name can interpose (no PLT)
             text = f".Lentry_{op.name}"
+        elif isinstance(op, Import):
+            text = f"{op.name}@PLT"
         else:
             raise TypeError(f"cannot render operand {op!r}")
         if position == 0 and instr.mask is not None:
@@ -171,6 +203,33 @@ def _describe(bits: int) -> str:
     return f"{sign}0x1.{digits}p{exponent - 127:+d} = {value:.9g}"
 
 
+def _records(module: Module) -> tuple[list[str], list[str]]:
+    """(data lines, string lines) of the module's method-definition records: each record holds
+    the addresses of its name, its function and its doc string (relocated at load time, hence
+    .data.rel.ro), then the flags."""
+    from .cpython_abi import METHOD_DEF_SIZE
+
+    data, strings = [], []
+    for r in module.records:
+        data += ["\t.p2align 3", f"\t.globl {r.symbol}", f"\t.type {r.symbol}, @object",
+                 f"{r.symbol}:",
+                 f"\t.quad .Lname_{r.symbol}  # ml_name",
+                 f"\t.quad .Lentry_{r.function}  # ml_meth",
+                 f"\t.long 0x{r.flags:X}  # ml_flags", "\t.long 0",
+                 f"\t.quad .Ldoc_{r.symbol}  # ml_doc",
+                 f"\t.size {r.symbol}, {METHOD_DEF_SIZE}"]
+        strings += [f".Lname_{r.symbol}:", f"\t.asciz {_c_string(r.python_name)}",
+                    f".Ldoc_{r.symbol}:", f"\t.asciz {_c_string(r.doc)}"]
+    return data, strings
+
+
+def _c_string(text: str) -> str:
+    if not text.isascii() or any(c in text for c in '"\\\n'):
+        raise ValueError(f"record strings are plain ASCII without quotes, backslashes or "
+                         f"newlines: {text!r}")
+    return f'"{text}"'
+
+
 def render_module(module: Module) -> str:
     functions, rodata = [], []
     for f in module.functions:
@@ -182,13 +241,16 @@ def render_module(module: Module) -> str:
             "body": r.body(),
         })
         rodata += r.rodata()
+    records, strings = _records(module)
     context = {
         "name": module.name,
         "target": module.target.name,
         "description": module.description,
         "features": module.features,
+        "imports": module.imports,
         "functions": functions,
-        "rodata": rodata,
+        "rodata": rodata + strings,
+        "records": records,
     }
     return _environment().get_template("kernel.S.j2").render(
         module=context, version=VERSION, regenerate=REGENERATE)
@@ -205,4 +267,4 @@ def render_header(modules) -> str:
         modules=context, version=VERSION, regenerate=REGENERATE)
 
 
-__all__ = ["Module", "Signature", "render_module", "render_header"]
+__all__ = ["MethodRecord", "Module", "Signature", "render_module", "render_header"]

@@ -1,4 +1,5 @@
-"""The committed generated/ folder: one NAME.S per registered variant, kernels.h and manifest.json.
+"""The committed generated/ folder: one NAME.S per registered variant, the CPython entry module
+(cpython_entries.S, see entries.py), kernels.h and manifest.json.
 
 `python -m softjit generate` writes it and tests/codegen/test_generated.py checks that the committed
 copy is what the code generates now, byte for byte. Everything here is a pure function of the
@@ -16,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from softjit.codegen import variants
+from softjit.codegen import entries, variants
 from softjit.codegen.emit import REGENERATE, render_header, render_module
 
 HEADER_NAME = "kernels.h"
@@ -76,7 +77,12 @@ def expected_files() -> dict[str, str]:
         kernels.append({"name": variant.name, "isa": variant.isa, "op": variant.op,
                         "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()})
     files[HEADER_NAME] = render_header(modules)
-    manifest = {"regenerate": REGENERATE, "kernels": sorted(kernels, key=lambda k: k["name"])}
+    entry_module = entries.build_module()
+    entry_text = render_module(entry_module)
+    files[entry_module.name + ASSEMBLY_SUFFIX] = entry_text
+    manifest = {"regenerate": REGENERATE, "kernels": sorted(kernels, key=lambda k: k["name"]),
+                "entries": [{"name": entry_module.name, "imports": list(entry_module.imports),
+                             "sha256": hashlib.sha256(entry_text.encode("utf-8")).hexdigest()}]}
     files[MANIFEST_NAME] = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     return files
 
@@ -86,7 +92,8 @@ def manifest_kernel_names(out_dir: Path) -> set[str]:
     manifest this generator wrote)."""
     try:
         manifest = json.loads((Path(out_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
-        return {str(kernel["name"]) for kernel in manifest["kernels"]}
+        return ({str(kernel["name"]) for kernel in manifest["kernels"]}
+                | {str(entry["name"]) for entry in manifest.get("entries", ())})
     except (OSError, ValueError, KeyError, TypeError):
         return set()
 

@@ -184,3 +184,14 @@ def _parse(table: str) -> dict:
 
 
 FORMS = _parse(_TABLE)
+
+# Forms only code on the host target (isa.X86_64: the CPython entry points) may use: they call
+# out of the emitted code, into the process it is loaded into, so the emulator, which runs the
+# kernels, has no use for them (and does not take them). Same codes as above, plus
+#   P   a function of the process, called through the PLT
+_HOST_TABLE = """
+call         P/R            base  -         nodest
+cmp          m64/m32/m16,I  base  -         nodest flags
+"""
+
+HOST_FORMS = _parse(_HOST_TABLE)

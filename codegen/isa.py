@@ -55,6 +55,16 @@ AVX512F = Target(
 
 TARGETS = {t.name: t for t in (AVX2, AVX512F)}
 
+# Baseline x86-64 with no vector extension: the target of code that only moves pointers and
+# calls functions (the CPython entry points). Not a kernel target, so not in TARGETS.
+X86_64 = Target(
+    name="x86-64",
+    features=frozenset(),
+    vector_bits=128,
+    vector_registers=16,
+    mask_registers=0,
+)
+
 
 def get_target(name: str | Target) -> Target:
     if isinstance(name, Target):

@@ -127,6 +127,15 @@ class Symbol:
 
 
 @dataclass(frozen=True)
+class Import:
+    """A symbol of the process the module is loaded into (CPython's API): a function is called
+    through the PLT (NAME@PLT), data is addressed through its GOT slot (NAME@GOTPCREL). The
+    dynamic loader resolves both when the object is loaded."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Const:
     """A named constant in the function's read-only pool (a float32 value or a table)."""
 
@@ -152,7 +161,7 @@ class Mem:
     instruction for vector memory operands).
     """
 
-    base: RegView | Const | None = None
+    base: RegView | Const | Import | None = None
     index: RegView | None = None
     scale: int = 1
     disp: int = 0
@@ -162,6 +171,10 @@ class Mem:
     def __post_init__(self):
         if self.scale not in (1, 2, 4, 8):
             raise ValueError(f"memory scale must be 1, 2, 4 or 8, not {self.scale}")
+        if isinstance(self.base, Import) and (self.index is not None or self.disp
+                                              or self.bits != 64 or self.broadcast):
+            raise ValueError(f"the GOT slot of {self.base.name} is one 64-bit address: read it "
+                             f"whole, with no index or displacement")
 
     def sized(self, bits: int) -> "Mem":
         return Mem(self.base, self.index, self.scale, self.disp, bits, self.broadcast)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from . import instructions
 from .errors import OperandError, TargetFeatureError, emission_site
-from .isa import Target
-from .operands import (GP64, SYSV_ARGS, Const, Imm, Label, Masked, Mem, Register, RegView, Symbol,
-                       as_view)
+from .isa import X86_64, Target
+from .operands import (GP64, SYSV_ARGS, Const, Imm, Import, Label, Masked, Mem, Register, RegView,
+                       Symbol, as_view)
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ class Function:
         self.constants: dict[str, Const] = {}
         self.frame = StackFrame()
         self.features_used: set[str] = set()
+        self.imports: set[str] = set()  # symbols of the host process (CPython's API) it uses
         self._label_names: set[str] = set()
         self.args = tuple(
             self._new_register("gp", p.name, 64, pin=GP64.index(SYSV_ARGS[i]))
@@ -191,6 +192,18 @@ class Function:
         self.constants[name] = const
         return const
 
+    def imported(self, name: str) -> Import:
+        """A function of the process the object is loaded into, as a `call` target (NAME@PLT).
+        The dynamic loader resolves it at load time; an object whose imports cannot be resolved
+        fails to load (it never runs with a missing one)."""
+        self.imports.add(name)
+        return Import(name)
+
+    def got(self, name: str) -> Mem:
+        """The address of a data symbol of the process, read from its GOT slot with `mov R, M`."""
+        self.imports.add(name)
+        return Mem(Import(name), bits=64)
+
     def stack(self, size: int) -> Mem:
         """Reserve `size` bytes of 16-byte aligned stack; returns [rsp + offset] of the block."""
         offset = self.frame.size
@@ -201,7 +214,9 @@ class Function:
     # ---------------------------------------------------------------- emission
     def emit(self, mnemonic: str, *operands, comment: str | None = None) -> Instr:
         forms = instructions.FORMS.get(mnemonic)
-        if forms is None:
+        if self.target is X86_64:
+            forms = (forms or []) + instructions.HOST_FORMS.get(mnemonic, [])
+        if not forms:
             raise OperandError(f"unknown instruction {mnemonic!r}\n  emitted at {emission_site()}")
         mask, zeroing = None, False
         ops = []
@@ -213,6 +228,12 @@ class Function:
             if isinstance(op, int):
                 op = Imm(op)
             ops.append(as_view(op))
+        for i, op in enumerate(ops):
+            if isinstance(op, Mem) and isinstance(op.base, Import) and (
+                    mnemonic != "mov" or i != 1 or not isinstance(ops[0], RegView)):
+                raise OperandError(
+                    f"{mnemonic}: the GOT slot of {op.base.name} is only read, as the source of "
+                    f"mov R, [slot]\n  emitted at {emission_site()}")
         errors = []
         for form in forms:
             resolved = _match(form, ops)
@@ -271,7 +292,7 @@ class Function:
 
     def __getattr__(self, mnemonic: str):
         mnemonic = mnemonic.rstrip("_")  # and_, or_: Python keywords
-        if mnemonic in instructions.FORMS:
+        if mnemonic in instructions.FORMS or mnemonic in instructions.HOST_FORMS:
             return lambda *ops, comment=None: self.emit(mnemonic, *ops, comment=comment)
         raise AttributeError(f"Function has no attribute or instruction {mnemonic!r}")
 
@@ -368,5 +389,7 @@ def _fit(op, codes, width):
         elif isinstance(op, Imm) and code == "I":
             return op
         elif isinstance(op, (Label, Symbol)) and code == "L":
+            return op
+        elif isinstance(op, Import) and code == "P":
             return op
     return None
