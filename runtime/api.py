@@ -35,9 +35,9 @@ def host_isas() -> tuple:
     return cpu.host_isas()
 
 
-_FLOAT32 = np.dtype(np.float32)
-_vexp: dict = {}  # (isa argument, SOFTJIT_ISA) -> the native vexp it resolves to
-_from_buffer = kernels.contiguous_buffer_function()  # bound once: exp's fast path calls it twice
+_NDARRAY = np.ndarray
+_empty_like = np.empty_like
+_entries: dict = {}  # (isa argument, SOFTJIT_ISA) -> the exp entry, for validated arguments
 
 
 def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
@@ -46,18 +46,33 @@ def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
     Within 2 ULP of the correctly rounded result wherever that is a normal float; subnormal
     results rounded once; exp(-inf) = 0, exp(+inf) = +inf, NaN stays NaN.
     """
-    if (type(x) is np.ndarray and x.dtype is _FLOAT32 and x.flags.c_contiguous
-            and (out is None or out is x and x.flags.writeable)):
-        # the common calls (a new output, or in place), kept to the few operations they need
-        key = (isa, _isa_setting())
-        run = _vexp.get(key)
-        if run is None:
-            run = _vexp.setdefault(key, kernels.default_function("vexp", resolve_isa(isa)))
-        y = np.empty_like(x) if out is None else x
-        run(_from_buffer(x), _from_buffer(y), x.size)
-        return y
+    # First path: the generated entry (registered once the general path validated this isa);
+    # whatever it refuses goes to the general path, which raises what a bad argument deserves.
+    try:
+        entry = _entries.get((isa, _isa_setting()))
+    except TypeError:  # an unhashable isa
+        entry = None
+    if entry is not None:
+        if out is not None:
+            if entry(x, out) is not NotImplemented:
+                return out
+        elif x.__class__ is _NDARRAY:
+            y = _empty_like(x)
+            if entry(x, y) is not NotImplemented:
+                return y
+    return _exp_general(x, isa, out)
+
+
+def _exp_general(x, isa, out) -> np.ndarray:
+    isa_argument = isa
     x = as_float32_array(x, "exp")
     isa = resolve_isa(isa)
+    if isinstance(isa_argument, str):
+        from . import entry_tables
+
+        entry = entry_tables.exp_entry(isa)
+        if entry is not None:
+            _entries[(isa_argument, _isa_setting())] = entry
     out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "exp")
     if x.size == 0:
         return out

@@ -19,6 +19,11 @@ def as_float32_array(x, function: str) -> np.ndarray:
     return x
 
 
+def is_integer(value) -> bool:
+    """An int or numpy integer, not a bool (True is an int to Python, never a count or an axis)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_out(out, shape: tuple, function: str) -> np.ndarray:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"softjit.{function}: out must be a numpy.ndarray, not {type(out).__name__}")

@@ -14,9 +14,9 @@ import threading
 import numpy as np
 
 from ..codegen import variants
-from . import kernels, tuning
-from .api import resolve_isa
-from .arrays import as_float32_array, check_out
+from . import entry_tables, kernels, tuning
+from .api import _isa_setting, resolve_isa
+from .arrays import as_float32_array, check_out, is_integer
 
 ALGORITHMS = ("auto",) + variants.ALGORITHMS
 
@@ -108,11 +108,14 @@ class _Scratch:
     def strides_for(self, row_bytes: int):
         found = self.strides.get(row_bytes)
         if found is None:
+            if len(self.strides) >= _STRIDES_KEPT:
+                self.strides.clear()  # bounded: a process calling with many row lengths
             array = np.array([row_bytes, row_bytes], np.int64)
             found = self.strides.setdefault(row_bytes, (array, kernels.buffer_function()(array)))
         return found[1]
 
 
+_STRIDES_KEPT = 64  # row lengths whose stride pairs are kept ready
 _scratch = _Scratch()
 _SINGLE_ROW_MARKED = np.ones(1, np.int32)  # what a single row's status is when it was marked
 
@@ -193,26 +196,57 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     out may be x itself (in place) or any float32 array of x's shape. Rows holding NaN or +inf,
     or only -inf, come out all NaN; -inf entries give exactly 0.
     """
-    if (axis == -1 and algorithm == "auto" and threads == 1
-            and type(x) is np.ndarray and x.dtype is _FLOAT32 and 0 < x.ndim <= 2
-            and x.size and x.flags.c_contiguous and x.flags.aligned
-            and (out is None or (out is x and x.flags.writeable) or _fresh_output(out, x))):
-        return _softmax_contiguous(x, resolve_isa(isa), out)
+    # First path: the generated entry of this (algorithm, isa), for a contiguous last axis. The
+    # entry is registered only after the general path validated the same algorithm and isa, and
+    # only an int axis and threads == 1 (ints, not bools or floats) come here, so whatever
+    # this path accepts the general path accepts too; anything the entry refuses goes there.
+    if threads.__class__ is int and threads == 1 and axis.__class__ is int:
+        try:
+            entry = _entries.get((algorithm, isa, _isa_setting()))
+        except TypeError:  # an unhashable algorithm or isa: the general path says what is wrong
+            entry = None
+        if entry is not None and (axis == -1 or (x.__class__ is _NDARRAY and axis == x.ndim - 1)):
+            if out is not None:
+                if entry(x, out) is not NotImplemented:
+                    return out
+            elif x.__class__ is _NDARRAY:
+                y = _empty_like(x)
+                if entry(x, y) is not NotImplemented:
+                    return y
+    return _softmax_general(x, axis, algorithm, isa, out, threads)
+
+
+_NDARRAY = np.ndarray
+_empty_like = np.empty_like
+_entries: dict = {}  # (algorithm, isa argument, SOFTJIT_ISA) -> entry, for validated arguments
+
+
+def _softmax_general(x, axis, algorithm, isa, out, threads) -> np.ndarray:
+    isa_argument = isa
     x = as_float32_array(x, "softmax")
     if x.ndim == 0:
         raise ValueError("softjit.softmax needs an array with at least one dimension; got a 0-d array")
-    if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
+    if not is_integer(axis):
+        raise TypeError(f"softjit.softmax: axis must be an integer, not {axis!r}")
+    if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"softjit.softmax: axis {axis!r} is out of range for an array of "
                          f"{x.ndim} dimension(s)")
-    if algorithm not in ALGORITHMS:
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"softjit.softmax: unknown algorithm {algorithm!r}; "
                          f"valid: {', '.join(ALGORITHMS)}")
-    if not isinstance(threads, (int, np.integer)) or threads < 1:
+    if not is_integer(threads) or threads < 1:
         raise ValueError(f"softjit.softmax: threads must be a positive integer, not {threads!r}")
     isa = resolve_isa(isa)
+    if isinstance(isa_argument, str):
+        entry = entry_tables.softmax_entry(algorithm, isa)
+        if entry is not None:
+            _entries[(algorithm, isa_argument, _isa_setting())] = entry
     out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "softmax")
     if x.size == 0:
         return out
+    if (threads == 1 and x.flags.c_contiguous and x.flags.aligned and int(axis) % x.ndim == x.ndim - 1
+            and (out is x or _fresh_output(out, x))):
+        return _softmax_contiguous(x, isa, algorithm, out)
     axis = int(axis) % x.ndim
     if axis == x.ndim - 1:
         xm, om = x, out
@@ -235,7 +269,6 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
 
 
 _FLOAT32 = np.dtype(np.float32)
-_auto_choice: dict = {}
 
 
 def _fresh_output(out, x: np.ndarray) -> bool:
@@ -246,24 +279,15 @@ def _fresh_output(out, x: np.ndarray) -> bool:
             and not np.shares_memory(out, x))
 
 
-def _softmax_contiguous(x: np.ndarray, isa: str, out=None) -> np.ndarray:
-    """softmax over the last axis of a C-contiguous 1-D or 2-D array into a new array, into x
-    itself, or into a separate C-contiguous out: the common calls, kept to the few operations
-    they need (one dict lookup finds the kernel and its ready arguments)."""
+def _softmax_contiguous(x: np.ndarray, isa: str, algorithm: str, out) -> np.ndarray:
+    """softmax over the last axis of a C-contiguous array into a new array, into x itself, or
+    into a separate C-contiguous out, through cffi: the contiguous calls where no entry is used
+    (see runtime/entries.py), kept to the few operations they need."""
     n = x.shape[-1]
     rows = x.size // n
     y = np.empty_like(x) if out is None else out
-    if rows == 1 and n < _SMALL_ROW:
-        call = _single_rows.get((isa, n))
-        if call is None:
-            call = _single_rows.setdefault((isa, n), driver(choose_algorithm(isa, n, 1), isa)
-                                           .single_row(n))
-        if call(x, y):
-            _recompute_rows(x.reshape(1, n), y.reshape(1, n), _SINGLE_ROW_MARKED, isa)
-        return y
-    algorithm = _auto_choice.get((isa, n))
-    if algorithm is None:
-        algorithm = _auto_choice[(isa, n)] = choose_algorithm(isa, n, rows)
+    if algorithm == "auto":
+        algorithm = choose_algorithm(isa, n, rows)
     if x.size * 4 >= NONTEMPORAL_MIN_BYTES:
         _run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1)
         return y
@@ -271,12 +295,6 @@ def _softmax_contiguous(x: np.ndarray, isa: str, out=None) -> np.ndarray:
     if marked:
         _recompute_rows(x.reshape(rows, n), y.reshape(rows, n), status[:rows], isa)
     return y
-
-
-# Single rows below this length take the shortest path (their output is far from the
-# non-temporal threshold).
-_SMALL_ROW = 1 << 20
-_single_rows: dict = {}
 
 
 def _recompute_rows(x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray, isa: str) -> None:

@@ -998,7 +998,9 @@ def emulated_runtime(monkeypatch, emulator):
                         lambda algorithm, isa, nontemporal=False: _EmulatedPasses(
                             emulator, algorithm, isa,
                             nontemporal and registers_nontemporal(algorithm, isa)))
-    monkeypatch.setattr(runtime_softmax, "_single_rows", {})
+    # the generated entries call native kernels: keep every call on the (patched) general path
+    monkeypatch.setattr(runtime_softmax, "_entries", {})
+    monkeypatch.setattr(runtime_softmax.entry_tables, "softmax_entry", lambda algorithm, isa: None)
     monkeypatch.setattr(runtime_softmax, "SPLIT_ROW_MIN", 1000)
     monkeypatch.runtime_softmax = runtime_softmax
     return monkeypatch

@@ -1,0 +1,79 @@
+"""Which kernels each generated entry calls: the tables behind the public functions' first path.
+
+softjit.softmax(x, ...) and softjit.exp(x, ...) first offer their arrays to a CPython entry
+(runtime/entries.py) built for the (algorithm, ISA) the call names. The entry's table holds every
+row driver that call could need, chosen inside the entry by row length and array size exactly as
+the general path chooses (the algorithm table of "auto", non-temporal stores from
+NONTEMPORAL_MIN_BYTES), so one native call does what the general path does for a contiguous
+last axis, recomputation of marked rows included.
+
+One entry per (function, algorithm, ISA): a handful per process, whatever the shapes.
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+from softjit.codegen import entries as layout
+from softjit.runtime import entries
+
+_lock = threading.Lock()
+_softmax: dict = {}
+_exp: dict = {}
+
+
+def softmax_rows(algorithm: str, isa: str) -> list:
+    """The table rows (max_n, max_bytes, driver, fallback) of `algorithm` ("auto" or a named
+    one) on `isa`, in the order the entry tries them."""
+    from softjit.runtime import softmax, tuning
+
+    if algorithm == "auto":
+        table = tuning.cached_table(isa) or softmax.AUTO_TABLE[isa]
+    else:
+        table = ((math.inf, algorithm),)
+    rows = []
+    for limit, chosen in table:
+        max_n = layout.FITS_ALL if math.isinf(limit) else int(limit)
+        # two-pass marks rows it cannot represent; three-pass-reload takes any float32 row
+        fallback = softmax.driver("three-pass-reload", isa).function if chosen == "two-pass" else None
+        rows.append((max_n, softmax.NONTEMPORAL_MIN_BYTES - 1,
+                     softmax.driver(chosen, isa).function, fallback))
+        rows.append((max_n, layout.FITS_ALL, softmax.driver(chosen, isa, True).function, fallback))
+    return rows
+
+
+def softmax_entry(algorithm: str, isa: str):
+    """The entry for softmax with `algorithm` on `isa` (both already validated), or None where
+    entries are not used."""
+    key = (algorithm, isa)
+    found = _softmax.get(key)
+    if found is None:
+        if entries.unavailable_reason() is not None:
+            return None
+        with _lock:
+            found = _softmax.get(key)
+            if found is None:
+                found = _softmax[key] = entries.softmax_rows(softmax_rows(algorithm, isa))
+    return found
+
+
+def exp_entry(isa: str):
+    """The entry for exp on `isa` (validated), or None where entries are not used."""
+    found = _exp.get(isa)
+    if found is None:
+        if entries.unavailable_reason() is not None:
+            return None
+        from softjit.runtime import kernels
+
+        with _lock:
+            found = _exp.get(isa)
+            if found is None:
+                found = _exp[isa] = entries.elementwise(kernels.default_function("vexp", isa))
+    return found
+
+
+def forget() -> None:
+    """Drop the entries built so far (after the tuned table changed)."""
+    with _lock:
+        _softmax.clear()
+        _exp.clear()
