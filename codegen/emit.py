@@ -207,7 +207,7 @@ def _records(module: Module) -> tuple[list[str], list[str]]:
     """(data lines, string lines) of the module's method-definition records: each record holds
     the addresses of its name, its function and its doc string (relocated at load time, hence
     .data.rel.ro), then the flags."""
-    from .cpython_abi import METHOD_DEF_SIZE
+    from softjit.codegen.cpython_abi import METHOD_DEF_SIZE
 
     data, strings = [], []
     for r in module.records:
