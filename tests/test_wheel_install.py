@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import softjit
-from softjit.codegen import variants
+from softjit.codegen import entries, variants
 
 REPO = Path(__file__).resolve().parents[1]
 WHEEL_PLATFORM = "manylinux_2_17_x86_64.manylinux2014_x86_64"
@@ -43,6 +43,8 @@ for algorithm in ("two-pass", "three-pass-reload", "three-pass-recompute"):
     keep = ref > 1.2e-38
     assert np.max(np.abs(y - ref)[keep] / ref[keep]) < 1e-5, algorithm
 assert np.allclose(softjit.exp(np.float32([0, 1])), [1, np.e])
+from softjit.runtime import entries
+assert entries.unavailable_reason() is None, entries.unavailable_reason()
 sources = {name: record.source for name, record in cache._records.items()}
 assert sources and set(sources.values()) == {"prebuilt"}, sources
 print("ok", softjit.__file__, len(sources))
@@ -112,6 +114,7 @@ def test_wheel_holds_the_runtime_the_objects_and_the_license(dists) -> None:
         metadata = wheel.read(f"softjit-{softjit.__version__}.dist-info/METADATA").decode()
     prebuilt = {n for n in names if n.startswith("softjit/generated/prebuilt/")}
     assert prebuilt == {f"softjit/generated/prebuilt/{v.name}.so" for v in variants.VARIANTS} | {
+        f"softjit/generated/prebuilt/{entries.MODULE_NAME}.so",
         "softjit/generated/prebuilt/manifest.json"}
     assert not [n for n in names if n.endswith(".S")], "the .S files stay in the sdist"
     for name in ("softjit/py.typed", "softjit/_version.py", "softjit/generated/kernels.h",
@@ -129,6 +132,7 @@ def test_sdist_holds_what_building_the_wheel_needs(dists) -> None:
         names = set(sdist.getnames())
     for name in ("LICENSE", "README.md", "pyproject.toml", "setup.py", "softjit/_version.py",
                  "softjit/py.typed", "generated/kernels.h", "generated/manifest.json",
+                 f"generated/{entries.MODULE_NAME}.S",
                  *(f"generated/{v.name}.S" for v in variants.VARIANTS)):
         assert f"{root}/{name}" in names, name
 
