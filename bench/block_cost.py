@@ -13,10 +13,10 @@ import dataclasses
 
 import numpy as np
 
-from ..codegen import variants
-from ..runtime import cpu
-from .candidates import read_rows_function, softmax_driver_timed
-from .timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
+from softjit.codegen import variants
+from softjit.runtime import cpu
+from softjit.bench.candidates import read_rows_function, softmax_driver_timed
+from softjit.bench.timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
 
 SIZES = (100_000, 16 * 2**20)
 ONE_BLOCK = 1 << 40  # elements: more than any row, so the folds happen once, at the end
@@ -34,7 +34,7 @@ def run(repeats: int = 21, cpu_index: int | None = None, sizes=SIZES) -> dict:
         x = rng.uniform(-1000.0, 1000.0, (1, n)).astype(np.float32)
         timed, errors = {}, {}
         for algorithm in variants.ALGORITHMS:
-            registered = variants.softmax_variant(algorithm, isa, out_of_cache and algorithm
+            registered = variants.REGISTRY.softmax(algorithm, isa, out_of_cache and algorithm
                                                   != "three-pass-reload")
             single = dataclasses.replace(registered, block_elements=ONE_BLOCK)
             for label, variant in (("blocks + float64", registered), ("one float32 block", single)):

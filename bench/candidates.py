@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codegen import variants
-from ..codegen.kernels import bandwidth
-from ..runtime import cpu, kernels
-from ..runtime import softmax as runtime_softmax
-from . import peers as peer_module
-from .timing import Timed, now_ns
+from softjit.codegen import variants
+from softjit.runtime import cpu, kernels
+from softjit.runtime import softmax as runtime_softmax
+from softjit.bench import peers as peer_module
+from softjit.bench.timing import Timed, now_ns
 
 NOT_RUNNABLE = "not runnable on this host"
 ALL_PEERS = tuple(p.key for p in peer_module.PEERS)
@@ -93,7 +92,7 @@ def probe_timed(probe, x2d: np.ndarray, y2d: np.ndarray) -> NativeRows:
 
 def read_rows_function(isa: str):
     """flush helper: (x, out) -> None, reading x once with the read probe of `isa`."""
-    probe = bandwidth.StreamRead(isa)
+    probe = variants.StreamRead(isa)
     function = kernels.function(probe)
     b = kernels.buffer_function()
     return lambda x, out: function(b(x), x.size, b(out))
@@ -152,7 +151,7 @@ def softjit_candidates(algorithms, isas) -> list:
         for algorithm in algorithms:
             for nontemporal in (False, True):
                 try:
-                    variant = variants.softmax_variant(algorithm, isa, nontemporal)
+                    variant = variants.REGISTRY.softmax(algorithm, isa, nontemporal)
                 except ValueError:
                     continue
                 suffix = " nt" if nontemporal else ""
@@ -186,7 +185,7 @@ def probe_candidates(isas) -> list:
     host = set(cpu.host_isas())
     found = []
     for isa in isas:
-        for probe in bandwidth.probes(isa):
+        for probe in variants.probes(isa):
             kind = "read" if probe.op == "stream_read" else (
                 "copy-nt" if probe.nontemporal else "copy")
             found.append(Candidate(

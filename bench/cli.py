@@ -62,25 +62,25 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.sweep:
         return _run_sweep(args)
     if args.block_cost:
-        from .block_cost import format_results as format_block_cost
-        from .block_cost import run as run_block_cost
+        from softjit.bench.block_cost import format_results as format_block_cost
+        from softjit.bench.block_cost import run as run_block_cost
 
         sys.stdout.write(format_block_cost(run_block_cost(
             **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu)))
         return 0
     if args.exp:
-        from .exp_throughput import format_results, run
+        from softjit.bench.exp_throughput import format_results, run
 
         sys.stdout.write(format_results(run(**({"repeats": args.repeats} if args.repeats else {}),
                                             cpu_index=args.cpu)))
         return 0
     if args.load_times:
-        from .load_times import format_table, measure
+        from softjit.bench.load_times import format_table, measure
 
         sys.stdout.write(format_table(measure()))
         return 0
-    from . import report
-    from .suite import Config, run_suite
+    from softjit.bench import report
+    from softjit.bench.suite import Config, run_suite
 
     config = Config.from_options(sizes=args.sizes, algorithms=args.algorithms, isas=args.isas,
                                  peers=args.peers, repeats=args.repeats, quick=args.quick,
@@ -98,14 +98,14 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from ..codegen import variants
-    from .suite import parse_names
-    from .sweep import format_sweep, run_sweep, size_classes
+    from softjit.codegen import variants
+    from softjit.bench.suite import parse_names
+    from softjit.bench.sweep import format_sweep, run_sweep, size_classes
 
     algorithms = parse_names(args.algorithms, variants.ALGORITHMS, "algorithm")
     classes = None
     if args.sizes:
-        from .suite import parse_sizes
+        from softjit.bench.suite import parse_sizes
 
         lengths = [c.n for c in parse_sizes(args.sizes) if c.rows == 1]
         classes = size_classes([n for n in lengths if n < 4_000_000],
@@ -141,9 +141,9 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from ..runtime import cpu
-    from .suite import parse_names
-    from .tune import LADDER, format_tables, run_tune as tune
+    from softjit.runtime import cpu
+    from softjit.bench.suite import parse_names
+    from softjit.bench.tune import LADDER, format_tables, run_tune as tune
 
     isas = parse_names(args.isas, cpu.ISAS, "isa") if args.isas else None
     summary = tune(isas=isas, sizes=args.sizes or LADDER, repeats=args.repeats,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen import variants
-from ..runtime import cpu, kernels
-from .timing import Timed, measure, now_ns, pin_to_one_cpu
+from softjit.codegen import variants
+from softjit.runtime import cpu, kernels
+from softjit.bench.timing import Timed, measure, now_ns, pin_to_one_cpu
 
 SIZES = (1024, 16384, 262144)  # 4 KiB (L1), 64 KiB (L2), 1 MiB (L2/L3) per array
 

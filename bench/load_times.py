@@ -18,7 +18,7 @@ import tempfile
 _CHILD = r"""
 import json, sys, time
 from softjit.codegen import variants
-from softjit.codegen.emit import render_module
+from softjit.codegen.pipeline import render_module
 from softjit.runtime import cache, kernels
 out = {}
 for v in variants.VARIANTS:

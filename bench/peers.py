@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .timing import Timed, now_ns
+from softjit.bench.timing import Timed, now_ns
 
 NOT_INSTALLED = "not installed"
 

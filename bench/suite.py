@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..codegen import variants
-from ..runtime import cpu
-from . import candidates as cand
-from .progress import progress_bar
-from .timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
+from softjit.codegen import variants
+from softjit.runtime import cpu
+from softjit.bench import candidates as cand
+from softjit.bench.progress import progress_bar
+from softjit.bench.timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
 
 DEFAULT_SIZES = "1e3,3e3,1e4,3e4,1e5,3e5,1e6,3e6,1e7,3e7,64M,4096x1000"
 QUICK_SIZES = "1e3,1e4,1e5,1e6,1e7,4096x1000"
@@ -163,7 +163,7 @@ def check_output(output, ref: np.ndarray, family: str) -> tuple:
 def host_metadata(config: Config, pinned, llc: int) -> dict:
     import numpy
 
-    from ..runtime.cache import softjit_version
+    from softjit.runtime.cache import softjit_version
 
     try:
         isas = list(cpu.host_isas())

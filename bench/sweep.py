@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codegen import variants
-from ..codegen.errors import RegisterBudgetError
-from ..runtime import cpu, kernels
-from . import candidates as cand
-from .progress import progress_bar
-from .suite import Case, make_input
-from .timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
+from softjit.codegen import variants
+from softjit.codegen.errors import RegisterBudgetError
+from softjit.runtime import cpu, kernels
+from softjit.bench import candidates as cand
+from softjit.bench.progress import progress_bar
+from softjit.bench.suite import Case, make_input
+from softjit.bench.timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
 
 IN_CACHE = (1_000, 10_000, 100_000)
 OUT_OF_CACHE = (16_000_000,)
@@ -96,7 +96,7 @@ def registered(algorithm: str, isa: str, nontemporal: tuple) -> list:
     found = []
     for nt in nontemporal:
         try:
-            found.append(variants.softmax_variant(algorithm, isa, nt))
+            found.append(variants.REGISTRY.softmax(algorithm, isa, nt))
         except ValueError:
             pass
     return found

@@ -15,13 +15,13 @@ import datetime
 
 import numpy as np
 
-from ..codegen import variants
-from ..runtime import cpu, tuning
-from ..runtime import softmax as runtime_softmax
-from . import candidates as cand
-from .progress import progress_bar
-from .suite import make_input, parse_sizes
-from .timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
+from softjit.codegen import variants
+from softjit.runtime import cpu, tuning
+from softjit.runtime import softmax as runtime_softmax
+from softjit.bench import candidates as cand
+from softjit.bench.progress import progress_bar
+from softjit.bench.suite import make_input, parse_sizes
+from softjit.bench.timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
 
 LADDER = "1e3,3e3,1e4,3e4,1e5,3e5,1e6,3e6,1e7,16M"
 HYSTERESIS = 0.03
@@ -53,7 +53,7 @@ def measure_isa(isa: str, lengths: list, *, repeats: int, budget_s: float, sampl
         nontemporal = n * 4 >= runtime_softmax.NONTEMPORAL_MIN_BYTES
         timed = {}
         for algorithm in variants.ALGORITHMS:
-            variant = variants.softmax_variant(algorithm, isa, nontemporal)
+            variant = variants.REGISTRY.softmax(algorithm, isa, nontemporal)
             timed[algorithm] = cand.softmax_driver_timed(variant, x, y)
             timed[algorithm].run(1)
         bar.set_postfix_str(f"{isa} n={n}")

@@ -1,13 +1,12 @@
-"""From built Functions to GNU assembler text (Intel syntax) and C declarations.
+"""From compiled Functions to GNU assembler text (Intel syntax) and C declarations.
 
-Runs the passes (register allocation, frame) and renders through the jinja2 skeletons in
-templates/. Output is deterministic: names come from the kernel code, never from object ids,
-and there is no timestamp.
+Renders through the jinja2 skeletons in templates/; the passes that run before (register
+allocation, validation, frame) are codegen/pipeline.py's job. Output is deterministic: names
+come from the kernel code, never from object ids, and there is no timestamp.
 """
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
@@ -15,66 +14,11 @@ import jinja2
 
 from softjit._version import __version__ as VERSION
 
-from .isa import Target
-from .operands import PTR_WORDS, Const, Imm, Import, Label, Mem, RegView, Symbol
-from .passes.frame import plan_frame
-from .passes.regalloc import allocate
-from .passes.validate import check_encodable
-from .stream import Bind, Comment, Function, Instr, Signature
+from softjit.codegen.module import Module
+from softjit.codegen.operands import PTR_WORDS, Const, Imm, Import, Label, Mem, RegView, Symbol
+from softjit.codegen.stream import Bind, Comment, Instr
 
 REGENERATE = "python -m softjit generate"
-
-
-@dataclass(frozen=True)
-class MethodRecord:
-    """A CPython method-definition record (PyMethodDef) in the module's data: `symbol` is the
-    exported record, `function` the module's function it points at, `python_name` and `doc` the
-    callable's __name__ and __doc__."""
-
-    symbol: str
-    function: str
-    python_name: str
-    flags: int
-    doc: str
-
-    def c_declaration(self) -> str:
-        from softjit.codegen.cpython_abi import METHOD_DEF_SIZE
-
-        return f"extern char {self.symbol}[{METHOD_DEF_SIZE}];"
-
-
-@dataclass(frozen=True)
-class Module:
-    """What one registered variant assembles into: one .S file, one shared object."""
-
-    name: str
-    target: Target
-    description: str
-    functions: tuple  # of Function, built
-    records: tuple = ()  # of MethodRecord
-
-    @property
-    def imports(self) -> tuple:
-        """The symbols of the host process the module needs resolved at load time."""
-        used = set()
-        for f in self.functions:
-            used |= f.imports
-        return tuple(sorted(used))
-
-    @property
-    def signatures(self) -> tuple:
-        return tuple(f.signature for f in self.functions)
-
-    @property
-    def features(self) -> tuple:
-        used = set()
-        for f in self.functions:
-            used |= f.features_used
-        return tuple(sorted(used))
-
-    def cdef(self) -> str:
-        return "\n".join([s.c_declaration() for s in self.signatures]
-                         + [r.c_declaration() for r in self.records])
 
 
 @lru_cache(maxsize=None)
@@ -92,11 +36,12 @@ def _environment() -> jinja2.Environment:
 
 
 class _Renderer:
-    def __init__(self, f: Function):
-        self.f = f
-        self.assignment = allocate(f)
-        check_encodable(f, self.assignment)
-        self.frame = plan_frame(f, self.assignment)
+    """Renders one compiled function (pipeline.CompiledFunction): registers, frame, constants."""
+
+    def __init__(self, compiled):
+        self.f = compiled.function
+        self.assignment = compiled.assignment
+        self.frame = compiled.frame
 
     def label(self, label: Label) -> str:
         return f".L{self.f.name}_{label.name}"
@@ -230,10 +175,13 @@ def _c_string(text: str) -> str:
     return f'"{text}"'
 
 
-def render_module(module: Module) -> str:
+def render_assembly(module: Module, compiled: list) -> str:
+    """The .S text of a module whose functions went through the passes (pipeline.render_module
+    is the way to call this)."""
     functions, rodata = [], []
-    for f in module.functions:
-        r = _Renderer(f)
+    for c in compiled:
+        f = c.function
+        r = _Renderer(c)
         functions.append({
             "name": f.name,
             "prototype": f.signature.c_declaration(),
@@ -267,4 +215,4 @@ def render_header(modules) -> str:
         modules=context, version=VERSION, regenerate=REGENERATE)
 
 
-__all__ = ["MethodRecord", "Module", "Signature", "render_module", "render_header"]
+__all__ = ["render_assembly", "render_header"]

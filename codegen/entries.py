@@ -26,10 +26,11 @@ loads only into such a process; the kernel modules themselves import nothing.
 from __future__ import annotations
 
 from softjit.codegen import cpython_abi as abi
-from softjit.codegen.emit import MethodRecord, Module
+from softjit.codegen.module import MethodRecord, Module
 from softjit.codegen.isa import X86_64
 from softjit.codegen.operands import Mem, ptr
-from softjit.codegen.stream import Function, Param, Signature
+from softjit.codegen.abi import Param, Signature
+from softjit.codegen.stream import Function
 
 MODULE_NAME = "cpython_entries"
 SOFTMAX_ROWS = "softjit_softmax_rows_entry"

@@ -24,6 +24,11 @@ class RegisterBudgetError(CodegenError):
     """More live registers than the target has."""
 
 
+class UnknownVariantError(ValueError):
+    """A kernel name, op, or (algorithm, ISA, store kind) the registry does not hold; the message
+    lists what it does hold."""
+
+
 def emission_site() -> str:
     """The first Python frame outside the builder: the line of kernel code that emitted an instruction."""
     frame = sys._getframe(1)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from softjit.codegen import entries, variants
-from softjit.codegen.emit import REGENERATE, render_header, render_module
+from softjit.codegen.emit import REGENERATE
+from softjit.codegen.pipeline import render_header, render_module
 
 HEADER_NAME = "kernels.h"
 MANIFEST_NAME = "manifest.json"

@@ -1,23 +1,34 @@
-"""Instruction-set targets: what a kernel may use and how wide its vectors are.
+"""The ISA table: every instruction-set target softjit generates code for, with the CPU flags it
+needs and the capabilities kernels ask for by name.
 
-A Target is pure metadata. Generation never looks at the host CPU, so every target's code can be
-generated (and assembled) on any machine; only running it needs the features.
+This module owns every ISA fact: the generators ask `target.has_masks`, `target.has_scalef`,
+`target.has_embedded_broadcast` and `target.vector_bits`; the host detection (runtime/cpu.py),
+the dispatch (runtime/dispatch.py, best ISA first) and the algorithm tables (AUTO_TABLE and the
+tuned table, keyed by ISA name) all read TARGETS. A Target is pure metadata: generation never
+looks at the host CPU, so every target's code can be generated (and assembled) on any machine;
+only running it needs the features.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Feature names follow the Linux /proc/cpuinfo flags, so host detection and targets speak one language.
-FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512vl", "avx512dq", "avx512bw")
-
 
 @dataclass(frozen=True)
 class Target:
     name: str
+    # CPU features the kernels may use, named as Linux /proc/cpuinfo flags (so host detection and
+    # targets speak one language); a host runs the target's kernels when it has all of them.
     features: frozenset
     vector_bits: int
     vector_registers: int
     mask_registers: int  # usable k registers (k0 cannot be a write mask, so it is not counted)
+    has_scalef: bool  # VSCALEFPS / VSCALEFPD (x * 2^n in one instruction) and VRNDSCALEPS
+    has_embedded_broadcast: bool  # a memory operand read as one element repeated ({1toN})
+
+    @property
+    def has_masks(self) -> bool:
+        """Write masks (k registers): masked loads and stores, merge and zeroing."""
+        return self.mask_registers > 0
 
     @property
     def lanes(self) -> int:
@@ -41,6 +52,8 @@ AVX2 = Target(
     vector_bits=256,
     vector_registers=16,
     mask_registers=0,
+    has_scalef=False,
+    has_embedded_broadcast=False,
 )
 
 AVX512F = Target(
@@ -51,9 +64,18 @@ AVX512F = Target(
     vector_bits=512,
     vector_registers=32,
     mask_registers=7,
+    has_scalef=True,
+    has_embedded_broadcast=True,
 )
 
-TARGETS = {t.name: t for t in (AVX2, AVX512F)}
+#: Every target, best first: dispatch picks the first one the host runs.
+TARGETS: tuple[Target, ...] = (AVX512F, AVX2)
+#: Their names, best first (the `isa` values the API accepts besides "auto").
+ISA_NAMES: tuple[str, ...] = tuple(t.name for t in TARGETS)
+#: Every CPU feature any target needs: what host detection looks for.
+KNOWN_FEATURES: frozenset = frozenset().union(*(t.features for t in TARGETS))
+
+_BY_NAME = {t.name: t for t in TARGETS}
 
 # Baseline x86-64 with no vector extension: the target of code that only moves pointers and
 # calls functions (the CPython entry points). Not a kernel target, so not in TARGETS.
@@ -63,6 +85,8 @@ X86_64 = Target(
     vector_bits=128,
     vector_registers=16,
     mask_registers=0,
+    has_scalef=False,
+    has_embedded_broadcast=False,
 )
 
 
@@ -70,10 +94,10 @@ def get_target(name: str | Target) -> Target:
     if isinstance(name, Target):
         return name
     try:
-        return TARGETS[name]
+        return _BY_NAME[name]
     except KeyError:
         raise ValueError(
-            f"unknown target ISA {name!r}; valid targets: {', '.join(sorted(TARGETS))}"
+            f"unknown target ISA {name!r}; valid targets: {', '.join(ISA_NAMES)}"
         ) from None
 
 

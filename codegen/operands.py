@@ -17,10 +17,6 @@ VEC_PREFIX = {128: "xmm", 256: "ymm", 512: "zmm"}
 PTR_WORDS = {8: "BYTE", 16: "WORD", 32: "DWORD", 64: "QWORD", 128: "XMMWORD", 256: "YMMWORD",
              512: "ZMMWORD"}
 
-# SysV AMD64: integer arguments in this order; these callee-saved registers must be preserved.
-SYSV_ARGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
-SYSV_CALLEE_SAVED = ("rbx", "rbp", "r12", "r13", "r14", "r15")
-
 _ids = itertools.count()
 
 
@@ -37,6 +33,9 @@ class Register:
     bits: int  # the natural width: 64 for gp, the target width for vectors, 16 for masks
     fixed: int | None = None
     callee_saved: bool = False  # must survive calls (driver kernels): allocate from callee-saved
+    # A virtual register born in a fixed physical one (an argument, which arrives in its SysV
+    # register): register allocation gives it that register. None: any register will do.
+    pin: int | None = None
     uid: int = field(default_factory=lambda: next(_ids))
 
     @property

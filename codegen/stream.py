@@ -1,47 +1,38 @@
 """The kernel builder: an explicit instruction stream for one function on one Target.
 
-    f = Function("f32_vexp__avx2_rr2_p5_u32", AVX2, signature)
-    x, y, n = f.args
-    acc = f.vec("acc")
-    f.vxorps(acc, acc, acc)
-    ...
-    f.ret()
+>>> from softjit.codegen.abi import VEXP_PARAMS, Signature
+>>> from softjit.codegen.isa import AVX2
+>>> f = Function(Signature("scale_by_two", VEXP_PARAMS), AVX2)
+>>> x, y, n = f.args
+>>> v = f.vec("v")
+>>> _ = f.vmovups(v, ptr(x))
+>>> _ = f.vaddps(v, v, v)
+>>> _ = f.vmovups(ptr(y), v)
+>>> _ = f.ret()
+>>> [item.mnemonic for item in f.items]
+['vmovups', 'vaddps', 'vmovups', 'ret']
+>>> f.vmovups(f.mask("k"), ptr(x))  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+softjit.codegen.errors.TargetFeatureError: mask register 'k' needs write masks (targets with them: avx512f); target avx2 has none
+...
 
 Every mnemonic of the instruction table is a lowercase method. Each call checks its operands
 against the table's forms and the target's features at once, so an instruction the target lacks
 fails on the Python line that emitted it. There is no global "current function": kernels pass the
-builder around explicitly.
+builder around explicitly. codegen/pipeline.py turns a built Function into assembly text.
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
 
-from . import instructions
-from .errors import OperandError, TargetFeatureError, emission_site
-from .isa import X86_64, Target
-from .operands import (GP64, SYSV_ARGS, Const, Imm, Import, Label, Masked, Mem, Register, RegView,
-                       Symbol, as_view)
-
-
-@dataclass(frozen=True)
-class Param:
-    ctype: str
-    name: str
-
-
-@dataclass(frozen=True)
-class Signature:
-    """A C prototype: the same object renders the cffi declaration and pins the SysV arguments."""
-
-    name: str
-    params: tuple  # of Param
-    returns: str = "void"
-    doc: str = ""
-
-    def c_declaration(self) -> str:
-        params = ", ".join(f"{p.ctype} {p.name}" for p in self.params) or "void"
-        return f"{self.returns} {self.name}({params});"
+from softjit.codegen import instructions
+from softjit.codegen.abi import SYSV_ARGS, Signature
+from softjit.codegen.errors import OperandError, TargetFeatureError, emission_site
+from softjit.codegen.isa import TARGETS, X86_64, Target
+from softjit.codegen.operands import (GP64, Const, Imm, Import, Label, Masked, Mem, Register,
+                                      RegView, Symbol, as_view, ptr)
 
 
 @dataclass
@@ -107,7 +98,7 @@ class Function:
         self.imports: set[str] = set()  # symbols of the host process (CPython's API) it uses
         self._label_names: set[str] = set()
         self.args = tuple(
-            self._new_register("gp", p.name, 64, pin=GP64.index(SYSV_ARGS[i]))
+            Register("gp", p.name, 64, pin=GP64.index(SYSV_ARGS[i]))
             for i, p in enumerate(signature.params)
         )
 
@@ -116,33 +107,34 @@ class Function:
         return self.signature.name
 
     # ---------------------------------------------------------------- registers, labels, constants
-    def _new_register(self, kind, name, bits, pin=None, callee_saved=False) -> Register:
-        reg = Register(kind, name, bits, callee_saved=callee_saved)
-        reg.pin = pin  # a virtual register born in a fixed physical one (an argument)
-        return reg
-
     def gp(self, name: str, *, callee_saved: bool = False) -> Register:
         """A virtual 64-bit general-purpose register. callee_saved: it must survive `call`."""
-        return self._new_register("gp", name, 64, callee_saved=callee_saved)
+        return Register("gp", name, 64, callee_saved=callee_saved)
 
     def vec(self, name: str) -> Register:
         """A virtual vector register at the target's width."""
-        return self._new_register("vec", name, self.target.vector_bits)
+        return Register("vec", name, self.target.vector_bits)
 
     def vecs(self, prefix: str, count: int) -> list[Register]:
         return [self.vec(f"{prefix}{i}") for i in range(count)]
 
     def mask(self, name: str) -> Register:
-        if not self.target.mask_registers:
+        if not self.target.has_masks:
             raise TargetFeatureError(
-                f"mask register {name!r} needs avx512f; target {self.target} has no mask registers\n"
+                f"mask register {name!r} needs write masks (targets with them: "
+                f"{', '.join(t.name for t in TARGETS if t.has_masks)}); target {self.target} has "
+                f"none\n"
                 f"  emitted at {emission_site()}"
             )
-        return self._new_register("mask", name, 16)
+        return Register("mask", name, 16)
 
     def physical_gp(self, name: str) -> Register:
         """A physical register by name, for the few places an ABI fixes one (calls, returns)."""
         return Register("gp", name, 64, fixed=GP64.index(name))
+
+    def argument_register(self, index: int) -> Register:
+        """The physical register of a callee's integer argument `index` (SysV order)."""
+        return self.physical_gp(SYSV_ARGS[index])
 
     def label(self, name: str) -> Label:
         """A new label; names are made unique within the function (loop, loop_1, ...)."""
@@ -166,17 +158,38 @@ class Function:
         AVX-512 reads it as a {1toN} broadcast of one dword; AVX2 has no embedded broadcast, so the
         pool stores a full vector of copies.
         """
-        if self.target.mask_registers:
+        if self.target.has_embedded_broadcast:
             return Mem(self._pool(name, (float_bits(value),), 4), bits=32, broadcast=True)
         return Mem(self._pool(name, (float_bits(value),) * self.target.lanes, self.target.vector_bytes))
 
     def constant_f64(self, name: str, value: float) -> Mem:
         """A named float64 constant as a packed-double source operand ({1toN} on AVX-512)."""
         lo, hi = struct.unpack("<II", struct.pack("<d", value))
-        if self.target.mask_registers:
+        if self.target.has_embedded_broadcast:
             return Mem(self._pool(name, (lo, hi), 8, "f64"), bits=64, broadcast=True)
         return Mem(self._pool(name, (lo, hi) * (self.target.lanes // 2), self.target.vector_bytes,
                               "f64"))
+
+    def load_constant(self, dest: Register, name: str, value: float) -> None:
+        """dest = the named float32 constant in every lane."""
+        self.fill_vector(dest, self.constant(name, value), aligned=True)
+
+    def constant_register(self, name: str, value: float) -> Register:
+        """A new vector register holding the named float32 constant in every lane."""
+        reg = self.vec(name)
+        self.load_constant(reg, name, value)
+        return reg
+
+    def fill_vector(self, dest: Register, source: Mem, aligned: bool = False) -> None:
+        """dest = source, a vector operand or a {1toN} broadcast of one dword (as constant()
+        returns on AVX-512): a broadcast is loaded with VBROADCASTSS, a vector with a move."""
+        if source.broadcast:
+            self.vbroadcastss(dest, Mem(source.base, source.index, source.scale, source.disp,
+                                        bits=32))
+        elif aligned:
+            self.vmovaps(dest, source)
+        else:
+            self.vmovups(dest, source)
 
     def table(self, name: str, words: tuple, align: int = 32) -> Const:
         """A table of dwords in the constant pool (tail masks); address it with lea."""

@@ -1,75 +1,112 @@
-"""The variant registry: every kernel softjit generates, as frozen dataclasses.
+"""The variant registry: every kernel module softjit generates, and the one way to find one.
 
-A variant's name encodes every parameter and is its symbol, its file name (generated/NAME.S)
-and its test id. Generation, the runtime, the tests and the benchmarks all iterate VARIANTS.
+A variant is a frozen dataclass following the Variant protocol: its parameters, `name`, `op`,
+`isa`, `target`, `description` and `build() -> Module`. Its name encodes every parameter and is
+its symbol, its file name (generated/NAME.S) and its test id. Generation, the runtime, the
+tests and the benchmarks all iterate REGISTRY and look variants up through it:
+
+    REGISTRY.named("f32_vexp__avx2_rr2_p5_u32")        by name
+    REGISTRY.for_op("vexp", "avx2")                      the default variant of an op on an ISA
+    REGISTRY.softmax("two-pass", "avx2", nontemporal)    the softmax module softjit.softmax runs
+    REGISTRY.pick("vexp" or a name, isa)                 a name, else the op's default (the CLI)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator, NamedTuple, Protocol, runtime_checkable
 
-from .emit import Module
-from .isa import OnTarget
-from .kernels import bandwidth, elementwise
+from softjit.codegen.module import Module
+from softjit.codegen.errors import UnknownVariantError
+from softjit.codegen.isa import ISA_NAMES, OnTarget, Target
+from softjit.codegen.kernels import bandwidth, driver, elementwise
+from softjit.codegen.kernels import softmax as passes
+
+ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
 
 
+@runtime_checkable
+class Variant(Protocol):
+    """What every registered kernel module offers."""
+
+    name: str  # the module's name: its main symbol and its file name
+    op: str  # what it computes: "vexp", "rmax", "softmax", "stream_read", "stream_copy"
+    isa: str  # the ISA name (codegen/isa.py)
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def description(self) -> str: ...
+
+    def build(self) -> Module: ...
+
+
+class VariantBase(OnTarget):
+    """build() = a Module of the functions(), named and described by the variant."""
+
+    def functions(self) -> tuple:
+        raise NotImplementedError
+
+    def build(self) -> Module:
+        return Module(self.name, self.target, self.description, tuple(self.functions()))
+
+
+def exp_flavour(target: Target) -> str:
+    """The exp approximation's name part: rr2 reduction, degree-5 polynomial, and VSCALEFPS
+    where the target has it."""
+    return "rr2_p5_scalef" if target.has_scalef else "rr2_p5"
+
+
+def _elements(target: Target, vectors: int) -> str:
+    """uN: a main-loop step of `vectors` vectors, N float32 elements."""
+    return f"u{vectors * target.lanes}"
+
+
+# ---------------------------------------------------------------------------- elementwise
 @dataclass(frozen=True)
-class VExp(OnTarget):
+class VExp(VariantBase):
     isa: str
     unroll: int  # vectors per main-loop step
 
     op = "vexp"
-
-    @property
-    def flavour(self) -> str:
-        return "rr2_p5_scalef" if self.target.mask_registers else "rr2_p5"
+    description = "y = exp(x), float32"
 
     @property
     def name(self) -> str:
-        return f"f32_vexp__{self.isa}_{self.flavour}_u{self.unroll * self.target.lanes}"
+        return f"f32_vexp__{self.isa}_{exp_flavour(self.target)}_{_elements(self.target, self.unroll)}"
 
-    def build(self) -> Module:
-        f = elementwise.build_vexp(self.name, self.target, self.unroll)
-        return Module(self.name, self.target, "y = exp(x), float32", (f,))
+    def functions(self) -> tuple:
+        return (elementwise.build_vexp(self.name, self.target, self.unroll),)
 
 
 @dataclass(frozen=True)
-class RMax(OnTarget):
+class RMax(VariantBase):
     isa: str
     unroll: int
     accumulators: int
 
     op = "rmax"
+    description = "the NaN-propagating maximum of a row"
 
     @property
     def name(self) -> str:
-        return f"f32_rmax__{self.isa}_u{self.unroll * self.target.lanes}_acc{self.accumulators}"
+        return f"f32_rmax__{self.isa}_{_elements(self.target, self.unroll)}_acc{self.accumulators}"
 
-    def build(self) -> Module:
-        f = elementwise.build_rmax(self.name, self.target, self.unroll, self.accumulators)
-        return Module(self.name, self.target, "the NaN-propagating maximum of a row", (f,))
-
-
-def get_variant(name: str):
-    try:
-        return BY_NAME[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown kernel {name!r}; registered kernels: {', '.join(sorted(BY_NAME))}") from None
+    def functions(self) -> tuple:
+        return (elementwise.build_rmax(self.name, self.target, self.unroll, self.accumulators),)
 
 
-def default(op: str, isa: str):
-    """The variant the runtime uses for an operation on an ISA (the first registered)."""
-    for v in VARIANTS:
-        if v.op == op and v.isa == isa:
-            return v
-    raise ValueError(f"no {op} kernel registered for {isa}")
+# ---------------------------------------------------------------------------- softmax
+class PassKernel(NamedTuple):
+    """One pass of a softmax module: its symbol, its part of the module name, its builder."""
 
-
-ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
+    symbol: str
+    short_name: str  # e.g. raddextexp_u32_acc1_b2048: the pass and its parameters, no ISA
+    build: object  # symbol -> Function
 
 
 @dataclass(frozen=True)
-class Softmax(OnTarget):
+class Softmax(VariantBase):
     """One softmax algorithm on one ISA: its pass kernels and the row driver, in one module.
 
     reduce_*: the pass that reads x to a sum (raddextexp, raddstoreexpminusmax,
@@ -98,79 +135,235 @@ class Softmax(OnTarget):
                              f"valid: {', '.join(ALGORITHMS)}")
 
     @property
-    def flavour(self) -> str:
-        return "rr2_p5_scalef" if self.target.mask_registers else "rr2_p5"
-
-    def _u(self, vectors: int) -> str:
-        return f"u{vectors * self.target.lanes}"
+    def description(self) -> str:
+        return f"{self.algorithm} softmax, float32"
 
     @property
     def block(self) -> int:
         step = self.reduce_unroll * self.target.lanes
         return max(1, round(self.block_elements / step)) * step
 
+    def _interleave(self, unroll: int) -> str:
+        g = self.interleave
+        return f"_i{g}" if 0 < g < unroll else ""
+
+    def _pass(self, op: str, params: str, build, flavoured: bool = True) -> PassKernel:
+        """A pass named f32_OP__ISA[_FLAVOUR]_PARAMS; its part of the module name is OP_PARAMS."""
+        flavour = f"_{exp_flavour(self.target)}" if flavoured else ""
+        return PassKernel(f"f32_{op}__{self.isa}{flavour}_{params}",
+                          f"{op.removesuffix('_pass')}_{params}", build)
+
     @property
     def passes(self) -> tuple:
-        """(symbol, builder) of each pass, in the order the driver calls them."""
-        from .kernels import softmax as sm
-
-        isa, fl, t = self.isa, self.flavour, self.target
-        nt = "_nt" if self.nontemporal else ""
-        g = self.interleave
-        il_red = f"_i{g}" if 0 < g < self.reduce_unroll else ""
-        il_out = f"_i{g}" if 0 < g < self.output_unroll else ""
-        red = f"{self._u(self.reduce_unroll)}_acc{self.reduce_accumulators}_b{self.block}{il_red}"
-        out = f"{self._u(self.output_unroll)}{il_out}{nt}"
-        rmax = f"f32_rmax_pass__{isa}_{self._u(self.rmax_unroll)}_acc{self.rmax_accumulators}"
+        """The PassKernels, in the order the driver calls them."""
+        t, g = self.target, self.interleave
+        reduce = (f"{_elements(t, self.reduce_unroll)}_acc{self.reduce_accumulators}"
+                  f"_b{self.block}{self._interleave(self.reduce_unroll)}")
+        output = (f"{_elements(t, self.output_unroll)}{self._interleave(self.output_unroll)}"
+                  f"{'_nt' if self.nontemporal else ''}")
+        ru, ra, ou, nt = self.reduce_unroll, self.reduce_accumulators, self.output_unroll, \
+            self.nontemporal
         if self.algorithm == "two-pass":
             return (
-                (f"f32_raddextexp__{isa}_{fl}_{red}", lambda s: sm.build_raddextexp(
-                    s, t, self.reduce_unroll, self.reduce_accumulators, self.block, g)),
-                (f"f32_vscaleextexp__{isa}_{fl}_{out}", lambda s: sm.build_vscaleextexp(
-                    s, t, self.output_unroll, self.nontemporal, g)),
+                self._pass("raddextexp", reduce, lambda s: passes.build_raddextexp(
+                    s, t, ru, ra, self.block, g)),
+                self._pass("vscaleextexp", output, lambda s: passes.build_vscaleextexp(
+                    s, t, ou, nt, g)),
             )
-        first = (rmax, lambda s: sm.build_rmax_pass(s, t, self.rmax_unroll, self.rmax_accumulators))
+        rmax = self._pass(
+            "rmax_pass", f"{_elements(t, self.rmax_unroll)}_acc{self.rmax_accumulators}",
+            lambda s: passes.build_rmax_pass(s, t, self.rmax_unroll, self.rmax_accumulators),
+            flavoured=False)
         if self.algorithm == "three-pass-reload":
             return (
-                first,
-                (f"f32_raddstoreexpminusmax__{isa}_{fl}_{red}", lambda s: sm.build_raddstoreexpminusmax(
-                    s, t, self.reduce_unroll, self.reduce_accumulators, self.block, g)),
-                (f"f32_vscale__{isa}_{out}", lambda s: sm.build_vscale(
-                    s, t, self.output_unroll, self.nontemporal)),
+                rmax,
+                self._pass("raddstoreexpminusmax", reduce, lambda s:
+                           passes.build_raddstoreexpminusmax(s, t, ru, ra, self.block, g)),
+                self._pass("vscale", output, lambda s: passes.build_vscale(s, t, ou, nt),
+                           flavoured=False),
             )
         return (
-            first,
-            (f"f32_raddexpminusmax__{isa}_{fl}_{red}", lambda s: sm.build_raddexpminusmax(
-                s, t, self.reduce_unroll, self.reduce_accumulators, self.block, g)),
-            (f"f32_vscaleexpminusmax__{isa}_{fl}_{out}", lambda s: sm.build_vscaleexpminusmax(
-                s, t, self.output_unroll, self.nontemporal, g)),
+            rmax,
+            self._pass("raddexpminusmax", reduce, lambda s: passes.build_raddexpminusmax(
+                s, t, ru, ra, self.block, g)),
+            self._pass("vscaleexpminusmax", output, lambda s: passes.build_vscaleexpminusmax(
+                s, t, ou, nt, g)),
         )
 
     @property
     def name(self) -> str:
-        alg = self.algorithm.replace("-", "")
-        tail = "_".join(_pass_suffix(symbol) for symbol, _ in self.passes)
-        return f"f32_softmax_{alg}__{self.isa}_{tail}"
+        tail = "_".join(p.short_name for p in self.passes)
+        return f"f32_softmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
 
     @property
     def driver_symbol(self) -> str:
         return self.name
 
-    def build(self) -> Module:
-        from .kernels import softmax as sm
-
-        functions = [builder(symbol) for symbol, builder in self.passes]
-        driver = sm.build_driver(self.name, self.target, [s for s, _ in self.passes],
-                                 may_flag=self.algorithm == "two-pass")
-        return Module(self.name, self.target, f"{self.algorithm} softmax, float32",
-                      tuple(functions) + (driver,))
+    def functions(self) -> tuple:
+        kernels = [p.build(p.symbol) for p in self.passes]
+        row_driver = driver.build_driver(self.name, self.target, [p.symbol for p in self.passes],
+                                         may_flag=self.algorithm == "two-pass")
+        return (*kernels, row_driver)
 
 
-def _pass_suffix(symbol: str) -> str:
-    """f32_raddextexp__avx2_rr2_p5_u32_acc2_b1024 -> raddextexp_u32_acc2_b1024."""
-    op, params = symbol[len("f32_"):].split("__", 1)
-    kept = [p for p in params.split("_")[1:] if p[0] in "uabi" or p == "nt"]
-    return "_".join([op.replace("_pass", "")] + kept)
+# ---------------------------------------------------------------------------- bandwidth probes
+ROWS_SUFFIX = "_rows"
+
+
+@dataclass(frozen=True)
+class StreamRead(VariantBase):
+    """Read bandwidth probe: f32_stream_read__ISA_uU_accK (plus its _rows driver)."""
+
+    isa: str
+    unroll: int = 8  # vectors per main-loop step
+    accumulators: int = 4
+
+    op = "stream_read"
+    description = "read bandwidth probe: the sum of a row"
+
+    @property
+    def name(self) -> str:
+        return f"f32_stream_read__{self.isa}_{_elements(self.target, self.unroll)}_acc{self.accumulators}"
+
+    @property
+    def driver_symbol(self) -> str:
+        return self.name + ROWS_SUFFIX
+
+    def functions(self) -> tuple:
+        return (bandwidth.build_stream_read(self.name, self.target, self.unroll, self.accumulators),
+                bandwidth.build_rows_driver(self.driver_symbol, self.target, self.name,
+                                            reads_only=True))
+
+
+@dataclass(frozen=True)
+class StreamCopy(VariantBase):
+    """Read+write bandwidth probe: f32_stream_copy__ISA_uU[_nt] (plus its _rows driver)."""
+
+    isa: str
+    unroll: int = 8
+    nontemporal: bool = False
+
+    op = "stream_copy"
+
+    @property
+    def description(self) -> str:
+        stores = "non-temporal" if self.nontemporal else "ordinary"
+        return f"read+write bandwidth probe: a copy, {stores} stores"
+
+    @property
+    def name(self) -> str:
+        nt = "_nt" if self.nontemporal else ""
+        return f"f32_stream_copy__{self.isa}_{_elements(self.target, self.unroll)}{nt}"
+
+    @property
+    def driver_symbol(self) -> str:
+        return self.name + ROWS_SUFFIX
+
+    def functions(self) -> tuple:
+        return (bandwidth.build_stream_copy(self.name, self.target, self.unroll, self.nontemporal),
+                bandwidth.build_rows_driver(self.driver_symbol, self.target, self.name,
+                                            reads_only=False))
+
+
+def probes(isa: str) -> tuple:
+    """The probes benchmarks time for `isa`: read, copy, copy with non-temporal stores."""
+    return (StreamRead(isa), StreamCopy(isa), StreamCopy(isa, nontemporal=True))
+
+
+# ---------------------------------------------------------------------------- the registry
+class Registry:
+    """The registered variants, in order, and the one lookup API over them.
+
+    Order matters: the first variant of an (op, isa) is the one the runtime uses, and the first
+    softmax of an (algorithm, isa, store kind) is the one softjit.softmax runs."""
+
+    def __init__(self, variants):
+        self.variants = tuple(variants)
+        self._by_name = {}
+        for v in self.variants:
+            if not isinstance(v, Variant):
+                raise TypeError(f"{v!r} does not follow the Variant protocol")
+            if v.name in self._by_name:
+                raise ValueError(f"two registered variants are named {v.name!r}")
+            self._by_name[v.name] = v
+
+    def __iter__(self) -> Iterator:
+        return iter(self.variants)
+
+    def __len__(self) -> int:
+        return len(self.variants)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    @property
+    def names(self) -> tuple:
+        return tuple(self._by_name)
+
+    @property
+    def ops(self) -> tuple:
+        """Every op name, sorted."""
+        return tuple(sorted({v.op for v in self.variants}))
+
+    def named(self, name: str):
+        """The variant called `name`."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UnknownVariantError(
+                f"unknown kernel {name!r}; registered kernels: {', '.join(sorted(self._by_name))}"
+            ) from None
+
+    def for_op(self, op: str, isa: str):
+        """The default variant of `op` on `isa` (the first registered)."""
+        for v in self.variants:
+            if v.op == op and v.isa == isa:
+                return v
+        if op not in self.ops:
+            raise UnknownVariantError(f"unknown kernel op {op!r}; valid ops: {', '.join(self.ops)}")
+        raise UnknownVariantError(f"no {op} kernel registered for {isa!r}; ISAs with one: "
+                                  f"{', '.join(i for i in ISA_NAMES if self._has(op, i))}")
+
+    def softmax(self, algorithm: str, isa: str, nontemporal: bool = False) -> Softmax:
+        """The softmax module of `algorithm` on `isa`, with non-temporal output stores or not."""
+        if algorithm not in ALGORITHMS:
+            raise UnknownVariantError(f"unknown softmax algorithm {algorithm!r}; valid: "
+                                      f"{', '.join(ALGORITHMS)}")
+        for v in self.variants:
+            if (v.op == "softmax" and v.algorithm == algorithm and v.isa == isa
+                    and v.nontemporal == nontemporal):
+                return v
+        raise UnknownVariantError(f"no {algorithm} softmax registered for {isa!r}"
+                                  f"{' with non-temporal stores' if nontemporal else ''}")
+
+    def softmax_or_plain(self, algorithm: str, isa: str, nontemporal: bool) -> Softmax:
+        """softmax(), falling back to ordinary stores where no non-temporal module is
+        registered (three-pass-reload re-reads y, so it has none)."""
+        if nontemporal and self._softmax_exists(algorithm, isa, True):
+            return self.softmax(algorithm, isa, True)
+        return self.softmax(algorithm, isa, False)
+
+    def pick(self, name_or_op: str, isa: str):
+        """A variant by its full name (which must be of `isa` unless isa is "auto"), or else the
+        default variant of an op name on `isa` (a concrete ISA)."""
+        if name_or_op in self._by_name:
+            variant = self._by_name[name_or_op]
+            if isa not in ("auto", variant.isa):
+                raise UnknownVariantError(f"kernel {name_or_op!r} is an {variant.isa} kernel, "
+                                          f"not {isa}")
+            return variant
+        if name_or_op not in self.ops:
+            raise UnknownVariantError(
+                f"unknown kernel {name_or_op!r}; give an op name ({', '.join(self.ops)}) or one "
+                f"of the registered variants: {', '.join(self._by_name)}")
+        return self.for_op(name_or_op, isa)
+
+    def _has(self, op: str, isa: str) -> bool:
+        return any(v.op == op and v.isa == isa for v in self.variants)
+
+    def _softmax_exists(self, algorithm: str, isa: str, nontemporal: bool) -> bool:
+        return any(v.op == "softmax" and v.algorithm == algorithm and v.isa == isa
+                   and v.nontemporal == nontemporal for v in self.variants)
 
 
 # The registry. AVX2 softmax parameters come from `python -m softjit bench --sweep` on the
@@ -179,7 +372,7 @@ def _pass_suffix(symbol: str) -> str:
 # there (no AVX-512 on that host): its parameters follow the paper's shape (8 vectors, two
 # accumulators, every stage interleaved) and are checked for correctness in the emulator.
 # The first softmax variant of an (algorithm, isa, store kind) is the one softjit.softmax runs.
-VARIANTS = (
+REGISTRY = Registry((
     VExp("avx2", 4),
     VExp("avx512f", 4),
     VExp("avx512f", 8),
@@ -198,15 +391,7 @@ VARIANTS = (
     Softmax("three-pass-recompute", "avx2", 4, 2, 4, nontemporal=True),
     Softmax("two-pass", "avx512f", 8, 2, 4, nontemporal=True),
     Softmax("three-pass-recompute", "avx512f", 8, 2, 4, nontemporal=True),
-) + tuple(probe for isa in ("avx2", "avx512f") for probe in bandwidth.probes(isa))
+) + tuple(probe for isa in ("avx2", "avx512f") for probe in probes(isa)))
 
-BY_NAME = {v.name: v for v in VARIANTS}
-
-
-def softmax_variant(algorithm: str, isa: str, nontemporal: bool = False) -> Softmax:
-    for v in VARIANTS:
-        if (v.op == "softmax" and v.algorithm == algorithm and v.isa == isa
-                and v.nontemporal == nontemporal):
-            return v
-    raise ValueError(f"no {algorithm} softmax registered for {isa}"
-                     f"{' with non-temporal stores' if nontemporal else ''}")
+#: The registered variants, in registry order (REGISTRY.variants).
+VARIANTS = REGISTRY.variants

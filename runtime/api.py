@@ -5,8 +5,8 @@ import numpy as np
 
 import os
 
-from . import cpu, kernels
-from .arrays import as_float32_array, check_out, writes_directly
+from softjit.runtime import cpu, kernels
+from softjit.runtime.arrays import as_float32_array, check_out, writes_directly
 
 _resolved: dict = {}
 # os.environ.get costs ~1 us a call (it encodes the key); the dict behind it is read directly
@@ -68,7 +68,7 @@ def _exp_general(x, isa, out) -> np.ndarray:
     x = as_float32_array(x, "exp")
     isa = resolve_isa(isa)
     if isinstance(isa_argument, str):
-        from . import entry_tables
+        from softjit.runtime import entry_tables
 
         entry = entry_tables.exp_entry(isa)
         if entry is not None:

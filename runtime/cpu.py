@@ -11,20 +11,16 @@ import os
 import platform
 import sys
 
-from .errors import UnsupportedISAError, UnsupportedPlatformError
+from softjit.codegen.isa import ISA_NAMES, KNOWN_FEATURES, TARGETS
+from softjit.runtime.errors import UnsupportedISAError, UnsupportedPlatformError
 
 ISA_ENV_VARIABLE = "SOFTJIT_ISA"
 
-#: The ISAs softjit generates code for, best first.
-ISAS: tuple[str, ...] = ("avx512f", "avx2")
+#: The ISAs softjit generates code for, best first (codegen/isa.py owns the list).
+ISAS: tuple[str, ...] = ISA_NAMES
 
-#: The CPU features each ISA's kernels may use; all must be present.
-ISA_REQUIREMENTS: dict[str, frozenset[str]] = {
-    "avx512f": frozenset({"avx512f", "avx512vl", "avx512dq", "avx512bw", "avx2", "fma", "avx"}),
-    "avx2": frozenset({"avx2", "fma", "avx"}),
-}
-
-KNOWN_FEATURES = frozenset().union(*ISA_REQUIREMENTS.values())
+#: The CPU features each ISA's kernels may use; all must be present (the targets' features).
+ISA_REQUIREMENTS: dict[str, frozenset[str]] = {t.name: t.features for t in TARGETS}
 
 _CPUINFO_PATH = "/proc/cpuinfo"
 

@@ -52,7 +52,7 @@ def _probe() -> str | None:
 
 def _load_module():
     """(ffi, lib) of the entry module: prebuilt, cached or built like any kernel module."""
-    from softjit.codegen.emit import render_module
+    from softjit.codegen.pipeline import render_module
     from softjit.runtime.loader import load_library
 
     module = layout.build_module()

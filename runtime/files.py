@@ -35,7 +35,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 # Relative on purpose: setup.py loads this module without importing softjit (see prebuilt.py).
-from .errors import UnsafeCacheError
+from softjit.runtime.errors import UnsafeCacheError
 
 _HASH_CHUNK_BYTES = 1 << 20
 #: As the kernel's own limit on symbolic links followed while resolving one path.

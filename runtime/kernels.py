@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import functools
-import re
 
-from ..codegen import variants
-from ..codegen.emit import render_module
-from .loader import load_library
+from softjit.codegen import variants
+from softjit.codegen.pipeline import render_module
+from softjit.runtime.loader import load_library
 
 
 @functools.lru_cache(maxsize=None)
@@ -20,20 +19,10 @@ def assembly(variant) -> str:
     return render_module(module(variant))
 
 
-def fast_cdef(cdef: str) -> str:
-    """The declarations with every pointer parameter as void*.
-
-    Callers pass ffi.from_buffer(array), the cheapest way from a numpy array to a pointer
-    (about 0.3 us, where reading the address through __array_interface__ takes 1.5 us); cffi
-    accepts that buffer for void* parameters only. The C header keeps the real types.
-    """
-    return re.sub(r"\b(const\s+)?\w+\s*\*\s*(\w+)(?=[,)])", r"void* \2", cdef)
-
-
 @functools.lru_cache(maxsize=None)
 def library(variant):
     """The cffi library of a variant's module; its functions take addresses as ints."""
-    _, lib = load_library(variant.name, assembly(variant), fast_cdef(module(variant).cdef()))
+    _, lib = load_library(variant.name, assembly(variant), module(variant).cffi_cdef())
     return lib
 
 
@@ -44,7 +33,7 @@ def function(variant, symbol: str | None = None):
 @functools.lru_cache(maxsize=None)
 def default_function(op: str, isa: str):
     """The native function of the default variant of op on isa (loaded on first use)."""
-    return function(variants.default(op, isa))
+    return function(variants.REGISTRY.for_op(op, isa))
 
 
 @functools.lru_cache(maxsize=None)

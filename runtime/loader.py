@@ -11,9 +11,9 @@ from typing import Any
 
 import cffi
 
-from .cache import verified_object
-from .cpu import check_platform
-from .files import sha256_text
+from softjit.runtime.cache import verified_object
+from softjit.runtime.cpu import check_platform
+from softjit.runtime.files import sha256_text
 
 _load_lock = threading.Lock()
 _loaded: dict[tuple[str, str, str], tuple[cffi.FFI, Any]] = {}

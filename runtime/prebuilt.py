@@ -25,8 +25,8 @@ from pathlib import Path
 
 # Relative imports on purpose: setup.py loads this module (with files, errors and toolchain) from
 # the source tree without importing softjit, whose dependencies the build environment lacks.
-from .errors import SoftjitWarning, UnsafeCacheError
-from .files import (
+from softjit.runtime.errors import SoftjitWarning, UnsafeCacheError
+from softjit.runtime.files import (
     OpenDir,
     open_trusted_dir,
     open_trusted_file,
@@ -37,7 +37,7 @@ from .files import (
     trusted_owners,
     write_private_file,
 )
-from .toolchain import assemble_shared_object, toolchain_id
+from softjit.runtime.toolchain import assemble_shared_object, toolchain_id
 
 PREBUILT_ENV_VARIABLE = "SOFTJIT_PREBUILT_DIR"
 MANIFEST_NAME = "manifest.json"

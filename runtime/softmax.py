@@ -13,10 +13,10 @@ import threading
 
 import numpy as np
 
-from ..codegen import variants
-from . import entry_tables, kernels, tuning
-from .api import _isa_setting, resolve_isa
-from .arrays import as_float32_array, check_out, is_integer
+from softjit.codegen import variants
+from softjit.runtime import entry_tables, kernels, tuning
+from softjit.runtime.api import _isa_setting, resolve_isa
+from softjit.runtime.arrays import as_float32_array, check_out, is_integer
 
 ALGORITHMS = ("auto",) + variants.ALGORITHMS
 
@@ -129,12 +129,7 @@ def driver(algorithm: str, isa: str, nontemporal: bool = False) -> _Driver:
     key = (algorithm, isa, nontemporal)
     d = _drivers.get(key)
     if d is None:
-        try:
-            variant = variants.softmax_variant(algorithm, isa, nontemporal)
-        except ValueError:
-            if not nontemporal:
-                raise
-            variant = variants.softmax_variant(algorithm, isa, False)
+        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
         d = _drivers[key] = _Driver(variant)
     return d
 
@@ -324,18 +319,15 @@ def assembly(algorithm: str, isa: str = "auto") -> str:
         isa = resolve_isa("auto")
     elif isa not in ("avx2", "avx512f"):
         raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, avx2, avx512f")
-    return kernels.assembly(variants.softmax_variant(algorithm, isa))
+    return kernels.assembly(variants.REGISTRY.softmax(algorithm, isa))
 
 
 class _Passes:
     """The pass kernels of one algorithm on one ISA, callable on pieces of a row."""
 
     def __init__(self, algorithm: str, isa: str, nontemporal: bool = False):
-        try:
-            variant = variants.softmax_variant(algorithm, isa, nontemporal)
-        except ValueError:
-            variant = variants.softmax_variant(algorithm, isa)
-        self.functions = [kernels.function(variant, symbol) for symbol, _ in variant.passes]
+        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
+        self.functions = [kernels.function(variant, p.symbol) for p in variant.passes]
         self.buffer = kernels.buffer_function()
 
     def run(self, index: int, x: np.ndarray, y: np.ndarray, state: np.ndarray) -> int:

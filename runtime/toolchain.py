@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import AssemblerError, ToolchainMissingError
+from softjit.runtime.errors import AssemblerError, ToolchainMissingError
 
 ASSEMBLER_ENV_VARIABLE = "SOFTJIT_AS"
 LINKER_ENV_VARIABLE = "SOFTJIT_LD"

@@ -23,11 +23,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..codegen import variants
-from . import cpu
-from .cache import softjit_version
-from .cachedir import active_cache_dir
-from .errors import SoftjitError
+from softjit.codegen import variants
+from softjit.runtime import cpu
+from softjit.runtime.cache import softjit_version
+from softjit.runtime.cachedir import active_cache_dir
+from softjit.runtime.errors import SoftjitError
 
 FILE_NAME = "tuning.json"
 FORMAT = 1
@@ -50,7 +50,7 @@ def kernel_names(isa: str) -> dict:
     for algorithm in variants.ALGORITHMS:
         for nontemporal in (False, True):
             try:
-                v = variants.softmax_variant(algorithm, isa, nontemporal)
+                v = variants.REGISTRY.softmax(algorithm, isa, nontemporal)
             except ValueError:
                 continue
             names[f"{algorithm}{' nt' if nontemporal else ''}"] = v.name

@@ -3,11 +3,24 @@
     import numpy as np, softjit
     y = softjit.exp(np.linspace(-5, 5, 11, dtype=np.float32))
 """
+import importlib.util as _importlib_util
+
+# The repository keeps the card's top-level folders (codegen/, runtime/, templates/, ...); only an
+# install (package-dir in pyproject.toml) maps them into softjit.*. A checkout that is not
+# installed finds this package but none of its subpackages: say what to do instead of failing
+# with "No module named 'softjit.runtime'".
+if _importlib_util.find_spec("softjit.runtime") is None:
+    raise ImportError(
+        "softjit is not installed: this is a source checkout whose folders (codegen/, runtime/, "
+        "...) become softjit.* only when installed; run `python -m pip install -e .` in the "
+        "repository root, then import softjit again")
+
 from softjit._version import __version__
-from .runtime.api import exp, host_isas
-from .runtime.softmax import assembly, softmax
-from .runtime.errors import (AssemblerError, SoftjitError, SoftjitWarning, ToolchainMissingError,
-                             UnsafeCacheError, UnsupportedISAError, UnsupportedPlatformError)
+from softjit.runtime.api import exp, host_isas
+from softjit.runtime.softmax import assembly, softmax
+from softjit.runtime.errors import (AssemblerError, SoftjitError, SoftjitWarning,
+                                    ToolchainMissingError, UnsafeCacheError, UnsupportedISAError,
+                                    UnsupportedPlatformError)
 
 __all__ = ["softmax", "exp", "assembly", "host_isas", "SoftjitError", "SoftjitWarning", "UnsupportedISAError",
            "UnsupportedPlatformError", "ToolchainMissingError", "AssemblerError", "UnsafeCacheError"]

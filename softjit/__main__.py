@@ -13,10 +13,11 @@ from pathlib import Path
 
 from softjit._version import __version__
 
-from .bench import cli as bench_cli
-from .codegen import generate, variants
-from .runtime import cache, cpu, kernels, prebuilt, toolchain
-from .runtime.errors import SoftjitError, ToolchainMissingError
+from softjit.bench import cli as bench_cli
+from softjit.codegen import generate, variants
+from softjit.codegen.errors import UnknownVariantError
+from softjit.runtime import cache, cpu, kernels, prebuilt, toolchain
+from softjit.runtime.errors import SoftjitError, ToolchainMissingError
 
 ISA_CHOICES = ("auto", *cpu.ISAS)
 
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                           "auto, the host's best); with --list, list only that ISA's variants "
                           "(auto: the host's best; default: every ISA)")
     which = asm.add_mutually_exclusive_group(required=True)
-    ops = ", ".join(sorted({v.op for v in variants.VARIANTS}))
+    ops = ", ".join(variants.REGISTRY.ops)
     which.add_argument("--kernel", metavar="NAME",
                        help=f"a registered variant name, or an op name ({ops}) with --isa")
     which.add_argument("--algorithm", metavar="ALG", help="every pass kernel of a softmax algorithm")
@@ -110,7 +111,7 @@ def _info(args) -> int:
     import cffi
     import numpy
 
-    from . import __version__
+    from softjit import __version__
 
     rows = [("softjit", __version__), ("platform", platform.platform()),
             ("python", platform.python_version()), ("numpy", numpy.__version__),
@@ -162,7 +163,7 @@ def _cache_rows() -> list[tuple[str, str]]:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from softjit.demo import run_demo
 
     return run_demo()
 
@@ -211,20 +212,11 @@ def _asm_algorithm(algorithm: str, isa: str) -> int:
 
 def _pick_variant(kernel: str, isa: str):
     """A variant from its full name, or the default variant of an op name for `isa`."""
-    ops = sorted({v.op for v in variants.VARIANTS})
-    if kernel in variants.BY_NAME:
-        variant = variants.BY_NAME[kernel]
-        if isa not in ("auto", variant.isa):
-            raise UsageError(f"kernel {kernel!r} is an {variant.isa} kernel, not {isa}")
-        return variant
-    if kernel not in ops:
-        raise UsageError(f"unknown kernel {kernel!r}; give an op name ({', '.join(ops)}) or one "
-                         f"of the registered variants: {', '.join(variants.BY_NAME)}")
-    if isa == "auto":
+    if kernel not in variants.REGISTRY and isa == "auto":
         isa = _host_isa()
     try:
-        return variants.default(kernel, isa)
-    except ValueError as error:
+        return variants.REGISTRY.pick(kernel, isa)
+    except UnknownVariantError as error:
         raise UsageError(str(error)) from None
 
 

@@ -13,8 +13,8 @@ import numpy as np
 
 import softjit
 
-from .codegen import variants
-from .runtime import cache, cpu
+from softjit.codegen import variants
+from softjit.runtime import cache, cpu
 
 EXP_EXAMPLE = np.array([-100.0, -10.0, -1.0, -0.5, 0.0, 0.5, 1.0, 10.0, 88.0], np.float32)
 SOFTMAX_EXAMPLE = np.array([1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0], np.float32)
@@ -38,7 +38,7 @@ def run_demo() -> int:
 
     exp = functools.partial(softjit.exp, isa=isa)
     _show("exp", exp, _numpy_exp, np.exp, EXP_EXAMPLE, EXP_RANGE)
-    kernel = variants.default("vexp", isa).name
+    kernel = variants.REGISTRY.for_op("vexp", isa).name
     loaded = cache.last_shared_object(kernel)
     if loaded is not None:
         print(f"  kernel {kernel} ({isa}), {loaded.source}: {loaded.path}")

@@ -159,10 +159,10 @@ def run_case(variant, function, n: int, x_place: str, out_place: str) -> list:
 
 
 def main(argv: list) -> int:
-    from softjit.codegen.variants import get_variant
+    from softjit.codegen.variants import REGISTRY
     from softjit.runtime import kernels
 
-    variant = get_variant(argv[0])
+    variant = REGISTRY.named(argv[0])
     function = kernels.function(variant)
     problems, cases = [], 0
     for n in map(int, argv[1:]):

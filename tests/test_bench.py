@@ -17,7 +17,6 @@ import pytest
 from softjit.bench import candidates, peers, report, suite, sweep, tune
 from softjit.bench.cli import main as bench_main
 from softjit.codegen import variants
-from softjit.codegen.kernels import bandwidth
 from softjit.runtime import cpu, kernels, tuning
 
 HOST_ISAS = cpu.host_isas()
@@ -64,7 +63,7 @@ def run_probe(emulator, probe, *arrays_and_ints):
 
 @pytest.mark.parametrize("isa", ["avx2", "avx512f"])
 def test_stream_read_sums_every_length_and_alignment(isa, emulator):
-    probe = bandwidth.StreamRead(isa)
+    probe = variants.StreamRead(isa)
     lengths = LENGTHS if isa in HOST_ISAS else (0, 1, 17, 129, 300)
     for n in lengths:
         for offset in OFFSETS:
@@ -78,7 +77,7 @@ def test_stream_read_sums_every_length_and_alignment(isa, emulator):
 @pytest.mark.parametrize("isa", ["avx2", "avx512f"])
 @pytest.mark.parametrize("nontemporal", [False, True])
 def test_stream_copy_copies_exactly_the_row(isa, nontemporal, emulator):
-    probe = bandwidth.StreamCopy(isa, nontemporal=nontemporal)
+    probe = variants.StreamCopy(isa, nontemporal=nontemporal)
     lengths = LENGTHS if isa in HOST_ISAS else (0, 1, 17, 129, 300)
     for n in lengths:
         for x_offset, y_offset in ((0, 0), (1, 3), (5, 0), (0, 7)):
@@ -97,7 +96,7 @@ def test_stream_copy_copies_exactly_the_row(isa, nontemporal, emulator):
 @needs_avx2
 def test_rows_drivers_walk_rows_and_repeat_one_row():
     b = kernels.buffer_function()
-    read, copy, _ = bandwidth.probes("avx2")
+    read, copy, _ = variants.probes("avx2")
     x = small_integers(5 * 40, 3).reshape(5, 40)
     sums = np.zeros(5, np.float32)
     kernels.function(read, read.driver_symbol)(b(x), b(sums), 37, 5, 160, 4)
@@ -111,11 +110,11 @@ def test_rows_drivers_walk_rows_and_repeat_one_row():
 
 
 def test_probe_names_encode_their_parameters():
-    names = [p.name for p in bandwidth.probes("avx2")]
+    names = [p.name for p in variants.probes("avx2")]
     assert names == ["f32_stream_read__avx2_u64_acc4", "f32_stream_copy__avx2_u64",
                      "f32_stream_copy__avx2_u64_nt"]
-    assert bandwidth.StreamRead("avx512f", 4, 2).name == "f32_stream_read__avx512f_u64_acc2"
-    assert all(p.driver_symbol == p.name + "_rows" for p in bandwidth.probes("avx512f"))
+    assert variants.StreamRead("avx512f", 4, 2).name == "f32_stream_read__avx512f_u64_acc2"
+    assert all(p.driver_symbol == p.name + "_rows" for p in variants.probes("avx512f"))
 
 
 # ------------------------------------------------------------------------------ suite
@@ -290,7 +289,7 @@ def test_sweep_ranks_buildable_variants_and_skips_register_overflow(monkeypatch)
     (ranked,) = entry["algorithms"]
     assert ranked["tried"] == 1 and ranked["skipped_register_budget"] == 1  # u64 does not fit
     names = [r["name"] for r in ranked["ranking"]]
-    assert variants.softmax_variant("two-pass", "avx2").name in names  # the registered one
+    assert variants.REGISTRY.softmax("two-pass", "avx2").name in names  # the registered one
     scores = [r["score"] for r in ranked["ranking"]]
     assert scores == sorted(scores) and all(1.0 <= s < math.inf for s in scores)
     assert "registered" in sweep.format_sweep(result)

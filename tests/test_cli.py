@@ -121,7 +121,7 @@ def test_asm_prints_avx512_kernels_on_any_host(softjit_cli, variant) -> None:
 def test_asm_op_name_picks_the_default_variant_of_the_isa(softjit_cli) -> None:
     result = softjit_cli("asm", "--isa", "avx2", "--kernel", "vexp")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == assembly(variants.default("vexp", "avx2"))
+    assert result.stdout == assembly(variants.REGISTRY.for_op("vexp", "avx2"))
 
 
 def test_asm_unknown_kernel_lists_the_valid_ones(softjit_cli) -> None:
@@ -216,10 +216,10 @@ def test_build_makes_prebuilt_objects_that_the_runtime_uses(softjit_cli, tmp_pat
     assert sorted(json.loads((out / "manifest.json").read_text())) == avx2_names
 
     source = ("import numpy, softjit\n"
-              "from softjit.codegen.variants import default\n"
+              "from softjit.codegen.variants import REGISTRY\n"
               "from softjit.runtime.cache import last_shared_object\n"
               "softjit.exp(numpy.zeros(3, numpy.float32), isa='avx2')\n"
-              "print(last_shared_object(default('vexp', 'avx2').name).source)\n")
+              "print(last_shared_object(REGISTRY.for_op('vexp', 'avx2').name).source)\n")
     environment = {**os.environ, "SOFTJIT_PREBUILT_DIR": str(out),
                    "SOFTJIT_CACHE_DIR": str(softjit_cli.cache_dir)}
     used = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,

@@ -162,7 +162,7 @@ def test_special_values_public_api(isa):
 
 
 def test_cutoffs_are_where_the_reference_changes_regime():
-    """The constants the test relies on mean what ALGORITHMS.md says of them."""
+    """The constants the test relies on mean what docs/algorithms.md says of them."""
     r, _ = reference(np.array([OVERFLOW_CUTOFF, np.nextafter(OVERFLOW_CUTOFF, np.float32(np.inf)),
                                ZERO_CUTOFF, np.nextafter(ZERO_CUTOFF, np.float32(-np.inf))],
                               np.float32))

@@ -39,7 +39,7 @@ def native(isa: str) -> None:
 
 def unroll_elements(algorithm: str, isa: str) -> int:
     """The longest main-loop step (in elements) of any pass of the variant."""
-    v = variants.softmax_variant(algorithm, isa)
+    v = variants.REGISTRY.softmax(algorithm, isa)
     return max(v.reduce_unroll, v.output_unroll, v.rmax_unroll) * v.target.lanes
 
 
@@ -138,7 +138,7 @@ def test_unaligned_input_and_output(algorithm, isa):
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_large_rows(algorithm, isa):
     native(isa)
-    v = variants.softmax_variant(algorithm, isa)
+    v = variants.REGISTRY.softmax(algorithm, isa)
     rng = rng_for("large", algorithm, isa)
     for n in (2 * v.block + 5, 10**5 + 7, 10**6 + 3):
         for make in (lambda s: uniform(rng, s, 1000.0), lambda s: rng.standard_normal(s, np.float32),
@@ -415,7 +415,7 @@ def test_fallback_rows_mixed_with_normal_rows(algorithm, isa):
 
 def call_native_driver(algorithm, isa, x2d, y2d=None, nontemporal=False):
     """Call a variant's row driver as softjit.runtime.softmax does; (marked, status, y)."""
-    v = variants.softmax_variant(algorithm, isa, nontemporal)
+    v = variants.REGISTRY.softmax(algorithm, isa, nontemporal)
     fn = kernels.function(v, v.driver_symbol)
     buf = kernels.buffer_function()
     if y2d is None:
@@ -680,9 +680,9 @@ def test_assembly_text():
     for algorithm in ALGORITHMS:
         for isa in ISAS:
             text = softjit.assembly(algorithm, isa=isa)
-            v = variants.softmax_variant(algorithm, isa)
+            v = variants.REGISTRY.softmax(algorithm, isa)
             assert v.driver_symbol in text
-            for symbol, _ in v.passes:
+            for symbol in (p.symbol for p in v.passes):
                 assert symbol in text
             assert ("zmm" in text) == (isa == "avx512f")
     with pytest.raises(ValueError) as info:
@@ -830,7 +830,7 @@ def emulated_driver(emulator, algorithm, isa, x2d, nontemporal=False):
     """Run a variant's row driver in the emulator on exactly-sized buffers (any access past them
     faults), called as the Python layer calls it natively: (marked, status, y); rows the driver
     left alone hold 7.0."""
-    v = variants.softmax_variant(algorithm, isa, nontemporal)
+    v = variants.REGISTRY.softmax(algorithm, isa, nontemporal)
     x2d = np.ascontiguousarray(x2d, np.float32)
     rows, n = x2d.shape
     x_before = x2d.copy()
@@ -920,7 +920,7 @@ def test_emulated_alignments_and_row_strides(algorithm, isa, nontemporal, emulat
     ending exactly at the last row's end (the emulator keeps addresses mod 64 and faults on any
     byte outside a region): results right, padding untouched."""
     skip_unregistered_nontemporal(algorithm, isa, nontemporal)
-    v = variants.softmax_variant(algorithm, isa, nontemporal)
+    v = variants.REGISTRY.softmax(algorithm, isa, nontemporal)
     rng = rng_for("emulated-align", algorithm, isa, nontemporal)
     lanes = v.target.lanes
     rows, pad = 2, 3
@@ -956,7 +956,7 @@ class _EmulatedDriver:
 
     def __init__(self, emulator, algorithm, isa, nontemporal=False):
         self.emulator = emulator
-        self.variant = variants.softmax_variant(algorithm, isa, nontemporal)
+        self.variant = variants.REGISTRY.softmax(algorithm, isa, nontemporal)
 
     def __call__(self, x2d, y2d, status, strides):
         rows, n = x2d.shape

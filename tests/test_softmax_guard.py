@@ -36,7 +36,7 @@ from softjit.runtime import kernels
 
 faulthandler.enable()
 name, lengths = sys.argv[1], json.loads(sys.argv[2])
-variant = variants.BY_NAME[name]
+variant = variants.REGISTRY.named(name)
 
 
 class Guarded(GuardedArray):
@@ -82,7 +82,7 @@ def guarded_with(values, where):
 
 rng = np.random.default_rng(1)
 driver = kernels.function(variant, variant.driver_symbol)
-passes = [(symbol, kernels.function(variant, symbol)) for symbol, _ in variant.passes]
+passes = [(p.symbol, kernels.function(variant, p.symbol)) for p in variant.passes]
 for n in lengths:
     for where in ("end", "start"):
         # ---- the row driver: 1 and 3 rows, positive and negative row strides

@@ -11,7 +11,8 @@ import numpy as np
 
 from softjit.codegen.emulator.ieee import M32
 from softjit.codegen.emulator.text import GP32_NUMBER, GP64_NUMBER, MASK_RE, VEC_BITS, VEC_RE
-from softjit.codegen.operands import GP64, SYSV_ARGS, SYSV_CALLEE_SAVED
+from softjit.codegen.abi import SYSV_ARGS, SYSV_CALLEE_SAVED
+from softjit.codegen.operands import GP64
 
 RSP = GP64.index("rsp")
 ARGUMENT_REGISTERS = tuple(GP64.index(name) for name in SYSV_ARGS)

@@ -10,28 +10,28 @@ and time(read) + time(copy) is the "2 reads + 1 write" bound a two-pass softmax 
 With non-temporal stores the copy skips the write-allocate read of every y line, which is the
 bound for the softmax variants that store the same way.
 
-Each probe's module also holds a row driver, NAME_rows(x, y, n, rows, x_stride, y_stride), that
+The probe variants (StreamRead, StreamCopy) are registered in codegen/variants.py. Each
+probe's module also holds a row driver, NAME_rows(x, y, n, rows, x_stride, y_stride), that
 calls the probe once per row exactly as the softmax row drivers call their passes, so that a
 benchmark can time many rows (or one row many times, with zero strides) in one native call and
 compare like with like.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..emit import Module
-from ..isa import OnTarget, Target
-from ..operands import Symbol, ptr
-from ..stream import Function, Param, Signature
-from .loops import for_each_vector
-from .reduce import horizontal, tree, view_combiner
+from softjit.codegen.abi import (PROBE_ROWS_PARAMS, STREAM_COPY_PARAMS, STREAM_READ_PARAMS,
+                                 Signature)
+from softjit.codegen.isa import Target
+from softjit.codegen.operands import Symbol, ptr
+from softjit.codegen.stream import Function
+from softjit.codegen.kernels.loops import for_each_vector
+from softjit.codegen.kernels.reduce import horizontal, tree, view_combiner
 
 ROWS_SUFFIX = "_rows"
 
 
 def build_stream_read(name: str, target: Target, unroll: int, accumulators: int) -> Function:
     sig = Signature(
-        name, (Param("const float*", "x"), Param("size_t", "n"), Param("float*", "out")),
+        name, STREAM_READ_PARAMS,
         doc="out[0] = the float32 sum of x[0:n] (0 for n == 0); a probe of read bandwidth, the\n"
             "sum only keeps the loads from being dead.")
     f = Function(sig, target)
@@ -63,7 +63,7 @@ def build_stream_copy(name: str, target: Target, unroll: int, nontemporal: bool)
     how = ("non-temporal stores (after a masked head that aligns y; y must be 4-byte aligned)"
            if nontemporal else "ordinary stores")
     sig = Signature(
-        name, (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n")),
+        name, STREAM_COPY_PARAMS,
         doc=f"y[0:n] = x[0:n] with {how}; a probe of read+write bandwidth.")
     f = Function(sig, target)
     x, y, n = f.args
@@ -86,8 +86,7 @@ def build_rows_driver(name: str, target: Target, kernel: str, reads_only: bool) 
     be 0 to repeat one row). For a read probe, y is where each row's sum goes."""
     sig = Signature(
         name,
-        (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
-         Param("size_t", "rows"), Param("int64_t", "x_stride"), Param("int64_t", "y_stride")),
+        PROBE_ROWS_PARAMS,
         doc=f"{kernel} on `rows` rows of n floats, row r at x + r*x_stride bytes and\n"
             f"y + r*y_stride bytes" + (" (y receives the row's sum)." if reads_only else "."))
     f = Function(sig, target)
@@ -100,12 +99,10 @@ def build_rows_driver(name: str, target: Target, kernel: str, reads_only: bool) 
     f.test(kept["rows"], kept["rows"])
     f.je(done)
     f.bind(top)
-    if reads_only:
-        arguments = (("rdi", "x"), ("rsi", "n"), ("rdx", "y"))
-    else:
-        arguments = (("rdi", "x"), ("rsi", "y"), ("rdx", "n"))
-    for register, value in arguments:
-        f.mov(f.physical_gp(register), kept[value])
+    # the probe's arguments in SysV order: read(x, n, out = y), copy(x, y, n)
+    arguments = ("x", "n", "y") if reads_only else ("x", "y", "n")
+    for index, value in enumerate(arguments):
+        f.mov(f.argument_register(index), kept[value])
     f.call(Symbol(kernel))
     f.add(kept["x"], kept["x_stride"])
     f.add(kept["y"], kept["y_stride"])
@@ -114,61 +111,3 @@ def build_rows_driver(name: str, target: Target, kernel: str, reads_only: bool) 
     f.bind(done)
     f.ret()
     return f
-
-
-@dataclass(frozen=True)
-class StreamRead(OnTarget):
-    """Read bandwidth probe: f32_stream_read__ISA_uU_accK (plus its _rows driver)."""
-
-    isa: str
-    unroll: int = 8  # vectors per main-loop step
-    accumulators: int = 4
-
-    op = "stream_read"
-
-    @property
-    def name(self) -> str:
-        return (f"f32_stream_read__{self.isa}_u{self.unroll * self.target.lanes}"
-                f"_acc{self.accumulators}")
-
-    @property
-    def driver_symbol(self) -> str:
-        return self.name + ROWS_SUFFIX
-
-    def build(self) -> Module:
-        kernel = build_stream_read(self.name, self.target, self.unroll, self.accumulators)
-        driver = build_rows_driver(self.driver_symbol, self.target, self.name, reads_only=True)
-        return Module(self.name, self.target, "read bandwidth probe: the sum of a row",
-                      (kernel, driver))
-
-
-@dataclass(frozen=True)
-class StreamCopy(OnTarget):
-    """Read+write bandwidth probe: f32_stream_copy__ISA_uU[_nt] (plus its _rows driver)."""
-
-    isa: str
-    unroll: int = 8
-    nontemporal: bool = False
-
-    op = "stream_copy"
-
-    @property
-    def name(self) -> str:
-        nt = "_nt" if self.nontemporal else ""
-        return f"f32_stream_copy__{self.isa}_u{self.unroll * self.target.lanes}{nt}"
-
-    @property
-    def driver_symbol(self) -> str:
-        return self.name + ROWS_SUFFIX
-
-    def build(self) -> Module:
-        kernel = build_stream_copy(self.name, self.target, self.unroll, self.nontemporal)
-        driver = build_rows_driver(self.driver_symbol, self.target, self.name, reads_only=False)
-        stores = "non-temporal" if self.nontemporal else "ordinary"
-        return Module(self.name, self.target, f"read+write bandwidth probe: a copy, {stores} "
-                      "stores", (kernel, driver))
-
-
-def probes(isa: str) -> tuple:
-    """The probes benchmarks time for `isa`: read, copy, copy with non-temporal stores."""
-    return (StreamRead(isa), StreamCopy(isa), StreamCopy(isa, nontemporal=True))

@@ -1,4 +1,4 @@
-"""Named constants of the exp approximation and the softmax kernels (facts from ALGORITHMS.md).
+"""Named constants of the exp approximation and the softmax kernels (see docs/algorithms.md).
 
 Written as float32 hex floats so that the value in the code is the value in the kernel, bit for bit.
 """

@@ -1,18 +1,19 @@
 """Standalone kernels: vexp (y = exp(x)) and rmax (the NaN-propagating row maximum)."""
 from __future__ import annotations
 
-from ..operands import ptr
-from ..stream import Function, Param, Signature
-from . import constants as K
-from .exp import ExpP5
-from .loops import for_each_vector
-from .reduce import horizontal, nan_sticky_max, nan_sticky_view_combiner, tree
+from softjit.codegen.operands import ptr
+from softjit.codegen.abi import RMAX_PARAMS, VEXP_PARAMS, Signature
+from softjit.codegen.stream import Function
+from softjit.codegen.kernels import constants as K
+from softjit.codegen.kernels.exp import ExpP5
+from softjit.codegen.kernels.loops import for_each_vector
+from softjit.codegen.kernels.reduce import horizontal, nan_sticky_max, nan_sticky_view_combiner, tree
 
 
 def build_vexp(signature_name: str, target, unroll: int) -> Function:
     sig = Signature(
         signature_name,
-        (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n")),
+        VEXP_PARAMS,
         doc="y[i] = exp(x[i]) for i < n, float32; y may be x. Within 2 ULP where exp(x) is a\n"
             "normal float; subnormal results by one correctly rounded scaling; +inf above\n"
             "88.7228, +0 below -103.97, NaN stays NaN.",
@@ -21,8 +22,8 @@ def build_vexp(signature_name: str, target, unroll: int) -> Function:
     x, y, n = f.args
     e = ExpP5(f)
     f.comment("x is clamped to [-104, 89] (exp rounds to 0 below, to +inf above); NaN passes")
-    x_min = e.constant_register("x_min", K.EXP_X_MIN)
-    x_max = e.constant_register("x_max", K.EXP_X_MAX)
+    x_min = f.constant_register("x_min", K.EXP_X_MIN)
+    x_max = f.constant_register("x_max", K.EXP_X_MAX)
 
     def step(tile):
         xs, ns, ps = f.vecs("x", tile.count), f.vecs("n", tile.count), f.vecs("p", tile.count)
@@ -42,13 +43,13 @@ def build_vexp(signature_name: str, target, unroll: int) -> Function:
         else:
             f.comment("y = (p * 2^a) * 2^b with a = clamp(n, -100, 127), b = n - a: one rounding")
             for a, nv in zip(xs, ns):
-                f.vmaxps(a, nv, e.c("minus_100", -100.0))
+                f.vmaxps(a, nv, f.constant("minus_100", -100.0))
             for a in xs:
-                f.vminps(a, a, e.c("plus_127", 127.0))
+                f.vminps(a, a, f.constant("plus_127", 127.0))
             for nv, a in zip(ns, xs):
                 f.vsubps(nv, nv, a)
             for s in xs + ns:
-                f.vaddps(s, s, e.c("magic_bias", K.MAGIC_BIAS))
+                f.vaddps(s, s, f.constant("magic_bias", K.MAGIC_BIAS))
             for s in xs + ns:
                 f.vpslld(s, s, 23)
             for p, a in zip(ps, xs):
@@ -65,12 +66,11 @@ def build_vexp(signature_name: str, target, unroll: int) -> Function:
 
 def emit_rmax(f: Function, x, n, unroll: int, accumulators: int, *, nan_propagating: bool):
     """The maximum of x[0:n] into lane 0 of the returned register (-inf for n == 0)."""
-    e = ExpP5(f)
     accs = f.vecs("max", accumulators)
     f.comment("max = -inf in every lane of every accumulator")
     for acc in accs:
-        e.load_constant(acc, "minus_inf", K.NEG_INF)
-    neg_inf = e.c("minus_inf", K.NEG_INF)
+        f.load_constant(acc, "minus_inf", K.NEG_INF)
+    neg_inf = f.constant("minus_inf", K.NEG_INF)
 
     def combine(dst, a, b):
         if nan_propagating:
@@ -100,7 +100,7 @@ def emit_rmax(f: Function, x, n, unroll: int, accumulators: int, *, nan_propagat
 def build_rmax(signature_name: str, target, unroll: int, accumulators: int) -> Function:
     sig = Signature(
         signature_name,
-        (Param("const float*", "x"), Param("size_t", "n"), Param("float*", "max")),
+        RMAX_PARAMS,
         doc="*max = the largest of x[0:n] (-inf when n == 0), NaN if any x[i] is NaN.",
     )
     f = Function(sig, target)

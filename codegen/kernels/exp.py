@@ -11,36 +11,17 @@ Registers are passed in and reused in place; nothing here allocates memory or to
 """
 from __future__ import annotations
 
-from ..operands import Mem, Register
-from ..stream import Function
-from . import constants as K
+from softjit.codegen.operands import Mem
+from softjit.codegen.stream import Function
+from softjit.codegen.kernels import constants as K
 
 
 class ExpP5:
-    """The exp stages on one Function; constants come from its pool."""
+    """The exp stages on one Function; their constants come from its pool (Function.constant)."""
 
     def __init__(self, f: Function):
         self.f = f
-        self.scalef = bool(f.target.mask_registers)  # AVX-512 has VSCALEFPS/VRNDSCALEPS
-
-    @property
-    def flavour(self) -> str:
-        return "rr2_p5_scalef" if self.scalef else "rr2_p5"
-
-    def c(self, name: str, value: float) -> Mem:
-        return self.f.constant(name, value)
-
-    def load_constant(self, dest: Register, name: str, value: float) -> None:
-        mem = self.c(name, value)
-        if mem.broadcast:
-            self.f.vbroadcastss(dest, Mem(mem.base, bits=32))
-        else:
-            self.f.vmovaps(dest, mem)
-
-    def constant_register(self, name: str, value: float) -> Register:
-        reg = self.f.vec(name)
-        self.load_constant(reg, name, value)
-        return reg
+        self.scalef = f.target.has_scalef  # VRNDSCALEPS rounds n, VSCALEFPS builds p * 2^n
 
     def round_and_reduce(self, xs: list, ns: list, biased: list | None = None,
                          bias: Mem | None = None) -> None:
@@ -54,25 +35,25 @@ class ExpP5:
         f.comment("n = round(x * log2e)")
         if self.scalef:
             for x, n in zip(xs, ns):
-                f.vmulps(n, x, self.c("log2e", K.LOG2E))
+                f.vmulps(n, x, f.constant("log2e", K.LOG2E))
             for n in ns:
                 f.vrndscaleps(n, n, 0x08)  # round to nearest even, no precision exception
         else:
             held = biased if biased is not None else ns
-            magic = bias if bias is not None else self.c("magic_bias", K.MAGIC_BIAS)
+            magic = bias if bias is not None else f.constant("magic_bias", K.MAGIC_BIAS)
             for x, b in zip(xs, held):
                 if bias is None:
-                    self.load_constant(b, "magic_bias", K.MAGIC_BIAS)
+                    f.load_constant(b, "magic_bias", K.MAGIC_BIAS)
                 else:
                     f.vmovups(b, bias)
-                f.vfmadd231ps(b, x, self.c("log2e", K.LOG2E))
+                f.vfmadd231ps(b, x, f.constant("log2e", K.LOG2E))
             for n, b in zip(ns, held):
                 f.vsubps(n, b, magic)
         f.comment("t = x - n*ln2_hi - n*ln2_lo")
         for x, n in zip(xs, ns):
-            f.vfmadd231ps(x, n, self.c("minus_ln2_hi", K.MINUS_LN2_HI))
+            f.vfmadd231ps(x, n, f.constant("minus_ln2_hi", K.MINUS_LN2_HI))
         for x, n in zip(xs, ns):
-            f.vfmadd231ps(x, n, self.c("minus_ln2_lo", K.MINUS_LN2_LO))
+            f.vfmadd231ps(x, n, f.constant("minus_ln2_lo", K.MINUS_LN2_LO))
 
     COEFFICIENTS = (("c5", K.C5), ("c4", K.C4), ("c3", K.C3), ("c2", K.C2), ("c1", K.C1),
                     ("one", 1.0))
@@ -87,13 +68,10 @@ class ExpP5:
         f.comment("p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))"
                   + (", every coefficient pre-scaled" if coefficients else ""))
         if coefficients is None:
-            coefficients = [self.c(name, value) for name, value in self.COEFFICIENTS]
+            coefficients = [f.constant(name, value) for name, value in self.COEFFICIENTS]
         first, rest = coefficients[0], coefficients[1:]
         for p in ps:
-            if first.broadcast:
-                f.vbroadcastss(p, Mem(first.base, bits=32))
-            else:
-                f.vmovups(p, first)
+            f.fill_vector(p, first)
         for c in rest:
             for p, t in zip(ps, ts):
                 f.vfmadd213ps(p, t, c)

@@ -11,8 +11,8 @@ vanish from every reduction softmax does: max ignores it, exp(-inf) adds 0).
 """
 from __future__ import annotations
 
-from ..operands import Masked, Mem, Register, ptr
-from ..stream import Function
+from softjit.codegen.operands import Masked, Mem, Register, ptr
+from softjit.codegen.stream import Function
 
 
 class Tail:
@@ -21,7 +21,7 @@ class Tail:
     def __init__(self, f: Function, remaining: Register):
         self.f = f
         table_ptr = f.gp("tail_table")
-        if f.target.mask_registers:
+        if f.target.has_masks:
             # dword r holds (1 << r) - 1; kmovw reads its low 16 bits
             table = f.table("tail_kmasks", tuple((1 << r) - 1 for r in range(f.target.lanes)), 4)
             self.k = f.mask("tail_mask")
@@ -40,7 +40,7 @@ class Tail:
 
     def load(self, dest: Register, address: Mem, fill: Mem | None) -> None:
         f = self.f
-        if f.target.mask_registers:
+        if f.target.has_masks:
             if fill is None:
                 f.vmovups(Masked(dest.view(dest.bits), self.k.view(16), zeroing=True), address)
             else:
@@ -55,7 +55,7 @@ class Tail:
 
     def store(self, address: Mem, src: Register) -> None:
         f = self.f
-        if f.target.mask_registers:
+        if f.target.has_masks:
             f.vmovups(Masked(address, self.k.view(16)), src)
         else:
             f.vmaskmovps(address, self.window, src)

@@ -5,8 +5,8 @@ On AVX-512 only EVEX-encodable shuffles are used, so any of the 32 registers may
 """
 from __future__ import annotations
 
-from ..operands import Masked, Register
-from ..stream import Function
+from softjit.codegen.operands import Masked, Register
+from softjit.codegen.stream import Function
 
 UNORDERED = 3  # vcmpps predicate: true where either operand is NaN
 
@@ -29,7 +29,7 @@ def nan_sticky_max(f: Function, dst: Register, a: Register, b: Register, width: 
     """dst = max(a, b), NaN where either lane is NaN (VMAXPS alone returns b for any NaN)."""
     bits = width or dst.bits
     d, av, bv = dst.view(bits), a.view(bits), b.view(bits)
-    if f.target.mask_registers:
+    if f.target.has_masks:
         nan = f.mask("nan_lanes")
         f.vcmpps(nan, bv, bv, UNORDERED)
         f.vmaxps(d, bv, av)  # a NaN in a survives: VMAXPS returns its second source on NaN
@@ -44,7 +44,7 @@ def nan_sticky_max(f: Function, dst: Register, a: Register, b: Register, width: 
 def horizontal(f: Function, v: Register, combine) -> None:
     """Reduce the lanes of v into lane 0 (of v.xmm): combine(dst_view, a_view, b_view)."""
     tmp = f.vec("hreduce")
-    if f.target.vector_bits == 512:
+    if v.bits == 512:  # zmm: fold its upper 256 bits first
         f.vextractf64x4(tmp.ymm, v.zmm, 1)
         combine(v.ymm, v.ymm, tmp.ymm)
         f.vextractf32x4(tmp.xmm, v.ymm, 1)

@@ -1,223 +1,40 @@
-"""The softmax passes and the row driver, one ISA-generic emitter per pass (ALGORITHMS.md).
+"""The softmax passes, one ISA-generic emitter per pass (the math: docs/algorithms.md).
 
-Every pass kernel has one signature, so that the driver can chain any of them:
+Every pass has the one pass signature of codegen/abi.py, so that the row driver
+(codegen/kernels/driver.py) can chain any of them:
 
     int pass(const float* x, float* y, size_t n, float* state)
 
-state[0] holds the row maximum m (three-pass) or the sum's exponent e (two-pass), state[1] the
-output scale (1/sum), state[2] the sum itself (float32; v of sum = v * 2^e for two-pass), so that
-the pieces of one row split over threads can be combined. A pass returns 0, except raddextexp, which returns 1 when its row must be
-recomputed by the three-pass algorithm (a NaN, an infinity, or magnitudes beyond the two-pass
-clamp; see constants.TWO_PASS_X_LIMIT).
+The state (abi.PASS_STATE) holds the row maximum m (three-pass) or the sum's exponent e
+(two-pass), the output scale (1/sum) and the sum itself (float32; v of sum = v * 2^e for
+two-pass), so that the pieces of one row split over threads can be combined. A pass returns
+abi.PASS_OK, except raddextexp, which returns abi.PASS_RECOMPUTE when its row must be recomputed
+by the three-pass algorithm (a NaN, an infinity, or magnitudes beyond the two-pass clamp; see
+constants.TWO_PASS_X_LIMIT).
 
 Sums are accurate at any length: float32 accumulators take one block of elements (a few
 thousand), then fold into float64 lane accumulators, so the float32 error never grows with n.
 """
 from __future__ import annotations
 
-from ..operands import Mem, Symbol, ptr
-from ..stream import Function, Param, Signature
-from . import constants as K
-from .elementwise import emit_rmax
-from .exp import ExpP5
-from .loops import for_each_vector
-from .reduce import horizontal, tree
-
-PASS_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
-               Param("float*", "state"))
-STATE_FIRST, STATE_SCALE, STATE_SUM = 0, 4, 8  # byte offsets in state
+from softjit.codegen.abi import PASS_OK, PASS_RECOMPUTE
+from softjit.codegen.kernels import constants as K
+from softjit.codegen.kernels.elementwise import emit_rmax
+from softjit.codegen.kernels.loops import for_each_vector
+from softjit.codegen.kernels.pass_emitter import (STATE_MAX_OR_EXPONENT, STATE_SCALE, PassEmitter,
+                                                  pass_function, return_value, scalar)
+from softjit.codegen.kernels.reduce import horizontal, tree
+from softjit.codegen.operands import ptr
+from softjit.codegen.stream import Function
 
 
-def pass_function(name: str, target, doc: str) -> Function:
-    return Function(Signature(name, PASS_PARAMS, "int", doc), target)
-
-
-def return_value(f: Function, value: int) -> None:
-    f.mov(f.physical_gp("rax").r32, value)
-    f.ret()
-
-
-def scalar(mem: Mem, bits: int) -> Mem:
-    """The first element of a pooled constant, read as a scalar."""
-    return Mem(mem.base, bits=bits)
-
-
-class PassEmitter:
-    """Shared pieces of the softmax passes on one Function."""
-
-    def __init__(self, f: Function):
-        self.f = f
-        self.e = ExpP5(f)
-        self.scalef = self.e.scalef
-
-    def broadcast_state(self, state, offset: int, name: str):
-        reg = self.f.vec(name)
-        self.f.vbroadcastss(reg, ptr(state, offset, bits=32))
-        return reg
-
-    # -- exp(x - m) for the three-pass algorithms -------------------------------------------
-    def exp_minus_max(self, xs: list, m, d_min) -> list:
-        """p_i = exp(x_i - m), x_i clobbered. d = x - m is clamped below at d_min (a register,
-        so that NaN survives): -inf gives exactly 0."""
-        f, e = self.f, self.e
-        f.comment("d = max(x - m, d_min): -inf and far-below-max elements give exp = 0")
-        for x in xs:
-            f.vsubps(x, x, m)
-        for x in xs:
-            f.vmaxps(x, d_min, x)
-        ns, ps = f.vecs("n", len(xs)), f.vecs("p", len(xs))
-        if self.scalef:
-            e.round_and_reduce(xs, ns)
-            e.polynomial(xs, ps)
-            f.comment("exp(d) = p * 2^n")
-            for p, n in zip(ps, ns):
-                f.vscalefps(p, p, n)
-        else:
-            biased = f.vecs("nb", len(xs))
-            e.round_and_reduce(xs, ns, biased)
-            e.polynomial(xs, ps)
-            f.comment("exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)")
-            for b in biased:
-                f.vpslld(b, b, 23)
-            for p, b in zip(ps, biased):
-                f.vmulps(p, p, b)
-        return ps
-
-    def difference_floor(self):
-        """d_min: AVX-512 scales subnormal results exactly, AVX2 builds 2^n in the exponent field
-        and rounds n <= -127 (d below about -87.7) to an exact 0."""
-        value = K.EXP_X_MIN if self.scalef else -88.0
-        return self.e.constant_register("d_min", value)
-
-    # -- 2^d scaling ----------------------------------------------------------------------------
-    def scale(self, dst, src, d) -> None:
-        """dst = src * 2^d for integral float d <= ~2; d is clobbered on AVX2."""
-        if self.scalef:
-            self.f.vscalefps(dst, src, d)
-        else:
-            self.power_of_two(d)
-            self.f.vmulps(dst, src, d)
-
-    def power_of_two(self, d, one=None) -> None:
-        """d = 2^d in place, for integral float d <= ~2 (+0 for d <= -127 on AVX2, and for d
-        far below the float range on AVX-512, which needs `one`: a register holding 1.0)."""
-        f = self.f
-        if self.scalef:
-            f.vscalefps(d, one, d)
-        else:
-            f.vmaxps(d, d, self.e.c("minus_127", -127.0))  # 2^-127 and below become +0
-            f.vaddps(d, d, self.e.c("magic_bias", K.MAGIC_BIAS))
-            f.vpslld(d, d, 23)
-
-    def scale_f64(self, acc, d) -> None:
-        """acc *= 2^d, acc packed float64, d packed float64 integral <= 0; d clobbered."""
-        f = self.f
-        if self.scalef:
-            f.vscalefpd(acc, acc, d)
-        else:
-            f.vmaxpd(d, d, f.constant_f64("minus_1023_f64", -1023.0))  # 2^-1023 and below: +0
-            f.vaddpd(d, d, f.constant_f64("magic_bias_f64", 1.5 * 2.0 ** 52 + 1023.0))
-            f.vpsllq(d, d, 52)
-            f.vmulpd(acc, acc, d)
-
-    # -- float32 -> float64 lanes ---------------------------------------------------------------
-    def widen(self, v) -> tuple:
-        """The lanes of float32 vector v as two float64 vectors (low half, high half)."""
-        f = self.f
-        lo, hi, upper = f.vec("wide_lo"), f.vec("wide_hi"), f.vec("upper_half")
-        half = v.bits // 2
-        if self.f.target.vector_bits == 512:
-            f.vextractf64x4(upper.ymm, v.zmm, 1)
-        else:
-            f.vextractf128(upper.xmm, v.ymm, 1)
-        f.vcvtps2pd(lo, v.view(half))
-        f.vcvtps2pd(hi, upper.view(half))
-        return lo, hi
-
-    def sum_f64_lanes(self, a, b):
-        """a + b summed over all lanes, in lane 0 of the returned xmm (a is clobbered)."""
-        f = self.f
-        tmp = f.vec("hsum")
-        f.vaddpd(a, a, b)
-        if f.target.vector_bits == 512:
-            f.vextractf64x4(tmp.ymm, a.zmm, 1)
-            f.vaddpd(a.ymm, a.ymm, tmp.ymm)
-            f.vextractf32x4(tmp.xmm, a.ymm, 1)
-        else:
-            f.vextractf128(tmp.xmm, a.ymm, 1)
-        f.vaddpd(a.xmm, a.xmm, tmp.xmm)
-        f.vunpckhpd(tmp.xmm, a.xmm, a.xmm)
-        f.vaddsd(a.xmm, a.xmm, tmp.xmm)
-        return a
-
-    def store_reciprocal(self, total, state) -> None:
-        """state[1] = (float) (1.0 / total) and state[2] = (float) total, total a float64 in
-        lane 0."""
-        f = self.f
-        single = f.vec("sum_f32")
-        f.vcvtsd2ss(single.xmm, single.xmm, total.xmm)
-        f.vmovss(ptr(state, STATE_SUM, bits=32), single.xmm)
-        r = f.vec("reciprocal")
-        f.vmovsd(r.xmm, scalar(f.constant_f64("one_f64", 1.0), 64))
-        f.vdivsd(r.xmm, r.xmm, total.xmm)
-        f.vcvtsd2ss(r.xmm, r.xmm, r.xmm)
-        f.vmovss(ptr(state, STATE_SCALE, bits=32), r.xmm)
-        return r
-
-    # -- per-lane values kept on the stack across the element loops --------------------------
-    def stack_vectors(self, count: int, initial: Mem | None = None) -> list:
-        """count vector-sized stack slots, zeroed (or set to a pooled constant). Block folds
-        touch them once per block, so the loops keep every register for the arithmetic."""
-        f = self.f
-        slots = [f.stack(f.target.vector_bytes) for _ in range(count)]
-        fill = f.vec("slot_init")
-        if initial is None:
-            f.vxorps(fill, fill, fill)
-        elif initial.broadcast:
-            f.vbroadcastss(fill, Mem(initial.base, bits=32))
-        else:
-            f.vmovups(fill, initial)
-        for slot in slots:
-            f.vmovups(slot, fill)
-        return slots
-
-    def load_slot(self, slot: Mem, name: str):
-        reg = self.f.vec(name)
-        self.f.vmovups(reg, slot)
-        return reg
-
-    def add_f64_to_slots(self, slots: list, parts: tuple) -> None:
-        for slot, part in zip(slots, parts):
-            self.f.vaddpd(part, part, slot)
-            self.f.vmovups(slot, part)
-
-    # -- blocks ---------------------------------------------------------------------------------
-    def blocks(self, n, block: int, start_block, loop_body, end_block) -> None:
-        """Split n elements into blocks of `block`: start_block(); loop_body(count); end_block()."""
-        f = self.f
-        count = f.gp("block_count")
-        top = f.label("block")
-        f.bind(top)
-        f.comment(f"next block: count = min(n, {block}), n -= count")
-        f.mov(count, block)
-        f.cmp(n, count)
-        f.cmovb(count, n)
-        f.sub(n, count)
-        start_block()
-        loop_body(count)
-        end_block()
-        f.test(n, n)
-        f.jne(top)
-
-
-# ------------------------------------------------------------------------------------- passes
 def build_rmax_pass(name: str, target, unroll: int, accumulators: int) -> Function:
     f = pass_function(name, target, "state[0] = max(x[0:n]); NaN need not propagate (the next\n"
                                     "pass turns any NaN into a NaN row).")
     x, _, n, state = f.args
     result = emit_rmax(f, x, n, unroll, accumulators, nan_propagating=False)
-    f.vmovss(ptr(state, STATE_FIRST, bits=32), result.xmm)
-    return_value(f, 0)
+    f.vmovss(ptr(state, STATE_MAX_OR_EXPONENT, bits=32), result.xmm)
+    return_value(f, PASS_OK)
     return f
 
 
@@ -227,9 +44,9 @@ def _build_sum_pass(name, target, unroll, accumulators, block, store: bool, inte
                                      "float32 block sums fold into float64 lane sums.")
     x, y, n, state = f.args
     pe = PassEmitter(f)
-    m = pe.broadcast_state(state, STATE_FIRST, "m")
+    m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
     d_min = pe.difference_floor()
-    minus_inf = pe.e.c("minus_inf", K.NEG_INF)
+    minus_inf = f.constant("minus_inf", K.NEG_INF)
     accs = f.vecs("sum", accumulators)
     wide = pe.stack_vectors(2)  # float64 lane sums: low and high lanes
 
@@ -261,7 +78,7 @@ def _build_sum_pass(name, target, unroll, accumulators, block, store: bool, inte
     f.comment("state[1] = 1 / sum over lanes")
     pe.store_reciprocal(pe.sum_f64_lanes(pe.load_slot(wide[0], "sum_lo"),
                                          pe.load_slot(wide[1], "sum_hi")), state)
-    return_value(f, 0)
+    return_value(f, PASS_OK)
     return f
 
 
@@ -277,7 +94,7 @@ def build_vscaleexpminusmax(name, target, unroll, nontemporal=False, interleave=
     f = pass_function(name, target, "y = exp(x - m) * s with m = state[0], s = state[1].")
     x, y, n, state = f.args
     pe = PassEmitter(f)
-    m = pe.broadcast_state(state, STATE_FIRST, "m")
+    m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
     s = pe.broadcast_state(state, STATE_SCALE, "s")
     d_min = pe.difference_floor()
 
@@ -293,7 +110,7 @@ def build_vscaleexpminusmax(name, target, unroll, nontemporal=False, interleave=
 
     for_each_vector(f, n, [x, y], unroll, step, "scale", nontemporal_stores=nontemporal,
                     interleave=interleave)
-    return_value(f, 0)
+    return_value(f, PASS_OK)
     return f
 
 
@@ -312,7 +129,7 @@ def build_vscale(name, target, unroll, nontemporal=False) -> Function:
             tile.store(y, i, v)
 
     for_each_vector(f, n, [y], unroll, step, "scale", nontemporal_stores=nontemporal)
-    return_value(f, 0)
+    return_value(f, PASS_OK)
     return f
 
 
@@ -325,13 +142,13 @@ def build_raddextexp(name, target, unroll, accumulators, block, interleave=0) ->
     x, _, n, state = f.args
     pe = PassEmitter(f)
     e = pe.e
-    x_min = e.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
-    one = e.constant_register("one", 1.0) if pe.scalef else None
-    minus_inf = e.c("minus_inf", K.NEG_INF)
+    x_min = f.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
+    one = f.constant_register("one", 1.0) if pe.scalef else None
+    minus_inf = f.constant("minus_inf", K.NEG_INF)
     vs, es = f.vecs("v", accumulators), f.vecs("e", accumulators)
     # per lane: float64 sums (low and high lanes) and the exponent they are relative to
     wide = pe.stack_vectors(2)
-    (run_slot,) = pe.stack_vectors(1, e.c("exponent_sentinel", K.EXPONENT_SENTINEL))
+    (run_slot,) = pe.stack_vectors(1, f.constant("exponent_sentinel", K.EXPONENT_SENTINEL))
 
     def accumulate(v, ev, ps, ns):
         """(v, ev) += sum of p_i * 2^n_i, all rescaled once to the group's largest exponent.
@@ -393,16 +210,7 @@ def build_raddextexp(name, target, unroll, accumulators, block, interleave=0) ->
 
     def end():
         f.comment("merge accumulators, then fold the block into the float64 lane sums")
-        pairs = list(zip(vs, es))
-        while len(pairs) > 1:
-            merged = []
-            for i in range(0, len(pairs) - 1, 2):
-                combine(pairs[i], pairs[i + 1])
-                merged.append(pairs[i])
-            if len(pairs) % 2:
-                merged.append(pairs[-1])
-            pairs = merged
-        v, ev = pairs[0]
+        v, ev = tree(f, list(zip(vs, es)), lambda merged, a, b: combine(a, b))
         slide = pe.load_slot(run_slot, "e_run")
         f.vsubps(slide, slide, ev)  # <= 0: how far the lane sums slide down
         f.vmovups(run_slot, ev)
@@ -428,19 +236,19 @@ def build_raddextexp(name, target, unroll, accumulators, block, interleave=0) ->
     for lane_sum, d in zip(lanes, pe.widen(run_exponent)):
         pe.scale_f64(lane_sum, d)
     total = pe.sum_f64_lanes(*lanes)
-    f.vmovss(ptr(state, STATE_FIRST, bits=32), top.xmm)
+    f.vmovss(ptr(state, STATE_MAX_OR_EXPONENT, bits=32), top.xmm)
     r = pe.store_reciprocal(total, state)
     f.comment("recompute with three passes unless 1/v is a number and e is inside the clamp")
     recompute = f.label("recompute")
     f.vucomiss(r.xmm, r.xmm)
     f.jp(recompute)
-    f.vucomiss(top.xmm, scalar(e.c("e_high", K.TWO_PASS_E_HIGH), 32))
+    f.vucomiss(top.xmm, scalar(f.constant("e_high", K.TWO_PASS_E_HIGH), 32))
     f.jae(recompute)
-    f.vucomiss(top.xmm, scalar(e.c("e_low", K.TWO_PASS_E_LOW), 32))
+    f.vucomiss(top.xmm, scalar(f.constant("e_low", K.TWO_PASS_E_LOW), 32))
     f.jbe(recompute)
-    return_value(f, 0)
+    return_value(f, PASS_OK)
     f.bind(recompute)
-    return_value(f, 1)
+    return_value(f, PASS_RECOMPUTE)
     return f
 
 
@@ -451,21 +259,21 @@ def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) ->
     pe = PassEmitter(f)
     e = pe.e
     inv_v = pe.broadcast_state(state, STATE_SCALE, "inv_v")
-    e_row = pe.broadcast_state(state, STATE_FIRST, "e")
+    e_row = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "e")
     f.comment("per call: the polynomial's coefficients times 1/v, so that p(t) comes out as p/v")
     coefficients = []
     for coefficient, value in e.COEFFICIENTS:
-        (slot,) = pe.stack_vectors(1, e.c(coefficient, value))
+        (slot,) = pe.stack_vectors(1, f.constant(coefficient, value))
         scaled = pe.load_slot(slot, coefficient)
         f.vmulps(scaled, scaled, inv_v)
         f.vmovups(slot, scaled)
         coefficients.append(slot)
     bias = None
     if pe.scalef:
-        x_min = e.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
+        x_min = f.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
     else:
         f.comment("per call: magic bias - e, so that the biased exponent bits hold n - e + 127")
-        (bias,) = pe.stack_vectors(1, e.c("magic_bias", K.MAGIC_BIAS))
+        (bias,) = pe.stack_vectors(1, f.constant("magic_bias", K.MAGIC_BIAS))
         folded = pe.load_slot(bias, "bias")
         f.vsubps(folded, folded, e_row)
         f.vmovups(bias, folded)
@@ -473,8 +281,8 @@ def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) ->
         # pass 1 accepted this row, so e - 127 > -2^20 * log2e: x_min also does the clamp's job
         # (-inf and huge negatives), and n - e never goes below -127 (the exponent field's 0).
         x_min = f.vec("x_min")
-        f.vaddps(x_min, e_row, e.c("minus_127", -127.0))
-        f.vmulps(x_min, x_min, e.c("ln2", K.LN2))
+        f.vaddps(x_min, e_row, f.constant("minus_127", -127.0))
+        f.vmulps(x_min, x_min, f.constant("ln2", K.LN2))
     def step(tile):
         xs = f.vecs("x", tile.count)
         for i, v in enumerate(xs):
@@ -501,63 +309,5 @@ def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) ->
 
     for_each_vector(f, n, [x, y], unroll, step, "extexp", nontemporal_stores=nontemporal,
                     interleave=interleave)
-    return_value(f, 0)
-    return f
-
-
-# -------------------------------------------------------------------------------------- driver
-def build_driver(name: str, target, passes: list, may_flag: bool) -> Function:
-    """Loop over rows calling the passes in turn; a row whose first pass returns 1 is marked in
-    status (and its later passes skipped, leaving y untouched) for the caller to recompute."""
-    sig = Signature(
-        name,
-        (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
-         Param("size_t", "rows"), Param("const int64_t*", "row_strides"),
-         Param("int32_t*", "status")),
-        "size_t",
-        "Softmax of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its result at\n"
-        "y + r*row_strides[1] bytes. status[r] = 1 marks a row left for the caller to recompute;\n"
-        "returns how many rows were marked.",
-    )
-    f = Function(sig, target)
-    x, y, n, rows, strides, status = f.args
-    keep = {}
-    for arg in (x, y, n, rows, strides, status):
-        keep[arg.name] = f.gp(f"{arg.name}_kept", callee_saved=True)
-        f.mov(keep[arg.name], arg)
-    state = f.stack(16)
-    marked = f.stack(8).sized(64)
-    rax = f.physical_gp("rax")
-    f.mov(marked, 0)
-    done, top, next_row = f.label("done"), f.label("row"), f.label("next_row")
-    f.test(keep["rows"], keep["rows"])
-    f.je(done)
-    f.bind(top)
-    flagged = f.label("flagged") if may_flag else None
-    for i, symbol in enumerate(passes):
-        f.mov(f.physical_gp("rdi"), keep["x"])
-        f.mov(f.physical_gp("rsi"), keep["y"])
-        f.mov(f.physical_gp("rdx"), keep["n"])
-        f.lea(f.physical_gp("rcx"), state)
-        f.call(Symbol(symbol))
-        if i == 0 and may_flag:
-            f.test(rax.r32, rax.r32)
-            f.jne(flagged)
-    f.mov(ptr(keep["status"], bits=32), 0)
-    if may_flag:
-        f.jmp(next_row)
-        f.bind(flagged)
-        f.mov(ptr(keep["status"], bits=32), 1)
-        f.mov(rax, marked)
-        f.add(rax, 1)
-        f.mov(marked, rax)
-    f.bind(next_row)
-    f.add(keep["x"], ptr(keep["row_strides"], 0))
-    f.add(keep["y"], ptr(keep["row_strides"], 8))
-    f.add(keep["status"], 4)
-    f.sub(keep["rows"], 1)
-    f.jne(top)
-    f.bind(done)
-    f.mov(rax, marked)
-    f.ret()
+    return_value(f, PASS_OK)
     return f

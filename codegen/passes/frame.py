@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..operands import GP64, SYSV_CALLEE_SAVED, RegView
-from ..stream import Function, Instr
+from softjit.codegen.abi import SYSV_CALLEE_SAVED
+from softjit.codegen.operands import GP64, RegView
+from softjit.codegen.stream import Function, Instr
 
 
 @dataclass(frozen=True)

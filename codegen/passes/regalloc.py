@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import RegisterBudgetError
-from ..operands import GP64, SYSV_CALLEE_SAVED
-from ..stream import Bind, Function, Instr
-from ..instructions import JUMPS
+from softjit.codegen.errors import RegisterBudgetError
+from softjit.codegen.abi import SYSV_CALLEE_SAVED
+from softjit.codegen.operands import GP64
+from softjit.codegen.stream import Bind, Function, Instr
+from softjit.codegen.instructions import JUMPS
 
 # Caller-saved first: a callee-saved register costs a push and a pop.
 _GP_ORDER = ("rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
@@ -46,7 +47,7 @@ def live_intervals(f: Function) -> list[Interval]:
             iv = intervals.get(reg.uid)
             if iv is None:
                 # arguments (pinned) are live from entry even if first read later
-                start = 0 if getattr(reg, "pin", None) is not None else i
+                start = 0 if reg.pin is not None else i
                 intervals[reg.uid] = Interval(reg, start, i)
             else:
                 iv.end = i
@@ -89,7 +90,7 @@ def allocate(f: Function) -> dict[int, int]:
     for iv in live_intervals(f):
         active = [a for a in active if a.end > iv.start]
         busy = {assignment[a.reg.uid] for a in active if a.reg.kind == iv.reg.kind}
-        pin = getattr(iv.reg, "pin", None)
+        pin = iv.reg.pin
         if pin is not None:
             if pin in busy:
                 raise RegisterBudgetError(f"{f.name}: argument {iv.reg.name} is pinned to a busy register")

@@ -6,8 +6,8 @@ say so here, with the line that emitted it, instead of leaving it to the assembl
 """
 from __future__ import annotations
 
-from ..errors import TargetFeatureError
-from ..stream import Function, Instr
+from softjit.codegen.errors import TargetFeatureError
+from softjit.codegen.stream import Function, Instr
 
 
 def check_encodable(f: Function, assignment: dict[int, int]) -> None:

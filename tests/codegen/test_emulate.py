@@ -21,7 +21,7 @@ import pytest
 
 import runners
 import softjit
-from softjit.codegen.emit import render_module
+from softjit.codegen.pipeline import render_module
 from softjit.codegen.emulator import (ABIViolation, AsmParseError, EmulatedFault, Machine,
                                       InstructionLimitExceeded, SUPPORTED_MNEMONICS)
 from softjit.codegen.instructions import FORMS

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from softjit.codegen import cpython_abi, entries
-from softjit.codegen.emit import MethodRecord, Module, render_module
+from softjit.codegen.module import MethodRecord, Module
+from softjit.codegen.pipeline import render_module
 from softjit.codegen.errors import OperandError
 from softjit.codegen.isa import X86_64
 from softjit.codegen.operands import Mem, Import
-from softjit.codegen.stream import Function, Param, Signature
+from softjit.codegen.abi import Param, Signature
+from softjit.codegen.stream import Function
 
 from test_asm_roundtrip import mismatch, objdump_instructions, text_instructions
 

@@ -12,12 +12,14 @@ import re
 
 import pytest
 
-from softjit.codegen.emit import Module, render_module
+from softjit.codegen.module import Module
+from softjit.codegen.pipeline import render_module
 from softjit.codegen.errors import (CodegenError, OperandError, RegisterBudgetError,
                                     TargetFeatureError)
 from softjit.codegen.isa import AVX2, AVX512F
 from softjit.codegen.operands import Register, ptr
-from softjit.codegen.stream import Function, Param, Signature
+from softjit.codegen.abi import Param, Signature
+from softjit.codegen.stream import Function
 
 THIS_FILE = os.path.basename(__file__)
 

@@ -1,0 +1,147 @@
+"""The kernel ABI: what the generated code and the Python runtime must agree on, written once.
+
+- the SysV AMD64 calling convention: integer argument registers, callee-saved registers;
+- C signatures (Param lists) of every kind of kernel softjit generates: vexp, rmax, the softmax
+  passes and their row driver, the bandwidth probes and their row drivers;
+- the pass state: the 16 bytes one softmax pass leaves for the next (PASS_STATE);
+- the row driver's stride pair, its per-row status word and the passes' return codes.
+
+The generators (codegen/kernels/) build functions from these signatures and address the state
+through PASS_STATE's offsets; the runtime (runtime/bindings.py, runtime/rows.py) declares the
+functions to cffi from the same signatures (`Signature.cffi_declaration`) and reads and writes
+the state through PASS_STATE's numpy dtype, never through bare indices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# SysV AMD64: integer and pointer arguments go in these registers, in this order.
+SYSV_ARGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")
+# SysV AMD64: a function must preserve these (and rsp) for its caller.
+SYSV_CALLEE_SAVED = ("rbx", "rbp", "r12", "r13", "r14", "r15")
+
+
+@dataclass(frozen=True)
+class Param:
+    ctype: str
+    name: str
+
+    @property
+    def is_pointer(self) -> bool:
+        return self.ctype.rstrip().endswith("*")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A C prototype: the same object renders the C header declaration, the cffi declaration,
+    and pins the SysV argument registers of the Function built from it."""
+
+    name: str
+    params: tuple  # of Param
+    returns: str = "void"
+    doc: str = ""
+
+    def c_declaration(self) -> str:
+        """The declaration with the real C types (generated/kernels.h, the .S comments)."""
+        params = ", ".join(f"{p.ctype} {p.name}" for p in self.params) or "void"
+        return f"{self.returns} {self.name}({params});"
+
+    def cffi_declaration(self) -> str:
+        """The declaration the runtime gives cffi: every pointer parameter as void*.
+
+        Callers pass ffi.from_buffer(array), the cheapest way from a numpy array to a pointer
+        (about 0.3 us, where reading the address through __array_interface__ takes 1.5 us);
+        cffi accepts that buffer for void* parameters only."""
+        params = ", ".join(f"{'void*' if p.is_pointer else p.ctype} {p.name}"
+                           for p in self.params) or "void"
+        return f"{self.returns} {self.name}({params});"
+
+
+# ---------------------------------------------------------------------------- signatures
+VEXP_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"))
+RMAX_PARAMS = (Param("const float*", "x"), Param("size_t", "n"), Param("float*", "max"))
+
+# Every softmax pass has this one signature, so that a row driver can chain any of them:
+#     int pass(const float* x, float* y, size_t n, float* state)
+PASS_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
+               Param("float*", "state"))
+PASS_RETURNS = "int"
+PASS_OK = 0  # what every pass returns, except:
+PASS_RECOMPUTE = 1  # two-pass's first pass: this row needs the three-pass algorithm
+
+# The softmax row driver: rows of n floats, row r at x + r*row_strides[0] bytes, its result at
+# y + r*row_strides[1] bytes; status[r] = ROW_MARKED for a row left to the caller; returns how
+# many rows were marked.
+DRIVER_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
+                 Param("size_t", "rows"), Param("const int64_t*", "row_strides"),
+                 Param("int32_t*", "status"))
+DRIVER_RETURNS = "size_t"
+ROW_STRIDES_CTYPE = "int64_t"  # row_strides: (x row stride, y row stride) in bytes
+STATUS_CTYPE = "int32_t"  # status: one word per row
+ROW_DONE, ROW_MARKED = 0, 1
+
+# Bandwidth probes and the driver that calls one once per row (strides may be 0).
+STREAM_READ_PARAMS = (Param("const float*", "x"), Param("size_t", "n"), Param("float*", "out"))
+STREAM_COPY_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"))
+PROBE_ROWS_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
+                     Param("size_t", "rows"), Param("int64_t", "x_stride"),
+                     Param("int64_t", "y_stride"))
+
+
+def pass_signature(name: str, doc: str) -> Signature:
+    return Signature(name, PASS_PARAMS, PASS_RETURNS, doc)
+
+
+def driver_signature(name: str, doc: str) -> Signature:
+    return Signature(name, DRIVER_PARAMS, DRIVER_RETURNS, doc)
+
+
+# ---------------------------------------------------------------------------- the pass state
+@dataclass(frozen=True)
+class StateField:
+    name: str
+    offset: int  # bytes from the start of the state
+    doc: str
+    ctype: str = "float"
+    numpy_type: str = "<f4"
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """A fixed block of memory the passes of one row share, field by field."""
+
+    fields: tuple  # of StateField, in memory order
+    size: int  # bytes
+
+    def offset(self, name: str) -> int:
+        for field in self.fields:
+            if field.name == name:
+                return field.offset
+        raise KeyError(f"the pass state has no field {name!r}; fields: "
+                       f"{', '.join(f.name for f in self.fields)}")
+
+    @property
+    def names(self) -> tuple:
+        return tuple(f.name for f in self.fields)
+
+    def numpy_dtype(self):
+        """The layout as a numpy structured dtype (numpy imported only when asked)."""
+        import numpy as np
+
+        return np.dtype({"names": [f.name for f in self.fields],
+                         "formats": [f.numpy_type for f in self.fields],
+                         "offsets": [f.offset for f in self.fields],
+                         "itemsize": self.size})
+
+
+PASS_STATE = StateLayout(
+    fields=(
+        StateField("max_or_exponent", 0,
+                   "three-pass: the row maximum m; two-pass: the exponent e of the sum v * 2^e"),
+        StateField("scale", 4, "the output scale 1 / sum (two-pass: 1 / v)"),
+        StateField("sum", 8, "the sum itself, float32 (two-pass: v), so that the pieces of one "
+                             "row split over threads can be combined"),
+        StateField("unused", 12, "padding to 16 bytes"),
+    ),
+    size=16,
+)

@@ -1,0 +1,64 @@
+"""The softmax row driver: one native call runs a whole batch of rows, calling a softmax
+algorithm's passes (codegen/kernels/softmax.py) on each row in turn.
+
+Its signature, the row-stride pair, the status words and the pass state it hands from pass to
+pass are the ABI of codegen/abi.py, which the runtime reads too.
+"""
+from __future__ import annotations
+
+from softjit.codegen.abi import PASS_STATE, ROW_DONE, ROW_MARKED, driver_signature
+from softjit.codegen.operands import Symbol, ptr
+from softjit.codegen.stream import Function
+
+
+def build_driver(name: str, target, passes: list, may_flag: bool) -> Function:
+    """Loop over rows calling the passes in turn; a row whose first pass returns 1 is marked in
+    status (and its later passes skipped, leaving y untouched) for the caller to recompute."""
+    sig = driver_signature(
+        name,
+        "Softmax of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its result at\n"
+        "y + r*row_strides[1] bytes. status[r] = 1 marks a row left for the caller to recompute;\n"
+        "returns how many rows were marked.",
+    )
+    f = Function(sig, target)
+    x, y, n, rows, strides, status = f.args
+    keep = {}
+    for arg in (x, y, n, rows, strides, status):
+        keep[arg.name] = f.gp(f"{arg.name}_kept", callee_saved=True)
+        f.mov(keep[arg.name], arg)
+    state = f.stack(PASS_STATE.size)
+    marked = f.stack(8).sized(64)
+    rax = f.physical_gp("rax")
+    f.mov(marked, 0)
+    done, top, next_row = f.label("done"), f.label("row"), f.label("next_row")
+    f.test(keep["rows"], keep["rows"])
+    f.je(done)
+    f.bind(top)
+    flagged = f.label("flagged") if may_flag else None
+    for i, symbol in enumerate(passes):
+        # pass(x, y, n, state) in the SysV argument registers
+        for index, value in enumerate((keep["x"], keep["y"], keep["n"])):
+            f.mov(f.argument_register(index), value)
+        f.lea(f.argument_register(3), state)
+        f.call(Symbol(symbol))
+        if i == 0 and may_flag:
+            f.test(rax.r32, rax.r32)  # PASS_RECOMPUTE (anything but PASS_OK): mark the row
+            f.jne(flagged)
+    f.mov(ptr(keep["status"], bits=32), ROW_DONE)
+    if may_flag:
+        f.jmp(next_row)
+        f.bind(flagged)
+        f.mov(ptr(keep["status"], bits=32), ROW_MARKED)
+        f.mov(rax, marked)
+        f.add(rax, 1)
+        f.mov(marked, rax)
+    f.bind(next_row)
+    f.add(keep["x"], ptr(keep["row_strides"], 0))
+    f.add(keep["y"], ptr(keep["row_strides"], 8))
+    f.add(keep["status"], 4)
+    f.sub(keep["rows"], 1)
+    f.jne(top)
+    f.bind(done)
+    f.mov(rax, marked)
+    f.ret()
+    return f
