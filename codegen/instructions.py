@@ -7,16 +7,23 @@ Operand codes (comma-separated positions, '/' between alternatives):
   X/Y/Z  xmm/ymm/zmm register                          K   mask register
   M   memory at W          Mh  memory at W/2           B   memory at W or a {1toN} dword broadcast
   Bq  memory at W or a {1toN} qword broadcast          m8/m16/m32/m64/m128/m256  sized memory
+  G   a VSIB address [base + vindex*scale + disp] whose index is a dword vector at W (gathers)
   R   64-bit gp register   E   32-bit gp register      A   an address (lea: no size)
   I   immediate            L   label or function symbol
+H is never narrower than an xmm register (vcvtps2pd xmm, xmm reads the low half of an xmm);
+Mh at W = 128 is an m64.
 Features: '-' where the encoding does not exist. Flags:
   mask     takes a {k} / {k}{z} write mask on its first operand (EVEX)
   rmw      the first operand is read as well as written (FMA, blends into the destination)
   nodest   the first operand is only read (stores, compares, branches)
   vl       the EVEX form below 512 bits needs AVX512VL (set for every packed vector form)
+  min256   no xmm form: the vector operands are ymm or zmm (vpermps, vinsertf32x4, ...)
+  needmask the form requires a merging {k} write mask (no {z}); the instruction clears the mask
+  distinct the destination, the vector index and (AVX2 gathers) the mask vector must be three
+           different registers: the CPU raises #UD otherwise
   flags    writes the status flags; usesflags  reads them
-The table is data. Validation reads the features and the mask/vl flags; rmw, nodest, flags and
-usesflags document each form's reads and writes (liveness is by stream position and needs them
+The table is data. Validation reads the features and the mask/vl/min256/needmask/distinct
+flags; rmw, nodest, flags and usesflags document each form's reads and writes (liveness is by stream position and needs them
 not, being conservative).
 """
 from __future__ import annotations
@@ -29,6 +36,7 @@ vaddps       V,V,V/B        avx   avx512f   mask vl
 vsubps       V,V,V/B        avx   avx512f   mask vl
 vmulps       V,V,V/B        avx   avx512f   mask vl
 vdivps       V,V,V/B        avx   avx512f   mask vl
+vsqrtps      V,V/B          avx   avx512f   mask vl
 vmaxps       V,V,V/B        avx   avx512f   mask vl
 vminps       V,V,V/B        avx   avx512f   mask vl
 vaddpd       V,V,V/Bq       avx   avx512f   mask vl
@@ -41,12 +49,24 @@ vfmadd231ps  V,V,V/B        fma   avx512f   mask vl rmw
 vfnmadd132ps V,V,V/B        fma   avx512f   mask vl rmw
 vfnmadd213ps V,V,V/B        fma   avx512f   mask vl rmw
 vfnmadd231ps V,V,V/B        fma   avx512f   mask vl rmw
+vfmsub132ps  V,V,V/B        fma   avx512f   mask vl rmw
+vfmsub213ps  V,V,V/B        fma   avx512f   mask vl rmw
+vfmsub231ps  V,V,V/B        fma   avx512f   mask vl rmw
+vfnmsub132ps V,V,V/B        fma   avx512f   mask vl rmw
+vfnmsub213ps V,V,V/B        fma   avx512f   mask vl rmw
+vfnmsub231ps V,V,V/B        fma   avx512f   mask vl rmw
 vfmadd213pd  V,V,V/Bq       fma   avx512f   mask vl rmw
 vfmadd231pd  V,V,V/Bq       fma   avx512f   mask vl rmw
 vscalefps    V,V,V/B        -     avx512f   mask vl
 vscalefpd    V,V,V/Bq       -     avx512f   mask vl
 vrndscaleps  V,V/B,I        -     avx512f   mask vl
 vroundps     V,V/M,I        avx   -
+# approximations: the result's relative error is within 1.5*2^-12 (vrcpps, vrsqrtps) or 2^-14
+# (the AVX-512 forms); the exact bits are the CPU's own (the emulator: see handlers/approximate.py)
+vrcpps       V,V/M          avx   -
+vrsqrtps     V,V/M          avx   -
+vrcp14ps     V,V/B          -     avx512f   mask vl
+vrsqrt14ps   V,V/B          -     avx512f   mask vl
 # bitwise on float registers (EVEX forms of these need DQ; the vpandd family needs only F)
 vandps       V,V,V/B        avx   avx512dq  mask vl
 vandnps      V,V,V/B        avx   avx512dq  mask vl
@@ -71,6 +91,10 @@ vpsllq       V,V/M,I        avx2  avx512f   mask vl
 vpsraq       V,V/M,I        -     avx512f   mask vl
 vcvtps2dq    V,V/B          avx   avx512f   mask vl
 vcvtdq2ps    V,V/B          avx   avx512f   mask vl
+vcvttps2dq   V,V/B          avx   avx512f   mask vl
+vpbroadcastd V,X/m32        avx2  avx512f   mask vl
+vpbroadcastd V,E            -     avx512f   mask vl
+vpshufd      V,V/B,I        avx2  avx512f   mask vl
 # compares: to a vector of all-ones lanes (AVX) or to a k mask (AVX-512)
 vcmpps       V,V,V/M,I      avx   -
 vcmpps       K,V,V/B,I      -     avx512f   mask vl
@@ -82,6 +106,10 @@ vmovaps      M,V            avx   avx512f   mask vl nodest
 vmovntps     M,V            avx   avx512f   vl nodest
 vmaskmovps   V,V,M          avx   -
 vmaskmovps   M,V,V          avx   -         nodest
+vgatherdps   V,G,V          avx2  -         rmw distinct
+vgatherdps   V,G            -     avx512f   mask vl rmw needmask distinct
+prefetcht0   m8             base  -         nodest
+prefetchnta  m8             base  -         nodest
 vbroadcastss V,m32/X        avx   avx512f   mask vl
 vmovss       X,m32          avx   avx512f
 vmovss       m32,X          avx   avx512f   nodest
@@ -93,9 +121,17 @@ vmovd        E,X            avx   avx512f
 vcvtps2pd    V,H/Mh         avx   avx512f   mask vl
 vcvtpd2ps    H,V/M          avx   avx512f   mask vl
 vextractf128 X/m128,Y,I     avx   -
-vextractf32x4 X/m128,V,I    -     avx512f   mask vl
+vextractf32x4 X/m128,V,I    -     avx512f   mask vl min256
 vextractf64x4 Y/m256,Z,I    -     avx512f   mask
 vextractf32x8 Y/m256,Z,I    -     avx512dq  mask
+vinsertf128  Y,Y,X/m128,I   avx   -
+vinsertf32x4 V,V,X/m128,I   -     avx512f   mask vl min256
+vinsertf32x8 Z,Z,Y/m256,I   -     avx512dq  mask
+vpermps      V,V,V/B        avx2  avx512f   mask vl min256
+vpermt2ps    V,V,V/B        -     avx512f   mask vl rmw
+# half precision (float16 lanes in the low half): F16C's VEX forms, AVX-512F's EVEX ones
+vcvtph2ps    V,H/Mh         f16c  avx512f   mask vl
+vcvtps2ph    H/Mh,V,I       f16c  avx512f   mask vl
 vpermilps    V,V/M,I        avx   avx512f   mask vl
 vpermilpd    V,V/M,I        avx   avx512f   mask vl
 vshufps      V,V,V/M,I      avx   avx512f   mask vl
@@ -119,6 +155,7 @@ vmovmskps    E,V            avx   -
 vzeroupper   -              avx   -
 # mask registers
 kmovw        K,E/m16        -     avx512f
+kmovw        E/m16,K        -     avx512f
 kmovd        K,E/m32        -     avx512bw
 kortestw     K,K            -     avx512f   nodest flags
 # general purpose (baseline x86-64: no feature needed)

@@ -24,11 +24,20 @@ class Target:
     mask_registers: int  # usable k registers (k0 cannot be a write mask, so it is not counted)
     has_scalef: bool  # VSCALEFPS / VSCALEFPD (x * 2^n in one instruction) and VRNDSCALEPS
     has_embedded_broadcast: bool  # a memory operand read as one element repeated ({1toN})
+    # Features a kernel for this target may also use, beyond `features` (which every host of the
+    # target has): a kernel that uses one lists it in its Module.features, and only that kernel
+    # needs it on the host. F16C (half-precision conversions) ships with every AVX2 CPU but is
+    # not needed by the built-in kernels, so a host without it still runs them.
+    extensions: frozenset = frozenset()
 
     @property
     def has_masks(self) -> bool:
         """Write masks (k registers): masked loads and stores, merge and zeroing."""
         return self.mask_registers > 0
+
+    def allows(self, feature: str) -> bool:
+        """A kernel for this target may use `feature` (required or extension)."""
+        return feature in self.features or feature in self.extensions
 
     @property
     def lanes(self) -> int:
@@ -54,6 +63,7 @@ AVX2 = Target(
     mask_registers=0,
     has_scalef=False,
     has_embedded_broadcast=False,
+    extensions=frozenset({"f16c"}),
 )
 
 AVX512F = Target(
@@ -66,14 +76,15 @@ AVX512F = Target(
     mask_registers=7,
     has_scalef=True,
     has_embedded_broadcast=True,
+    extensions=frozenset({"f16c"}),
 )
 
 #: Every target, best first: dispatch picks the first one the host runs.
 TARGETS: tuple[Target, ...] = (AVX512F, AVX2)
 #: Their names, best first (the `isa` values the API accepts besides "auto").
 ISA_NAMES: tuple[str, ...] = tuple(t.name for t in TARGETS)
-#: Every CPU feature any target needs: what host detection looks for.
-KNOWN_FEATURES: frozenset = frozenset().union(*(t.features for t in TARGETS))
+#: Every CPU feature any target needs or allows: what host detection looks for.
+KNOWN_FEATURES: frozenset = frozenset().union(*(t.features | t.extensions for t in TARGETS))
 
 _BY_NAME = {t.name: t for t in TARGETS}
 

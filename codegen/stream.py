@@ -237,7 +237,7 @@ class Function:
             if isinstance(op, Masked):
                 if i != 0:
                     raise OperandError(f"{mnemonic}: only the first operand can be masked")
-                mask, zeroing, op = op.mask, op.zeroing, op.dest
+                mask, zeroing, op = as_view(op.mask), op.zeroing, op.dest
             if isinstance(op, int):
                 op = Imm(op)
             ops.append(as_view(op))
@@ -247,6 +247,11 @@ class Function:
                 raise OperandError(
                     f"{mnemonic}: the GOT slot of {op.base.name} is only read, as the source of "
                     f"mov R, [slot]\n  emitted at {emission_site()}")
+        if any(isinstance(op, Mem) and op.index is not None and op.index.kind == "vec"
+               for op in ops) and not any("G" in codes for form in forms for codes in form.operands):
+            raise OperandError(
+                f"{mnemonic}: an address with a vector index ([base + vector*scale]) is the "
+                f"operand of a gather (vgatherdps) only\n  emitted at {emission_site()}")
         errors = []
         for form in forms:
             resolved = _match(form, ops)
@@ -255,6 +260,7 @@ class Function:
                 continue
             if mask is not None and "mask" not in form.flags:
                 raise OperandError(f"{mnemonic} takes no write mask\n  emitted at {emission_site()}")
+            _check_mask_rules(form, resolved, mask, zeroing)
             instr = Instr(form, resolved, mask, zeroing, comment, emission_site())
             instr.features = self._check_features(instr)
             self.features_used |= instr.features
@@ -295,7 +301,7 @@ class Function:
             if "vl" in form.flags and width < 512:
                 needed.add("avx512vl")
             needed = frozenset(needed)
-        missing = needed - self.target.features
+        missing = {feature for feature in needed if not self.target.allows(feature)}
         if missing:
             why = f" (for {', '.join(reasons)})" if reasons else ""
             raise TargetFeatureError(
@@ -338,6 +344,31 @@ class _CountDownLoop:
 
 
 # ---------------------------------------------------------------------- operand matching
+def _check_mask_rules(form: instructions.Form, operands: tuple, mask, zeroing: bool) -> None:
+    """The table's needmask and distinct flags (gathers), checked at emission."""
+    if "needmask" in form.flags:
+        if mask is None:
+            raise OperandError(
+                f"{form.mnemonic} without a mask vector operand is the AVX-512 form: it needs a "
+                f"{{k}} write mask on its destination (Masked(dest, k)); the lanes whose mask bit "
+                f"is set are loaded and the mask is cleared\n  emitted at {emission_site()}")
+        if zeroing:
+            raise OperandError(f"{form.mnemonic} merges into its destination: a {{z}} (zeroing) "
+                               f"mask is not encodable\n  emitted at {emission_site()}")
+    if "distinct" in form.flags:
+        named = [(op.reg, "destination" if i == 0 else "mask vector")
+                 for i, op in enumerate(operands) if isinstance(op, RegView)]
+        named += [(op.index.reg, "vector index") for op in operands
+                  if isinstance(op, Mem) and op.index is not None]
+        for i, (reg, role) in enumerate(named):
+            for other, other_role in named[i + 1:]:
+                if reg is other:
+                    raise OperandError(
+                        f"{form.mnemonic}: {reg.name} is both the {role} and the {other_role}; "
+                        f"they must be different registers (the CPU raises #UD otherwise)\n"
+                        f"  emitted at {emission_site()}")
+
+
 def _vector_width(instr: Instr) -> int:
     widths = [op.bits for op in instr.operands if isinstance(op, RegView) and op.kind == "vec"]
     return max(widths) if widths else 128
@@ -352,6 +383,8 @@ def _match(form: instructions.Form, ops: list):
         if "V" in codes and isinstance(op, RegView) and op.kind == "vec":
             width = op.bits
             break
+    if width == 128 and "min256" in form.flags:
+        return "no xmm form (ymm or zmm operands)"
     resolved = []
     for i, (op, codes) in enumerate(zip(ops, form.operands)):
         fit = _fit(op, codes, width)
@@ -371,7 +404,7 @@ def _fit(op, codes, width):
             if op.kind == "vec":
                 if code == "V" and op.bits == width:
                     return op
-                if code == "H" and width and op.bits == width // 2:
+                if code == "H" and width and op.bits == max(width // 2, 128):
                     return op
                 if _FIXED_VEC.get(code) == op.bits:
                     return op
@@ -381,6 +414,12 @@ def _fit(op, codes, width):
             elif op.kind == "mask" and code == "K":
                 return op
         elif isinstance(op, Mem):
+            vsib = op.index is not None and op.index.kind == "vec"
+            if vsib or code == "G":
+                # a vector index is a VSIB address: gathers only, its dwords at the width
+                if vsib and code == "G" and not op.broadcast and op.index.bits == width:
+                    return op.sized(32)
+                continue
             if op.broadcast:
                 if (code, op.bits) in (("B", 32), ("Bq", 64)) and width and width > op.bits:
                     return op

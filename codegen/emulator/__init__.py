@@ -17,7 +17,9 @@ The rooms:
     memory.py    regions of emulated memory and the checked accesses (faults)
     state.py     the register file, poisoned at every call
     decode.py    operands become closures over registers and memory, once
-    handlers/    one module per instruction family, registered in handlers/table.py
+    handlers/    one module per instruction family, registered in handlers/table.py:
+                 float_arith, approximate (vrcp*/vrsqrt*), convert, integer, moves, shuffles,
+                 gather, compare_mask, general, control
     machine.py   Machine: parse, decode, call per SysV, the run loop
 
 Memory model. Every mapped array is a region whose emulated address has the array's address

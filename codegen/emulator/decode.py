@@ -18,6 +18,11 @@ from softjit.codegen.emulator.memory import TEXT_BASE
 from softjit.codegen.emulator.text import Operand
 
 
+#: The instructions whose memory operand has a vector index (VSIB): the address of lane i is
+#: base + index[i] * scale + disp, and op.addr gives base + disp.
+VSIB_MNEMONICS = frozenset({"vgatherdps"})
+
+
 class Decoder:
     def __init__(self, registers, memory, labels: dict, instructions: list, handlers: dict):
         self.registers, self.memory = registers, memory
@@ -33,6 +38,9 @@ class Decoder:
         try:
             for op in ins.ops:
                 if op.kind == "mem":
+                    if op.vindex is not None and ins.mnemonic not in VSIB_MNEMONICS:
+                        raise DecodeError(f"a vector index ({op.text}) is an address of "
+                                          f"{', '.join(sorted(VSIB_MNEMONICS))} only")
                     self._decode_address(op)
             return self.handlers[ins.mnemonic](self, ins)
         except DecodeError as e:

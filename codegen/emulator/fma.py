@@ -82,16 +82,23 @@ def fma64(x, y, z, negate):
     return out.view(np.uint64)
 
 
-def fma(eb, order, negate):
-    """vfmadd{order}: operands (dst, src2, src3) -> a*b + c with, per order, 132: (dst, src3,
-    src2), 213: (src2, dst, src3), 231: (src2, src3, dst). A NaN result is the first NaN of
-    (a, b, c), quieted, sign kept (vfnmadd does not negate it): measured on hardware, see
-    test_single_instructions_match_the_cpu."""
+_SIGN = {32: np.uint32(0x8000_0000), 64: np.uint64(0x8000_0000_0000_0000)}
+
+
+def fma(eb, order, negate, subtract=False):
+    """vf[n]madd{order} / vf[n]msub{order}: operands (dst, src2, src3) -> +-(a*b) +- c with,
+    per order, 132: (dst, src3, src2), 213: (src2, dst, src3), 231: (src2, src3, dst).
+    negate: -(a*b) (vfnm*); subtract: - c (vf*msub), computed as + (-c), which IEEE makes the
+    same operation (signed zeros included). A NaN result is the first NaN of (a, b, c), quieted,
+    sign kept (neither negation touches it): measured on hardware, see
+    test_single_instructions_match_the_cpu and tests/codegen/test_instruction_forms.py."""
     core = fma32 if eb == 32 else fma64
     roles = ORDERS[order]
+    sign = _SIGN[eb]
 
     def compute(d, s2, s3):
         ops = (d, s2, s3)
         a, b, c = (ops[i] for i in roles)
-        return nanfix(core(a, b, c, negate), (a, b, c), eb)
+        addend = c ^ sign if subtract else c
+        return nanfix(core(a, b, addend, negate), (a, b, c), eb)
     return compute

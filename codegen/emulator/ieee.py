@@ -195,3 +195,69 @@ def bits_to_int(bools) -> int:
     for i in np.flatnonzero(bools):
         v |= 1 << int(i)
     return v
+
+
+def cvttps2dq(a):
+    """float32 -> int32 truncated toward zero; out of range and NaN give 0x80000000."""
+    x = np.trunc(a.view(np.float32).astype(np.float64))
+    ok = (x >= -2147483648.0) & (x <= 2147483647.0)
+    return np.where(ok, x, -2147483648.0).astype(np.int64).astype(np.int32).view(np.uint32)
+
+
+def sqrt(a):
+    """vsqrtps: correctly rounded (numpy's); a negative non-zero source is invalid (the
+    default NaN), -0 gives -0, a NaN source comes out quieted."""
+    r = np.sqrt(a.view(np.float32)).view(np.uint32)
+    return nanfix(np.array(r), (a,), 32)
+
+
+# float16 lanes (vcvtph2ps / vcvtps2ph): 1 sign, 5 exponent, 10 fraction bits.
+_HALF_NAN_QUIET = np.uint32(0x0200)
+
+
+def half_to_single(h):
+    """uint16 float16 patterns -> uint32 float32 patterns, exactly; a NaN keeps its sign and
+    payload (shifted into the top of the float32 fraction) and is quieted."""
+    h = np.asarray(h, np.uint16)
+    r = h.view(np.float16).astype(np.float32).view(np.uint32)
+    nan = (h & 0x7C00) == 0x7C00
+    nan &= (h & 0x03FF) != 0
+    if count(nan):
+        w = h.astype(np.uint32)
+        q = ((w & 0x8000) << 16) | np.uint32(0x7FC0_0000) | ((w & 0x03FF) << 13)
+        r = np.where(nan, q, r)
+    return r
+
+
+def single_to_half(imm):
+    """vcvtps2ph with immediate imm: float32 lanes -> float16 patterns (uint16), rounded per
+    imm[1:0] (0 nearest even, 1 down, 2 up, 3 toward zero) unless imm[2] (MXCSR: nearest
+    even). Overflow and tiny results round by the same mode (to inf or the largest finite,
+    to a subnormal or zero); a NaN keeps its sign and top payload bits, quieted."""
+    mode = 0 if imm & 4 else imm & 3
+
+    def compute(a):
+        x = a.view(np.float32)
+        with np.errstate(all="ignore"):
+            r = x.astype(np.float16)  # numpy rounds float32 -> float16 to nearest even
+            if mode:
+                r64, x64 = r.astype(np.float64), x.astype(np.float64)
+                if mode == 1:
+                    step = r64 > x64
+                    toward = -np.inf
+                elif mode == 2:
+                    step = r64 < x64
+                    toward = np.inf
+                else:
+                    step = np.abs(r64) > np.abs(x64)
+                    toward = np.float16(0)
+                step &= ~np.isnan(x)
+                if count(step):
+                    r = np.where(step, np.nextafter(r, np.float16(toward)).astype(np.float16), r)
+        h = r.view(np.uint16)
+        nan = np.isnan(x)
+        if count(nan):
+            q = (((a >> 16) & 0x8000) | 0x7C00 | _HALF_NAN_QUIET | ((a >> 13) & 0x03FF))
+            h = np.where(nan, q.astype(np.uint16), h)
+        return h
+    return compute

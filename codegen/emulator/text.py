@@ -58,6 +58,8 @@ class Operand:
     index: int | None = None
     scale: int = 1
     disp: int = 0
+    vindex: int | None = None  # a VSIB address's vector index register (gathers)
+    vindex_bits: int = 0
     label: str | None = None  # a label in the address (rip-relative or absolute)
     rip: bool = False
     addr: object = None  # decoded: a zero-argument function giving the effective address
@@ -197,7 +199,16 @@ def _parse_address(inner: str, op: Operand) -> None:
             if neg:
                 raise DecodeError(f"bad address [{inner}]")
             continue
-        if "*" in t:
+        if VEC_RE.match(t.split("*", 1)[0].strip().lower()):
+            # a vector index (VSIB): xmmN / ymmN / zmmN, optionally * scale
+            a, _, b = (x.strip().lower() for x in t.partition("*"))
+            vm = VEC_RE.match(a)
+            scale = int(b, 0) if b and INT_RE.match(b) else (1 if not b else 0)
+            if neg or scale not in (1, 2, 4, 8) or op.index is not None or op.vindex is not None \
+                    or int(vm.group(2)) > 31:
+                raise DecodeError(f"bad vector index term {t!r} in [{inner}]")
+            op.vindex, op.vindex_bits, op.scale = int(vm.group(2)), VEC_BITS[vm.group(1)], scale
+        elif "*" in t:
             a, b = (x.strip().lower() for x in t.split("*", 1))
             if a in GP64_NUMBER and INT_RE.match(b):
                 reg, scale = GP64_NUMBER[a], int(b, 0)
@@ -231,6 +242,8 @@ def _parse_address(inner: str, op: Operand) -> None:
             op.label = t
         else:
             raise DecodeError(f"cannot parse address [{inner}]")
+    if op.vindex is not None and (op.rip or op.label is not None):
+        raise DecodeError(f"a vector-indexed address takes a base register: [{inner}]")
     if op.rip and (op.index is not None):
         raise DecodeError(f"rip-relative addresses take no index: [{inner}]")
     if op.label is not None and (op.base is not None or op.index is not None):

@@ -189,6 +189,8 @@ def _sample_operand(code: str, width: int, position: int, evex: bool) -> str:
         return "DWORD BCST [rdi + 4]"
     if code == "Bq":
         return "QWORD BCST [rdi + 8]"
+    if code == "G":
+        return f"DWORD PTR [rdi + {vec[width]}{reg}*4]"
     if code.startswith("m") and code[1:].isdigit():
         return f"{words[int(code[1:])]} PTR [rdi + 128]"
     if code == "R":
@@ -232,17 +234,22 @@ def _table_samples():
                              for p, c in enumerate(ops)]
                     if mnemonic == "vmovhlps" or mnemonic.startswith("vextractf128"):
                         texts = [t.replace("zmm", "ymm") for t in texts]
-                    out.append((mnemonic, ", ".join(texts)))
+                    if "needmask" not in form.flags:
+                        out.append((mnemonic, ", ".join(texts)))
                     if evex and "mask" in form.flags:
                         first = texts[0]
                         out.append((mnemonic, ", ".join([first + "{k3}"] + texts[1:])))
-                        if "PTR" not in first and "k" not in first[:2]:
+                        if "PTR" not in first and "k" not in first[:2] \
+                                and "needmask" not in form.flags:
                             out.append((mnemonic, ", ".join([first + "{k3}{z}"] + texts[1:])))
     return out
 
 
 def _sample_function(i: int, mnemonic: str, operands: str) -> str:
     body = f"\t{mnemonic} {operands}".rstrip().replace(".Ltarget", f".Ltarget{i}")
+    if mnemonic == "vgatherdps":  # index 0 in every lane: each loaded lane reads [rdi]
+        index = operands.split("+ ")[1].split("*")[0]
+        body = f"\tvpxord {index}, {index}, {index}\n{body}"
     if mnemonic == "push":
         body += f"\n\tpop {operands}"
     elif mnemonic == "pop":

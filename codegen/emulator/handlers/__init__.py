@@ -4,7 +4,8 @@ A handler(decoder, instruction) checks the operands once and returns the closure
 executes the instruction (decode.py says what a closure returns).
 """
 from softjit.codegen.emulator.handlers import (  # noqa: F401 - each registers its mnemonics
-    compare_mask, control, convert, float_arith, general, integer, moves)
+    approximate, compare_mask, control, convert, float_arith, gather, general, integer, moves,
+    shuffles)
 from softjit.codegen.emulator.handlers.table import HANDLERS
 
 SUPPORTED_MNEMONICS = frozenset(HANDLERS)

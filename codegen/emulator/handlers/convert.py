@@ -1,5 +1,7 @@
-"""Conversions: float32 <-> int32 lanes, float32 <-> float64 (packed, widening from the low
-half / narrowing into it, and scalar)."""
+"""Conversions: float32 <-> int32 lanes (rounded or truncated), float32 <-> float64 (packed,
+widening from the low half / narrowing into it, and scalar), float16 <-> float32 (vcvtph2ps,
+vcvtps2ph: the float16 lanes are the low half of the register or a memory operand half the
+width)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,11 +10,79 @@ from softjit.codegen.emulator.decode import elementwise_closure
 from softjit.codegen.emulator.errors import DecodeError
 from softjit.codegen.emulator.handlers.float_arith import scalar_op
 from softjit.codegen.emulator.handlers.table import handles
-from softjit.codegen.emulator.ieee import cvtdq2ps, cvtpd2ps, cvtps2dq, cvtps2pd
+from softjit.codegen.emulator.ieee import (cvtdq2ps, cvtpd2ps, cvtps2dq, cvtps2pd, cvttps2dq,
+                                          half_to_single, single_to_half)
 
 
 handles("vcvtps2dq")(lambda dec, ins: dec.elementwise(ins, 32, 1, cvtps2dq))
 handles("vcvtdq2ps")(lambda dec, ins: dec.elementwise(ins, 32, 1, cvtdq2ps))
+handles("vcvttps2dq")(lambda dec, ins: dec.elementwise(ins, 32, 1, cvttps2dq))
+
+
+@handles("vcvtph2ps")
+def _h_vcvtph2ps(dec, ins):
+    """d (W bits of float32) = the W/32 float16 lanes of an xmm/ymm register's low part or of
+    W/2 bits of memory (a masked lane's element is not read)."""
+    dec.nops(ins, 2)
+    d, s = dec.vec_dest(ins), ins.ops[1]
+    W = d.bits
+    n = W // 32
+    if s.kind == "vec":
+        if s.mask is not None or s.bits != max(W // 2, 128):
+            raise DecodeError(f"vcvtph2ps of {W} bits reads a {max(W // 2, 128)}-bit register")
+        halves = dec.vu[s.num].view(np.uint16)[:n]
+        g = lambda lanes=None: halves  # noqa: E731
+    elif s.kind == "mem":
+        if s.bcst or s.bits not in (None, W // 2):
+            raise DecodeError(f"vcvtph2ps of {W} bits reads {W // 2} bits of memory")
+        g = dec.mem_getter(s, 2, n, np.uint16, masked=True)
+    else:
+        raise DecodeError("vcvtph2ps reads a vector register or memory")
+    write = dec.writer(d, W, 32)
+    return elementwise_closure([g], half_to_single, write, dec.lanes_fn(d, n))
+
+
+@handles("vcvtps2ph")
+def _h_vcvtps2ph(dec, ins):
+    """d = the W/32 float32 lanes of s rounded to float16 per the immediate: into the low part
+    of an xmm/ymm register (the rest of it zeroed) or W/2 bits of memory (masked elements are
+    not written)."""
+    dec.nops(ins, 3)
+    d, s = ins.ops[0], ins.ops[1]
+    if s.kind != "vec" or s.mask is not None:
+        raise DecodeError("the source of vcvtps2ph is a vector register")
+    W = s.bits
+    n = W // 32
+    source = dec.vu[s.num, :n]
+    compute = single_to_half(dec.imm(ins.ops[2]))
+    lanes_fn = dec.lanes_fn(d, n)
+    if d.kind == "vec":
+        if d.bits != max(W // 2, 128):
+            raise DecodeError(f"vcvtps2ph of {W} bits writes a {max(W // 2, 128)}-bit register")
+        row = dec.vu[d.num]
+        low = row.view(np.uint16)[:n]
+        zero = d.zero
+
+        def run():
+            h = compute(source)
+            if lanes_fn is None:
+                kept = h
+            else:
+                kept = np.where(lanes_fn(), h, 0 if zero else low)
+            row[...] = 0
+            low[...] = kept
+        return run
+    if d.kind != "mem" or d.bcst or d.zero or d.bits not in (None, W // 2):
+        raise DecodeError(f"vcvtps2ph of {W} bits writes {W // 2} bits of memory or a register")
+    addrf, store, store_lanes = d.addr, dec.memory.store, dec.memory.store_lanes
+
+    def run_store():
+        h = compute(source)
+        if lanes_fn is None:
+            store(addrf(), h)
+        else:
+            store_lanes(addrf(), 2, h, lanes_fn())
+    return run_store
 
 
 @handles("vcvtps2pd")

@@ -1,5 +1,5 @@
-"""Float arithmetic: packed add/sub/mul/div/max/min, vscalefps/pd, the fused multiply-adds
-(one rounding, fma.py), vrndscaleps/vroundps, and the scalar ss/sd forms (the low element
+"""Float arithmetic: packed add/sub/mul/div/max/min/sqrt, vscalefps/pd, the fused multiply-adds
+and multiply-subtracts (one rounding, fma.py), vrndscaleps/vroundps, and the scalar ss/sd forms (the low element
 computed, the rest of the xmm register from the first source, the upper bits zeroed)."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 from softjit.codegen.emulator.errors import DecodeError
 from softjit.codegen.emulator.fma import fma
 from softjit.codegen.emulator.handlers.table import handles
-from softjit.codegen.emulator.ieee import UINT, binary, maximum, minimum, round_imm, scalef
+from softjit.codegen.emulator.ieee import (UINT, binary, maximum, minimum, round_imm, scalef,
+                                          sqrt)
 
 
 for _name, _uf in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
@@ -24,10 +25,12 @@ for _sfx, _eb in (("ps", 32), ("pd", 64)):
     handles(f"vscalef{_sfx}")(
         lambda dec, ins, _c=scalef(_eb), _eb=_eb: dec.elementwise(ins, _eb, 2, _c))
     for _neg in (False, True):
-        for _order in ("132", "213", "231"):
-            handles(f"vf{'n' if _neg else ''}madd{_order}{_sfx}")(
-                lambda dec, ins, _c=fma(_eb, _order, _neg), _eb=_eb:
-                dec.elementwise(ins, _eb, 2, _c, rmw=True))
+        for _sub in (False, True):
+            for _order in ("132", "213", "231"):
+                handles(f"vf{'n' if _neg else ''}m{'sub' if _sub else 'add'}{_order}{_sfx}")(
+                    lambda dec, ins, _c=fma(_eb, _order, _neg, _sub), _eb=_eb:
+                    dec.elementwise(ins, _eb, 2, _c, rmw=True))
+handles("vsqrtps")(lambda dec, ins: dec.elementwise(ins, 32, 1, sqrt))
 
 
 @handles("vrndscaleps")

@@ -1,6 +1,6 @@
 """Moves, loads and stores (vmovups/aps/ntps with #GP on misaligned aligned forms, masked
-vmaskmovps, broadcasts, scalar vmovss/sd/d), extracts of a register's upper part, immediate
-shuffles (result lane i = concat(sources)[index[i]]), vzeroupper and the fences."""
+vmaskmovps, broadcasts, scalar vmovss/sd/d), vzeroupper, the fences and the prefetch hints.
+Shuffles, permutes, inserts and extracts are in shuffles.py; gathers in gather.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ from softjit.codegen.emulator.decode import elementwise_closure
 from softjit.codegen.emulator.errors import DecodeError
 from softjit.codegen.emulator.handlers.table import handles
 from softjit.codegen.emulator.ieee import M32, UINT, ZERO
-from softjit.codegen.emulator.text import Instruction, Operand
+from softjit.codegen.emulator.text import Operand
 
 
 @handles("vmovups", "vmovaps", "vmovntps")
@@ -79,13 +79,20 @@ def _h_vmaskmovps(dec, ins):
     return run
 
 
-@handles("vbroadcastss")
+@handles("vbroadcastss", "vpbroadcastd")
 def _h_vbroadcastss(dec, ins):
+    """d = one dword (the low lane of an xmm register, memory, or for vpbroadcastd a 32-bit
+    general-purpose register) in every lane."""
     dec.nops(ins, 2)
     d = dec.vec_dest(ins)
     s = ins.ops[1]
     W, n = d.bits, d.bits // 32
-    if s.kind == "vec":
+    if s.kind == "gp" and ins.mnemonic == "vpbroadcastd":
+        if s.bits != 32:
+            raise DecodeError("vpbroadcastd broadcasts a 32-bit register")
+        regs, number = dec.gp, s.num
+        g = lambda lanes=None: np.full(n, regs[number] & M32, np.uint32)  # noqa: E731
+    elif s.kind == "vec":
         if s.bits != 128:
             raise DecodeError("vbroadcastss broadcasts from an xmm register")
         view = dec.vu[s.num, :1]
@@ -152,113 +159,19 @@ def _h_vmovd(dec, ins):
     raise DecodeError("vmovd is vmovd xmm, r32 or vmovd r32, xmm")
 
 
-def _extract(dec, ins, W_src, W_out, eb):
-    dec.nops(ins, 3)
-    d, s = ins.ops[0], ins.ops[1]
-    if s.kind != "vec" or s.bits != W_src:
-        raise DecodeError(f"the source of {ins.mnemonic} must be a {W_src}-bit register")
-    chunks = W_src // W_out
-    chunk = dec.imm(ins.ops[2]) & (chunks - 1)
-    n = W_out // eb
-    view = dec.vv[eb][s.num, chunk * n:(chunk + 1) * n]
-    if d.kind == "vec" and d.bits != W_out:
-        raise DecodeError(f"{ins.mnemonic} writes a {W_out}-bit register")
-    write = dec.writer(d, W_out, eb)
-    lanes_fn = dec.lanes_fn(d, n)
-    if lanes_fn is None:
-        return lambda: write(view.copy(), None)
-    return lambda: write(view.copy(), lanes_fn())
-
-
-@handles("vextractf128")
-def _h_vextractf128(dec, ins):
-    if ins.ops[0].mask is not None:
-        raise DecodeError("vextractf128 takes no write mask")
-    return _extract(dec, ins, 256, 128, 32)
-
-
-@handles("vextractf32x4")
-def _h_vextractf32x4(dec, ins):
-    if ins.ops[1].kind != "vec" or ins.ops[1].bits not in (256, 512):
-        raise DecodeError("vextractf32x4 extracts from a ymm or zmm register")
-    return _extract(dec, ins, ins.ops[1].bits, 128, 32)
-
-
-handles("vextractf64x4")(lambda dec, ins: _extract(dec, ins, 512, 256, 64))
-handles("vextractf32x8")(lambda dec, ins: _extract(dec, ins, 512, 256, 32))
-
-
-def _permute(dec, ins, eb, nsrc, index_of):
-    """A shuffle with an immediate: result lane i = concat(sources)[index[i]]."""
-    dec.nops(ins, nsrc + 2)
-    d = dec.vec_dest(ins)
-    W = d.bits
-    n = W // eb
-    idx = np.array(index_of(dec.imm(ins.ops[-1]), n), np.intp)
-    srcs = [dec.src(op, W, eb, allow_mem=(k == nsrc - 1), elementwise=False,
-                    allow_bcst=False) for k, op in enumerate(ins.ops[1:1 + nsrc])]
-    write = dec.writer(d, W, eb)
-    lanes_fn = dec.lanes_fn(d, n)
-    if nsrc == 1:
-        compute = lambda a: a[idx]  # noqa: E731
-    else:
-        compute = lambda a, b: np.concatenate((a, b))[idx]  # noqa: E731
-    return elementwise_closure(srcs, compute, write, lanes_fn)
-
-
-@handles("vpermilps")
-def _h_vpermilps(dec, ins):
-    return _permute(dec, ins, 32, 1, lambda imm, n: [
-        4 * (i // 4) + ((imm >> 2 * (i % 4)) & 3) for i in range(n)])
-
-
-@handles("vpermilpd")
-def _h_vpermilpd(dec, ins):
-    return _permute(dec, ins, 64, 1, lambda imm, n: [
-        2 * (i // 2) + ((imm >> i) & 1) for i in range(n)])
-
-
-@handles("vshufps")
-def _h_vshufps(dec, ins):
-    def index(imm, n):
-        out = []
-        for i in range(n):
-            base, j = 4 * (i // 4), i % 4
-            sel = (imm >> 2 * j) & 3
-            out.append(base + sel + (n if j >= 2 else 0))
-        return out
-    return _permute(dec, ins, 32, 2, index)
-
-
-@handles("vmovshdup")
-def _h_vmovshdup(dec, ins):
-    dec.nops(ins, 2)
-    ins2 = Instruction(ins.index, ins.mnemonic, ins.ops + [Operand("imm", "0")], ins.line, ins.text)
-    return _permute(dec, ins2, 32, 1, lambda imm, n: [i | 1 for i in range(n)])
-
-
-@handles("vunpckhpd")
-def _h_vunpckhpd(dec, ins):
-    dec.nops(ins, 3)
-    ins2 = Instruction(ins.index, ins.mnemonic, ins.ops + [Operand("imm", "0")], ins.line, ins.text)
-    return _permute(dec, ins2, 64, 2, lambda imm, n: [
-        2 * (i // 2) + 1 + (n if i % 2 else 0) for i in range(n)])
-
-
-@handles("vmovhlps")
-def _h_vmovhlps(dec, ins):
-    dec.nops(ins, 3)
-    if any(op.kind != "vec" or op.bits != 128 for op in ins.ops) or ins.ops[0].mask:
-        raise DecodeError("vmovhlps is vmovhlps xmm, xmm, xmm")
-    ins2 = Instruction(ins.index, ins.mnemonic, ins.ops + [Operand("imm", "0")], ins.line, ins.text)
-    # DEST[63:0] = SRC2[127:64]; DEST[127:64] = SRC1[127:64]
-    return _permute(dec, ins2, 64, 2, lambda imm, n: [3, 1])
-
-
 @handles("sfence", "lfence", "mfence")
 def _h_fence(dec, ins):
     """Memory ordering only: nothing to do in a single-threaded emulator."""
     dec.nops(ins, 0)
+    return lambda: None
+
+
+@handles("prefetcht0", "prefetchnta")
+def _h_prefetch(dec, ins):
+    """A hint: it never faults (an unmapped address is fine) and changes no state."""
+    dec.nops(ins, 1)
+    if ins.ops[0].kind != "mem" or ins.ops[0].bits not in (None, 8) or ins.ops[0].mask is not None:
+        raise DecodeError(f"{ins.mnemonic} takes a BYTE PTR memory operand")
     return lambda: None
 
 
