@@ -23,13 +23,15 @@ import numpy as np
 import pytest
 
 import softjit
-from softjit.codegen.emit import Module, render_module
+from softjit.codegen.module import Module
+from softjit.codegen.pipeline import render_module
 from softjit.codegen.emulator import Machine
 from softjit.codegen.emulator.handlers.approximate import RELATIVE_ERROR_BOUND
 from softjit.codegen.errors import OperandError, TargetFeatureError
 from softjit.codegen.isa import AVX2, AVX512F
 from softjit.codegen.operands import Masked, ptr
-from softjit.codegen.stream import Function, Param, Signature
+from softjit.codegen.abi import Param, Signature
+from softjit.codegen.stream import Function
 
 from test_asm_roundtrip import disassemble, mismatch, text_instructions
 
