@@ -50,7 +50,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -571,7 +571,8 @@ def _clear_root(root: OpenDir, report: ClearReport) -> None:
     # measurement rather than a build.
 
 
-def _clear_directory(parent: OpenDir, name: str, report: ClearReport, clear: Any) -> None:
+def _clear_directory(parent: OpenDir, name: str, report: ClearReport,
+                     clear: Callable[[OpenDir, OpenDir, ClearReport], None]) -> None:
     """Open the subdirectory `name` safely and hand it to `clear`; one that is not a directory,
     not ours, or a link is left alone and reported."""
     try:
