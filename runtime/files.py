@@ -34,7 +34,6 @@ import stat
 from collections.abc import Collection
 from pathlib import Path
 
-# Relative on purpose: setup.py loads this module without importing softjit (see prebuilt.py).
 from softjit.runtime.errors import UnsafeCacheError
 
 _HASH_CHUNK_BYTES = 1 << 20

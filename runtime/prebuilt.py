@@ -23,8 +23,6 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-# Relative imports on purpose: setup.py loads this module (with files, errors and toolchain) from
-# the source tree without importing softjit, whose dependencies the build environment lacks.
 from softjit.runtime.errors import SoftjitWarning, UnsafeCacheError
 from softjit.runtime.files import (
     OpenDir,
