@@ -53,6 +53,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "float64 block folds, time and accuracy")
     parser.add_argument("--exp", action="store_true",
                         help="instead of the suite: exp kernels against numpy.exp, in cache")
+    parser.add_argument("--calls", action="store_true",
+                        help="instead of the suite: the time of one call from Python, every "
+                             "documented call form beside the bare kernel, numpy, scipy, torch, "
+                             "onnxruntime and LiteRT, at n = 16 ... 10,000 and 8 x 1,000")
     parser.add_argument("--load-times", action="store_true",
                         help="instead of the suite: cold (generate + assemble + link + load) and "
                              "warm (cache hit) load time of every registered kernel module")
@@ -73,6 +77,14 @@ def run_bench(args: argparse.Namespace) -> int:
 
         sys.stdout.write(format_results(run(**({"repeats": args.repeats} if args.repeats else {}),
                                             cpu_index=args.cpu)))
+        return 0
+    if args.calls:
+        from .calls import format_results as format_calls
+        from .calls import run as run_calls
+
+        sys.stdout.write(format_calls(run_calls(
+            **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu,
+            clock=args.clock or "wall")))
         return 0
     if args.load_times:
         from softjit.bench.load_times import format_table, measure

@@ -1,0 +1,188 @@
+"""`softjit bench --calls`: what one call costs, end to end from Python, at the sizes where the
+call and not the kernel decides (attention rows, per-token calls).
+
+Every call form softjit documents is timed beside the bare kernel (the row driver running the
+same row again in one native call, no Python in between) and beside what users would call
+instead. Each candidate is a Python loop of calls on the same arrays; candidates are timed in
+interleaved rounds on one pinned core and the median per call is reported (bench/timing.py).
+Peers that are not installed are listed as such.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+import numpy as np
+
+from .peers import LoopTimed, NOT_INSTALLED
+from .timing import measure, pin_to_one_cpu
+
+# (label, rows, n): single rows are 1-D arrays (softmax over axis 0), the batch is (8, 1000).
+SIZES = (("16", 1, 16), ("128", 1, 128), ("256", 1, 256), ("1,000", 1, 1000),
+         ("10,000", 1, 10_000), ("8 x 1,000", 8, 1000))
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    status: str | None = None  # None when timed, else why not (per size: see Result.cells)
+
+
+def _torch():
+    import torch
+
+    torch.set_num_threads(1)
+    return torch
+
+
+def candidates(x: np.ndarray, isa: str) -> dict:
+    """{key: (label, Timed or the reason it cannot run)} for one input array x."""
+    import softjit
+    from softjit.codegen import variants
+    from softjit.runtime import softmax as runtime_softmax
+
+    from . import peers
+    from .candidates import softmax_driver_timed
+
+    axis = x.ndim - 1
+    rows, n = (1, x.shape[0]) if x.ndim == 1 else x.shape
+    algorithm = runtime_softmax.choose_algorithm(isa, n, rows)
+    y, z, e = np.empty_like(x), x.copy(), np.empty_like(x)
+    found = {}
+
+    def add(key, label, make):
+        try:
+            found[key] = (label, make())
+        except ImportError:
+            found[key] = (label, NOT_INSTALLED)
+        except Exception as error:  # a peer that fails on this input: say why, keep going
+            found[key] = (label, f"failed: {type(error).__name__}: {error}")
+
+    nontemporal = x.nbytes >= runtime_softmax.NONTEMPORAL_MIN_BYTES
+    try:
+        variant = variants.softmax_variant(algorithm, isa, nontemporal)
+    except ValueError:
+        variant = variants.softmax_variant(algorithm, isa)
+    x2d, y2d = x.reshape(rows, n), np.empty((rows, n), np.float32)
+    add("kernel", f"bare kernel ({algorithm} row driver, no Python)",
+        lambda: softmax_driver_timed(variant, x2d, y2d))
+    add("out", "softjit.softmax(x, out=y)", lambda: LoopTimed(lambda: softjit.softmax(x, out=y)))
+    add("new", "softjit.softmax(x)", lambda: LoopTimed(lambda: softjit.softmax(x)))
+    add("named", f"softjit.softmax(x, algorithm={algorithm!r}, out=y)",
+        lambda: LoopTimed(lambda: softjit.softmax(x, algorithm=algorithm, out=y)))
+    add("axis", f"softjit.softmax(x, {axis}, out=y)",
+        lambda: LoopTimed(lambda: softjit.softmax(x, axis, out=y)))
+    add("in-place", "softjit.softmax(z, out=z)", lambda: LoopTimed(lambda: softjit.softmax(z, out=z)))
+    add("exp", "softjit.exp(x, out=y)", lambda: LoopTimed(lambda: softjit.exp(x, out=e)))
+    add("np-exp", "numpy.exp(x, out=y)", lambda: LoopTimed(lambda: np.exp(x, out=e)))
+
+    def numpy_softmax():
+        m = x.max(axis=-1, keepdims=True)
+        t = np.exp(x - m)
+        return t / t.sum(axis=-1, keepdims=True)
+
+    add("numpy", "numpy exp(x - max) / sum", lambda: LoopTimed(numpy_softmax))
+
+    def scipy_softmax():
+        from scipy.special import softmax
+        return LoopTimed(lambda: softmax(x, axis=-1))
+
+    add("scipy", "scipy.special.softmax(x)", scipy_softmax)
+
+    def torch_out():
+        torch = _torch()
+        xt, yt = torch.from_numpy(x), torch.empty(x.shape)
+        return LoopTimed(lambda: torch.softmax(xt, axis, out=yt), convert=lambda r: r.numpy())
+
+    def torch_new():
+        torch = _torch()
+        xt = torch.from_numpy(x)
+        return LoopTimed(lambda: torch.softmax(xt, axis), convert=lambda r: r.numpy())
+
+    add("torch-out", f"torch.softmax(xt, {axis}, out=yt)", torch_out)
+    add("torch", f"torch.softmax(xt, {axis})", torch_new)
+    add("onnxruntime", "onnxruntime Softmax, I/O binding", lambda: peers._onnxruntime(x2d))
+    add("litert", "LiteRT (XNNPACK) SOFTMAX invoke", lambda: peers._litert(x2d))
+    return found
+
+
+def run(repeats: int = 21, cpu_index: int | None = None, budget_s: float = 20.0,
+        sample_ms: float = 2.0, clock: str = "wall") -> dict:
+    """{"host": ..., "sizes": [labels], "rows": {key: label}, "cells": {key: {size: us or str}}}
+
+    clock "cpu" reports medians of the thread's CPU time (steadier on a shared machine)."""
+    pinned = pin_to_one_cpu(cpu_index)
+    import softjit
+    from softjit.runtime import cpu
+
+    isa = softjit.host_isas()[0]
+    rng = np.random.default_rng(0)
+    labels, cells = {}, {}
+    for size_label, rows, n in SIZES:
+        shape = (n,) if rows == 1 else (rows, n)
+        x = (rng.standard_normal(shape) * 4).astype(np.float32)
+        found = candidates(x, isa)
+        timed = {key: t for key, (_, t) in found.items() if not isinstance(t, str)}
+        for key, t in timed.items():  # warm up: load kernels, build entries, fill caches
+            t.run(3)
+        samples, _ = measure(timed, out_of_cache=False, flush=None, repeats=repeats,
+                             budget_s=budget_s, sample_ms=sample_ms)
+        for key, (label, t) in found.items():
+            labels.setdefault(key, label)
+            if not isinstance(t, str):
+                t = (samples[key].median_cpu if clock == "cpu" else samples[key].median) / 1000.0
+            cells.setdefault(key, {})[size_label] = t
+    return {
+        "host": f"{cpu.cpu_model() or platform.processor() or 'unknown CPU'} "
+                f"({', '.join(cpu.host_isas())}; softjit runs {isa}); pinned to CPU {pinned}; "
+                f"Python {platform.python_version()}",
+        "sizes": [label for label, _, _ in SIZES],
+        "rows": labels,
+        "cells": cells,
+        "repeats": repeats,
+        "clock": clock,
+    }
+
+
+def _cell(value) -> str:
+    if isinstance(value, str):
+        return NOT_INSTALLED if value == NOT_INSTALLED else "failed"
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def _ratio(cells, a, b, size) -> str:
+    va, vb = cells.get(a, {}).get(size), cells.get(b, {}).get(size)
+    if isinstance(va, float) and isinstance(vb, float) and vb > 0:
+        return f"{va / vb:.2f}"
+    return "n/a"
+
+
+def format_results(document: dict) -> str:
+    sizes, cells = document["sizes"], document["cells"]
+    clock = "thread CPU time" if document.get("clock") == "cpu" else "wall time"
+    lines = [f"per-call time, median us of {clock} over {document['repeats']} interleaved rounds "
+             f"on one pinned core: {document['host']}",
+             "", "| call | " + " | ".join(f"n = {s}" for s in sizes) + " |",
+             "| --- |" + " --- |" * len(sizes)]
+    for key, label in document["rows"].items():
+        lines.append(f"| {label} | " + " | ".join(_cell(cells[key].get(s, "n/a")) for s in sizes)
+                     + " |")
+    lines += ["", "ratios (> 1: softjit faster; for call forms: their time / the out= call):"]
+    checks = (
+        ("torch.softmax(out=) / softjit out=", "torch-out", "out"),
+        ("torch.softmax() / softjit new output", "torch", "new"),
+        ("new output / out=", "new", "out"),
+        ("named algorithm / out=", "named", "out"),
+        ("axis / out=", "axis", "out"),
+        ("in place / out=", "in-place", "out"),
+        ("numpy.exp(out=) / softjit.exp(out=)", "np-exp", "exp"),
+        ("softjit out= / bare kernel", "out", "kernel"),
+    )
+    for name, a, b in checks:
+        lines.append(f"  {name:40s} " + "  ".join(f"{s}: {_ratio(cells, a, b, s)}" for s in sizes))
+    failed = [f"  {document['rows'][k]}: {v}" for k, row in cells.items() for v in
+              dict.fromkeys(x for x in row.values() if isinstance(x, str) and x != NOT_INSTALLED)]
+    if failed:
+        lines += ["", "failures:"] + failed
+    return "\n".join(lines) + "\n"
