@@ -10,8 +10,6 @@ import struct
 from functools import lru_cache
 from importlib import resources
 
-import jinja2
-
 from softjit._version import __version__ as VERSION
 
 from softjit.codegen.module import Module
@@ -22,7 +20,9 @@ REGENERATE = "python -m softjit generate"
 
 
 @lru_cache(maxsize=None)
-def _environment() -> jinja2.Environment:
+def _environment():
+    import jinja2  # here, not at import: `import softjit` renders nothing
+
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
             lambda name: resources.files("softjit.templates").joinpath(name).read_text()),

@@ -67,15 +67,16 @@ def _exp_general(x, isa, out) -> np.ndarray:
     isa_argument = isa
     x = as_float32_array(x, "exp")
     isa = resolve_isa(isa)
-    if isinstance(isa_argument, str):
-        from softjit.runtime import entry_tables
+    from softjit.runtime import entry_tables
 
-        entry = entry_tables.exp_entry(isa)
-        if entry is not None:
-            _entries[(isa_argument, _isa_setting())] = entry
+    entry = entry_tables.exp_entry(isa)
+    if entry is not None and isinstance(isa_argument, str):
+        _entries[(isa_argument, _isa_setting())] = entry
     out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "exp")
     if x.size == 0:
         return out
+    if entry is not None and entry(x, out) is not NotImplemented:
+        return out  # a call the first path did not take (the first of its kind, a list)
     src = np.ascontiguousarray(x)
     dst = out if writes_directly(out, src) else np.empty(x.shape, np.float32)
     run = kernels.default_function("vexp", isa)

@@ -1,11 +1,14 @@
 """Checking and preparing the numpy arrays the public functions take (numpy's conventions)."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 
 def as_float32_array(x, function: str) -> np.ndarray:
-    if isinstance(x, np.ma.MaskedArray):
+    masked = sys.modules.get("numpy.ma")  # (not imported: then x cannot be a masked array, and
+    if masked is not None and isinstance(x, masked.MaskedArray):  # importing it costs 20 ms)
         # the kernels would read the masked-out values as if they were data
         raise TypeError(
             f"softjit.{function} does not take masked arrays (the mask would be ignored); pass "

@@ -57,6 +57,7 @@ from typing import Any
 
 from softjit._version import __version__
 from softjit.runtime.cachedir import (
+    ASM_INDEX_DIR_NAME,
     CACHE_DIR_REMEDY,
     LOCKS_DIR_NAME,
     SHARD_PATTERN,
@@ -103,7 +104,7 @@ __all__ = [
 ]
 
 #: Bump when the entry layout or meta.json changes, so old entries are simply never looked up.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 SOURCE_PREBUILT, SOURCE_CACHE, SOURCE_BUILT = "prebuilt", "cache", "built"
 
@@ -156,13 +157,17 @@ def softjit_version() -> str:
     return __version__
 
 
-def cache_key(asm_text: str) -> str:
-    """sha256 over what decides the behaviour of the .so built from `asm_text`.
+def cache_key(asm_text: str | None = None, *, asm_sha256: str | None = None) -> str:
+    """sha256 over what decides the behaviour of the .so built from `asm_text` (given, or known
+    by its sha256 alone: the key depends on the text through its hash, so a module whose hash
+    was remembered is found without generating its text again, see asm_index.py).
 
     The assembler's version is recorded in meta.json but is not part of the key: the assembly
     text fixes every instruction, so two binutils builds give the same machine code up to
     encoding choices, and a host whose binutils were removed keeps its cached kernels."""
-    fields = [FORMAT_VERSION, softjit_version(), asm_text]
+    if asm_sha256 is None:
+        asm_sha256 = sha256_text(asm_text)
+    fields = [FORMAT_VERSION, softjit_version(), asm_sha256]
     return sha256_text(json.dumps(fields, ensure_ascii=False))
 
 
@@ -186,6 +191,35 @@ def verified_object(name: str, asm_text: str) -> Iterator[str]:
     descriptor, found = _open_object(name, asm_text)
     with _state_lock:
         _records[name] = found
+    yield str(_FD_DIR / str(_hold(descriptor)))
+
+
+@contextlib.contextmanager
+def verified_known_object(name: str, asm_sha256: str) -> Iterator[str | None]:
+    """Like verified_object for the assembly text whose sha256 is `asm_sha256`, without the
+    text: a prebuilt or cached object only, never a build; None when there is none (the caller
+    then generates the text and asks verified_object)."""
+    if not _FD_DIR.is_dir():
+        raise UnsafeCacheError(
+            _FD_DIR, "it is missing, so a verified kernel cannot be loaded by its descriptor",
+            "mount /proc (softjit loads every kernel through /proc/self/fd)")
+    check_module_name(name)
+    found = open_prebuilt(name, asm_sha256=asm_sha256)
+    if found is not None:
+        descriptor, path, so_sha256 = found
+        record = SharedObject(name, path, SOURCE_PREBUILT, so_sha256)
+    else:
+        root = open_cache_root()
+        try:
+            hit = _open_entry(root, cache_key(asm_sha256=asm_sha256), name)
+        finally:
+            root.close()
+        if hit is None:
+            yield None
+            return
+        descriptor, record = hit
+    with _state_lock:
+        _records[name] = record
     yield str(_FD_DIR / str(_hold(descriptor)))
 
 
@@ -565,6 +599,8 @@ def _clear_root(root: OpenDir, report: ClearReport) -> None:
             _clear_directory(root, name, report, _clear_locks)
         elif name == STAGING_DIR_NAME:
             _clear_directory(root, name, report, _clear_staging)
+        elif name == ASM_INDEX_DIR_NAME:
+            _clear_directory(root, name, report, _clear_asm_index)
         elif not is_own_top_level_name(name):
             report.kept.append(root.path / name)
     # The tag and the tuning table stay: the first marks the directory, the second is a
@@ -614,6 +650,16 @@ def _clear_locks(_root: OpenDir, locks: OpenDir, report: ClearReport) -> None:
                 os.unlink(name, dir_fd=locks.fd)
         else:
             report.kept.append(locks.path / name)
+
+
+def _clear_asm_index(_root: OpenDir, index: OpenDir, report: ClearReport) -> None:
+    # The index only names assembly hashes: without it the next load generates again.
+    for name in os.listdir(index.fd):
+        if name.endswith((".json", ".tmp")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=index.fd)
+        else:
+            report.kept.append(index.path / name)
 
 
 def _clear_staging(_root: OpenDir, staging: OpenDir, report: ClearReport) -> None:

@@ -43,7 +43,9 @@ TAG_TEXT = (
 STAGING_DIR_NAME, LOCKS_DIR_NAME, TUNING_FILE_NAME = "tmp", "locks", "tuning.json"
 SHARD_PATTERN = re.compile(r"[0-9a-f]{2}")
 _TUNING_TEMPORARY_PATTERN = re.compile(r"\.tuning-.*\.tmp")
-_OWN_TOP_LEVEL_NAMES = {TAG_NAME, STAGING_DIR_NAME, LOCKS_DIR_NAME, TUNING_FILE_NAME}
+ASM_INDEX_DIR_NAME = "asm-index"  # remembered assembly hashes (runtime/asm_index.py)
+_OWN_TOP_LEVEL_NAMES = {TAG_NAME, STAGING_DIR_NAME, LOCKS_DIR_NAME, TUNING_FILE_NAME,
+                        ASM_INDEX_DIR_NAME}
 
 _state_lock = threading.Lock()
 #: configured directory -> the private temporary directory this process uses in its place.

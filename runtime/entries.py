@@ -1,8 +1,9 @@
 """The generated CPython entry points (codegen/entries.py) as Python callables, without a compiler.
 
-The entry module is assembled and cached like a kernel module and loaded through cffi; each of its
-method-definition records becomes a builtin function with PyCFunction_NewEx (through
-ctypes.pythonapi), whose `self` is a bytes table naming the kernels it calls.
+The entry module is assembled and cached like a kernel module and opened for its addresses
+(runtime/native.py); each of its method-definition records becomes a builtin function with
+PyCFunction_NewEx (through ctypes.pythonapi), whose `self` is a bytes table of the addresses of
+the kernels it calls. cffi stays the interface of the general path.
 
 When entries are used (`unavailable_reason()` is None): CPython >= 3.10 built with the GIL, and
 the entry module loads, which needs CPython's functions exported by the running process (the
@@ -51,31 +52,23 @@ def _probe() -> str | None:
 
 
 def _load_module():
-    """(ffi, lib) of the entry module: prebuilt, cached or built like any kernel module."""
-    from softjit.codegen.pipeline import render_module
-    from softjit.runtime.loader import load_library
+    """The entry module, prebuilt, cached or built like any kernel module (runtime/native.py)."""
+    from softjit.runtime import native
 
-    module = layout.build_module()
-    return load_library(module.name, render_module(module), module.cdef())
+    return native.load(layout.MODULE_NAME, layout.build_module)
 
 
 def _new_function(record: str, table: bytes):
     """A builtin function running the method-definition record `record` with `self` = table."""
     import ctypes
 
-    ffi, lib = _state["module"]
-    address = int(ffi.cast("uintptr_t", ffi.addressof(lib, record)))
+    from softjit.runtime import native
+
+    address = native.data_address(layout.MODULE_NAME, layout.build_module, record)
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype = ctypes.py_object
     new.argtypes = (ctypes.c_void_p, ctypes.py_object, ctypes.py_object)
     return new(address, table, None)
-
-
-def function_address(function) -> int:
-    """The address of a cffi function (a kernel of a loaded module)."""
-    import cffi
-
-    return int(cffi.FFI().cast("uintptr_t", function))
 
 
 def _array_type() -> int:
@@ -86,8 +79,8 @@ def _array_type() -> int:
 
 def softmax_rows(rows) -> object | None:
     """entry(x, out) -> rows recomputed | NotImplemented, for a table of
-    (max_n, max_bytes, driver, fallback) rows (functions as cffi objects, fallback may be None);
-    None when entries cannot be used here."""
+    (max_n, max_bytes, driver, fallback) rows (function addresses; fallback 0 for a driver that
+    never marks rows); None when entries cannot be used here."""
     if unavailable_reason() is not None:
         return None
     rows = list(rows)
@@ -95,15 +88,14 @@ def softmax_rows(rows) -> object | None:
         raise ValueError("the last row of a softmax entry table must fit every call")
     words = [_array_type(), 0]
     for max_n, max_bytes, driver, fallback in rows:
-        words += [max_n, max_bytes, function_address(driver),
-                  0 if fallback is None else function_address(fallback)]
+        words += [max_n, max_bytes, driver, fallback]
     return _new_function(layout.SOFTMAX_ROWS_RECORD, struct.pack(f"<{len(words)}Q", *words))
 
 
-def elementwise(kernel) -> object | None:
-    """entry(x, out) -> 0 | NotImplemented running kernel(x, out, n); None when entries cannot
-    be used here."""
+def elementwise(kernel: int) -> object | None:
+    """entry(x, out) -> 0 | NotImplemented running the function at address `kernel`,
+    kernel(x, out, n); None when entries cannot be used here."""
     if unavailable_reason() is not None:
         return None
-    table = struct.pack("<2Q", _array_type(), function_address(kernel))
+    table = struct.pack("<2Q", _array_type(), kernel)
     return _new_function(layout.ELEMENTWISE_RECORD, table)

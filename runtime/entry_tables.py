@@ -35,11 +35,20 @@ def softmax_rows(algorithm: str, isa: str) -> list:
     for limit, chosen in table:
         max_n = layout.FITS_ALL if math.isinf(limit) else int(limit)
         # two-pass marks rows it cannot represent; three-pass-reload takes any float32 row
-        fallback = softmax.driver("three-pass-reload", isa).function if chosen == "two-pass" else None
-        rows.append((max_n, softmax.NONTEMPORAL_MIN_BYTES - 1,
-                     softmax.driver(chosen, isa).function, fallback))
-        rows.append((max_n, layout.FITS_ALL, softmax.driver(chosen, isa, True).function, fallback))
+        fallback = _driver("three-pass-reload", isa, False) if chosen == "two-pass" else 0
+        rows.append((max_n, softmax.NONTEMPORAL_MIN_BYTES - 1, _driver(chosen, isa, False),
+                     fallback))
+        rows.append((max_n, layout.FITS_ALL, _driver(chosen, isa, True), fallback))
     return rows
+
+
+def _driver(algorithm: str, isa: str, nontemporal: bool) -> int:
+    """The address of the row driver the general path runs for these (softmax.driver)."""
+    from softjit.codegen import variants
+    from softjit.runtime import native
+
+    variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
+    return native.function_address(variant, variant.driver_symbol)
 
 
 def softmax_entry(algorithm: str, isa: str):
@@ -63,12 +72,14 @@ def exp_entry(isa: str):
     if found is None:
         if entries.unavailable_reason() is not None:
             return None
-        from softjit.runtime import kernels
+        from softjit.codegen import variants
+        from softjit.runtime import native
 
         with _lock:
             found = _exp.get(isa)
             if found is None:
-                found = _exp[isa] = entries.elementwise(kernels.default_function("vexp", isa))
+                found = _exp[isa] = entries.elementwise(
+                    native.function_address(variants.REGISTRY.for_op("vexp", isa)))
     return found
 
 

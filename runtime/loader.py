@@ -7,9 +7,10 @@ threads wait for one load and share its result.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cffi
+if TYPE_CHECKING:
+    import cffi
 
 from softjit.runtime.cache import verified_object
 from softjit.runtime.cpu import check_platform
@@ -32,6 +33,8 @@ def load_library(name: str, asm_text: str, cdef: str) -> tuple[cffi.FFI, Any]:
     with _load_lock:
         loaded = _loaded.get(key)
         if loaded is None:
+            import cffi  # here, not at import: only the general path declares functions to cffi
+
             ffi = cffi.FFI()
             ffi.cdef(cdef)
             loaded = (ffi, _dlopen(ffi, name, asm_text))

@@ -13,6 +13,7 @@ softjit.generated package (filled by `python -m softjit build` when a wheel is m
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import json
 import os
@@ -60,15 +61,23 @@ def _explicit_dir() -> Path | None:
     return Path(os.path.abspath(os.path.expanduser(explicit))) if explicit else None
 
 
+@functools.lru_cache(maxsize=None)
+def _packaged_dir() -> Path | None:
+    """prebuilt/ inside the installed softjit.generated package, as a Path when it can be one
+    (looked up once: importlib.resources costs milliseconds a call)."""
+    packaged = importlib.resources.files("softjit.generated") / "prebuilt"
+    return packaged if isinstance(packaged, Path) else None
+
+
 def prebuilt_dirs() -> list[Path]:
     """The prebuilt directories that exist, in the order they are searched."""
     candidates = []
     explicit = _explicit_dir()
     if explicit is not None:
         candidates.append(explicit)
-    packaged = importlib.resources.files("softjit.generated") / "prebuilt"
+    packaged = _packaged_dir()
     # Only a real directory can be dlopened from; a zipped install has none to offer.
-    if isinstance(packaged, Path):
+    if packaged is not None:
         candidates.append(packaged)
     return [directory for directory in candidates if directory.is_dir()]
 
@@ -103,9 +112,11 @@ def _parse_manifest(text: str) -> dict[str, dict[str, str]] | None:
     return {name: entry for name, entry in manifest.items() if isinstance(entry, dict)}
 
 
-def open_prebuilt(name: str, asm_text: str) -> tuple[int, Path, str] | None:
-    """(descriptor, path, sha256) of the verified prebuilt .so for exactly this assembly text, or
-    None. The caller owns the descriptor and loads through it (see cache.verified_object).
+def open_prebuilt(name: str, asm_text: str | None = None, *,
+                  asm_sha256: str | None = None) -> tuple[int, Path, str] | None:
+    """(descriptor, path, sha256) of the verified prebuilt .so for exactly this assembly text
+    (or the text whose sha256 is asm_sha256), or None. The caller owns the descriptor and loads
+    through it (see cache.verified_object).
 
     The directory is walked from / like the cache (files.open_trusted_dir), except that it may
     belong to root as well as to this user: an installed package usually does. The manifest and
@@ -114,7 +125,8 @@ def open_prebuilt(name: str, asm_text: str) -> tuple[int, Path, str] | None:
     directory inside the installed package is skipped with a warning (softjit then builds).
     """
     check_module_name(name)
-    asm_sha256 = sha256_text(asm_text)
+    if asm_sha256 is None:
+        asm_sha256 = sha256_text(asm_text)
     explicit = _explicit_dir()
     for directory in prebuilt_dirs():
         # A cheap look by path first: only a directory that claims this exact kernel is verified,

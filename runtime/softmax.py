@@ -103,7 +103,14 @@ class _Scratch:
     def __init__(self):
         self.strides: dict = {}
         self.status_word = np.zeros(1, np.int32)
-        self.status_pointer = kernels.buffer_function()(self.status_word)
+        self._status_pointer = None
+
+    @property
+    def status_pointer(self):
+        """The status word as a cffi pointer (made on first use: `import softjit` loads no cffi)."""
+        if self._status_pointer is None:
+            self._status_pointer = kernels.buffer_function()(self.status_word)
+        return self._status_pointer
 
     def strides_for(self, row_bytes: int):
         found = self.strides.get(row_bytes)
@@ -232,13 +239,15 @@ def _softmax_general(x, axis, algorithm, isa, out, threads) -> np.ndarray:
     if not is_integer(threads) or threads < 1:
         raise ValueError(f"softjit.softmax: threads must be a positive integer, not {threads!r}")
     isa = resolve_isa(isa)
-    if isinstance(isa_argument, str):
-        entry = entry_tables.softmax_entry(algorithm, isa)
-        if entry is not None:
-            _entries[(algorithm, isa_argument, _isa_setting())] = entry
+    entry = entry_tables.softmax_entry(algorithm, isa)
+    if entry is not None and isinstance(isa_argument, str):
+        _entries[(algorithm, isa_argument, _isa_setting())] = entry
     out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "softmax")
     if x.size == 0:
         return out
+    if (entry is not None and threads == 1 and int(axis) % x.ndim == x.ndim - 1
+            and entry(x, out) is not NotImplemented):
+        return out  # a call the first path did not take (first of its kind, numpy ints, lists)
     if (threads == 1 and x.flags.c_contiguous and x.flags.aligned and int(axis) % x.ndim == x.ndim - 1
             and (out is x or _fresh_output(out, x))):
         return _softmax_contiguous(x, isa, algorithm, out)

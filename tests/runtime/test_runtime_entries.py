@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from softjit.codegen import entries as layout
-from softjit.runtime import entries, kernels
+from softjit.codegen import variants
+from softjit.runtime import entries, native
 from softjit.runtime import softmax as softmax_module
 
 FITS_ALL = layout.FITS_ALL
@@ -43,12 +44,13 @@ def test_a_module_that_cannot_load_makes_entries_unavailable(monkeypatch):
 
 
 def driver(algorithm):
-    return softmax_module.driver(algorithm, "avx2").function
+    variant = variants.REGISTRY.softmax(algorithm, "avx2")
+    return native.function_address(variant, variant.driver_symbol)
 
 
 @pytest.fixture(scope="module")
 def reload_entry():
-    return entries.softmax_rows([(FITS_ALL, FITS_ALL, driver("three-pass-reload"), None)])
+    return entries.softmax_rows([(FITS_ALL, FITS_ALL, driver("three-pass-reload"), 0)])
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def two_pass_entry():
 
 @pytest.fixture(scope="module")
 def exp_entry():
-    return entries.elementwise(kernels.default_function("vexp", "avx2"))
+    return entries.elementwise(native.function_address(variants.REGISTRY.for_op("vexp", "avx2")))
 
 
 def reference(x, algorithm):
@@ -88,14 +90,14 @@ def test_table_rows_choose_the_driver_by_row_length_and_size():
     # rows of at most 8 elements run two-pass, longer ones three-pass-reload: told apart by their
     # (different) rounding on the same input
     entry = entries.softmax_rows([(8, FITS_ALL, driver("two-pass"), driver("three-pass-reload")),
-                                  (FITS_ALL, FITS_ALL, driver("three-pass-reload"), None)])
+                                  (FITS_ALL, FITS_ALL, driver("three-pass-reload"), 0)])
     for n, algorithm in ((8, "two-pass"), (9, "three-pass-reload"), (500, "three-pass-reload")):
         x = rng_array(40, n, seed=n)
         y = np.empty_like(x)
         entry(x, y)
         np.testing.assert_array_equal(y, reference(x, algorithm))
-    bytes_entry = entries.softmax_rows([(FITS_ALL, 400, driver("two-pass"), None),
-                                        (FITS_ALL, FITS_ALL, driver("three-pass-reload"), None)])
+    bytes_entry = entries.softmax_rows([(FITS_ALL, 400, driver("two-pass"), 0),
+                                        (FITS_ALL, FITS_ALL, driver("three-pass-reload"), 0)])
     for rows, algorithm in ((10, "two-pass"), (11, "three-pass-reload")):
         x = rng_array(rows, 10, seed=rows)
         y = np.empty_like(x)
@@ -105,7 +107,7 @@ def test_table_rows_choose_the_driver_by_row_length_and_size():
 
 def test_a_table_must_end_with_a_row_that_fits_all():
     with pytest.raises(ValueError, match="fit every call"):
-        entries.softmax_rows([(8, FITS_ALL, driver("two-pass"), None)])
+        entries.softmax_rows([(8, FITS_ALL, driver("two-pass"), 0)])
 
 
 @pytest.mark.parametrize("in_place", [False, True], ids=["out", "in-place"])
