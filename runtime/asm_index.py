@@ -8,8 +8,9 @@ per process when first needed: a changed generator has another fingerprint, henc
 index, hence regenerates and rebuilds. A hash found here only names what to look for; the cache
 and the prebuilt manifests still verify the object they hand out.
 
-Two places hold indexes, read in this order:
-- generated/prebuilt/asm-index.json, beside prebuilt objects, for the fingerprint it records;
+Two places hold indexes (a prebuilt directory's wins):
+- asm-index.json beside prebuilt objects (`softjit build` writes it), for the fingerprint it
+  records;
 - <cache dir>/asm-index/<version>-<fingerprint>.json, written after a module's assembly was
   generated in a process (atomically replaced, so a reader sees a complete file), opened and
   checked like the rest of the cache (runtime/files.py); `softjit cache clear` removes it.
@@ -102,8 +103,26 @@ def _read_cache_index() -> dict:
             os.close(descriptor)
 
 
-def shipped_index_path() -> Path:
-    return Path(_package_dir("softjit.generated")) / "prebuilt" / "asm-index.json"
+SHIPPED_NAME = "asm-index.json"
+
+
+def _shipped_indexes() -> dict:
+    """What the prebuilt directories' indexes say (each for the fingerprint it records)."""
+    from softjit.runtime.prebuilt import prebuilt_dirs
+
+    found: dict = {}
+    for directory in reversed(prebuilt_dirs()):  # the first directory searched wins
+        found.update(_read(directory / SHIPPED_NAME))
+    return found
+
+
+def write_shipped(directory: Path, modules: dict) -> Path:
+    """Write the index of prebuilt objects {name: (asm_sha256, cdef)} into `directory`."""
+    path = Path(directory) / SHIPPED_NAME
+    staging = path.with_name(f".{SHIPPED_NAME}.tmp")
+    staging.write_text(document(modules), encoding="utf-8")
+    os.replace(staging, path)
+    return path
 
 
 def _read(path: Path) -> dict:
@@ -135,7 +154,7 @@ def _known() -> dict:
             found = _memo.get("known")
             if found is None:
                 found = dict(_read_cache_index())
-                found.update(_read(shipped_index_path()))
+                found.update(_shipped_indexes())
                 _memo["known"] = found
     return found
 

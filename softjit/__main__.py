@@ -18,6 +18,7 @@ from softjit.codegen import generate, variants
 from softjit.codegen.errors import UnknownVariantError
 from softjit.runtime import cache, cpu, kernels, prebuilt, toolchain
 from softjit.runtime.errors import SoftjitError, ToolchainMissingError
+from softjit.runtime.files import sha256_text
 
 ISA_CHOICES = ("auto", *cpu.ISAS)
 
@@ -250,10 +251,21 @@ def _generate(args) -> int:
 def _build(args) -> int:
     isas = args.isa or cpu.ISAS
     chosen = [v for v in variants.VARIANTS if v.isa in isas]
-    manifest = prebuilt.build_prebuilt({v.name: kernels.assembly(v) for v in chosen}, args.out)
+    modules = {v.name: kernels.module(v) for v in chosen}
+    from softjit.codegen import entries
+    from softjit.codegen.pipeline import render_module
+    from softjit.runtime import asm_index
+
+    modules[entries.MODULE_NAME] = entries.build_module()
+    texts = {name: render_module(module) for name, module in modules.items()}
+    manifest = prebuilt.build_prebuilt(texts, args.out)
+    index = asm_index.write_shipped(args.out, {
+        name: (sha256_text(texts[name]), module.cdef()) for name, module in modules.items()})
     for v in chosen:
         print(f"built {args.out / (v.name + '.so')} ({v.isa})")
+    print(f"built {args.out / (entries.MODULE_NAME + '.so')} (CPython entry points)")
     print(f"manifest: {manifest}")
+    print(f"assembly index: {index}")
     return 0
 
 

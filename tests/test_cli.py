@@ -211,13 +211,20 @@ def test_build_makes_prebuilt_objects_that_the_runtime_uses(softjit_cli, tmp_pat
     out = tmp_path / "prebuilt"
     result = softjit_cli("build", "--out", str(out), "--isa", "avx2")
     assert result.returncode == 0, result.stderr
-    avx2_names = sorted(v.name for v in variants.VARIANTS if v.isa == "avx2")
+    avx2_names = sorted([v.name for v in variants.VARIANTS if v.isa == "avx2"]
+                        + ["cpython_entries"])
     assert sorted(p.stem for p in out.glob("*.so")) == avx2_names
     assert sorted(json.loads((out / "manifest.json").read_text())) == avx2_names
+    assert sorted(json.loads((out / "asm-index.json").read_text())["modules"]) == avx2_names
 
+    # the prebuilt objects are found by the index's hashes: no assembly is generated
     source = ("import numpy, softjit\n"
-              "from softjit.codegen.variants import REGISTRY\n"
+              "from softjit.codegen import variants
+"
+              "from softjit.codegen.variants import REGISTRY
+"
               "from softjit.runtime.cache import last_shared_object\n"
+              "variants.VExp.build = lambda self: 1 / 0\n"
               "softjit.exp(numpy.zeros(3, numpy.float32), isa='avx2')\n"
               "print(last_shared_object(REGISTRY.for_op('vexp', 'avx2').name).source)\n")
     environment = {**os.environ, "SOFTJIT_PREBUILT_DIR": str(out),
