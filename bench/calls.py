@@ -60,10 +60,7 @@ def candidates(x: np.ndarray, isa: str) -> dict:
             found[key] = (label, f"failed: {type(error).__name__}: {error}")
 
     nontemporal = x.nbytes >= runtime_softmax.NONTEMPORAL_MIN_BYTES
-    try:
-        variant = variants.softmax_variant(algorithm, isa, nontemporal)
-    except ValueError:
-        variant = variants.softmax_variant(algorithm, isa)
+    variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
     x2d, y2d = x.reshape(rows, n), np.empty((rows, n), np.float32)
     add("kernel", f"bare kernel ({algorithm} row driver, no Python)",
         lambda: softmax_driver_timed(variant, x2d, y2d))

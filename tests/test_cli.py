@@ -219,10 +219,8 @@ def test_build_makes_prebuilt_objects_that_the_runtime_uses(softjit_cli, tmp_pat
 
     # the prebuilt objects are found by the index's hashes: no assembly is generated
     source = ("import numpy, softjit\n"
-              "from softjit.codegen import variants
-"
-              "from softjit.codegen.variants import REGISTRY
-"
+              "from softjit.codegen import variants\n"
+              "from softjit.codegen.variants import REGISTRY\n"
               "from softjit.runtime.cache import last_shared_object\n"
               "variants.VExp.build = lambda self: 1 / 0\n"
               "softjit.exp(numpy.zeros(3, numpy.float32), isa='avx2')\n"
