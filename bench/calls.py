@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .peers import LoopTimed, NOT_INSTALLED
-from .timing import measure, pin_to_one_cpu
+from softjit.bench.peers import LoopTimed, NOT_INSTALLED
+from softjit.bench.timing import measure, pin_to_one_cpu
 
 # (label, rows, n): single rows are 1-D arrays (softmax over axis 0), the batch is (8, 1000).
 SIZES = (("16", 1, 16), ("128", 1, 128), ("256", 1, 256), ("1,000", 1, 1000),
@@ -42,8 +42,8 @@ def candidates(x: np.ndarray, isa: str) -> dict:
     from softjit.codegen import variants
     from softjit.runtime import softmax as runtime_softmax
 
-    from . import peers
-    from .candidates import softmax_driver_timed
+    from softjit.bench import peers
+    from softjit.bench.candidates import softmax_driver_timed
 
     axis = x.ndim - 1
     rows, n = (1, x.shape[0]) if x.ndim == 1 else x.shape

@@ -79,8 +79,8 @@ def run_bench(args: argparse.Namespace) -> int:
                                             cpu_index=args.cpu)))
         return 0
     if args.calls:
-        from .calls import format_results as format_calls
-        from .calls import run as run_calls
+        from softjit.bench.calls import format_results as format_calls
+        from softjit.bench.calls import run as run_calls
 
         sys.stdout.write(format_calls(run_calls(
             **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu,
