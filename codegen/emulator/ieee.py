@@ -25,6 +25,7 @@ QUIET_BIT = {32: np.uint32(0x0040_0000), 64: np.uint64(0x0008_0000_0000_0000)}
 DEFAULT_NAN = {32: np.uint32(0xFFC0_0000), 64: np.uint64(0xFFF8_0000_0000_0000)}
 ALL_ONES = {32: np.uint32(M32), 64: np.uint64(M64)}
 ZERO = {32: np.uint32(0), 64: np.uint64(0)}
+INF_BITS = {32: np.uint32(0x7F80_0000), 64: np.uint64(0x7FF0_0000_0000_0000)}
 
 count = np.count_nonzero  # much cheaper than ndarray.any() on 16 lanes
 
@@ -102,11 +103,19 @@ def scalef(eb):
             r = np.ldexp(af.astype(np.float64), k).astype(f).view(a.dtype)
         else:
             r = np.ldexp(af, k).view(a.dtype)
-        if count(~np.isfinite(bf)):  # b = +-inf: 0*inf, inf*0 are invalid; NaN in b or a
-            invalid = ((af == 0) & (bf == np.inf)) | (np.isinf(af) & (bf == -np.inf))
-            invalid |= np.isnan(af) | np.isnan(bf)
-            np.copyto(r, DEFAULT_NAN[eb], where=invalid)
-        return nanfix(r, (a, b), eb)
+        if not count(~np.isfinite(bf)):
+            return nanfix(r, (a, b), eb)
+        # b = +-inf: 0*inf, inf*0 are invalid; NaN in b or a
+        invalid = ((af == 0) & (bf == np.inf)) | (np.isinf(af) & (bf == -np.inf))
+        invalid |= np.isnan(af) | np.isnan(bf)
+        np.copyto(r, DEFAULT_NAN[eb], where=invalid)
+        r = nanfix(r, (a, b), eb)
+        # the SDM's table: a quiet NaN scaled by +inf is +inf, by -inf +0 (a signalling NaN
+        # stays QNaN(a)); measured on hardware, see test_single_evex_instructions_match_the_cpu
+        quiet_a = np.isnan(af) & ((a & QUIET_BIT[eb]) != 0) & np.isinf(bf)
+        if count(quiet_a):
+            np.copyto(r, np.where(bf > 0, INF_BITS[eb], ZERO[eb]), where=quiet_a)
+        return r
     return compute
 
 

@@ -1,12 +1,13 @@
 """Tests of softjit.codegen.emulator, the emulator that runs the AVX-512 kernels on any host.
 
 The strongest checks are differential against this host's CPU: every registered variant of an
-ISA the host runs (AVX2, and AVX-512 where present) and a few hundred single VEX instructions
-run natively (assembled with `as`, linked with `ld`, called through ctypes) and in the emulator
-on the same special-value inputs, and must agree bit for bit. EVEX-only semantics (masks,
-vscalefps, vrndscaleps, vpternlogd, k registers) are also pinned by unit tests against the
-SDM's definitions, and the AVX-512 variants run in the emulator against numpy, so a host
-without AVX-512 still checks them.
+ISA the host runs (AVX2, and AVX-512 where present), a few hundred single VEX instructions and,
+on an AVX-512 host, a few hundred single EVEX instructions (zmm0-31, merge and zero masking,
+embedded broadcasts, k registers) run natively (assembled with `as`, linked with `ld`, called
+through ctypes) and in the emulator on the same special-value inputs, and must agree bit for
+bit. EVEX semantics (masks, vscalefps, vrndscaleps, vpternlogd, k registers) are also pinned by
+unit tests against the SDM's definitions, and the AVX-512 variants run in the emulator against
+numpy, so a host without AVX-512 still checks them.
 """
 from __future__ import annotations
 
@@ -282,28 +283,49 @@ def test_every_table_form_decodes_runs_and_assembles(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# single VEX instructions, natively and emulated
+# single instructions, natively and emulated (VEX; EVEX where the host runs AVX-512)
 
 VEC_OFFSET, GP_NAMES = 32, ("rax", "rcx", "rdx", "rbx", "rsi", "rdi", "r8", "r9", "r10", "r11")
 CF, ZF, SF, OF, PF = 1, 2, 4, 8, 16
 ARITH_FLAGS, LOGIC_FLAGS = CF | ZF | SF | OF | PF, CF | ZF | SF | OF | PF
 
 
-def _harness(name: str, body: str) -> str:
-    """void name(uint32_t vec[16][8], uint64_t gp[11], void* mem): load ymm0-15 and ten gp
-    registers, run body (memory operands through r13), store everything back, and the flags
-    as bits of gp[10] (CF 1, ZF 2, SF 4, OF 8, PF 16)."""
+class Shape:
+    """The register state a harness loads and stores: VEX (ymm0-15) or EVEX (zmm0-31, k1-7)."""
+
+    def __init__(self, evex: bool):
+        self.evex = evex
+        self.regs, self.lanes = (32, 16) if evex else (16, 8)
+        self.name, self.word = ("zmm", "ZMMWORD") if evex else ("ymm", "YMMWORD")
+
+
+VEX, EVEX = Shape(False), Shape(True)
+
+
+def _harness(name: str, body: str, shape: Shape = VEX) -> str:
+    """void name(uint32_t vec[regs][lanes], uint64_t gp[11], void* mem, uint16_t k[8]): load
+    the vector registers (ymm0-15, or zmm0-31 and k1-7 for EVEX) and ten gp registers, run body
+    (memory operands through r13), store everything back, and the flags as bits of gp[10]
+    (CF 1, ZF 2, SF 4, OF 8, PF 16)."""
+    size = 4 * shape.lanes
     lines = [f"\t.globl {name}", f"{name}:"]
     lines += [f"\tpush {r}" for r in ("rbx", "rbp", "r12", "r13", "r14", "r15")]
-    lines += ["\tsub rsp, 8", "\tmov r15, rdi", "\tmov r14, rsi", "\tmov r13, rdx"]
-    lines += [f"\tvmovups ymm{i}, YMMWORD PTR [r15 + {32 * i}]" for i in range(16)]
+    lines += ["\tsub rsp, 8", "\tmov r15, rdi", "\tmov r14, rsi", "\tmov r13, rdx",
+              "\tmov rbp, rcx"]
+    if shape.evex:
+        lines += [f"\tkmovw k{i}, WORD PTR [rbp + {2 * i}]" for i in range(1, 8)]
+    lines += [f"\tvmovups {shape.name}{i}, {shape.word} PTR [r15 + {size * i}]"
+              for i in range(shape.regs)]
     lines += [f"\tmov {r}, QWORD PTR [r14 + {8 * i}]" for i, r in enumerate(GP_NAMES)]
     lines += [f"\t{b.strip()}" for b in body.split(";")]
     lines.append("\tmov r12, 0")
     for k, (jump, bit) in enumerate((("jae", CF), ("jne", ZF), ("jns", SF), ("jno", OF),
                                      ("jnp", PF))):
         lines += [f"\t{jump} .L{name}_{k}", f"\tlea r12, [r12 + {bit}]", f".L{name}_{k}:"]
-    lines += [f"\tvmovups YMMWORD PTR [r15 + {32 * i}], ymm{i}" for i in range(16)]
+    lines += [f"\tvmovups {shape.word} PTR [r15 + {size * i}], {shape.name}{i}"
+              for i in range(shape.regs)]
+    if shape.evex:
+        lines += [f"\tkmovw WORD PTR [rbp + {2 * i}], k{i}" for i in range(1, 8)]
     lines += [f"\tmov QWORD PTR [r14 + {8 * i}], {r}" for i, r in enumerate(GP_NAMES)]
     lines.append(f"\tmov QWORD PTR [r14 + {8 * len(GP_NAMES)}], r12")
     lines += ["\tadd rsp, 8"] + [f"\tpop {r}" for r in ("r15", "r14", "r13", "r12", "rbp", "rbx")]
@@ -426,17 +448,17 @@ def _gp_cases():
     return cases
 
 
-def _random_state(rng, gp_edge: bool):
-    vec = special_lanes(rng, 16 * 8).reshape(16, 8)
+def _random_state(rng, gp_edge: bool, shape: Shape = VEX):
+    lanes = shape.lanes
+    vec = special_lanes(rng, shape.regs * lanes).reshape(shape.regs, lanes)
     # FMA-sensitive lanes: c close to -(a*b), a and b with long products
-    a, b = vec[1].view(F32), vec[2].view(F32)
-    pick = rng.random(8) < 0.4
-    with np.errstate(all="ignore"):
-        prod = (a.astype(np.float64) * b.astype(np.float64))
-        near = bits((-prod * (1 + rng.choice([0.0, 1e-8, -1e-8, 2.0 ** -24, -(2.0 ** -30)], 8)))
-                    .astype(F32))
-    vec[0] = np.where(pick, near, vec[0])
-    vec[8] = np.where(rng.random(8) < 0.4, near, vec[8])
+    for c, a, b in ((0, 1, 2), (8, 1, 2)) + (((16, 17, 18),) if shape.evex else ()):
+        pa, pb = vec[a].view(F32), vec[b].view(F32)
+        with np.errstate(all="ignore"):
+            prod = (pa.astype(np.float64) * pb.astype(np.float64))
+            nudge = rng.choice([0.0, 1e-8, -1e-8, 2.0 ** -24, -(2.0 ** -30)], lanes)
+            near = bits((-prod * (1 + nudge)).astype(F32))
+        vec[c] = np.where(rng.random(lanes) < 0.4, near, vec[c])
     edges = np.array([0, 1, 2, 7, 0x7F, 0x80, 0xFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF,
                       0x100000000, 0x7FFFFFFFFFFFFFFF, 0x8000000000000000, 2 ** 64 - 1,
                       2 ** 64 - 5, 0x123456789ABCDEF0], np.uint64)
@@ -447,48 +469,179 @@ def _random_state(rng, gp_edge: bool):
         gp[mask] = rng.choice(edges, mask.sum())
     mem = special_lanes(rng, 64)
     mem[rng.random(64) < 0.2] = U32(0x80000000)  # vmaskmovps lanes with only the sign set
-    return vec, gp, mem
+    k = rng.integers(0, 1 << 16, 8).astype(np.uint16)
+    k[rng.random(8) < 0.25] = rng.choice(np.array([0, 0xFFFF, 0x00FF, 0x8001], np.uint16))
+    return vec, gp, mem, k
 
 
-@native
-def test_single_instructions_match_the_cpu(tmp_path):
-    """Every VEX form and general-purpose instruction, on special-value states: native and
-    emulated results (all 16 ymm, ten gp registers, memory, defined flags) are identical."""
-    cases = _vector_cases() + _gp_cases()
+def _compare_with_the_cpu(tmp_path, cases, shape: Shape, trials: int, seed: int) -> None:
+    """Each case's harness natively and emulated from the same random states: all vector
+    registers, ten gp registers, memory, k1-7 (EVEX) and the flags the case names must agree."""
     text = ".intel_syntax noprefix\n.text\n" + "".join(
-        _harness(f"case{i}", body) for i, (body, _) in enumerate(cases)) + \
+        _harness(f"case{i}", body, shape) for i, (body, _) in enumerate(cases)) + \
         '.section .note.GNU-stack,"",@progbits\n'
     lib = build_native(text, tmp_path, "single")
     m = Machine(text)
-    rng = np.random.default_rng(20240607)
+    rng = np.random.default_rng(seed)
+    n_lanes = shape.regs * shape.lanes
     failures = []
     for i, (body, flag_mask) in enumerate(cases):
         fn = getattr(lib, f"case{i}")
-        for trial in range(6):
-            vec0, gp0, mem0 = _random_state(rng, gp_edge=trial % 2 == 0)
-            nv, ng, nm = aligned(128, U32), aligned(11, np.uint64), aligned(64, U32)
-            ev, eg, em = aligned(128, U32), aligned(11, np.uint64), aligned(64, U32)
-            for dst, src in ((nv, vec0.reshape(-1)), (ng, gp0), (nm, mem0), (ev, vec0.reshape(-1)),
-                             (eg, gp0), (em, mem0)):
-                dst[:] = src
-            fn(ptr(nv), ptr(ng), ptr(nm))
-            m.call(f"case{i}", m.map(ev), m.map(eg), m.map(em))
-            for a in (ev, eg, em):
-                m.unmap(m.regions[[r.array is a for r in m.regions].index(True)].start)
+        for trial in range(trials):
+            state = _random_state(rng, gp_edge=trial % 2 == 0, shape=shape)
+            native = [aligned(a.size, a.dtype) for a in state]
+            emulated = [aligned(a.size, a.dtype) for a in state]
+            for n, e, a in zip(native, emulated, state):
+                n[:] = e[:] = a.reshape(-1)
+            fn(*(ptr(a) for a in native))
+            addresses = [m.map(a) for a in emulated]
+            try:
+                m.call(f"case{i}", *addresses)
+            finally:
+                for address in addresses:
+                    m.unmap(address)
+            (nv, ng, nm, nk), (ev, eg, em, ek) = native, emulated
             ng[10] &= np.uint64(flag_mask)
             eg[10] &= np.uint64(flag_mask)
-            if not (np.array_equal(nv, ev) and np.array_equal(ng, eg) and np.array_equal(nm, em)):
+            if not all(np.array_equal(n, e) for n, e in zip(native, emulated)):
                 diff = np.flatnonzero(nv != ev)
                 failures.append(f"{body!r}: vec lanes {diff[:8].tolist()} native "
                                 f"{[hex(v) for v in nv[diff[:4]]]} emulated "
                                 f"{[hex(v) for v in ev[diff[:4]]]}; gp native "
                                 f"{[hex(v) for v in ng[ng != eg]]} emulated "
                                 f"{[hex(v) for v in eg[ng != eg]]}; mem equal "
-                                f"{np.array_equal(nm, em)}; inputs vec "
-                                f"{[hex(v) for v in vec0.reshape(-1)[diff[:4] % 128]]}")
+                                f"{np.array_equal(nm, em)}; k native {nk.tolist()} emulated "
+                                f"{ek.tolist()}; inputs vec "
+                                f"{[hex(v) for v in state[0].reshape(-1)[diff[:4] % n_lanes]]}")
                 break
     assert not failures, f"{len(failures)} of {len(cases)} cases differ:\n" + \
         "\n".join(failures[:30])
+
+
+@native
+def test_single_instructions_match_the_cpu(tmp_path):
+    """Every VEX form and general-purpose instruction, on special-value states: native and
+    emulated results (all 16 ymm, ten gp registers, memory, defined flags) are identical."""
+    _compare_with_the_cpu(tmp_path, _vector_cases() + _gp_cases(), VEX, trials=6,
+                          seed=20240607)
+
+
+def _evex_cases():
+    """(instruction text, flags to compare) of the EVEX forms: zmm and xmm/ymm16-31, merge and
+    zero masking, embedded broadcasts, memory sources, k registers."""
+    cases = []
+
+    def add(text, flags=0):
+        cases.append((text, flags))
+
+    zmem, bcst, qbcst = "ZMMWORD PTR [r13 + 4]", "DWORD BCST [r13 + 8]", "QWORD BCST [r13 + 8]"
+    for op in ("vaddps", "vsubps", "vmulps", "vdivps", "vmaxps", "vminps", "vscalefps",
+               "vandps", "vandnps", "vorps", "vxorps", "vpandd", "vpord", "vpxord", "vpaddd",
+               "vpsubd"):
+        add(f"{op} zmm0, zmm1, zmm2")
+        add(f"{op} zmm16{{k1}}, zmm17, zmm18")
+        add(f"{op} zmm3{{k2}}{{z}}, zmm4, {bcst}")
+        add(f"{op} zmm5{{k3}}, zmm6, {zmem}")
+        add(f"{op} ymm20{{k4}}{{z}}, ymm21, ymm22")
+        add(f"{op} xmm23, xmm24, xmm25")
+    for op in ("vaddpd", "vsubpd", "vmulpd", "vmaxpd", "vscalefpd", "vpaddq"):
+        add(f"{op} zmm0, zmm1, zmm2")
+        add(f"{op} zmm16{{k1}}{{z}}, zmm17, {qbcst}")
+        add(f"{op} zmm3{{k2}}, zmm4, {zmem}")
+    for op in ("vfmadd132ps", "vfmadd213ps", "vfmadd231ps", "vfnmadd132ps", "vfnmadd213ps",
+               "vfnmadd231ps"):
+        add(f"{op} zmm0, zmm1, zmm2")
+        add(f"{op} zmm16{{k1}}, zmm17, zmm18")
+        add(f"{op} zmm8{{k2}}{{z}}, zmm1, {bcst}")
+        add(f"{op} zmm3, zmm4, {zmem}")
+    for op in ("vfmadd213pd", "vfmadd231pd"):
+        add(f"{op} zmm0, zmm1, zmm2")
+        add(f"{op} zmm16{{k1}}, zmm17, {qbcst}")
+    for imm in (0x00, 0x01, 0x02, 0x03, 0x04, 0x08, 0x09, 0x0A, 0x0B, 0x13, 0x14, 0x21, 0x4A,
+                0xF8):
+        add(f"vrndscaleps zmm0, zmm1, {imm}")
+    add("vrndscaleps zmm2{k1}{z}, DWORD BCST [r13 + 12], 9")
+    add(f"vrndscaleps zmm3{{k2}}, {zmem}, 0x1A")
+    for imm in (0x96, 0xCA, 0xE8, 0x01, 0xFF, 0x00, 0x5A):
+        add(f"vpternlogd zmm0, zmm1, zmm2, {imm}")
+    add(f"vpternlogd zmm16{{k1}}, zmm17, {bcst}, 0x96")
+    add(f"vpternlogd zmm3{{k2}}{{z}}, zmm4, {zmem}, 0xE8")
+    for op, counts in (("vpslld", (0, 1, 23, 31, 32, 200)), ("vpsrld", (0, 1, 31, 32)),
+                       ("vpsllq", (0, 1, 52, 63, 64)), ("vpsraq", (0, 1, 3, 62, 63, 64, 200))):
+        for count in counts:
+            add(f"{op} zmm0, zmm1, {count}")
+        add(f"{op} zmm16{{k1}}{{z}}, zmm17, 5")
+    for pred in range(32):
+        add(f"vcmpps k1, zmm1, zmm2, {pred}")
+    add("vcmpps k2{k3}, zmm4, zmm5, 14")
+    add(f"vcmpps k4, zmm6, {bcst}, 1")
+    add(f"vcmpps k5{{k6}}, zmm7, {zmem}, 4")
+    add("vcmpps k7, ymm20, ymm21, 13")
+    add("vblendmps zmm0{k1}, zmm1, zmm2")
+    add("vblendmps zmm16{k2}{z}, zmm17, zmm18")
+    add(f"vblendmps zmm3{{k3}}, zmm4, {bcst}")
+    add("vblendmps zmm5, zmm6, zmm7")
+    for op in ("vcvtps2dq", "vcvtdq2ps"):
+        add(f"{op} zmm0, zmm1")
+        add(f"{op} zmm16{{k1}}{{z}}, {zmem}")
+        add(f"{op} zmm2{{k2}}, {bcst}")
+    add("vcvtps2pd zmm0, ymm1")
+    add("vcvtps2pd zmm16{k1}{z}, ymm17")
+    add("vcvtps2pd zmm2{k2}, YMMWORD PTR [r13 + 4]")
+    add("vcvtpd2ps ymm0, zmm1")
+    add("vcvtpd2ps ymm16{k1}, zmm17")
+    add("vcvtpd2ps ymm2{k2}{z}, ZMMWORD PTR [r13 + 8]")
+    add("vcvtpd2ps xmm3{k3}, ymm4")
+    for mov in ("vmovups", "vmovaps"):
+        add(f"{mov} zmm0, zmm1")
+        add(f"{mov} zmm16{{k1}}{{z}}, zmm17")
+        add(f"{mov} zmm2{{k2}}, zmm3")
+    add(f"vmovups zmm0{{k1}}{{z}}, {zmem}")
+    add(f"vmovups zmm1{{k2}}, {zmem}")
+    add(f"vmovups {zmem}{{k3}}, zmm4")
+    add("vmovups YMMWORD PTR [r13 + 12]{k4}, ymm20")
+    add("vmovaps ZMMWORD PTR [r13 + 64], zmm5")
+    add("vmovntps ZMMWORD PTR [r13 + 128], zmm6; sfence")
+    add("vbroadcastss zmm0, xmm1")
+    add("vbroadcastss zmm16{k1}{z}, DWORD PTR [r13 + 20]")
+    add("vbroadcastss zmm2{k2}, xmm17")
+    add("vextractf32x4 xmm0, zmm1, 2")
+    add("vextractf32x4 xmm16{k1}{z}, zmm17, 3")
+    add("vextractf32x4 xmm2{k2}, ymm3, 1")
+    add("vextractf32x4 XMMWORD PTR [r13 + 4]{k3}, zmm4, 1")
+    add("vextractf64x4 ymm0, zmm1, 1")
+    add("vextractf64x4 ymm16, zmm17, 0")
+    add("vextractf32x8 ymm2{k1}, zmm3, 1")
+    add("vextractf32x8 YMMWORD PTR [r13 + 8]{k2}, zmm4, 1")
+    for imm in (0, 27, 78, 177, 255):
+        add(f"vpermilps zmm0{{k1}}, zmm1, {imm}")
+        add(f"vshufps zmm16{{k2}}{{z}}, zmm17, zmm18, {imm}")
+    add(f"vshufps zmm2, zmm3, {zmem}, 57")
+    for imm in (0, 0x55, 0xAA, 0xFF, 0x3C):
+        add(f"vpermilpd zmm0, zmm1, {imm}")
+    add("vmovshdup zmm0{k1}, zmm1")
+    add("vunpckhpd zmm16{k2}{z}, zmm17, zmm18")
+    add("vunpckhpd zmm0, zmm1, zmm2")
+    add("kmovw k1, eax; kmovw ecx, k2")
+    add("kmovd k3, edx; kmovd r8d, k3")
+    for a, b in ((1, 2), (3, 3), (4, 5)):
+        add(f"kortestw k{a}, k{b}", ARITH_FLAGS)
+    add("mov eax, 0xFFFF; kmovw k6, eax; kortestw k6, k7", ARITH_FLAGS)
+    return cases
+
+
+needs_native_avx512 = pytest.mark.skipif(
+    not (TOOLS and "avx512f" in HOST_ISAS),
+    reason=f"needs GNU as/ld and an AVX-512 host (this host runs {', '.join(HOST_ISAS)}); "
+           f"the EVEX unit tests below pin the same semantics against the SDM")
+
+
+@needs_native_avx512
+def test_single_evex_instructions_match_the_cpu(tmp_path):
+    """The EVEX forms the kernels use (and their neighbours), on special-value states with
+    random masks: native and emulated zmm0-31, k1-7, gp registers, memory and the kortestw
+    flags are identical."""
+    _compare_with_the_cpu(tmp_path, _evex_cases(), EVEX, trials=4, seed=20261201)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -859,7 +1012,7 @@ def test_avx512_softmax_in_the_emulator(v, emulator):
 
 
 # ---------------------------------------------------------------------------------------------
-# semantics the host cannot check natively (EVEX), and the memory model
+# EVEX semantics pinned against the SDM (for hosts without AVX-512), and the memory model
 
 HEAD = ".intel_syntax noprefix\n.text\n.globl f\nf:\n"
 
@@ -910,6 +1063,9 @@ SCALEF_CASES = [  # (a, b, expected) float32 bit patterns, VSCALEFPS = a * 2^flo
     (0.0, -np.inf, 0.0), (-0.0, 5.0, 0x80000000), (0x7FC00001, 1.0, 0x7FC00001),
     (0x7F800001, 1.0, 0x7FC00001), (1.0, 0xFF800002, 0xFFC00002),
     (0x7FC00005, 0x7FC00006, 0x7FC00005), (0.0, 0x7F800003, 0x7FC00003),
+    (0x7FC00001, np.inf, np.inf), (0xFFC00001, np.inf, np.inf), (0x7FC12345, -np.inf, 0.0),
+    (0xFFD00001, -np.inf, 0.0), (0x7F800001, np.inf, 0x7FC00001),
+    (0xFF800002, -np.inf, 0xFFC00002),  # a quiet NaN times 2^+-inf is +inf / +0; SNaN stays NaN
 ]
 
 
