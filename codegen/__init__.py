@@ -1,0 +1,61 @@
+"""softjit.codegen: write x86-64 AVX2 / AVX-512 kernels in Python, as explicit instruction streams.
+
+This module is the public, stable surface; every other module of softjit.codegen is private and
+may change. A kernel is a Function: a C signature, a target ISA, and instructions emitted as
+method calls, each checked against the instruction table and the target when its Python line
+runs. Registers are virtual (allocated later, within the target's budget); loops and tails come
+from for_each_vector; Exp and the reductions are ready-made stages.
+
+>>> from softjit.codegen import AVX2, Function, Param, Signature, for_each_vector, render
+>>> sig = Signature("twice", (Param("const float*", "x"), Param("float*", "y"),
+...                           Param("size_t", "n")))
+>>> f = Function(sig, AVX2)
+>>> x, y, n = f.args
+>>> def step(tile):                       # one step of the loop: tile.count vectors
+...     vs = f.vecs("v", tile.count)
+...     for i, v in enumerate(vs):
+...         tile.load(v, x, i)
+...     for v in vs:
+...         _ = f.vaddps(v, v, v)         # y = x + x
+...     for i, v in enumerate(vs):
+...         tile.store(y, i, v)
+>>> for_each_vector(f, n, [x, y], 2, step, "twice")   # 2 vectors a step, then 1, then a tail
+>>> _ = f.ret()
+>>> text = render(Module("twice", AVX2, "y = 2x", (f,)))
+>>> [line.strip() for line in text.splitlines() if "vaddps" in line][:1]
+['vaddps ymm0, ymm0, ymm0']
+
+Instructions the target lacks fail where they are written:
+
+>>> f.vscalefps(f.vec("a"), f.vec("b"), f.vec("c"))  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+softjit.codegen.errors.TargetFeatureError: vscalefps needs avx512f, avx512vl (for an EVEX-only instruction); target avx2 lacks it
+  emitted at ...: f.vscalefps(f.vec("a"), f.vec("b"), f.vec("c"))  # doctest: +ELLIPSIS
+
+To run a kernel, hand its builder to softjit.jit (a numpy callable with .assembly() and
+.emulate()); docs/kernels.md is the tutorial.
+"""
+from softjit.codegen.abi import Param, Signature
+from softjit.codegen.blocks import Exp, combine, reduce_lanes
+from softjit.codegen.errors import (CodegenError, OperandError, RegisterBudgetError,
+                                    TargetFeatureError)
+from softjit.codegen.isa import AVX2, AVX512F, TARGETS, Target, get_target
+from softjit.codegen.kernels.loops import Tile, for_each_vector
+from softjit.codegen.module import Module
+from softjit.codegen.operands import Label, Masked, Mem, Register, ptr
+from softjit.codegen.pipeline import render_module as render
+from softjit.codegen.stream import Function
+
+__all__ = [
+    # targets
+    "Target", "AVX2", "AVX512F", "TARGETS", "get_target",
+    # functions and their operands
+    "Signature", "Param", "Function", "Register", "Mem", "Masked", "Label", "ptr",
+    # loops, stages
+    "for_each_vector", "Tile", "Exp", "combine", "reduce_lanes",
+    # modules and the pipeline
+    "Module", "render",
+    # errors
+    "CodegenError", "TargetFeatureError", "OperandError", "RegisterBudgetError",
+]

@@ -23,6 +23,9 @@ SYSV_CALLEE_SAVED = ("rbx", "rbp", "r12", "r13", "r14", "r15")
 
 @dataclass(frozen=True)
 class Param:
+    """One C parameter: its C type ("const float*", "size_t") and name. Integer and pointer
+    parameters only: they arrive in the SysV argument registers (at most six)."""
+
     ctype: str
     name: str
 

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Target:
+    """An instruction-set target: the CPU features its kernels may use, its vector width and
+    register budget, and the capabilities generators ask for by name (has_masks, has_scalef,
+    has_embedded_broadcast). AVX2 and AVX512F are the targets; get_target finds one by name."""
+
     name: str
     # CPU features the kernels may use, named as Linux /proc/cpuinfo flags (so host detection and
     # targets speak one language); a host runs the target's kernels when it has all of them.
@@ -102,6 +106,7 @@ X86_64 = Target(
 
 
 def get_target(name: str | Target) -> Target:
+    """The Target named `name` ("avx2", "avx512f"); a Target is returned as it is."""
     if isinstance(name, Target):
         return name
     try:

@@ -27,6 +27,9 @@ class MethodRecord:
 
 @dataclass(frozen=True)
 class Module:
+    """What assembles into one .S file and one shared object: named Functions for one Target.
+    render(module) gives its GNU assembler text; softjit.jit(module, args=...) loads it."""
+
     name: str
     target: Target
     description: str

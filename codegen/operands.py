@@ -112,6 +112,9 @@ class Masked:
 
 @dataclass(frozen=True)
 class Label:
+    """A position in a Function's stream: make one with f.label(name), place it with
+    f.bind(label), jump to it with f.jmp / f.jb / ... (names are made unique per function)."""
+
     name: str  # unique within a function; rendered with the function's prefix
 
     def __repr__(self) -> str:

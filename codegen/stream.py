@@ -86,6 +86,15 @@ def float_bits(value: float) -> int:
 
 
 class Function:
+    """One kernel function: a Signature, a Target, and the instruction stream emitted into it.
+
+    f.args are the parameters as 64-bit registers (SysV order); f.vec / f.vecs / f.gp / f.mask
+    make virtual registers; every instruction of the table is a method (f.vaddps(d, a, b)),
+    checked against its forms and the target's features at once; f.label / f.bind /
+    f.count_down_loop make control flow; f.constant / f.constant_register put float32 constants
+    in the read-only pool. Finish with f.ret().
+    """
+
     def __init__(self, signature: Signature, target: Target):
         if len(signature.params) > len(SYSV_ARGS):
             raise OperandError(f"{signature.name}: more than {len(SYSV_ARGS)} register arguments")

@@ -1,0 +1,327 @@
+"""softjit.jit: a kernel builder (or a ready Module) becomes a Python callable on numpy arrays.
+
+    def twice(f):                                   # f: a softjit.codegen.Function
+        x, y, n = f.args                            # registers, in the order of `args`
+        ...                                         # emit instructions
+        f.ret()
+
+    k = softjit.jit(twice, args=[In("x", "float32", "n"), Out("y", "float32", "n"), Size("n")])
+    y = k(x)                                        # y allocated, n taken from x.shape
+    k.assembly()                                    # the GNU as text
+    k.emulate(x, isa="avx512f")                     # the same kernel in the emulator, any host
+
+The arguments are declared once: arrays (In / Out / InOut) with a dtype and a shape whose
+entries are ints or size names, and Size parameters bound from those shapes. A call checks every
+array (dtype, shape, C-contiguity, writability) and raises ValueError / TypeError naming the
+argument. Out arrays that are not passed are allocated and returned.
+
+Native calls go through cffi (the raw-kernel interface: dlopen of the .so, every pointer as
+void*); the module is assembled, cached and verified by the same kernel cache as the built-in
+kernels (runtime/cache.py, runtime/loader.py), so a second process loads it without assembling.
+The generated CPython entry points the built-ins use are specific to their two signatures and
+are not generated for user kernels.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from softjit.codegen.abi import Param, Signature
+from softjit.codegen.isa import get_target
+from softjit.codegen.module import Module
+from softjit.codegen.pipeline import render_module
+from softjit.codegen.stream import Function
+from softjit.runtime import cpu
+from softjit.runtime.errors import UnsupportedISAError
+
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
+           np.dtype(np.int32): "int32_t", np.dtype(np.uint32): "uint32_t",
+           np.dtype(np.int64): "int64_t", np.dtype(np.uint64): "uint64_t",
+           np.dtype(np.int16): "int16_t", np.dtype(np.uint16): "uint16_t",
+           np.dtype(np.float16): "uint16_t", np.dtype(np.int8): "int8_t",
+           np.dtype(np.uint8): "uint8_t"}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class Array:
+    """A numpy array argument: passed as a pointer to its first element.
+
+    role: "in" (read only), "out" (written; allocated and returned when not passed) or "inout"
+    (read and written; must be passed). shape: ints and size names ("n"); a size name is bound by
+    the first array that has it and must match in the others."""
+
+    name: str
+    dtype: object
+    shape: tuple = ("n",)
+    role: str = "in"
+
+    def __post_init__(self):
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        if isinstance(self.shape, (str, int)):
+            object.__setattr__(self, "shape", (self.shape,))
+        object.__setattr__(self, "shape", tuple(self.shape))
+        if self.role not in ("in", "out", "inout"):
+            raise ValueError(f"array {self.name!r}: role must be 'in', 'out' or 'inout', "
+                             f"not {self.role!r}")
+        if self.dtype not in _CTYPES:
+            raise ValueError(f"array {self.name!r}: dtype {self.dtype} is not supported "
+                             f"(supported: {', '.join(sorted(str(d) for d in _CTYPES))})")
+
+    @property
+    def param(self) -> Param:
+        const = "const " if self.role == "in" else ""
+        return Param(f"{const}{_CTYPES[self.dtype]}*", self.name)
+
+
+def In(name: str, dtype, *shape) -> Array:  # noqa: N802 - reads like a declaration
+    """An input array: In("x", "float32", "n") or In("w", "float32", "rows", "n")."""
+    return Array(name, dtype, shape or ("n",), "in")
+
+
+def Out(name: str, dtype, *shape) -> Array:  # noqa: N802
+    """An output array, allocated (np.empty) and returned when the call does not pass it."""
+    return Array(name, dtype, shape or ("n",), "out")
+
+
+def InOut(name: str, dtype, *shape) -> Array:  # noqa: N802
+    """An array the kernel reads and writes in place; the call must pass it."""
+    return Array(name, dtype, shape or ("n",), "inout")
+
+
+@dataclass(frozen=True)
+class Size:
+    """A size_t argument whose value is a size name of the arrays' shapes (or passed by name)."""
+
+    name: str
+
+    @property
+    def param(self) -> Param:
+        return Param("size_t", self.name)
+
+
+class JitKernel:
+    """A compiled-on-demand kernel: call it on numpy arrays; .assembly(), .emulate(), .module().
+
+    Built and loaded once per ISA (the first call); the kernel cache keeps the shared object
+    across processes."""
+
+    def __init__(self, builder, args, *, name: str | None = None, isa: str = "auto",
+                 params: dict | None = None):
+        if isinstance(builder, Module):
+            module = builder
+            self._builder = None
+            self._fixed_module = module
+            name = name or module.name
+            isa = module.target.name if isa == "auto" else isa
+        elif callable(builder):
+            self._builder = builder
+            self._fixed_module = None
+            name = name or getattr(builder, "__name__", "kernel")
+        else:
+            raise TypeError(f"jit() takes a kernel builder (a function of a Function) or a "
+                            f"Module, not {type(builder).__name__}")
+        if not _NAME.match(name or ""):
+            raise ValueError(f"kernel name {name!r} is not a C identifier")
+        self.name = name
+        self.args = tuple(args)
+        if not self.args:
+            raise ValueError("declare the kernel's arguments: args=[In(...), Out(...), Size(...)]")
+        names = [a.name for a in self.args]
+        if len(set(names)) != len(names):
+            raise ValueError(f"argument names must differ: {names}")
+        for a in self.args:
+            if not isinstance(a, (Array, Size)):
+                raise TypeError(f"argument {a!r}: declare arrays with In/Out/InOut and sizes "
+                                f"with Size")
+        sizes = {a.name for a in self.args if isinstance(a, Size)}
+        dims = {d for a in self.args if isinstance(a, Array) for d in a.shape if isinstance(d, str)}
+        unbound = sizes - dims
+        if unbound:
+            raise ValueError(f"size {sorted(unbound)} is not in any array's shape, so a call "
+                             f"cannot bind it")
+        self.isa = isa
+        self.params = dict(params or {})
+        self.signature = Signature(name, tuple(a.param for a in self.args),
+                                   doc=(inspect.getdoc(builder) or "") if self._builder else "")
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _isa(self, isa: str | None) -> str:
+        isa = isa or self.isa
+        if isa != "auto":
+            get_target(isa)  # a ValueError listing the targets for an unknown name
+            return isa
+        host = cpu.host_isas()
+        if not host:
+            raise UnsupportedISAError("auto", host, cpu.isa_cap())
+        return host[0]
+
+    @functools.lru_cache(maxsize=None)
+    def module(self, isa: str | None = None) -> Module:
+        """The kernel's Module on `isa` (default: the kernel's ISA; "auto": the host's best)."""
+        isa = self._isa(isa)
+        if self._fixed_module is not None:
+            if isa != self._fixed_module.target.name:
+                raise ValueError(f"{self.name} is a built Module for {self._fixed_module.target}; "
+                                 f"it cannot be rebuilt for {isa}")
+            return self._fixed_module
+        f = Function(self.signature, get_target(isa))
+        self._builder(f, **self.params)
+        if not f.items or f.items[-1].__class__.__name__ != "Instr" or \
+                f.items[-1].mnemonic != "ret":
+            raise ValueError(f"kernel builder {self.name!r} must end with f.ret()")
+        return Module(self.name, f.target, f"softjit.jit kernel {self.name}", (f,))
+
+    def assembly(self, isa: str | None = None) -> str:
+        """The GNU assembler text (Intel syntax) of the kernel on `isa`."""
+        return render_module(self.module(isa))
+
+    @functools.lru_cache(maxsize=None)
+    def _native(self, isa: str):
+        from softjit.runtime.loader import load_library
+
+        module = self.module(isa)
+        missing = set(module.features) - cpu.host_features()
+        if isa not in cpu.host_isas() or missing:
+            raise UnsupportedISAError(isa, cpu.host_isas(), cpu.isa_cap())
+        ffi, lib = load_library(f"jit_{self.name}_{isa}", render_module(module),
+                                module.cffi_cdef())
+        return ffi, getattr(lib, self.name)
+
+    @functools.lru_cache(maxsize=None)
+    def _machine(self, isa: str):
+        from softjit.codegen.emulator import Machine
+
+        return Machine(self.assembly(isa))
+
+    # -- calling ----------------------------------------------------------------------------
+
+    def _bind(self, arrays, named):
+        """(arrays by name in declaration order, sizes, outputs to return)."""
+        declared = [a for a in self.args if isinstance(a, Array)]
+        given = dict(named)
+        positional = list(arrays)
+        for a in declared:
+            if not positional:
+                break
+            if a.name in given:
+                raise TypeError(f"{self.name}() got argument {a.name!r} twice")
+            given[a.name] = positional.pop(0)
+        if positional:
+            raise TypeError(f"{self.name}() takes {len(declared)} arrays "
+                            f"({', '.join(a.name for a in declared)}), got {len(arrays)}")
+        unknown = set(given) - {a.name for a in self.args}
+        if unknown:
+            raise TypeError(f"{self.name}() got unknown arguments {sorted(unknown)}")
+        sizes = {a.name: int(given.pop(a.name)) for a in self.args
+                 if isinstance(a, Size) and a.name in given}
+        bound, returned = {}, []
+        for a in declared:
+            value = given.get(a.name)
+            if value is None:
+                if a.role != "out":
+                    raise TypeError(f"{self.name}() missing array {a.name!r}")
+                continue
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"{self.name}(): {a.name} must be a numpy array, not "
+                                f"{type(value).__name__}")
+            if value.dtype != a.dtype:
+                raise TypeError(f"{self.name}(): {a.name} has dtype {value.dtype}, the kernel "
+                                f"declares {a.dtype} (convert with .astype(np.{a.dtype}))")
+            if value.ndim != len(a.shape):
+                raise ValueError(f"{self.name}(): {a.name} has {value.ndim} dimensions, the "
+                                 f"kernel declares {len(a.shape)} {a.shape}")
+            for dim, size in zip(a.shape, value.shape):
+                if isinstance(dim, int):
+                    if size != dim:
+                        raise ValueError(f"{self.name}(): {a.name} has shape {value.shape}, "
+                                         f"the kernel declares {a.shape}")
+                elif sizes.setdefault(dim, size) != size:
+                    raise ValueError(f"{self.name}(): {a.name} has {dim} = {size}, but "
+                                     f"{dim} = {sizes[dim]} from the other arguments")
+            if not value.flags.c_contiguous:
+                raise ValueError(f"{self.name}(): {a.name} is not C-contiguous (pass "
+                                 f"np.ascontiguousarray({a.name}))")
+            if a.role != "in" and not value.flags.writeable:
+                raise ValueError(f"{self.name}(): {a.name} is read-only, the kernel writes it")
+            bound[a.name] = value
+        for a in declared:
+            if a.name in bound:
+                if a.role != "in":
+                    returned.append(bound[a.name])
+                continue
+            shape = []
+            for dim in a.shape:
+                if isinstance(dim, str) and dim not in sizes:
+                    raise TypeError(f"{self.name}(): cannot allocate {a.name}: size {dim!r} is "
+                                    f"not known from the arrays passed (pass {a.name} or {dim})")
+                shape.append(dim if isinstance(dim, int) else sizes[dim])
+            bound[a.name] = np.empty(shape, a.dtype)
+            returned.append(bound[a.name])
+        for s in self.args:
+            if isinstance(s, Size) and s.name not in sizes:
+                raise TypeError(f"{self.name}(): size {s.name!r} is not bound")
+        return bound, sizes, returned
+
+    @staticmethod
+    def _result(returned):
+        if not returned:
+            return None
+        return returned[0] if len(returned) == 1 else tuple(returned)
+
+    def __call__(self, *arrays, isa: str | None = None, **named):
+        """Run natively: arrays positionally (in declaration order) or by name."""
+        bound, sizes, returned = self._bind(arrays, named)
+        ffi, function = self._native(self._isa(isa))
+        values = []
+        for a in self.args:
+            if isinstance(a, Size):
+                values.append(sizes[a.name])
+            else:
+                values.append(ffi.from_buffer(bound[a.name], require_writable=a.role != "in"))
+        function(*values)
+        return self._result(returned)
+
+    def emulate(self, *arrays, isa: str | None = None, **named):
+        """Run in softjit's emulator (any host; AVX-512 included): same arguments and results
+        as a call. Every memory access is checked against the arrays (an access outside them
+        raises softjit.codegen.emulator.EmulatedFault naming the instruction)."""
+        bound, sizes, returned = self._bind(arrays, named)
+        machine = self._machine(self._isa(isa))
+        mapped, values = [], []
+        try:
+            for a in self.args:
+                if isinstance(a, Size):
+                    values.append(sizes[a.name])
+                    continue
+                array = bound[a.name]
+                if array.size == 0:
+                    values.append(0)  # nothing to map: the kernel must not touch it
+                    continue
+                address = machine.map(array, writable=a.role != "in")
+                mapped.append(address)
+                values.append(address)
+            machine.call(self.name, *values)
+        finally:
+            for address in mapped:
+                machine.unmap(address)
+        return self._result(returned)
+
+    def __repr__(self) -> str:
+        return f"<softjit.jit kernel {self.signature.c_declaration()} isa={self.isa}>"
+
+
+def jit(builder=None, *, args, name: str | None = None, isa: str = "auto", **params):
+    """A JitKernel from a builder `builder(f, **params)` (or a built Module).
+
+    Usable as a call, jit(builder, args=[...]), or as a decorator, @jit(args=[...]). params are
+    passed to the builder: compile-time constants and unrolls, each combination its own kernel.
+    """
+    if builder is None:
+        return lambda b: JitKernel(b, args, name=name, isa=isa, params=params)
+    return JitKernel(builder, args, name=name, isa=isa, params=params)
