@@ -46,6 +46,13 @@ from softjit.codegen.module import Module
 from softjit.codegen.operands import Label, Masked, Mem, Register, ptr
 from softjit.codegen.pipeline import render_module as render
 from softjit.codegen.stream import Function
+from softjit.codegen.variants import REGISTRY, UserVariant, register
+
+
+def load_plugins() -> tuple:
+    """Register the variants of installed packages' "softjit.variants" entry points (the CLI
+    does this before asm --list, generate and build); returns the names it registered."""
+    return REGISTRY.load_plugins()
 
 __all__ = [
     # targets
@@ -56,6 +63,8 @@ __all__ = [
     "for_each_vector", "Tile", "Exp", "combine", "reduce_lanes",
     # modules and the pipeline
     "Module", "render",
+    # the registry: user variants in asm --list, generate, build and the prebuilt manifest
+    "register", "UserVariant", "load_plugins",
     # errors
     "CodegenError", "TargetFeatureError", "OperandError", "RegisterBudgetError",
 ]

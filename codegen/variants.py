@@ -9,10 +9,15 @@ tests and the benchmarks all iterate REGISTRY and look variants up through it:
     REGISTRY.for_op("vexp", "avx2")                      the default variant of an op on an ISA
     REGISTRY.softmax("two-pass", "avx2", nontemporal)    the softmax module softjit.softmax runs
     REGISTRY.pick("vexp" or a name, isa)                 a name, else the op's default (the CLI)
+
+Users add their own variants (softjit.codegen.register, or a package's entry point in the
+group "softjit.variants", loaded by load_plugins): they follow the built-in ones, so they never
+become the default of an op, and they appear in `asm --list`, `generate`, `build` and the
+prebuilt manifest.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple, Protocol, runtime_checkable
 
 from softjit.codegen.module import Module
@@ -270,6 +275,33 @@ def probes(isa: str) -> tuple:
     return (StreamRead(isa), StreamCopy(isa), StreamCopy(isa, nontemporal=True))
 
 
+# ---------------------------------------------------------------------------- user variants
+ENTRY_POINT_GROUP = "softjit.variants"
+_C_NAME = __import__("re").compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class UserVariant(OnTarget):
+    """A variant made of a module builder: build() = builder(name, target) -> Module.
+
+        register(UserVariant("my_relu__avx2", "avx2", "relu", my_builder, "y = max(x, 0)"))
+
+    softjit.jit kernels give one with kernel.variant(isa)."""
+
+    name: str
+    isa: str
+    op: str
+    builder: object = field(compare=False)
+    description: str = ""
+
+    def build(self) -> Module:
+        module = self.builder(self.name, self.target)
+        if not isinstance(module, Module) or module.name != self.name:
+            raise TypeError(f"the builder of variant {self.name!r} must return a Module named "
+                            f"{self.name!r}")
+        return module
+
+
 # ---------------------------------------------------------------------------- the registry
 class Registry:
     """The registered variants, in order, and the one lookup API over them.
@@ -279,6 +311,7 @@ class Registry:
 
     def __init__(self, variants):
         self.variants = tuple(variants)
+        self._plugins_loaded = False
         self._by_name = {}
         for v in self.variants:
             if not isinstance(v, Variant):
@@ -286,6 +319,51 @@ class Registry:
             if v.name in self._by_name:
                 raise ValueError(f"two registered variants are named {v.name!r}")
             self._by_name[v.name] = v
+
+    def register(self, *variants) -> None:
+        """Add variants after those registered so far (never a default of a built-in op).
+
+        Each must follow the Variant protocol (name, op, isa, target, description, build()), be
+        hashable, and have a name no registered variant has."""
+        for v in variants:
+            if not isinstance(v, Variant):
+                raise TypeError(f"{v!r} does not follow the Variant protocol (name, op, isa, "
+                                f"target, description, build() -> Module); see "
+                                f"softjit.codegen.UserVariant")
+            if v.isa not in ISA_NAMES:
+                raise ValueError(f"variant {v.name!r}: unknown ISA {v.isa!r}; valid: "
+                                 f"{', '.join(ISA_NAMES)}")
+            if not _C_NAME.match(v.name):
+                raise ValueError(f"variant name {v.name!r} is not a C identifier (it names a "
+                                 f"symbol and a file)")
+            hash(v)  # the runtime memoises modules by variant
+            if v.name in self._by_name:
+                if self._by_name[v.name] == v:
+                    continue  # registering the same variant twice is harmless
+                raise ValueError(f"a variant named {v.name!r} is already registered")
+            self._by_name[v.name] = v
+            self.variants = self.variants + (v,)
+
+    def load_plugins(self) -> tuple:
+        """Register the variants of every installed package's "softjit.variants" entry point
+        (once per process): the entry point names a variant, an iterable of variants, or a
+        function returning either. Returns the names registered by this call."""
+        if self._plugins_loaded:
+            return ()
+        self._plugins_loaded = True
+        from importlib.metadata import entry_points
+
+        before = set(self._by_name)
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                found = point.load()
+                if callable(found) and not isinstance(found, Variant):
+                    found = found()
+                self.register(*([found] if isinstance(found, Variant) else found))
+            except Exception as error:  # a broken plugin must say which one it is
+                raise RuntimeError(f"softjit variant plugin {point.name!r} ({point.value}) "
+                                   f"failed: {error}") from error
+        return tuple(n for n in self._by_name if n not in before)
 
     def __iter__(self) -> Iterator:
         return iter(self.variants)
@@ -306,7 +384,9 @@ class Registry:
         return tuple(sorted({v.op for v in self.variants}))
 
     def named(self, name: str):
-        """The variant called `name`."""
+        """The variant called `name` (installed plugins are loaded on a miss)."""
+        if name not in self._by_name:
+            self.load_plugins()
         try:
             return self._by_name[name]
         except KeyError:
@@ -346,6 +426,8 @@ class Registry:
     def pick(self, name_or_op: str, isa: str):
         """A variant by its full name (which must be of `isa` unless isa is "auto"), or else the
         default variant of an op name on `isa` (a concrete ISA)."""
+        if name_or_op not in self._by_name:
+            self.load_plugins()
         if name_or_op in self._by_name:
             variant = self._by_name[name_or_op]
             if isa not in ("auto", variant.isa):
@@ -393,5 +475,12 @@ REGISTRY = Registry((
     Softmax("three-pass-recompute", "avx512f", 8, 2, 4, nontemporal=True),
 ) + tuple(probe for isa in ("avx2", "avx512f") for probe in probes(isa)))
 
-#: The registered variants, in registry order (REGISTRY.variants).
+#: The built-in variants, in registry order. REGISTRY.variants also holds the users' variants
+#: registered since (softjit.codegen.register, load_plugins): iterate REGISTRY for everything.
 VARIANTS = REGISTRY.variants
+
+
+def register(*variants) -> None:
+    """Register user variants in the one registry (see Registry.register)."""
+    REGISTRY.register(*variants)
+

@@ -177,6 +177,18 @@ class JitKernel:
             raise ValueError(f"kernel builder {self.name!r} must end with f.ret()")
         return Module(self.name, f.target, f"softjit.jit kernel {self.name}", (f,))
 
+    def variant(self, isa: str):
+        """This kernel on `isa` as a registrable variant (softjit.codegen.register), named
+        NAME__ISA: it then appears in `asm --list`, `generate`, `build` and the prebuilt
+        manifest, with op "jit"."""
+        from softjit.codegen.variants import UserVariant
+
+        def build(name, target):
+            module = self.module(target.name)
+            return Module(name, module.target, module.description, module.functions)
+        return UserVariant(f"{self.name}__{isa}", isa, "jit", build,
+                           f"softjit.jit kernel {self.name}")
+
     def assembly(self, isa: str | None = None) -> str:
         """The GNU assembler text (Intel syntax) of the kernel on `isa`."""
         return render_module(self.module(isa))
@@ -325,3 +337,145 @@ def jit(builder=None, *, args, name: str | None = None, isa: str = "auto", **par
     if builder is None:
         return lambda b: JitKernel(b, args, name=name, isa=isa, params=params)
     return JitKernel(builder, args, name=name, isa=isa, params=params)
+
+
+# ---------------------------------------------------------------------------- specialisation
+class Specialized:
+    """A built-in kernel with parameters of your choosing, built on first use: softmax (any
+    algorithm, unrolls, accumulators, interleave, non-temporal stores, block size) or exp
+    (unroll), as `bench --sweep` builds its candidates. Call it on a float32 array (softmax:
+    over the last axis of a C-contiguous array); .assembly() and .emulate() as for jit kernels.
+
+    Rows the two-pass algorithm marks (its float32 sum would overflow) are redone with the
+    registered three-pass-reload kernel, as softjit.softmax does."""
+
+    def __init__(self, variant):
+        self.variant = variant
+        self.op = "softmax" if variant.op == "softmax" else "exp"
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    def assembly(self) -> str:
+        from softjit.runtime import kernels
+
+        return kernels.assembly(self.variant)
+
+    def _arrays(self, x, out):
+        if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+            raise TypeError(f"{self.name}: x must be a float32 numpy array, not "
+                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        if not x.flags.c_contiguous:
+            raise ValueError(f"{self.name}: x is not C-contiguous (pass np.ascontiguousarray(x))")
+        if self.op == "softmax" and x.ndim == 0:
+            raise ValueError(f"{self.name}: softmax needs at least one dimension")
+        y = np.empty_like(x) if out is None else out
+        if y.shape != x.shape or y.dtype != np.float32 or not y.flags.c_contiguous \
+                or not y.flags.writeable:
+            raise ValueError(f"{self.name}: out must be a writable C-contiguous float32 array "
+                             f"of shape {x.shape}")
+        return y
+
+    def _rows(self, x):
+        n = x.shape[-1] if x.ndim else 1
+        return (x.size // n if n else 0), n
+
+    def __call__(self, x, out=None):
+        from softjit.codegen.variants import REGISTRY
+        from softjit.runtime import kernels
+
+        y = self._arrays(x, out)
+        if self.variant.isa not in cpu.host_isas():
+            raise UnsupportedISAError(self.variant.isa, cpu.host_isas(), cpu.isa_cap())
+        pointer = kernels.buffer_function()
+        if self.op == "exp":
+            kernels.function(self.variant)(pointer(x), pointer(y), x.size)
+            return y
+        rows, n = self._rows(x)
+        if rows == 0 or n == 0:
+            return y
+        strides = np.array([4 * n, 4 * n], np.int64)
+        status = np.zeros(rows, np.int32)
+        driver = kernels.function(self.variant, self.variant.driver_symbol)
+        marked = driver(pointer(x), pointer(y), n, rows, pointer(strides), pointer(status))
+        if marked:
+            fallback = REGISTRY.softmax("three-pass-reload", self.variant.isa)
+            redo = kernels.function(fallback, fallback.driver_symbol)
+            x2, y2 = x.reshape(rows, n), y.reshape(rows, n)
+            one = np.zeros(1, np.int32)
+            for r in np.flatnonzero(status):
+                redo(pointer(x2[r]), pointer(y2[r]), n, 1, pointer(strides), pointer(one))
+        return y
+
+    def emulate(self, x, out=None):
+        """The same computation in softjit's emulator (any host; AVX-512 included)."""
+        from softjit.codegen.emulator import Machine
+        from softjit.codegen.variants import REGISTRY
+        from softjit.runtime import kernels
+
+        y = self._arrays(x, out)
+        if x.size == 0:
+            return y
+        machine = Machine(self.assembly())
+        xa, ya = machine.map(x, writable=False), machine.map(y)
+        if self.op == "exp":
+            machine.call(self.variant.name, xa, ya, x.size)
+            return y
+        rows, n = self._rows(x)
+        strides = np.array([4 * n, 4 * n], np.int64)
+        status = np.zeros(rows, np.int32)
+        sa, ta = machine.map(strides, writable=False), machine.map(status)
+        marked = machine.call(self.variant.driver_symbol, xa, ya, n, rows, sa, ta)
+        if marked:
+            fallback = REGISTRY.softmax("three-pass-reload", self.variant.isa)
+            redo = Machine(kernels.assembly(fallback))
+            x2, y2 = x.reshape(rows, n), y.reshape(rows, n)
+            for r in np.flatnonzero(status):
+                xr, yr = np.ascontiguousarray(x2[r]), y2[r]
+                one = np.zeros(1, np.int32)
+                redo.call(fallback.driver_symbol, redo.map(xr, writable=False), redo.map(yr), n,
+                          1, redo.map(strides, writable=False), redo.map(one))
+        return y
+
+    def __repr__(self) -> str:
+        return f"<softjit.specialize {self.name}>"
+
+
+def specialize(op: str, *, isa: str = "auto", algorithm: str = "two-pass", **params):
+    """A built-in kernel with unregistered parameters, built on first use.
+
+        softjit.specialize("softmax", algorithm="two-pass", isa="avx2", reduce_unroll=2,
+                           reduce_accumulators=2, output_unroll=8, interleave=1)
+        softjit.specialize("exp", isa="avx512f", unroll=2)
+
+    Parameters not given keep the registered kernel's values (the one softjit.softmax runs for
+    that algorithm, ISA and store kind). Valid softmax parameters: reduce_unroll,
+    reduce_accumulators, output_unroll, rmax_unroll, rmax_accumulators, block_elements,
+    nontemporal, interleave; exp: unroll."""
+    import dataclasses
+
+    from softjit.codegen.variants import REGISTRY
+
+    if isa == "auto":
+        host = cpu.host_isas()
+        if not host:
+            raise UnsupportedISAError("auto", host, cpu.isa_cap())
+        isa = host[0]
+    get_target(isa)
+    if op == "softmax":
+        base = REGISTRY.softmax_or_plain(algorithm, isa, bool(params.get("nontemporal", False)))
+    elif op in ("exp", "vexp"):
+        base = REGISTRY.for_op("vexp", isa)
+    else:
+        raise ValueError(f"specialize: op must be 'softmax' or 'exp', not {op!r}")
+    valid = {f.name for f in dataclasses.fields(base)} - {"isa", "algorithm"}
+    unknown = set(params) - valid
+    if unknown:
+        raise TypeError(f"specialize({op!r}): unknown parameters {sorted(unknown)}; valid: "
+                        f"{', '.join(sorted(valid))}")
+    for key, value in params.items():
+        if key != "nontemporal" and (not isinstance(value, int) or value < 0):
+            raise ValueError(f"specialize({op!r}): {key} must be a non-negative int, not "
+                             f"{value!r}")
+    return Specialized(dataclasses.replace(base, **params))

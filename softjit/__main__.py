@@ -181,7 +181,8 @@ def _asm(args) -> int:
 
 def _asm_list(isa: str | None) -> int:
     """Print the registered variants, only those of `isa` unless it is None."""
-    listed = [v for v in variants.VARIANTS if isa in (None, v.isa)]
+    variants.REGISTRY.load_plugins()
+    listed = [v for v in variants.REGISTRY if isa in (None, v.isa)]
     width = max(len(v.name) for v in listed)
     for v in listed:
         print(f"{v.name:<{width}}  {v.isa:<8} {v.op}")
@@ -222,6 +223,7 @@ def _pick_variant(kernel: str, isa: str):
 
 
 def _generate(args) -> int:
+    variants.REGISTRY.load_plugins()
     out_dir = args.out if args.out is not None else generate.default_out_dir()
     if out_dir is None:
         raise UsageError(f"softjit runs from an installed package ({generate.package_dir()}), "
@@ -250,7 +252,8 @@ def _generate(args) -> int:
 
 def _build(args) -> int:
     isas = args.isa or cpu.ISAS
-    chosen = [v for v in variants.VARIANTS if v.isa in isas]
+    variants.REGISTRY.load_plugins()
+    chosen = [v for v in variants.REGISTRY if v.isa in isas]
     modules = {v.name: kernels.module(v) for v in chosen}
     from softjit.codegen import entries
     from softjit.codegen.pipeline import render_module
