@@ -19,7 +19,7 @@ from softjit.bench.timing import measure, pin_to_one_cpu
 
 # (label, rows, n): single rows are 1-D arrays (softmax over axis 0), the batch is (8, 1000).
 SIZES = (("16", 1, 16), ("128", 1, 128), ("256", 1, 256), ("1,000", 1, 1000),
-         ("10,000", 1, 10_000), ("8 x 1,000", 8, 1000))
+         ("10,000", 1, 10_000), ("100,000", 1, 100_000), ("8 x 1,000", 8, 1000))
 
 
 @dataclass
@@ -61,7 +61,8 @@ def candidates(x: np.ndarray, isa: str) -> dict:
 
     nontemporal = x.nbytes >= runtime_softmax.NONTEMPORAL_MIN_BYTES
     variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
-    x2d, y2d = x.reshape(rows, n), np.empty((rows, n), np.float32)
+    # the same arrays as the out= call: alignment changes what a vector load costs
+    x2d, y2d = x.reshape(rows, n), y.reshape(rows, n)
     add("kernel", f"bare kernel ({algorithm} row driver, no Python)",
         lambda: softmax_driver_timed(variant, x2d, y2d))
     add("out", "softjit.softmax(x, out=y)", lambda: LoopTimed(lambda: softjit.softmax(x, out=y)))
@@ -105,7 +106,7 @@ def candidates(x: np.ndarray, isa: str) -> dict:
 
 
 def run(repeats: int = 21, cpu_index: int | None = None, budget_s: float = 20.0,
-        sample_ms: float = 2.0, clock: str = "wall") -> dict:
+        sample_ms: float = 2.0, clock: str = "wall", with_startup: bool = True) -> dict:
     """{"host": ..., "sizes": [labels], "rows": {key: label}, "cells": {key: {size: us or str}}}
 
     clock "cpu" reports medians of the thread's CPU time (steadier on a shared machine)."""
@@ -139,7 +140,41 @@ def run(repeats: int = 21, cpu_index: int | None = None, budget_s: float = 20.0,
         "cells": cells,
         "repeats": repeats,
         "clock": clock,
+        "startup": startup() if with_startup else None,
     }
+
+
+_STARTUP = """
+import sys, time
+start = time.perf_counter()
+import numpy
+numpy_done = time.perf_counter()
+import softjit
+softjit_done = time.perf_counter()
+x = numpy.ones(1000, numpy.float32)
+call_start = time.perf_counter()
+softjit.softmax(x)
+call_done = time.perf_counter()
+print(numpy_done - start, softjit_done - numpy_done, call_done - call_start)
+"""
+
+
+def startup(runs: int = 7) -> dict:
+    """Medians over `runs` fresh processes (the first warms the cache and is not counted):
+    import numpy, import softjit after it, and softjit's first call with a warm cache."""
+    import os
+    import subprocess
+    import sys
+
+    samples = []
+    for run_index in range(runs + 1):
+        result = subprocess.run([sys.executable, "-c", _STARTUP], capture_output=True, text=True,
+                                env={**os.environ}, timeout=300, check=True)
+        if run_index:
+            samples.append([float(v) for v in result.stdout.split()])
+    numpy_s, softjit_s, first_s = (float(np.median(column)) for column in zip(*samples))
+    return {"import numpy ms": 1e3 * numpy_s, "import softjit after numpy ms": 1e3 * softjit_s,
+            "first call ms": 1e3 * first_s, "runs": runs}
 
 
 def _cell(value) -> str:
@@ -178,6 +213,12 @@ def format_results(document: dict) -> str:
     )
     for name, a, b in checks:
         lines.append(f"  {name:40s} " + "  ".join(f"{s}: {_ratio(cells, a, b, s)}" for s in sizes))
+    start = document.get("startup")
+    if start:
+        lines += ["", f"start-up, medians of {start['runs']} fresh processes: import numpy "
+                      f"{start['import numpy ms']:.1f} ms, then import softjit "
+                      f"{start['import softjit after numpy ms']:.1f} ms; the first "
+                      f"softjit.softmax(x) with a warm cache {start['first call ms']:.2f} ms"]
     failed = [f"  {document['rows'][k]}: {v}" for k, row in cells.items() for v in
               dict.fromkeys(x for x in row.values() if isinstance(x, str) and x != NOT_INSTALLED)]
     if failed:

@@ -12,13 +12,14 @@ _resolved: dict = {}
 # os.environ.get costs ~1 us a call (it encodes the key); the dict behind it is read directly
 # when this CPython has it, so the per-call cost of honouring SOFTJIT_ISA stays ~0.1 us.
 _environ_data = getattr(os.environ, "_data", None)
-_ISA_KEY = os.environ.encodekey(cpu.ISA_ENV_VARIABLE) if _environ_data is not None else None
+if _environ_data is not None:
+    _ISA_KEY, _environ_get = os.environ.encodekey(cpu.ISA_ENV_VARIABLE), _environ_data.get
+else:
+    _ISA_KEY, _environ_get = cpu.ISA_ENV_VARIABLE, os.environ.get
 
 
 def _isa_setting():
-    if _environ_data is not None:
-        return _environ_data.get(_ISA_KEY)
-    return os.environ.get(cpu.ISA_ENV_VARIABLE)
+    return _environ_get(_ISA_KEY)
 
 
 def resolve_isa(isa: str) -> str:
@@ -36,7 +37,8 @@ def host_isas() -> tuple:
 
 
 _NDARRAY = np.ndarray
-_empty_like = np.empty_like
+_FLOAT32 = np.dtype(np.float32)
+_empty = np.empty
 _entries: dict = {}  # (isa argument, SOFTJIT_ISA) -> the exp entry, for validated arguments
 
 
@@ -49,7 +51,7 @@ def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
     # First path: the generated entry (registered once the general path validated this isa);
     # whatever it refuses goes to the general path, which raises what a bad argument deserves.
     try:
-        entry = _entries.get((isa, _isa_setting()))
+        entry = _entries.get((isa, _environ_get(_ISA_KEY)))
     except TypeError:  # an unhashable isa
         entry = None
     if entry is not None:
@@ -57,7 +59,7 @@ def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
             if entry(x, out) is not NotImplemented:
                 return out
         elif x.__class__ is _NDARRAY:
-            y = _empty_like(x)
+            y = _empty(x.shape, _FLOAT32)
             if entry(x, y) is not NotImplemented:
                 return y
     return _exp_general(x, isa, out)

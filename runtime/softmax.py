@@ -15,7 +15,7 @@ import numpy as np
 
 from softjit.codegen import variants
 from softjit.runtime import entry_tables, kernels, tuning
-from softjit.runtime.api import _isa_setting, resolve_isa
+from softjit.runtime.api import _ISA_KEY, _environ_get, _isa_setting, resolve_isa
 from softjit.runtime.arrays import as_float32_array, check_out, is_integer
 
 ALGORITHMS = ("auto",) + variants.ALGORITHMS
@@ -202,24 +202,28 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     # entry is registered only after the general path validated the same algorithm and isa, and
     # only an int axis and threads == 1 (ints, not bools or floats) come here, so whatever
     # this path accepts the general path accepts too; anything the entry refuses goes there.
-    if threads.__class__ is int and threads == 1 and axis.__class__ is int:
+    # `threads is _ONE`: the int 1 (CPython keeps one object for each small int), not True, 1.0
+    # or numpy.int64(1), which the general path validates first.
+    if threads is _ONE and (axis is _LAST or (axis.__class__ is int and x.__class__ is _NDARRAY
+                                              and axis == x.ndim - 1)):
         try:
-            entry = _entries.get((algorithm, isa, _isa_setting()))
+            entry = _entries.get((algorithm, isa, _environ_get(_ISA_KEY)))
         except TypeError:  # an unhashable algorithm or isa: the general path says what is wrong
             entry = None
-        if entry is not None and (axis == -1 or (x.__class__ is _NDARRAY and axis == x.ndim - 1)):
+        if entry is not None:
             if out is not None:
                 if entry(x, out) is not NotImplemented:
                     return out
             elif x.__class__ is _NDARRAY:
-                y = _empty_like(x)
+                y = _empty(x.shape, _FLOAT32)
                 if entry(x, y) is not NotImplemented:
                     return y
     return _softmax_general(x, axis, algorithm, isa, out, threads)
 
 
 _NDARRAY = np.ndarray
-_empty_like = np.empty_like
+_ONE, _LAST = 1, -1
+_empty = np.empty
 _entries: dict = {}  # (algorithm, isa argument, SOFTJIT_ISA) -> entry, for validated arguments
 
 

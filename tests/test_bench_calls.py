@@ -9,7 +9,7 @@ from softjit.bench.peers import NOT_INSTALLED
 
 def test_a_short_run_times_every_call_form(monkeypatch):
     monkeypatch.setattr(calls, "SIZES", (("16", 1, 16), ("2 x 8", 2, 8)))
-    document = calls.run(repeats=1, budget_s=0.5, sample_ms=0.2)
+    document = calls.run(repeats=1, budget_s=0.5, sample_ms=0.2, with_startup=False)
     cells = document["cells"]
     for key in ("kernel", "out", "new", "named", "axis", "in-place", "exp", "np-exp", "numpy"):
         for size in document["sizes"]:
@@ -43,3 +43,13 @@ def test_the_command_line_offers_calls(argv, capsys):
     with pytest.raises(SystemExit):
         main(argv)
     assert "--calls" in capsys.readouterr().out
+
+
+def test_startup_is_measured_in_fresh_processes():
+    figures = calls.startup(runs=1)
+    assert figures["runs"] == 1
+    for key in ("import numpy ms", "import softjit after numpy ms", "first call ms"):
+        assert 0 < figures[key] < 60_000, key
+    text = calls.format_results({"host": "h", "sizes": [], "repeats": 1, "rows": {}, "cells": {},
+                                 "startup": figures})
+    assert "the first softjit.softmax(x) with a warm cache" in text
