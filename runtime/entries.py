@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import struct
 import sys
-import sysconfig
 import threading
 
 from softjit.codegen import entries as layout
@@ -39,7 +38,7 @@ def _probe() -> str | None:
         return f"the entries need CPython; this is {sys.implementation.name}"
     if sys.version_info < (3, 10):
         return "the entries need CPython 3.10 or later"
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    if _free_threaded():
         return "this CPython is free-threaded; the entries follow the GIL build's stable ABI"
     from softjit.runtime.errors import SoftjitError
 
@@ -49,6 +48,16 @@ def _probe() -> str | None:
         # no toolchain and no prebuilt entry module, or CPython's symbols are not exported here
         return f"the entry module could not be loaded: {error}"
     return None
+
+
+def _free_threaded() -> bool:
+    """A free-threaded build says so in its ABI flags ("t"; cheaper than asking sysconfig)."""
+    abiflags = getattr(sys, "abiflags", None)
+    if abiflags is not None:
+        return "t" in abiflags
+    import sysconfig
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
 def _load_module():

@@ -15,7 +15,8 @@ import math
 import threading
 
 from softjit.codegen import entries as layout
-from softjit.runtime import entries
+from softjit.codegen import variants
+from softjit.runtime import entries, native
 
 _lock = threading.Lock()
 _softmax: dict = {}
@@ -44,9 +45,6 @@ def softmax_rows(algorithm: str, isa: str) -> list:
 
 def _driver(algorithm: str, isa: str, nontemporal: bool) -> int:
     """The address of the row driver the general path runs for these (softmax.driver)."""
-    from softjit.codegen import variants
-    from softjit.runtime import native
-
     variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
     return native.function_address(variant, variant.driver_symbol)
 
@@ -72,9 +70,6 @@ def exp_entry(isa: str):
     if found is None:
         if entries.unavailable_reason() is not None:
             return None
-        from softjit.codegen import variants
-        from softjit.runtime import native
-
         with _lock:
             found = _exp.get(isa)
             if found is None:

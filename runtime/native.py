@@ -8,6 +8,7 @@ dlopen per module. A module not found so is generated, built or fetched, and rem
 """
 from __future__ import annotations
 
+import ctypes
 import threading
 
 from softjit.runtime import asm_index
@@ -29,7 +30,6 @@ def load(name: str, build_module, *, generate: bool = False):
 
 
 def _open(name: str, build_module, generate: bool):
-    import ctypes
 
     from softjit.runtime import cache
     from softjit.runtime.cpu import check_platform
@@ -53,7 +53,6 @@ def _open(name: str, build_module, generate: bool):
 
 def function_address(variant, symbol: str | None = None) -> int:
     """The address of a function of a registered variant's module (its own symbol by default)."""
-    import ctypes
 
     return _address(variant.name, variant.build, symbol or variant.name,
                     lambda handle, symbol: ctypes.cast(getattr(handle, symbol), ctypes.c_void_p))
@@ -61,7 +60,6 @@ def function_address(variant, symbol: str | None = None) -> int:
 
 def data_address(name: str, build_module, symbol: str) -> int:
     """The address of a data symbol of module `name`."""
-    import ctypes
 
     return _address(name, build_module, symbol,
                     lambda handle, symbol: ctypes.c_void_p(

@@ -14,7 +14,6 @@ softjit.generated package (filled by `python -m softjit build` when a wheel is m
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import json
 import os
 import re
@@ -63,10 +62,13 @@ def _explicit_dir() -> Path | None:
 
 @functools.lru_cache(maxsize=None)
 def _packaged_dir() -> Path | None:
-    """prebuilt/ inside the installed softjit.generated package, as a Path when it can be one
-    (looked up once: importlib.resources costs milliseconds a call)."""
-    packaged = importlib.resources.files("softjit.generated") / "prebuilt"
-    return packaged if isinstance(packaged, Path) else None
+    """prebuilt/ inside the installed softjit.generated package (looked up once, from the
+    package's own file: importlib.resources costs milliseconds). Inside a zipped install the
+    path is no directory, and prebuilt_dirs leaves it out."""
+    import softjit.generated
+
+    location = getattr(softjit.generated, "__file__", None)
+    return Path(location).parent / "prebuilt" if location else None
 
 
 def prebuilt_dirs() -> list[Path]:

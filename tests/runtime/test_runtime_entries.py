@@ -28,9 +28,11 @@ def test_entries_are_used_on_this_interpreter():
 
 @pytest.mark.parametrize("patch, words", [
     (lambda mp: mp.setattr(sys, "implementation", types.SimpleNamespace(name="pypy")), "CPython"),
-    (lambda mp: mp.setattr("sysconfig.get_config_var",
-                           lambda name: 1 if name == "Py_GIL_DISABLED" else None), "free-threaded"),
-], ids=["other-interpreter", "free-threaded"])
+    (lambda mp: mp.setattr(sys, "abiflags", "t"), "free-threaded"),
+    (lambda mp: (mp.delattr(sys, "abiflags"), mp.setattr(
+        "sysconfig.get_config_var", lambda name: 1 if name == "Py_GIL_DISABLED" else None)),
+     "free-threaded"),
+], ids=["other-interpreter", "free-threaded", "free-threaded-by-sysconfig"])
 def test_the_rule_names_why_entries_are_not_used(monkeypatch, patch, words):
     patch(monkeypatch)
     assert words in entries._probe()
