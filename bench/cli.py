@@ -20,7 +20,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "three-pass-recompute; all / none); default all")
     parser.add_argument("--isas", metavar="LIST",
                         help="ISAs (avx512f, avx2); those the host lacks are listed as not "
-                             "runnable; default all")
+                             "runnable; default: the host's")
     parser.add_argument("--peers", metavar="LIST",
                         help="numpy, scipy, torch, torch-out, onnxruntime, litert (all / none); "
                              "missing ones are listed as not installed; default all")
@@ -46,7 +46,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--sweep", action="store_true",
                        help="time Softmax variants over a grid of kernel parameters on the host "
                             "ISA and report the best per algorithm and size class")
-    sweep.add_argument("--sweep-grid", choices=("quick", "full"), default="full")
+    sweep.add_argument("--sweep-grid", choices=("quick", "full", "wide"), default="full")
     sweep.add_argument("--sweep-isa", metavar="ISA", help="default: the host's best")
     parser.add_argument("--block-cost", action="store_true",
                         help="instead of the suite: the softmax kernels with and without their "

@@ -19,6 +19,7 @@ import numpy as np
 from softjit.codegen import variants
 from softjit.runtime import cpu
 from softjit.bench import candidates as cand
+from softjit.bench import port_floor
 from softjit.bench.progress import progress_bar
 from softjit.bench.timing import Flusher, last_level_cache_bytes, measure, pin_to_one_cpu
 
@@ -122,7 +123,8 @@ class Config:
         config = cls(**extra)
         config.cases = parse_sizes(sizes or (QUICK_SIZES if quick else DEFAULT_SIZES))
         config.algorithms = parse_names(algorithms, variants.ALGORITHMS, "algorithm")
-        config.isas = parse_names(isas, cpu.ISAS, "isa")
+        # the host's ISAs unless asked: an ISA the host lacks can only be listed as not runnable
+        config.isas = parse_names(isas, cpu.ISAS, "isa") if isas else _host_isas()
         config.peers = parse_names(peers, cand.ALL_PEERS, "peer")
         if repeats is not None:
             if repeats < 1:
@@ -133,6 +135,13 @@ class Config:
         if quick:
             config.budget_s = min(config.budget_s, 6.0)
         return config
+
+
+def _host_isas() -> tuple:
+    try:
+        return tuple(cpu.host_isas())
+    except Exception:  # not Linux x86-64: nothing runs, the suite says so per candidate
+        return cpu.ISAS
 
 
 def make_input(case: Case, rng) -> np.ndarray:
@@ -213,6 +222,9 @@ def run_suite(config: Config) -> dict:
     meta = host_metadata(config, pinned, llc)
     candidates = build_candidates(config)
     runnable = [c for c in candidates if c.status is None]
+    floors = port_floor.host_floors(meta["host_isas"][0] if meta["host_isas"] else None)
+    meta["port_floor"] = floors.describe()
+    meta["clock_ghz"] = floors.ghz
     rng = np.random.default_rng(config.seed)
     host_isas = meta["host_isas"]
     flusher = Flusher(llc, cand.read_rows_function(host_isas[0]) if host_isas else None)
@@ -224,7 +236,7 @@ def run_suite(config: Config) -> dict:
     try:
         for case in config.cases:
             cases.append(_run_case(case, config, candidates, rng, llc, flusher, bar,
-                                   planned[case]))
+                                   planned[case], floors))
     finally:
         bar.close()
     meta["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -233,7 +245,7 @@ def run_suite(config: Config) -> dict:
 
 
 def _run_case(case: Case, config: Config, candidates: list, rng, llc: int, flusher, bar,
-              planned: int) -> dict:
+              planned: int, floors=None) -> dict:
     bar.set_postfix_str(f"{case.label}: preparing")
     bar.refresh()
     x = make_input(case, rng)
@@ -249,7 +261,9 @@ def _run_case(case: Case, config: Config, candidates: list, rng, llc: int, flush
         entry = {"key": c.key, "label": c.label, "family": c.family, "algorithm": c.algorithm,
                  "isa": c.isa, "nontemporal": c.nontemporal, "kernel": c.kernel,
                  "status": c.status or "ok", "median_ns": None, "samples_ns": [], "number": None,
-                 "check": "unchecked", "max_abs_error": None}
+                 "check": "unchecked", "max_abs_error": None, "floor_ns_per_element": None}
+        if floors is not None and c.family == "softjit" and c.kernel in variants.REGISTRY:
+            entry["floor_ns_per_element"] = floors.floor_ns(variants.REGISTRY.named(c.kernel))
         entries[c.key] = entry
         record["candidates"].append(entry)
         if c.status is not None:

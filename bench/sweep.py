@@ -35,6 +35,10 @@ GRIDS = {
               "avx512f": ((2, 4, 8), (1, 2), (2, 4, 8), (0, 2))},
     "full": {"avx2": ((1, 2, 3, 4, 6, 8), (1, 2, 3, 4), (1, 2, 4, 8), (0, 1, 2)),
              "avx512f": ((2, 4, 6, 8, 12, 16), (1, 2, 3, 4), (2, 4, 8, 16), (0, 1, 2, 4))},
+    # many independent vectors per step (8-16), kept within the register file by interleaving
+    # tiles of 2-4 vectors: the out-of-order core overlaps the tiles
+    "wide": {"avx2": ((4, 8, 12), (1, 2, 4), (4, 8, 12), (0, 2, 4)),
+             "avx512f": ((8, 12, 16), (2, 4), (4, 8, 16), (0, 2, 4))},
 }
 
 

@@ -53,7 +53,9 @@ def measure_isa(isa: str, lengths: list, *, repeats: int, budget_s: float, sampl
         nontemporal = n * 4 >= runtime_softmax.NONTEMPORAL_MIN_BYTES
         timed = {}
         for algorithm in variants.ALGORITHMS:
-            variant = variants.REGISTRY.softmax(algorithm, isa, nontemporal)
+            # the variant softjit.softmax runs for this output size: where an algorithm has no
+            # non-temporal variant (three-pass-reload re-reads y), its plain one
+            variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
             timed[algorithm] = cand.softmax_driver_timed(variant, x, y)
             timed[algorithm].run(1)
         bar.set_postfix_str(f"{isa} n={n}")

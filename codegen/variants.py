@@ -72,16 +72,19 @@ def _elements(target: Target, vectors: int) -> str:
 class VExp(VariantBase):
     isa: str
     unroll: int  # vectors per main-loop step
+    interleave: int = 0  # vectors whose stages interleave (0: the whole unrolled step)
 
     op = "vexp"
     description = "y = exp(x), float32"
 
     @property
     def name(self) -> str:
-        return f"f32_vexp__{self.isa}_{exp_flavour(self.target)}_{_elements(self.target, self.unroll)}"
+        il = f"_i{self.interleave}" if 0 < self.interleave < self.unroll else ""
+        return (f"f32_vexp__{self.isa}_{exp_flavour(self.target)}_"
+                f"{_elements(self.target, self.unroll)}{il}")
 
     def functions(self) -> tuple:
-        return (elementwise.build_vexp(self.name, self.target, self.unroll),)
+        return (elementwise.build_vexp(self.name, self.target, self.unroll, self.interleave),)
 
 
 @dataclass(frozen=True)
@@ -448,11 +451,15 @@ class Registry:
                    and v.nontemporal == nontemporal for v in self.variants)
 
 
-# The registry. AVX2 softmax parameters come from `python -m softjit bench --sweep` on the
-# development host (AMD EPYC, AVX2; see the README's performance section): two-pass 4 vectors
-# per step with one accumulator, three-pass 4 vectors with two. AVX-512 could not be measured
-# there (no AVX-512 on that host): its parameters follow the paper's shape (8 vectors, two
-# accumulators, every stage interleaved) and are checked for correctness in the emulator.
+# The registry. Softmax parameters come from `python -m softjit bench --sweep --sweep-grid wide
+# --sizes 1e4,1e5` per ISA on the development host (AMD EPYC, Zen 4: family 0x19 model 0x11; see
+# docs/performance.md), then checked on 4096 x 1000 and 1e5 with the row drivers interleaved;
+# the best few of each algorithm were within 3-6% of one another. AVX2 keeps 4-vector steps for
+# two-pass and three-pass-reload (wider steps were not faster) and takes 12 vectors in tiles of
+# 4 for three-pass-recompute (7-10% faster); AVX-512 takes 8-16 vectors per step in tiles of
+# 2-4. The kernels keep as many constants in registers as fit beside a tile
+# (exp.resident_fit). Zen 3 hosts run the same AVX2 kernels: 4 FMA-latency chains per tile, and
+# the out-of-order core overlaps tiles and iterations.
 # The first softmax variant of an (algorithm, isa, store kind) is the one softjit.softmax runs.
 REGISTRY = Registry((
     VExp("avx2", 4),
@@ -462,17 +469,17 @@ REGISTRY = Registry((
     RMax("avx512f", 4, 2),
     Softmax("two-pass", "avx2", 4, 1, 4),
     Softmax("three-pass-reload", "avx2", 4, 2, 4),
-    Softmax("three-pass-recompute", "avx2", 4, 2, 4),
-    Softmax("two-pass", "avx512f", 8, 2, 4),
-    Softmax("three-pass-reload", "avx512f", 8, 2, 4),
-    Softmax("three-pass-recompute", "avx512f", 8, 2, 4),
+    Softmax("three-pass-recompute", "avx2", 12, 1, 12, interleave=4),
+    Softmax("two-pass", "avx512f", 16, 2, 8, interleave=4),
+    Softmax("three-pass-reload", "avx512f", 8, 2, 4, interleave=2),
+    Softmax("three-pass-recompute", "avx512f", 8, 2, 16, interleave=2),
     # Out of cache, the output passes of two-pass and three-pass-recompute store non-temporally
     # (no write-allocate read of y). Three-pass-reload re-reads y in its last pass, so its
     # non-temporal variant measured slower and is not registered.
     Softmax("two-pass", "avx2", 4, 1, 4, nontemporal=True),
-    Softmax("three-pass-recompute", "avx2", 4, 2, 4, nontemporal=True),
-    Softmax("two-pass", "avx512f", 8, 2, 4, nontemporal=True),
-    Softmax("three-pass-recompute", "avx512f", 8, 2, 4, nontemporal=True),
+    Softmax("three-pass-recompute", "avx2", 12, 1, 12, interleave=4, nontemporal=True),
+    Softmax("two-pass", "avx512f", 16, 2, 8, interleave=4, nontemporal=True),
+    Softmax("three-pass-recompute", "avx512f", 8, 2, 16, interleave=2, nontemporal=True),
 ) + tuple(probe for isa in ("avx2", "avx512f") for probe in probes(isa)))
 
 #: The built-in variants, in registry order. REGISTRY.variants also holds the users' variants

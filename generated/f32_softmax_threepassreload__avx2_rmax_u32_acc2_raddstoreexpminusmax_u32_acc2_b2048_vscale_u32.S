@@ -118,15 +118,11 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048:
 	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_magic_bias]
 	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_magic_bias]
 	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_magic_bias]
-	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_hi]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_hi]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_hi]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_hi]
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo]
+	# t = x - n*ln2 (one FMA: n is small here)
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
@@ -187,9 +183,8 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048:
 	vmovaps ymm5, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_magic_bias]
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_log2e]
 	vsubps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_magic_bias]
-	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_hi]
-	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo]
+	# t = x - n*ln2 (one FMA: n is small here)
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c4]
@@ -225,9 +220,8 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048:
 	vmovaps ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_magic_bias]
 	vfmadd231ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_log2e]
 	vsubps ymm7, ymm6, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_magic_bias]
-	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm5, ymm7, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_hi]
-	vfmadd231ps ymm5, ymm7, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo]
+	# t = x - n*ln2 (one FMA: n is small here)
+	vfmadd231ps ymm5, ymm7, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm7, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5]
 	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c4]
@@ -432,14 +426,9 @@ f32_softmax_threepassreload__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2
 	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
 	.endr
 	.p2align 5
-.Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_hi:
+.Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2:
 	.rept 8
 	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
-	.endr
-	.p2align 5
-.Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_minus_ln2_lo:
-	.rept 8
-	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
 	.endr
 	.p2align 5
 .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_c5:

@@ -14,93 +14,91 @@
 f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 .Lentry_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	sub rsp, 104
-	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_x_min]
-	vxorps ymm1, ymm1, ymm1
-	vmovups YMMWORD PTR [rsp], ymm1
-	vmovups YMMWORD PTR [rsp + 32], ymm1
-	vmovups ymm1, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_exponent_sentinel]
-	vmovups YMMWORD PTR [rsp + 64], ymm1
+	# constants kept in registers for the whole call
+	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
+	vmovaps ymm1, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_x_min]
+	vxorps ymm2, ymm2, ymm2
+	vmovups YMMWORD PTR [rsp], ymm2
+	vmovups YMMWORD PTR [rsp + 32], ymm2
+	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_exponent_sentinel]
+	vmovups YMMWORD PTR [rsp + 64], ymm2
 .Lf32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_block:
 	# next block: count = min(n, 2048), n -= count
 	mov rsi, 2048
 	cmp rdx, rsi
 	cmovb rsi, rdx
 	sub rdx, rsi
-	vxorps ymm1, ymm1, ymm1
-	vmovups ymm2, YMMWORD PTR [rsp + 64]
+	vxorps ymm2, ymm2, ymm2
+	vmovups ymm3, YMMWORD PTR [rsp + 64]
 	cmp rsi, 32
 	jb .Lf32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_extexp_u4_done
 .Lf32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_extexp_u4:
-	vmovups ymm3, YMMWORD PTR [rdi]
-	vmovups ymm4, YMMWORD PTR [rdi + 32]
-	vmovups ymm5, YMMWORD PTR [rdi + 64]
-	vmovups ymm6, YMMWORD PTR [rdi + 96]
+	vmovups ymm4, YMMWORD PTR [rdi]
+	vmovups ymm5, YMMWORD PTR [rdi + 32]
+	vmovups ymm6, YMMWORD PTR [rdi + 64]
+	vmovups ymm7, YMMWORD PTR [rdi + 96]
 	# x = max(x, -2^20): -inf and huge negatives stay finite (NaN passes)
-	vmaxps ymm3, ymm0, ymm3
-	vmaxps ymm4, ymm0, ymm4
-	vmaxps ymm5, ymm0, ymm5
-	vmaxps ymm6, ymm0, ymm6
+	vmaxps ymm4, ymm1, ymm4
+	vmaxps ymm5, ymm1, ymm5
+	vmaxps ymm6, ymm1, ymm6
+	vmaxps ymm7, ymm1, ymm7
 	# n = round(x * log2e)
-	vmovaps ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vfmadd231ps ymm7, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_log2e]
 	vmovaps ymm8, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_log2e]
 	vmovaps ymm9, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_log2e]
 	vmovaps ymm10, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_log2e]
-	vsubps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_log2e]
 	vsubps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vsubps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vsubps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vsubps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm3, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
 	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
 	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
 	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
-	vfmadd231ps ymm3, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
+	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
 	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
 	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
 	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
+	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm11, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
 	vmovups ymm14, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
+	vmovups ymm15, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
+	vfmadd213ps ymm12, ymm4, ymm0
+	vfmadd213ps ymm13, ymm5, ymm0
+	vfmadd213ps ymm14, ymm6, ymm0
+	vfmadd213ps ymm15, ymm7, ymm0
 	# (v, e) += p * 2^n, accumulator i mod K
 	# m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)
-	vmaxps ymm3, ymm7, ymm8
-	vmaxps ymm4, ymm9, ymm10
-	vmaxps ymm3, ymm3, ymm4
-	vmaxps ymm3, ymm2, ymm3
-	vsubps ymm7, ymm7, ymm3
-	vsubps ymm8, ymm8, ymm3
-	vsubps ymm9, ymm9, ymm3
-	vsubps ymm10, ymm10, ymm3
-	vmaxps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
-	vaddps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vpslld ymm7, ymm7, 23
-	vmulps ymm11, ymm11, ymm7
+	vmaxps ymm4, ymm8, ymm9
+	vmaxps ymm5, ymm10, ymm11
+	vmaxps ymm4, ymm4, ymm5
+	vmaxps ymm4, ymm3, ymm4
+	vsubps ymm8, ymm8, ymm4
+	vsubps ymm9, ymm9, ymm4
+	vsubps ymm10, ymm10, ymm4
+	vsubps ymm11, ymm11, ymm4
 	vmaxps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
 	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vpslld ymm8, ymm8, 23
@@ -113,16 +111,20 @@ f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	vaddps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vpslld ymm10, ymm10, 23
 	vmulps ymm14, ymm14, ymm10
-	vaddps ymm11, ymm11, ymm12
-	vaddps ymm13, ymm13, ymm14
-	vaddps ymm11, ymm11, ymm13
+	vmaxps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
+	vaddps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vpslld ymm11, ymm11, 23
+	vmulps ymm15, ymm15, ymm11
+	vaddps ymm12, ymm12, ymm13
+	vaddps ymm14, ymm14, ymm15
+	vaddps ymm12, ymm12, ymm14
 	# v = v * 2^(e - top) + q, e = top
-	vsubps ymm2, ymm2, ymm3
-	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
-	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vpslld ymm2, ymm2, 23
-	vfmadd213ps ymm1, ymm2, ymm11
-	vmovaps ymm2, ymm3
+	vsubps ymm3, ymm3, ymm4
+	vmaxps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
+	vaddps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vpslld ymm3, ymm3, 23
+	vfmadd213ps ymm2, ymm3, ymm12
+	vmovaps ymm3, ymm4
 	add rdi, 128
 	sub rsi, 32
 	cmp rsi, 32
@@ -131,38 +133,38 @@ f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	cmp rsi, 8
 	jb .Lf32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_extexp_v1_done
 .Lf32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_extexp_v1:
-	vmovups ymm3, YMMWORD PTR [rdi]
+	vmovups ymm4, YMMWORD PTR [rdi]
 	# x = max(x, -2^20): -inf and huge negatives stay finite (NaN passes)
-	vmaxps ymm3, ymm0, ymm3
+	vmaxps ymm4, ymm1, ymm4
 	# n = round(x * log2e)
-	vmovaps ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vfmadd231ps ymm4, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_log2e]
-	vsubps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vmovaps ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_log2e]
+	vsubps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
-	vfmadd231ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
-	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
-	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
-	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
-	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
-	vfmadd213ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
+	vfmadd213ps ymm6, ymm4, ymm0
 	# (v, e) += p * 2^n, accumulator i mod K
 	# m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)
-	vmaxps ymm3, ymm2, ymm4
-	vsubps ymm4, ymm4, ymm3
-	vmaxps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
-	vaddps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vpslld ymm4, ymm4, 23
-	vmulps ymm5, ymm5, ymm4
+	vmaxps ymm4, ymm3, ymm5
+	vsubps ymm5, ymm5, ymm4
+	vmaxps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
+	vaddps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vpslld ymm5, ymm5, 23
+	vmulps ymm6, ymm6, ymm5
 	# v = v * 2^(e - top) + q, e = top
-	vsubps ymm2, ymm2, ymm3
-	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
-	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vpslld ymm2, ymm2, 23
-	vfmadd213ps ymm1, ymm2, ymm5
-	vmovaps ymm2, ymm3
+	vsubps ymm3, ymm3, ymm4
+	vmaxps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
+	vaddps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vpslld ymm3, ymm3, 23
+	vfmadd213ps ymm2, ymm3, ymm6
+	vmovaps ymm3, ymm4
 	add rdi, 32
 	sub rsi, 8
 	cmp rsi, 8
@@ -173,66 +175,66 @@ f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	lea r8, [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_tail_window]
 	mov rsi, rsi
 	neg rsi
-	vmovups ymm3, YMMWORD PTR [r8 + rsi*4 + 32]
-	vmaskmovps ymm4, ymm3, YMMWORD PTR [rdi]
-	vmovups ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_inf]
-	vblendvps ymm4, ymm5, ymm4, ymm3
+	vmovups ymm4, YMMWORD PTR [r8 + rsi*4 + 32]
+	vmaskmovps ymm5, ymm4, YMMWORD PTR [rdi]
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_inf]
+	vblendvps ymm5, ymm6, ymm5, ymm4
 	# x = max(x, -2^20): -inf and huge negatives stay finite (NaN passes)
-	vmaxps ymm4, ymm0, ymm4
+	vmaxps ymm5, ymm1, ymm5
 	# n = round(x * log2e)
-	vmovaps ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vfmadd231ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_log2e]
-	vsubps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vmovaps ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_log2e]
+	vsubps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm4, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
-	vfmadd231ps ymm4, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
+	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_hi]
+	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
-	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
-	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
-	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
-	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
-	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one]
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c5]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c4]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c3]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c2]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_c1]
+	vfmadd213ps ymm6, ymm5, ymm0
 	# (v, e) += p * 2^n, accumulator i mod K
 	# m = max n_i, top = max(e, m); q = sum p_i * 2^(n_i - top)
-	vmaxps ymm4, ymm2, ymm3
-	vsubps ymm3, ymm3, ymm4
+	vmaxps ymm5, ymm3, ymm4
+	vsubps ymm4, ymm4, ymm5
+	vmaxps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
+	vaddps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
+	vpslld ymm4, ymm4, 23
+	vmulps ymm6, ymm6, ymm4
+	# v = v * 2^(e - top) + q, e = top
+	vsubps ymm3, ymm3, ymm5
 	vmaxps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
 	vaddps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
 	vpslld ymm3, ymm3, 23
-	vmulps ymm5, ymm5, ymm3
-	# v = v * 2^(e - top) + q, e = top
-	vsubps ymm2, ymm2, ymm4
-	vmaxps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127]
-	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias]
-	vpslld ymm2, ymm2, 23
-	vfmadd213ps ymm1, ymm2, ymm5
-	vmovaps ymm2, ymm4
+	vfmadd213ps ymm2, ymm3, ymm6
+	vmovaps ymm3, ymm5
 .Lf32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_extexp_tail_done:
 	# merge accumulators, then fold the block into the float64 lane sums
-	vmovups ymm3, YMMWORD PTR [rsp + 64]
-	vsubps ymm3, ymm3, ymm2
-	vmovups YMMWORD PTR [rsp + 64], ymm2
-	vmovups ymm2, YMMWORD PTR [rsp]
-	vmovups ymm4, YMMWORD PTR [rsp + 32]
-	vextractf128 xmm5, ymm3, 1
-	vcvtps2pd ymm3, xmm3
-	vcvtps2pd ymm5, xmm5
-	vmaxpd ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_1023_f64]
-	vaddpd ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias_f64]
-	vpsllq ymm3, ymm3, 52
-	vmulpd ymm2, ymm2, ymm3
-	vmaxpd ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_1023_f64]
-	vaddpd ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias_f64]
-	vpsllq ymm5, ymm5, 52
-	vmulpd ymm4, ymm4, ymm5
-	vextractf128 xmm3, ymm1, 1
-	vcvtps2pd ymm1, xmm1
-	vcvtps2pd ymm3, xmm3
-	vaddpd ymm2, ymm2, ymm1
-	vaddpd ymm4, ymm4, ymm3
-	vmovups YMMWORD PTR [rsp], ymm2
-	vmovups YMMWORD PTR [rsp + 32], ymm4
+	vmovups ymm4, YMMWORD PTR [rsp + 64]
+	vsubps ymm4, ymm4, ymm3
+	vmovups YMMWORD PTR [rsp + 64], ymm3
+	vmovups ymm3, YMMWORD PTR [rsp]
+	vmovups ymm5, YMMWORD PTR [rsp + 32]
+	vextractf128 xmm6, ymm4, 1
+	vcvtps2pd ymm4, xmm4
+	vcvtps2pd ymm6, xmm6
+	vmaxpd ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_1023_f64]
+	vaddpd ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias_f64]
+	vpsllq ymm4, ymm4, 52
+	vmulpd ymm3, ymm3, ymm4
+	vmaxpd ymm6, ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_1023_f64]
+	vaddpd ymm6, ymm6, YMMWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_magic_bias_f64]
+	vpsllq ymm6, ymm6, 52
+	vmulpd ymm5, ymm5, ymm6
+	vextractf128 xmm4, ymm2, 1
+	vcvtps2pd ymm2, xmm2
+	vcvtps2pd ymm4, xmm4
+	vaddpd ymm3, ymm3, ymm2
+	vaddpd ymm5, ymm5, ymm4
+	vmovups YMMWORD PTR [rsp], ymm3
+	vmovups YMMWORD PTR [rsp + 32], ymm5
 	test rdx, rdx
 	jne .Lf32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_block
 	# e = max over lanes; v = sum over lanes of v_lane * 2^(e_lane - e)
@@ -270,6 +272,10 @@ f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	vmovsd xmm0, QWORD PTR [rip + .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one_f64]
 	vdivsd xmm0, xmm0, xmm2
 	vcvtsd2ss xmm0, xmm0, xmm0
+	# one float32 ulp up: RN(1/total) + ulp >= 1/total (inf becomes NaN)
+	vmovd edx, xmm0
+	add edx, 1
+	vmovd xmm0, edx
 	vmovss DWORD PTR [rcx + 4], xmm0
 	# recompute with three passes unless 1/v is a number and e is inside the clamp
 	vucomiss xmm0, xmm0
@@ -290,56 +296,23 @@ f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048:
 	.size f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048, .-f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048
 
 # int f32_vscaleextexp__avx2_rr2_p5_u32_nt(const float* x, float* y, size_t n, float* state);
-# Two-pass pass 2: y = p(x) * (1/v) * 2^(n(x) - e) with
-# e = state[0], 1/v = state[1].
+# Two-pass pass 2: y = min(p(x) * r * 2^(n(x) - e), 1) with
+# e = state[0], r = state[1] (1/v rounded up).
 	.globl f32_vscaleextexp__avx2_rr2_p5_u32_nt
 	.type f32_vscaleextexp__avx2_rr2_p5_u32_nt, @function
 	.p2align 5
 f32_vscaleextexp__avx2_rr2_p5_u32_nt:
 .Lentry_f32_vscaleextexp__avx2_rr2_p5_u32_nt:
-	sub rsp, 232
-	vbroadcastss ymm0, DWORD PTR [rcx + 4]
-	vbroadcastss ymm1, DWORD PTR [rcx]
-	# per call: the polynomial's coefficients times 1/v, so that p(t) comes out as p/v
-	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
-	vmovups YMMWORD PTR [rsp], ymm2
-	vmovups ymm2, YMMWORD PTR [rsp]
-	vmulps ymm2, ymm2, ymm0
-	vmovups YMMWORD PTR [rsp], ymm2
-	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
-	vmovups YMMWORD PTR [rsp + 32], ymm2
-	vmovups ymm2, YMMWORD PTR [rsp + 32]
-	vmulps ymm2, ymm2, ymm0
-	vmovups YMMWORD PTR [rsp + 32], ymm2
-	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
-	vmovups YMMWORD PTR [rsp + 64], ymm2
-	vmovups ymm2, YMMWORD PTR [rsp + 64]
-	vmulps ymm2, ymm2, ymm0
-	vmovups YMMWORD PTR [rsp + 64], ymm2
-	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
-	vmovups YMMWORD PTR [rsp + 96], ymm2
-	vmovups ymm2, YMMWORD PTR [rsp + 96]
-	vmulps ymm2, ymm2, ymm0
-	vmovups YMMWORD PTR [rsp + 96], ymm2
-	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
-	vmovups YMMWORD PTR [rsp + 128], ymm2
-	vmovups ymm2, YMMWORD PTR [rsp + 128]
-	vmulps ymm2, ymm2, ymm0
-	vmovups YMMWORD PTR [rsp + 128], ymm2
-	vmovups ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_one]
-	vmovups YMMWORD PTR [rsp + 160], ymm2
-	vmovups ymm2, YMMWORD PTR [rsp + 160]
-	vmulps ymm2, ymm2, ymm0
-	vmovups YMMWORD PTR [rsp + 160], ymm2
+	# constants kept in registers for the whole call
+	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_one]
+	vbroadcastss ymm1, DWORD PTR [rcx + 4]
+	vbroadcastss ymm2, DWORD PTR [rcx]
 	# per call: magic bias - e, so that the biased exponent bits hold n - e + 127
-	vmovups ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_magic_bias]
-	vmovups YMMWORD PTR [rsp + 192], ymm0
-	vmovups ymm0, YMMWORD PTR [rsp + 192]
-	vsubps ymm0, ymm0, ymm1
-	vmovups YMMWORD PTR [rsp + 192], ymm0
+	vmovaps ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_magic_bias]
+	vsubps ymm3, ymm3, ymm2
 	# per call: x_min = (e - 127) * ln2, where n - e = -127: y = +0 from there down
-	vaddps ymm0, ymm1, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_127]
-	vmulps ymm0, ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_ln2]
+	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_127]
+	vmulps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_ln2]
 	# head = min(n, elements until y is vector-aligned)
 	mov rcx, rsi
 	neg rcx
@@ -352,27 +325,29 @@ f32_vscaleextexp__avx2_rr2_p5_u32_nt:
 	lea r8, [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_tail_window]
 	mov r9, rcx
 	neg r9
-	vmovups ymm1, YMMWORD PTR [r8 + r9*4 + 32]
-	vmaskmovps ymm2, ymm1, YMMWORD PTR [rdi]
-	vmaxps ymm2, ymm0, ymm2
+	vmovups ymm4, YMMWORD PTR [r8 + r9*4 + 32]
+	vmaskmovps ymm5, ymm4, YMMWORD PTR [rdi]
+	vmaxps ymm5, ymm2, ymm5
 	# n = round(x * log2e)
-	vmovups ymm3, YMMWORD PTR [rsp + 192]
-	vfmadd231ps ymm3, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
-	vsubps ymm4, ymm3, YMMWORD PTR [rsp + 192]
+	vmovups ymm6, ymm3
+	vfmadd231ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vsubps ymm7, ymm6, ymm3
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm2, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
-	vfmadd231ps ymm2, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
-	vmovups ymm4, YMMWORD PTR [rsp]
-	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rsp + 32]
-	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rsp + 64]
-	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rsp + 96]
-	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rsp + 128]
-	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rsp + 160]
-	# y = (p / v) * 2^(n - e)
-	vpslld ymm3, ymm3, 23
-	vmulps ymm4, ymm4, ymm3
-	vmaskmovps YMMWORD PTR [rsi], ymm1, ymm4
+	vfmadd231ps ymm5, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
+	vfmadd231ps ymm5, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vmovups ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
+	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm7, ymm5, ymm0
+	# y = min(p * r * 2^(n - e), 1)
+	vmulps ymm7, ymm7, ymm1
+	vpslld ymm6, ymm6, 23
+	vmulps ymm7, ymm7, ymm6
+	vminps ymm7, ymm7, ymm0
+	vmaskmovps YMMWORD PTR [rsi], ymm4, ymm7
 	lea rdi, [rdi + rcx*4]
 	lea rsi, [rsi + rcx*4]
 	sub rdx, rcx
@@ -380,74 +355,82 @@ f32_vscaleextexp__avx2_rr2_p5_u32_nt:
 	cmp rdx, 32
 	jb .Lf32_vscaleextexp__avx2_rr2_p5_u32_nt_extexp_u4_done
 .Lf32_vscaleextexp__avx2_rr2_p5_u32_nt_extexp_u4:
-	vmovups ymm1, YMMWORD PTR [rdi]
-	vmovups ymm2, YMMWORD PTR [rdi + 32]
-	vmovups ymm3, YMMWORD PTR [rdi + 64]
-	vmovups ymm4, YMMWORD PTR [rdi + 96]
-	vmaxps ymm1, ymm0, ymm1
-	vmaxps ymm2, ymm0, ymm2
-	vmaxps ymm3, ymm0, ymm3
-	vmaxps ymm4, ymm0, ymm4
+	vmovups ymm4, YMMWORD PTR [rdi]
+	vmovups ymm5, YMMWORD PTR [rdi + 32]
+	vmovups ymm6, YMMWORD PTR [rdi + 64]
+	vmovups ymm7, YMMWORD PTR [rdi + 96]
+	vmaxps ymm4, ymm2, ymm4
+	vmaxps ymm5, ymm2, ymm5
+	vmaxps ymm6, ymm2, ymm6
+	vmaxps ymm7, ymm2, ymm7
 	# n = round(x * log2e)
-	vmovups ymm5, YMMWORD PTR [rsp + 192]
-	vfmadd231ps ymm5, ymm1, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
-	vmovups ymm6, YMMWORD PTR [rsp + 192]
-	vfmadd231ps ymm6, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
-	vmovups ymm7, YMMWORD PTR [rsp + 192]
-	vfmadd231ps ymm7, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
-	vmovups ymm8, YMMWORD PTR [rsp + 192]
+	vmovups ymm8, ymm3
 	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
-	vsubps ymm9, ymm5, YMMWORD PTR [rsp + 192]
-	vsubps ymm10, ymm6, YMMWORD PTR [rsp + 192]
-	vsubps ymm11, ymm7, YMMWORD PTR [rsp + 192]
-	vsubps ymm12, ymm8, YMMWORD PTR [rsp + 192]
+	vmovups ymm9, ymm3
+	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vmovups ymm10, ymm3
+	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vmovups ymm11, ymm3
+	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vsubps ymm12, ymm8, ymm3
+	vsubps ymm13, ymm9, ymm3
+	vsubps ymm14, ymm10, ymm3
+	vsubps ymm15, ymm11, ymm3
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm1, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
-	vfmadd231ps ymm2, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
-	vfmadd231ps ymm3, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
 	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
-	vfmadd231ps ymm1, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
-	vfmadd231ps ymm2, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
-	vfmadd231ps ymm3, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
 	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
-	vmovups ymm9, YMMWORD PTR [rsp]
-	vmovups ymm10, YMMWORD PTR [rsp]
-	vmovups ymm11, YMMWORD PTR [rsp]
-	vmovups ymm12, YMMWORD PTR [rsp]
-	vfmadd213ps ymm9, ymm1, YMMWORD PTR [rsp + 32]
-	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rsp + 32]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 32]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 32]
-	vfmadd213ps ymm9, ymm1, YMMWORD PTR [rsp + 64]
-	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rsp + 64]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 64]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 64]
-	vfmadd213ps ymm9, ymm1, YMMWORD PTR [rsp + 96]
-	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rsp + 96]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 96]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 96]
-	vfmadd213ps ymm9, ymm1, YMMWORD PTR [rsp + 128]
-	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rsp + 128]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 128]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 128]
-	vfmadd213ps ymm9, ymm1, YMMWORD PTR [rsp + 160]
-	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rsp + 160]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rsp + 160]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rsp + 160]
-	# y = (p / v) * 2^(n - e)
-	vpslld ymm5, ymm5, 23
-	vpslld ymm6, ymm6, 23
-	vpslld ymm7, ymm7, 23
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
+	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
+	vmovups ymm14, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
+	vmovups ymm15, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm12, ymm4, ymm0
+	vfmadd213ps ymm13, ymm5, ymm0
+	vfmadd213ps ymm14, ymm6, ymm0
+	vfmadd213ps ymm15, ymm7, ymm0
+	# y = min(p * r * 2^(n - e), 1)
+	vmulps ymm12, ymm12, ymm1
+	vmulps ymm13, ymm13, ymm1
+	vmulps ymm14, ymm14, ymm1
+	vmulps ymm15, ymm15, ymm1
 	vpslld ymm8, ymm8, 23
-	vmulps ymm9, ymm9, ymm5
-	vmulps ymm10, ymm10, ymm6
-	vmulps ymm11, ymm11, ymm7
+	vpslld ymm9, ymm9, 23
+	vpslld ymm10, ymm10, 23
+	vpslld ymm11, ymm11, 23
 	vmulps ymm12, ymm12, ymm8
-	vmovntps YMMWORD PTR [rsi], ymm9
-	vmovntps YMMWORD PTR [rsi + 32], ymm10
-	vmovntps YMMWORD PTR [rsi + 64], ymm11
-	vmovntps YMMWORD PTR [rsi + 96], ymm12
+	vmulps ymm13, ymm13, ymm9
+	vmulps ymm14, ymm14, ymm10
+	vmulps ymm15, ymm15, ymm11
+	vminps ymm12, ymm12, ymm0
+	vminps ymm13, ymm13, ymm0
+	vminps ymm14, ymm14, ymm0
+	vminps ymm15, ymm15, ymm0
+	vmovntps YMMWORD PTR [rsi], ymm12
+	vmovntps YMMWORD PTR [rsi + 32], ymm13
+	vmovntps YMMWORD PTR [rsi + 64], ymm14
+	vmovntps YMMWORD PTR [rsi + 96], ymm15
 	add rdi, 128
 	add rsi, 128
 	sub rdx, 32
@@ -457,26 +440,28 @@ f32_vscaleextexp__avx2_rr2_p5_u32_nt:
 	cmp rdx, 8
 	jb .Lf32_vscaleextexp__avx2_rr2_p5_u32_nt_extexp_v1_done
 .Lf32_vscaleextexp__avx2_rr2_p5_u32_nt_extexp_v1:
-	vmovups ymm1, YMMWORD PTR [rdi]
-	vmaxps ymm1, ymm0, ymm1
+	vmovups ymm4, YMMWORD PTR [rdi]
+	vmaxps ymm4, ymm2, ymm4
 	# n = round(x * log2e)
-	vmovups ymm2, YMMWORD PTR [rsp + 192]
-	vfmadd231ps ymm2, ymm1, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
-	vsubps ymm3, ymm2, YMMWORD PTR [rsp + 192]
+	vmovups ymm5, ymm3
+	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vsubps ymm6, ymm5, ymm3
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
-	vfmadd231ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
-	vmovups ymm3, YMMWORD PTR [rsp]
-	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 32]
-	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 64]
-	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 96]
-	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 128]
-	vfmadd213ps ymm3, ymm1, YMMWORD PTR [rsp + 160]
-	# y = (p / v) * 2^(n - e)
-	vpslld ymm2, ymm2, 23
-	vmulps ymm3, ymm3, ymm2
-	vmovntps YMMWORD PTR [rsi], ymm3
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm6, ymm4, ymm0
+	# y = min(p * r * 2^(n - e), 1)
+	vmulps ymm6, ymm6, ymm1
+	vpslld ymm5, ymm5, 23
+	vmulps ymm6, ymm6, ymm5
+	vminps ymm6, ymm6, ymm0
+	vmovntps YMMWORD PTR [rsi], ymm6
 	add rdi, 32
 	add rsi, 32
 	sub rdx, 8
@@ -488,32 +473,33 @@ f32_vscaleextexp__avx2_rr2_p5_u32_nt:
 	lea rcx, [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_tail_window]
 	mov rdx, rdx
 	neg rdx
-	vmovups ymm1, YMMWORD PTR [rcx + rdx*4 + 32]
-	vmaskmovps ymm2, ymm1, YMMWORD PTR [rdi]
-	vmaxps ymm2, ymm0, ymm2
+	vmovups ymm4, YMMWORD PTR [rcx + rdx*4 + 32]
+	vmaskmovps ymm5, ymm4, YMMWORD PTR [rdi]
+	vmaxps ymm5, ymm2, ymm5
 	# n = round(x * log2e)
-	vmovups ymm0, YMMWORD PTR [rsp + 192]
-	vfmadd231ps ymm0, ymm2, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
-	vsubps ymm3, ymm0, YMMWORD PTR [rsp + 192]
+	vmovups ymm2, ymm3
+	vfmadd231ps ymm2, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vsubps ymm3, ymm2, ymm3
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm2, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
-	vfmadd231ps ymm2, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
-	vmovups ymm3, YMMWORD PTR [rsp]
-	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 32]
-	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 64]
-	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 96]
-	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 128]
-	vfmadd213ps ymm3, ymm2, YMMWORD PTR [rsp + 160]
-	# y = (p / v) * 2^(n - e)
-	vpslld ymm0, ymm0, 23
-	vmulps ymm3, ymm3, ymm0
-	vmaskmovps YMMWORD PTR [rsi], ymm1, ymm3
+	vfmadd231ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
+	vfmadd231ps ymm5, ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vmovups ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
+	vfmadd213ps ymm3, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm3, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm3, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm3, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm3, ymm5, ymm0
+	# y = min(p * r * 2^(n - e), 1)
+	vmulps ymm3, ymm3, ymm1
+	vpslld ymm2, ymm2, 23
+	vmulps ymm3, ymm3, ymm2
+	vminps ymm3, ymm3, ymm0
+	vmaskmovps YMMWORD PTR [rsi], ymm4, ymm3
 .Lf32_vscaleextexp__avx2_rr2_p5_u32_nt_extexp_tail_done:
 	sfence
 	mov eax, 0
 	vzeroupper
-	add rsp, 232
 	ret
 	.size f32_vscaleextexp__avx2_rr2_p5_u32_nt, .-f32_vscaleextexp__avx2_rr2_p5_u32_nt
 
@@ -582,6 +568,11 @@ f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt:
 
 	.section .rodata
 	.p2align 5
+.Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one:
+	.rept 8
+	.long 0x3F800000  # 0x1.0p+0 = 1
+	.endr
+	.p2align 5
 .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_x_min:
 	.rept 8
 	.long 0xC9800000  # -0x1.0p+20 = -1048576
@@ -642,11 +633,6 @@ f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt:
 	.long 0x3F7FFFFB  # 0x1.FFFFF6p-1 = 0.999999702
 	.endr
 	.p2align 5
-.Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one:
-	.rept 8
-	.long 0x3F800000  # 0x1.0p+0 = 1
-	.endr
-	.p2align 5
 .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_minus_127:
 	.rept 8
 	.long 0xC2FE0000  # -0x1.FCp+6 = -127
@@ -693,31 +679,6 @@ f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt:
 .Lc_f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048_e_low:
 	.rept 8
 	.long 0xC9B8A3F8  # -0x1.7147Fp+20 = -1512575
-	.endr
-	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c5:
-	.rept 8
-	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
-	.endr
-	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c4:
-	.rept 8
-	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
-	.endr
-	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c3:
-	.rept 8
-	.long 0x3E2AAD40  # 0x1.555A8p-3 = 0.166676521
-	.endr
-	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c2:
-	.rept 8
-	.long 0x3EFFFEE3  # 0x1.FFFDC6p-2 = 0.499991506
-	.endr
-	.p2align 5
-.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c1:
-	.rept 8
-	.long 0x3F7FFFFB  # 0x1.FFFFF6p-1 = 0.999999702
 	.endr
 	.p2align 5
 .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_one:
@@ -771,5 +732,30 @@ f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt:
 .Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo:
 	.rept 8
 	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c5:
+	.rept 8
+	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c4:
+	.rept 8
+	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c3:
+	.rept 8
+	.long 0x3E2AAD40  # 0x1.555A8p-3 = 0.166676521
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c2:
+	.rept 8
+	.long 0x3EFFFEE3  # 0x1.FFFDC6p-2 = 0.499991506
+	.endr
+	.p2align 5
+.Lc_f32_vscaleextexp__avx2_rr2_p5_u32_nt_c1:
+	.rept 8
+	.long 0x3F7FFFFB  # 0x1.FFFFF6p-1 = 0.999999702
 	.endr
 	.section .note.GNU-stack,"",@progbits

@@ -13,113 +13,116 @@
 	.p2align 5
 f32_vexp__avx2_rr2_p5_u32:
 .Lentry_f32_vexp__avx2_rr2_p5_u32:
+	# constants kept in registers for the whole call
+	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
+	vmovaps ymm1, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_log2e]
 	# x is clamped to [-104, 89] (exp rounds to 0 below, to +inf above); NaN passes
-	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_x_min]
-	vmovaps ymm1, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_x_max]
+	vmovaps ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_x_min]
+	vmovaps ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_x_max]
 	cmp rdx, 32
 	jb .Lf32_vexp__avx2_rr2_p5_u32_exp_u4_done
 .Lf32_vexp__avx2_rr2_p5_u32_exp_u4:
-	vmovups ymm2, YMMWORD PTR [rdi]
-	vmovups ymm3, YMMWORD PTR [rdi + 32]
-	vmovups ymm4, YMMWORD PTR [rdi + 64]
-	vmovups ymm5, YMMWORD PTR [rdi + 96]
+	vmovups ymm4, YMMWORD PTR [rdi]
+	vmovups ymm5, YMMWORD PTR [rdi + 32]
+	vmovups ymm6, YMMWORD PTR [rdi + 64]
+	vmovups ymm7, YMMWORD PTR [rdi + 96]
 	# x = min(max(x, -104), 89)
-	vmaxps ymm2, ymm0, ymm2
-	vmaxps ymm3, ymm0, ymm3
-	vmaxps ymm4, ymm0, ymm4
-	vmaxps ymm5, ymm0, ymm5
-	vminps ymm2, ymm1, ymm2
-	vminps ymm3, ymm1, ymm3
-	vminps ymm4, ymm1, ymm4
-	vminps ymm5, ymm1, ymm5
+	vmaxps ymm4, ymm2, ymm4
+	vmaxps ymm5, ymm2, ymm5
+	vmaxps ymm6, ymm2, ymm6
+	vmaxps ymm7, ymm2, ymm7
+	vminps ymm4, ymm3, ymm4
+	vminps ymm5, ymm3, ymm5
+	vminps ymm6, ymm3, ymm6
+	vminps ymm7, ymm3, ymm7
 	# n = round(x * log2e)
-	vmovaps ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vfmadd231ps ymm6, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_log2e]
-	vmovaps ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vfmadd231ps ymm7, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_log2e]
-	vmovaps ymm8, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_log2e]
-	vmovaps ymm9, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_log2e]
-	vsubps ymm6, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vsubps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vsubps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vsubps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
+	vmovaps ymm8, ymm0
+	vfmadd231ps ymm8, ymm4, ymm1
+	vmovaps ymm9, ymm0
+	vfmadd231ps ymm9, ymm5, ymm1
+	vmovaps ymm10, ymm0
+	vfmadd231ps ymm10, ymm6, ymm1
+	vmovaps ymm11, ymm0
+	vfmadd231ps ymm11, ymm7, ymm1
+	vsubps ymm8, ymm8, ymm0
+	vsubps ymm9, ymm9, ymm0
+	vsubps ymm10, ymm10, ymm0
+	vsubps ymm11, ymm11, ymm0
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm2, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm3, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
 	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
 	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm2, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
-	vfmadd231ps ymm3, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
 	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm10, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
-	vmovups ymm11, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
-	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
+	vmovups ymm14, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
+	vmovups ymm15, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm10, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
-	vfmadd213ps ymm11, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
 	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
 	# y = (p * 2^a) * 2^b with a = clamp(n, -100, 127), b = n - a: one rounding
-	vmaxps ymm2, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
-	vmaxps ymm3, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
 	vmaxps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
 	vmaxps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
-	vminps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
-	vminps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
+	vmaxps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
+	vmaxps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
 	vminps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
 	vminps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
-	vsubps ymm6, ymm6, ymm2
-	vsubps ymm7, ymm7, ymm3
+	vminps ymm6, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
+	vminps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
 	vsubps ymm8, ymm8, ymm4
 	vsubps ymm9, ymm9, ymm5
-	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vaddps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vaddps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vaddps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vaddps ymm6, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vaddps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vaddps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vpslld ymm2, ymm2, 23
-	vpslld ymm3, ymm3, 23
+	vsubps ymm10, ymm10, ymm6
+	vsubps ymm11, ymm11, ymm7
+	vaddps ymm4, ymm4, ymm0
+	vaddps ymm5, ymm5, ymm0
+	vaddps ymm6, ymm6, ymm0
+	vaddps ymm7, ymm7, ymm0
+	vaddps ymm8, ymm8, ymm0
+	vaddps ymm9, ymm9, ymm0
+	vaddps ymm10, ymm10, ymm0
+	vaddps ymm11, ymm11, ymm0
 	vpslld ymm4, ymm4, 23
 	vpslld ymm5, ymm5, 23
 	vpslld ymm6, ymm6, 23
 	vpslld ymm7, ymm7, 23
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
-	vmulps ymm10, ymm10, ymm2
-	vmulps ymm11, ymm11, ymm3
+	vpslld ymm10, ymm10, 23
+	vpslld ymm11, ymm11, 23
 	vmulps ymm12, ymm12, ymm4
 	vmulps ymm13, ymm13, ymm5
-	vmulps ymm10, ymm10, ymm6
-	vmulps ymm11, ymm11, ymm7
+	vmulps ymm14, ymm14, ymm6
+	vmulps ymm15, ymm15, ymm7
 	vmulps ymm12, ymm12, ymm8
 	vmulps ymm13, ymm13, ymm9
-	vmovups YMMWORD PTR [rsi], ymm10
-	vmovups YMMWORD PTR [rsi + 32], ymm11
-	vmovups YMMWORD PTR [rsi + 64], ymm12
-	vmovups YMMWORD PTR [rsi + 96], ymm13
+	vmulps ymm14, ymm14, ymm10
+	vmulps ymm15, ymm15, ymm11
+	vmovups YMMWORD PTR [rsi], ymm12
+	vmovups YMMWORD PTR [rsi + 32], ymm13
+	vmovups YMMWORD PTR [rsi + 64], ymm14
+	vmovups YMMWORD PTR [rsi + 96], ymm15
 	add rdi, 128
 	add rsi, 128
 	sub rdx, 32
@@ -129,35 +132,35 @@ f32_vexp__avx2_rr2_p5_u32:
 	cmp rdx, 8
 	jb .Lf32_vexp__avx2_rr2_p5_u32_exp_v1_done
 .Lf32_vexp__avx2_rr2_p5_u32_exp_v1:
-	vmovups ymm2, YMMWORD PTR [rdi]
+	vmovups ymm4, YMMWORD PTR [rdi]
 	# x = min(max(x, -104), 89)
-	vmaxps ymm2, ymm0, ymm2
-	vminps ymm2, ymm1, ymm2
+	vmaxps ymm4, ymm2, ymm4
+	vminps ymm4, ymm3, ymm4
 	# n = round(x * log2e)
-	vmovaps ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vfmadd231ps ymm3, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_log2e]
-	vsubps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
+	vmovaps ymm5, ymm0
+	vfmadd231ps ymm5, ymm4, ymm1
+	vsubps ymm5, ymm5, ymm0
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm2, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm2, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
-	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm4, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
 	# y = (p * 2^a) * 2^b with a = clamp(n, -100, 127), b = n - a: one rounding
-	vmaxps ymm2, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
-	vminps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
-	vsubps ymm3, ymm3, ymm2
-	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vaddps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vpslld ymm2, ymm2, 23
-	vpslld ymm3, ymm3, 23
-	vmulps ymm4, ymm4, ymm2
-	vmulps ymm4, ymm4, ymm3
-	vmovups YMMWORD PTR [rsi], ymm4
+	vmaxps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
+	vminps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
+	vsubps ymm5, ymm5, ymm4
+	vaddps ymm4, ymm4, ymm0
+	vaddps ymm5, ymm5, ymm0
+	vpslld ymm4, ymm4, 23
+	vpslld ymm5, ymm5, 23
+	vmulps ymm6, ymm6, ymm4
+	vmulps ymm6, ymm6, ymm5
+	vmovups YMMWORD PTR [rsi], ymm6
 	add rdi, 32
 	add rsi, 32
 	sub rdx, 8
@@ -169,52 +172,42 @@ f32_vexp__avx2_rr2_p5_u32:
 	lea rax, [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_tail_window]
 	mov rcx, rdx
 	neg rcx
-	vmovups ymm2, YMMWORD PTR [rax + rcx*4 + 32]
-	vmaskmovps ymm3, ymm2, YMMWORD PTR [rdi]
+	vmovups ymm4, YMMWORD PTR [rax + rcx*4 + 32]
+	vmaskmovps ymm5, ymm4, YMMWORD PTR [rdi]
 	# x = min(max(x, -104), 89)
-	vmaxps ymm3, ymm0, ymm3
-	vminps ymm3, ymm1, ymm3
+	vmaxps ymm5, ymm2, ymm5
+	vminps ymm5, ymm3, ymm5
 	# n = round(x * log2e)
-	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vfmadd231ps ymm0, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_log2e]
-	vsubps ymm0, ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
+	vmovaps ymm2, ymm0
+	vfmadd231ps ymm2, ymm5, ymm1
+	vsubps ymm2, ymm2, ymm0
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm3, ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm3, ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm5, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm5, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm1, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
-	vfmadd213ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm1, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
+	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
+	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
+	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
+	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
+	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
 	# y = (p * 2^a) * 2^b with a = clamp(n, -100, 127), b = n - a: one rounding
-	vmaxps ymm3, ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
-	vminps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
-	vsubps ymm0, ymm0, ymm3
-	vaddps ymm3, ymm3, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vaddps ymm0, ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
-	vpslld ymm3, ymm3, 23
-	vpslld ymm0, ymm0, 23
-	vmulps ymm1, ymm1, ymm3
-	vmulps ymm1, ymm1, ymm0
-	vmaskmovps YMMWORD PTR [rsi], ymm2, ymm1
+	vmaxps ymm5, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
+	vminps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
+	vsubps ymm2, ymm2, ymm5
+	vaddps ymm5, ymm5, ymm0
+	vaddps ymm2, ymm2, ymm0
+	vpslld ymm5, ymm5, 23
+	vpslld ymm2, ymm2, 23
+	vmulps ymm1, ymm1, ymm5
+	vmulps ymm1, ymm1, ymm2
+	vmaskmovps YMMWORD PTR [rsi], ymm4, ymm1
 .Lf32_vexp__avx2_rr2_p5_u32_exp_tail_done:
 	vzeroupper
 	ret
 	.size f32_vexp__avx2_rr2_p5_u32, .-f32_vexp__avx2_rr2_p5_u32
 
 	.section .rodata
-	.p2align 5
-.Lc_f32_vexp__avx2_rr2_p5_u32_x_min:
-	.rept 8
-	.long 0xC2D00000  # -0x1.Ap+6 = -104
-	.endr
-	.p2align 5
-.Lc_f32_vexp__avx2_rr2_p5_u32_x_max:
-	.rept 8
-	.long 0x42B20000  # 0x1.64p+6 = 89
-	.endr
 	.p2align 5
 .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias:
 	.rept 8
@@ -224,6 +217,16 @@ f32_vexp__avx2_rr2_p5_u32:
 .Lc_f32_vexp__avx2_rr2_p5_u32_log2e:
 	.rept 8
 	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
+	.endr
+	.p2align 5
+.Lc_f32_vexp__avx2_rr2_p5_u32_x_min:
+	.rept 8
+	.long 0xC2D00000  # -0x1.Ap+6 = -104
+	.endr
+	.p2align 5
+.Lc_f32_vexp__avx2_rr2_p5_u32_x_max:
+	.rept 8
+	.long 0x42B20000  # 0x1.64p+6 = 89
 	.endr
 	.p2align 5
 .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi:

@@ -13,137 +13,144 @@
 	.p2align 5
 f32_vexp__avx512f_rr2_p5_scalef_u128:
 .Lentry_f32_vexp__avx512f_rr2_p5_scalef_u128:
+	# constants kept in registers for the whole call
+	vbroadcastss zmm0, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
+	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
+	vbroadcastss zmm3, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
+	vbroadcastss zmm4, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
+	vbroadcastss zmm5, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
 	# x is clamped to [-104, 89] (exp rounds to 0 below, to +inf above); NaN passes
-	vbroadcastss zmm0, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_x_min]
-	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_x_max]
+	vbroadcastss zmm6, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_x_min]
+	vbroadcastss zmm7, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_x_max]
 	cmp rdx, 128
 	jb .Lf32_vexp__avx512f_rr2_p5_scalef_u128_exp_u8_done
 .Lf32_vexp__avx512f_rr2_p5_scalef_u128_exp_u8:
-	vmovups zmm2, ZMMWORD PTR [rdi]
-	vmovups zmm3, ZMMWORD PTR [rdi + 64]
-	vmovups zmm4, ZMMWORD PTR [rdi + 128]
-	vmovups zmm5, ZMMWORD PTR [rdi + 192]
-	vmovups zmm6, ZMMWORD PTR [rdi + 256]
-	vmovups zmm7, ZMMWORD PTR [rdi + 320]
-	vmovups zmm8, ZMMWORD PTR [rdi + 384]
-	vmovups zmm9, ZMMWORD PTR [rdi + 448]
+	vmovups zmm8, ZMMWORD PTR [rdi]
+	vmovups zmm9, ZMMWORD PTR [rdi + 64]
+	vmovups zmm10, ZMMWORD PTR [rdi + 128]
+	vmovups zmm11, ZMMWORD PTR [rdi + 192]
+	vmovups zmm12, ZMMWORD PTR [rdi + 256]
+	vmovups zmm13, ZMMWORD PTR [rdi + 320]
+	vmovups zmm14, ZMMWORD PTR [rdi + 384]
+	vmovups zmm15, ZMMWORD PTR [rdi + 448]
 	# x = min(max(x, -104), 89)
-	vmaxps zmm2, zmm0, zmm2
-	vmaxps zmm3, zmm0, zmm3
-	vmaxps zmm4, zmm0, zmm4
-	vmaxps zmm5, zmm0, zmm5
-	vmaxps zmm6, zmm0, zmm6
-	vmaxps zmm7, zmm0, zmm7
-	vmaxps zmm8, zmm0, zmm8
-	vmaxps zmm9, zmm0, zmm9
-	vminps zmm2, zmm1, zmm2
-	vminps zmm3, zmm1, zmm3
-	vminps zmm4, zmm1, zmm4
-	vminps zmm5, zmm1, zmm5
-	vminps zmm6, zmm1, zmm6
-	vminps zmm7, zmm1, zmm7
-	vminps zmm8, zmm1, zmm8
-	vminps zmm9, zmm1, zmm9
+	vmaxps zmm8, zmm6, zmm8
+	vmaxps zmm9, zmm6, zmm9
+	vmaxps zmm10, zmm6, zmm10
+	vmaxps zmm11, zmm6, zmm11
+	vmaxps zmm12, zmm6, zmm12
+	vmaxps zmm13, zmm6, zmm13
+	vmaxps zmm14, zmm6, zmm14
+	vmaxps zmm15, zmm6, zmm15
+	vminps zmm8, zmm7, zmm8
+	vminps zmm9, zmm7, zmm9
+	vminps zmm10, zmm7, zmm10
+	vminps zmm11, zmm7, zmm11
+	vminps zmm12, zmm7, zmm12
+	vminps zmm13, zmm7, zmm13
+	vminps zmm14, zmm7, zmm14
+	vminps zmm15, zmm7, zmm15
 	# n = round(x * log2e)
-	vmulps zmm10, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
-	vmulps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
-	vmulps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
-	vmulps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
-	vmulps zmm14, zmm6, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
-	vmulps zmm15, zmm7, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
-	vmulps zmm16, zmm8, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
-	vmulps zmm17, zmm9, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
-	vrndscaleps zmm10, zmm10, 8
-	vrndscaleps zmm11, zmm11, 8
-	vrndscaleps zmm12, zmm12, 8
-	vrndscaleps zmm13, zmm13, 8
-	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
+	vmulps zmm16, zmm8, zmm0
+	vmulps zmm17, zmm9, zmm0
+	vmulps zmm18, zmm10, zmm0
+	vmulps zmm19, zmm11, zmm0
+	vmulps zmm20, zmm12, zmm0
+	vmulps zmm21, zmm13, zmm0
+	vmulps zmm22, zmm14, zmm0
+	vmulps zmm23, zmm15, zmm0
 	vrndscaleps zmm16, zmm16, 8
 	vrndscaleps zmm17, zmm17, 8
+	vrndscaleps zmm18, zmm18, 8
+	vrndscaleps zmm19, zmm19, 8
+	vrndscaleps zmm20, zmm20, 8
+	vrndscaleps zmm21, zmm21, 8
+	vrndscaleps zmm22, zmm22, 8
+	vrndscaleps zmm23, zmm23, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm2, zmm10, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
-	vfmadd231ps zmm3, zmm11, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
-	vfmadd231ps zmm4, zmm12, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
-	vfmadd231ps zmm5, zmm13, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
-	vfmadd231ps zmm6, zmm14, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
-	vfmadd231ps zmm7, zmm15, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
 	vfmadd231ps zmm8, zmm16, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
 	vfmadd231ps zmm9, zmm17, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
-	vfmadd231ps zmm2, zmm10, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
-	vfmadd231ps zmm3, zmm11, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
-	vfmadd231ps zmm4, zmm12, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
-	vfmadd231ps zmm5, zmm13, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
-	vfmadd231ps zmm6, zmm14, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
-	vfmadd231ps zmm7, zmm15, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
+	vfmadd231ps zmm10, zmm18, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
+	vfmadd231ps zmm11, zmm19, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
+	vfmadd231ps zmm12, zmm20, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
+	vfmadd231ps zmm13, zmm21, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
+	vfmadd231ps zmm14, zmm22, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
+	vfmadd231ps zmm15, zmm23, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
 	vfmadd231ps zmm8, zmm16, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
 	vfmadd231ps zmm9, zmm17, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
+	vfmadd231ps zmm10, zmm18, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
+	vfmadd231ps zmm11, zmm19, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
+	vfmadd231ps zmm12, zmm20, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
+	vfmadd231ps zmm13, zmm21, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
+	vfmadd231ps zmm14, zmm22, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
+	vfmadd231ps zmm15, zmm23, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm18, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
-	vbroadcastss zmm19, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
-	vbroadcastss zmm20, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
-	vbroadcastss zmm21, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
-	vbroadcastss zmm22, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
-	vbroadcastss zmm23, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
 	vbroadcastss zmm24, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
 	vbroadcastss zmm25, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
-	vfmadd213ps zmm18, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
-	vfmadd213ps zmm19, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
-	vfmadd213ps zmm20, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
-	vfmadd213ps zmm21, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
-	vfmadd213ps zmm22, zmm6, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
-	vfmadd213ps zmm23, zmm7, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
-	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
-	vfmadd213ps zmm25, zmm9, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
-	vfmadd213ps zmm18, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
-	vfmadd213ps zmm19, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
-	vfmadd213ps zmm20, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
-	vfmadd213ps zmm21, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
-	vfmadd213ps zmm22, zmm6, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
-	vfmadd213ps zmm23, zmm7, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
-	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
-	vfmadd213ps zmm25, zmm9, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
-	vfmadd213ps zmm18, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
-	vfmadd213ps zmm19, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
-	vfmadd213ps zmm20, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
-	vfmadd213ps zmm21, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
-	vfmadd213ps zmm22, zmm6, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
-	vfmadd213ps zmm23, zmm7, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
-	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
-	vfmadd213ps zmm25, zmm9, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
-	vfmadd213ps zmm18, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
-	vfmadd213ps zmm19, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
-	vfmadd213ps zmm20, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
-	vfmadd213ps zmm21, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
-	vfmadd213ps zmm22, zmm6, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
-	vfmadd213ps zmm23, zmm7, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
-	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
-	vfmadd213ps zmm25, zmm9, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
-	vfmadd213ps zmm18, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
-	vfmadd213ps zmm19, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
-	vfmadd213ps zmm20, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
-	vfmadd213ps zmm21, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
-	vfmadd213ps zmm22, zmm6, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
-	vfmadd213ps zmm23, zmm7, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
-	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
-	vfmadd213ps zmm25, zmm9, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
+	vbroadcastss zmm26, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
+	vbroadcastss zmm27, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
+	vbroadcastss zmm28, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
+	vbroadcastss zmm29, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
+	vbroadcastss zmm30, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
+	vbroadcastss zmm31, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
+	vfmadd213ps zmm24, zmm8, zmm1
+	vfmadd213ps zmm25, zmm9, zmm1
+	vfmadd213ps zmm26, zmm10, zmm1
+	vfmadd213ps zmm27, zmm11, zmm1
+	vfmadd213ps zmm28, zmm12, zmm1
+	vfmadd213ps zmm29, zmm13, zmm1
+	vfmadd213ps zmm30, zmm14, zmm1
+	vfmadd213ps zmm31, zmm15, zmm1
+	vfmadd213ps zmm24, zmm8, zmm2
+	vfmadd213ps zmm25, zmm9, zmm2
+	vfmadd213ps zmm26, zmm10, zmm2
+	vfmadd213ps zmm27, zmm11, zmm2
+	vfmadd213ps zmm28, zmm12, zmm2
+	vfmadd213ps zmm29, zmm13, zmm2
+	vfmadd213ps zmm30, zmm14, zmm2
+	vfmadd213ps zmm31, zmm15, zmm2
+	vfmadd213ps zmm24, zmm8, zmm3
+	vfmadd213ps zmm25, zmm9, zmm3
+	vfmadd213ps zmm26, zmm10, zmm3
+	vfmadd213ps zmm27, zmm11, zmm3
+	vfmadd213ps zmm28, zmm12, zmm3
+	vfmadd213ps zmm29, zmm13, zmm3
+	vfmadd213ps zmm30, zmm14, zmm3
+	vfmadd213ps zmm31, zmm15, zmm3
+	vfmadd213ps zmm24, zmm8, zmm4
+	vfmadd213ps zmm25, zmm9, zmm4
+	vfmadd213ps zmm26, zmm10, zmm4
+	vfmadd213ps zmm27, zmm11, zmm4
+	vfmadd213ps zmm28, zmm12, zmm4
+	vfmadd213ps zmm29, zmm13, zmm4
+	vfmadd213ps zmm30, zmm14, zmm4
+	vfmadd213ps zmm31, zmm15, zmm4
+	vfmadd213ps zmm24, zmm8, zmm5
+	vfmadd213ps zmm25, zmm9, zmm5
+	vfmadd213ps zmm26, zmm10, zmm5
+	vfmadd213ps zmm27, zmm11, zmm5
+	vfmadd213ps zmm28, zmm12, zmm5
+	vfmadd213ps zmm29, zmm13, zmm5
+	vfmadd213ps zmm30, zmm14, zmm5
+	vfmadd213ps zmm31, zmm15, zmm5
 	# y = p * 2^n (VSCALEFPS rounds subnormal results once)
-	vscalefps zmm18, zmm18, zmm10
-	vscalefps zmm19, zmm19, zmm11
-	vscalefps zmm20, zmm20, zmm12
-	vscalefps zmm21, zmm21, zmm13
-	vscalefps zmm22, zmm22, zmm14
-	vscalefps zmm23, zmm23, zmm15
 	vscalefps zmm24, zmm24, zmm16
 	vscalefps zmm25, zmm25, zmm17
-	vmovups ZMMWORD PTR [rsi], zmm18
-	vmovups ZMMWORD PTR [rsi + 64], zmm19
-	vmovups ZMMWORD PTR [rsi + 128], zmm20
-	vmovups ZMMWORD PTR [rsi + 192], zmm21
-	vmovups ZMMWORD PTR [rsi + 256], zmm22
-	vmovups ZMMWORD PTR [rsi + 320], zmm23
-	vmovups ZMMWORD PTR [rsi + 384], zmm24
-	vmovups ZMMWORD PTR [rsi + 448], zmm25
+	vscalefps zmm26, zmm26, zmm18
+	vscalefps zmm27, zmm27, zmm19
+	vscalefps zmm28, zmm28, zmm20
+	vscalefps zmm29, zmm29, zmm21
+	vscalefps zmm30, zmm30, zmm22
+	vscalefps zmm31, zmm31, zmm23
+	vmovups ZMMWORD PTR [rsi], zmm24
+	vmovups ZMMWORD PTR [rsi + 64], zmm25
+	vmovups ZMMWORD PTR [rsi + 128], zmm26
+	vmovups ZMMWORD PTR [rsi + 192], zmm27
+	vmovups ZMMWORD PTR [rsi + 256], zmm28
+	vmovups ZMMWORD PTR [rsi + 320], zmm29
+	vmovups ZMMWORD PTR [rsi + 384], zmm30
+	vmovups ZMMWORD PTR [rsi + 448], zmm31
 	add rdi, 512
 	add rsi, 512
 	sub rdx, 128
@@ -153,26 +160,26 @@ f32_vexp__avx512f_rr2_p5_scalef_u128:
 	cmp rdx, 16
 	jb .Lf32_vexp__avx512f_rr2_p5_scalef_u128_exp_v1_done
 .Lf32_vexp__avx512f_rr2_p5_scalef_u128_exp_v1:
-	vmovups zmm2, ZMMWORD PTR [rdi]
+	vmovups zmm8, ZMMWORD PTR [rdi]
 	# x = min(max(x, -104), 89)
-	vmaxps zmm2, zmm0, zmm2
-	vminps zmm2, zmm1, zmm2
+	vmaxps zmm8, zmm6, zmm8
+	vminps zmm8, zmm7, zmm8
 	# n = round(x * log2e)
-	vmulps zmm3, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
-	vrndscaleps zmm3, zmm3, 8
+	vmulps zmm9, zmm8, zmm0
+	vrndscaleps zmm9, zmm9, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm2, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
-	vfmadd231ps zmm2, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
+	vfmadd231ps zmm8, zmm9, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
+	vfmadd231ps zmm8, zmm9, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm4, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
-	vfmadd213ps zmm4, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
-	vfmadd213ps zmm4, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
-	vfmadd213ps zmm4, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
-	vfmadd213ps zmm4, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
-	vfmadd213ps zmm4, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
+	vbroadcastss zmm10, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
+	vfmadd213ps zmm10, zmm8, zmm1
+	vfmadd213ps zmm10, zmm8, zmm2
+	vfmadd213ps zmm10, zmm8, zmm3
+	vfmadd213ps zmm10, zmm8, zmm4
+	vfmadd213ps zmm10, zmm8, zmm5
 	# y = p * 2^n (VSCALEFPS rounds subnormal results once)
-	vscalefps zmm4, zmm4, zmm3
-	vmovups ZMMWORD PTR [rsi], zmm4
+	vscalefps zmm10, zmm10, zmm9
+	vmovups ZMMWORD PTR [rsi], zmm10
 	add rdi, 64
 	add rsi, 64
 	sub rdx, 16
@@ -183,26 +190,26 @@ f32_vexp__avx512f_rr2_p5_scalef_u128:
 	je .Lf32_vexp__avx512f_rr2_p5_scalef_u128_exp_tail_done
 	lea rax, [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_tail_kmasks]
 	kmovw k1, WORD PTR [rax + rdx*4]
-	vmovups zmm2{k1}{z}, ZMMWORD PTR [rdi]
+	vmovups zmm8{k1}{z}, ZMMWORD PTR [rdi]
 	# x = min(max(x, -104), 89)
-	vmaxps zmm2, zmm0, zmm2
-	vminps zmm2, zmm1, zmm2
+	vmaxps zmm8, zmm6, zmm8
+	vminps zmm8, zmm7, zmm8
 	# n = round(x * log2e)
-	vmulps zmm0, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e]
+	vmulps zmm0, zmm8, zmm0
 	vrndscaleps zmm0, zmm0, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm2, zmm0, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
-	vfmadd231ps zmm2, zmm0, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
+	vfmadd231ps zmm8, zmm0, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi]
+	vfmadd231ps zmm8, zmm0, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
-	vfmadd213ps zmm1, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4]
-	vfmadd213ps zmm1, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c3]
-	vfmadd213ps zmm1, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c2]
-	vfmadd213ps zmm1, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c1]
-	vfmadd213ps zmm1, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one]
+	vbroadcastss zmm6, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5]
+	vfmadd213ps zmm6, zmm8, zmm1
+	vfmadd213ps zmm6, zmm8, zmm2
+	vfmadd213ps zmm6, zmm8, zmm3
+	vfmadd213ps zmm6, zmm8, zmm4
+	vfmadd213ps zmm6, zmm8, zmm5
 	# y = p * 2^n (VSCALEFPS rounds subnormal results once)
-	vscalefps zmm1, zmm1, zmm0
-	vmovups ZMMWORD PTR [rsi]{k1}, zmm1
+	vscalefps zmm6, zmm6, zmm0
+	vmovups ZMMWORD PTR [rsi]{k1}, zmm6
 .Lf32_vexp__avx512f_rr2_p5_scalef_u128_exp_tail_done:
 	vzeroupper
 	ret
@@ -210,23 +217,8 @@ f32_vexp__avx512f_rr2_p5_scalef_u128:
 
 	.section .rodata
 	.p2align 2
-.Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_x_min:
-	.long 0xC2D00000  # -0x1.Ap+6 = -104
-	.p2align 2
-.Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_x_max:
-	.long 0x42B20000  # 0x1.64p+6 = 89
-	.p2align 2
 .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_log2e:
 	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
-	.p2align 2
-.Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi:
-	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
-	.p2align 2
-.Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo:
-	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
-	.p2align 2
-.Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5:
-	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
 	.p2align 2
 .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c4:
 	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
@@ -242,6 +234,21 @@ f32_vexp__avx512f_rr2_p5_scalef_u128:
 	.p2align 2
 .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_one:
 	.long 0x3F800000  # 0x1.0p+0 = 1
+	.p2align 2
+.Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_x_min:
+	.long 0xC2D00000  # -0x1.Ap+6 = -104
+	.p2align 2
+.Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_x_max:
+	.long 0x42B20000  # 0x1.64p+6 = 89
+	.p2align 2
+.Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_hi:
+	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
+	.p2align 2
+.Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_minus_ln2_lo:
+	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
+	.p2align 2
+.Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_c5:
+	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
 	.p2align 2
 .Lc_f32_vexp__avx512f_rr2_p5_scalef_u128_tail_kmasks:
 	.long 0x00000000  # 

@@ -13,77 +13,87 @@
 	.p2align 5
 f32_vexp__avx512f_rr2_p5_scalef_u64:
 .Lentry_f32_vexp__avx512f_rr2_p5_scalef_u64:
+	# constants kept in registers for the whole call
+	vbroadcastss zmm0, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_log2e]
+	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c4]
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c3]
+	vbroadcastss zmm3, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c2]
+	vbroadcastss zmm4, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c1]
+	vbroadcastss zmm5, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_one]
+	vbroadcastss zmm6, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
+	vbroadcastss zmm7, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
+	vbroadcastss zmm8, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c5]
 	# x is clamped to [-104, 89] (exp rounds to 0 below, to +inf above); NaN passes
-	vbroadcastss zmm0, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_x_min]
-	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_x_max]
+	vbroadcastss zmm9, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_x_min]
+	vbroadcastss zmm10, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_x_max]
 	cmp rdx, 64
 	jb .Lf32_vexp__avx512f_rr2_p5_scalef_u64_exp_u4_done
 .Lf32_vexp__avx512f_rr2_p5_scalef_u64_exp_u4:
-	vmovups zmm2, ZMMWORD PTR [rdi]
-	vmovups zmm3, ZMMWORD PTR [rdi + 64]
-	vmovups zmm4, ZMMWORD PTR [rdi + 128]
-	vmovups zmm5, ZMMWORD PTR [rdi + 192]
+	vmovups zmm11, ZMMWORD PTR [rdi]
+	vmovups zmm12, ZMMWORD PTR [rdi + 64]
+	vmovups zmm13, ZMMWORD PTR [rdi + 128]
+	vmovups zmm14, ZMMWORD PTR [rdi + 192]
 	# x = min(max(x, -104), 89)
-	vmaxps zmm2, zmm0, zmm2
-	vmaxps zmm3, zmm0, zmm3
-	vmaxps zmm4, zmm0, zmm4
-	vmaxps zmm5, zmm0, zmm5
-	vminps zmm2, zmm1, zmm2
-	vminps zmm3, zmm1, zmm3
-	vminps zmm4, zmm1, zmm4
-	vminps zmm5, zmm1, zmm5
+	vmaxps zmm11, zmm9, zmm11
+	vmaxps zmm12, zmm9, zmm12
+	vmaxps zmm13, zmm9, zmm13
+	vmaxps zmm14, zmm9, zmm14
+	vminps zmm11, zmm10, zmm11
+	vminps zmm12, zmm10, zmm12
+	vminps zmm13, zmm10, zmm13
+	vminps zmm14, zmm10, zmm14
 	# n = round(x * log2e)
-	vmulps zmm6, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_log2e]
-	vmulps zmm7, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_log2e]
-	vmulps zmm8, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_log2e]
-	vmulps zmm9, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_log2e]
-	vrndscaleps zmm6, zmm6, 8
-	vrndscaleps zmm7, zmm7, 8
-	vrndscaleps zmm8, zmm8, 8
-	vrndscaleps zmm9, zmm9, 8
+	vmulps zmm15, zmm11, zmm0
+	vmulps zmm16, zmm12, zmm0
+	vmulps zmm17, zmm13, zmm0
+	vmulps zmm18, zmm14, zmm0
+	vrndscaleps zmm15, zmm15, 8
+	vrndscaleps zmm16, zmm16, 8
+	vrndscaleps zmm17, zmm17, 8
+	vrndscaleps zmm18, zmm18, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm2, zmm6, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
-	vfmadd231ps zmm3, zmm7, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
-	vfmadd231ps zmm4, zmm8, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
-	vfmadd231ps zmm5, zmm9, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
-	vfmadd231ps zmm2, zmm6, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
-	vfmadd231ps zmm3, zmm7, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
-	vfmadd231ps zmm4, zmm8, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
-	vfmadd231ps zmm5, zmm9, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
+	vfmadd231ps zmm11, zmm15, zmm6
+	vfmadd231ps zmm12, zmm16, zmm6
+	vfmadd231ps zmm13, zmm17, zmm6
+	vfmadd231ps zmm14, zmm18, zmm6
+	vfmadd231ps zmm11, zmm15, zmm7
+	vfmadd231ps zmm12, zmm16, zmm7
+	vfmadd231ps zmm13, zmm17, zmm7
+	vfmadd231ps zmm14, zmm18, zmm7
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm10, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c5]
-	vbroadcastss zmm11, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c5]
-	vbroadcastss zmm12, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c5]
-	vbroadcastss zmm13, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c5]
-	vfmadd213ps zmm10, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm10, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm10, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm10, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm10, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_one]
-	vfmadd213ps zmm11, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_one]
-	vfmadd213ps zmm12, zmm4, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_one]
-	vfmadd213ps zmm13, zmm5, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_one]
+	vmovaps zmm19, zmm8
+	vmovaps zmm20, zmm8
+	vmovaps zmm21, zmm8
+	vmovaps zmm22, zmm8
+	vfmadd213ps zmm19, zmm11, zmm1
+	vfmadd213ps zmm20, zmm12, zmm1
+	vfmadd213ps zmm21, zmm13, zmm1
+	vfmadd213ps zmm22, zmm14, zmm1
+	vfmadd213ps zmm19, zmm11, zmm2
+	vfmadd213ps zmm20, zmm12, zmm2
+	vfmadd213ps zmm21, zmm13, zmm2
+	vfmadd213ps zmm22, zmm14, zmm2
+	vfmadd213ps zmm19, zmm11, zmm3
+	vfmadd213ps zmm20, zmm12, zmm3
+	vfmadd213ps zmm21, zmm13, zmm3
+	vfmadd213ps zmm22, zmm14, zmm3
+	vfmadd213ps zmm19, zmm11, zmm4
+	vfmadd213ps zmm20, zmm12, zmm4
+	vfmadd213ps zmm21, zmm13, zmm4
+	vfmadd213ps zmm22, zmm14, zmm4
+	vfmadd213ps zmm19, zmm11, zmm5
+	vfmadd213ps zmm20, zmm12, zmm5
+	vfmadd213ps zmm21, zmm13, zmm5
+	vfmadd213ps zmm22, zmm14, zmm5
 	# y = p * 2^n (VSCALEFPS rounds subnormal results once)
-	vscalefps zmm10, zmm10, zmm6
-	vscalefps zmm11, zmm11, zmm7
-	vscalefps zmm12, zmm12, zmm8
-	vscalefps zmm13, zmm13, zmm9
-	vmovups ZMMWORD PTR [rsi], zmm10
-	vmovups ZMMWORD PTR [rsi + 64], zmm11
-	vmovups ZMMWORD PTR [rsi + 128], zmm12
-	vmovups ZMMWORD PTR [rsi + 192], zmm13
+	vscalefps zmm19, zmm19, zmm15
+	vscalefps zmm20, zmm20, zmm16
+	vscalefps zmm21, zmm21, zmm17
+	vscalefps zmm22, zmm22, zmm18
+	vmovups ZMMWORD PTR [rsi], zmm19
+	vmovups ZMMWORD PTR [rsi + 64], zmm20
+	vmovups ZMMWORD PTR [rsi + 128], zmm21
+	vmovups ZMMWORD PTR [rsi + 192], zmm22
 	add rdi, 256
 	add rsi, 256
 	sub rdx, 64
@@ -93,26 +103,26 @@ f32_vexp__avx512f_rr2_p5_scalef_u64:
 	cmp rdx, 16
 	jb .Lf32_vexp__avx512f_rr2_p5_scalef_u64_exp_v1_done
 .Lf32_vexp__avx512f_rr2_p5_scalef_u64_exp_v1:
-	vmovups zmm2, ZMMWORD PTR [rdi]
+	vmovups zmm11, ZMMWORD PTR [rdi]
 	# x = min(max(x, -104), 89)
-	vmaxps zmm2, zmm0, zmm2
-	vminps zmm2, zmm1, zmm2
+	vmaxps zmm11, zmm9, zmm11
+	vminps zmm11, zmm10, zmm11
 	# n = round(x * log2e)
-	vmulps zmm3, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_log2e]
-	vrndscaleps zmm3, zmm3, 8
+	vmulps zmm12, zmm11, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm2, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
-	vfmadd231ps zmm2, zmm3, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
+	vfmadd231ps zmm11, zmm12, zmm6
+	vfmadd231ps zmm11, zmm12, zmm7
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm4, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c5]
-	vfmadd213ps zmm4, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm4, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm4, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm4, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm4, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_one]
+	vmovaps zmm13, zmm8
+	vfmadd213ps zmm13, zmm11, zmm1
+	vfmadd213ps zmm13, zmm11, zmm2
+	vfmadd213ps zmm13, zmm11, zmm3
+	vfmadd213ps zmm13, zmm11, zmm4
+	vfmadd213ps zmm13, zmm11, zmm5
 	# y = p * 2^n (VSCALEFPS rounds subnormal results once)
-	vscalefps zmm4, zmm4, zmm3
-	vmovups ZMMWORD PTR [rsi], zmm4
+	vscalefps zmm13, zmm13, zmm12
+	vmovups ZMMWORD PTR [rsi], zmm13
 	add rdi, 64
 	add rsi, 64
 	sub rdx, 16
@@ -123,26 +133,26 @@ f32_vexp__avx512f_rr2_p5_scalef_u64:
 	je .Lf32_vexp__avx512f_rr2_p5_scalef_u64_exp_tail_done
 	lea rax, [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_tail_kmasks]
 	kmovw k1, WORD PTR [rax + rdx*4]
-	vmovups zmm2{k1}{z}, ZMMWORD PTR [rdi]
+	vmovups zmm11{k1}{z}, ZMMWORD PTR [rdi]
 	# x = min(max(x, -104), 89)
-	vmaxps zmm2, zmm0, zmm2
-	vminps zmm2, zmm1, zmm2
+	vmaxps zmm11, zmm9, zmm11
+	vminps zmm11, zmm10, zmm11
 	# n = round(x * log2e)
-	vmulps zmm0, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_log2e]
+	vmulps zmm0, zmm11, zmm0
 	vrndscaleps zmm0, zmm0, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm2, zmm0, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi]
-	vfmadd231ps zmm2, zmm0, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo]
+	vfmadd231ps zmm11, zmm0, zmm6
+	vfmadd231ps zmm11, zmm0, zmm7
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c5]
-	vfmadd213ps zmm1, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c4]
-	vfmadd213ps zmm1, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c3]
-	vfmadd213ps zmm1, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c2]
-	vfmadd213ps zmm1, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c1]
-	vfmadd213ps zmm1, zmm2, DWORD BCST [rip + .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_one]
+	vmovaps zmm6, zmm8
+	vfmadd213ps zmm6, zmm11, zmm1
+	vfmadd213ps zmm6, zmm11, zmm2
+	vfmadd213ps zmm6, zmm11, zmm3
+	vfmadd213ps zmm6, zmm11, zmm4
+	vfmadd213ps zmm6, zmm11, zmm5
 	# y = p * 2^n (VSCALEFPS rounds subnormal results once)
-	vscalefps zmm1, zmm1, zmm0
-	vmovups ZMMWORD PTR [rsi]{k1}, zmm1
+	vscalefps zmm6, zmm6, zmm0
+	vmovups ZMMWORD PTR [rsi]{k1}, zmm6
 .Lf32_vexp__avx512f_rr2_p5_scalef_u64_exp_tail_done:
 	vzeroupper
 	ret
@@ -150,23 +160,8 @@ f32_vexp__avx512f_rr2_p5_scalef_u64:
 
 	.section .rodata
 	.p2align 2
-.Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_x_min:
-	.long 0xC2D00000  # -0x1.Ap+6 = -104
-	.p2align 2
-.Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_x_max:
-	.long 0x42B20000  # 0x1.64p+6 = 89
-	.p2align 2
 .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_log2e:
 	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
-	.p2align 2
-.Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi:
-	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
-	.p2align 2
-.Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo:
-	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
-	.p2align 2
-.Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c5:
-	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
 	.p2align 2
 .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c4:
 	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
@@ -182,6 +177,21 @@ f32_vexp__avx512f_rr2_p5_scalef_u64:
 	.p2align 2
 .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_one:
 	.long 0x3F800000  # 0x1.0p+0 = 1
+	.p2align 2
+.Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_hi:
+	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
+	.p2align 2
+.Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_minus_ln2_lo:
+	.long 0x3102E308  # 0x1.05C61p-29 = 1.90465421e-09
+	.p2align 2
+.Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_c5:
+	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
+	.p2align 2
+.Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_x_min:
+	.long 0xC2D00000  # -0x1.Ap+6 = -104
+	.p2align 2
+.Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_x_max:
+	.long 0x42B20000  # 0x1.64p+6 = 89
 	.p2align 2
 .Lc_f32_vexp__avx512f_rr2_p5_scalef_u64_tail_kmasks:
 	.long 0x00000000  # 

@@ -29,50 +29,50 @@ int f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048(const float* x, float* 
 int f32_vscale__avx2_u32(const float* x, float* y, size_t n, float* state);
 size_t f32_softmax_threepassreload__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_vscale_u32(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
-/* f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b2048_vscaleexpminusmax_u32 (avx2): three-pass-recompute softmax, float32 */
+/* f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4 (avx2): three-pass-recompute softmax, float32 */
 int f32_rmax_pass__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddexpminusmax__avx2_rr2_p5_u32_acc2_b2048(const float* x, float* y, size_t n, float* state);
-int f32_vscaleexpminusmax__avx2_rr2_p5_u32(const float* x, float* y, size_t n, float* state);
-size_t f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b2048_vscaleexpminusmax_u32(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+int f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4(const float* x, float* y, size_t n, float* state);
+int f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
-/* f32_softmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vscaleextexp_u64 (avx512f): two-pass softmax, float32 */
-int f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048(const float* x, float* y, size_t n, float* state);
-int f32_vscaleextexp__avx512f_rr2_p5_scalef_u64(const float* x, float* y, size_t n, float* state);
-size_t f32_softmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vscaleextexp_u64(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+/* f32_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4 (avx512f): two-pass softmax, float32 */
+int f32_raddextexp__avx512f_rr2_p5_scalef_u256_acc2_b2048_i4(const float* x, float* y, size_t n, float* state);
+int f32_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
-/* f32_softmax_threepassreload__avx512f_rmax_u64_acc2_raddstoreexpminusmax_u128_acc2_b2048_vscale_u64 (avx512f): three-pass-reload softmax, float32 */
+/* f32_softmax_threepassreload__avx512f_rmax_u64_acc2_raddstoreexpminusmax_u128_acc2_b2048_i2_vscale_u64_i2 (avx512f): three-pass-reload softmax, float32 */
 int f32_rmax_pass__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddstoreexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b2048(const float* x, float* y, size_t n, float* state);
-int f32_vscale__avx512f_u64(const float* x, float* y, size_t n, float* state);
-size_t f32_softmax_threepassreload__avx512f_rmax_u64_acc2_raddstoreexpminusmax_u128_acc2_b2048_vscale_u64(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+int f32_raddstoreexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b2048_i2(const float* x, float* y, size_t n, float* state);
+int f32_vscale__avx512f_u64_i2(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassreload__avx512f_rmax_u64_acc2_raddstoreexpminusmax_u128_acc2_b2048_i2_vscale_u64_i2(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
-/* f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_vscaleexpminusmax_u64 (avx512f): three-pass-recompute softmax, float32 */
+/* f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2 (avx512f): three-pass-recompute softmax, float32 */
 int f32_rmax_pass__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b2048(const float* x, float* y, size_t n, float* state);
-int f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u64(const float* x, float* y, size_t n, float* state);
-size_t f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_vscaleexpminusmax_u64(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+int f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b2048_i2(const float* x, float* y, size_t n, float* state);
+int f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
 /* f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt (avx2): two-pass softmax, float32 */
 int f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048(const float* x, float* y, size_t n, float* state);
 int f32_vscaleextexp__avx2_rr2_p5_u32_nt(const float* x, float* y, size_t n, float* state);
 size_t f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
-/* f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b2048_vscaleexpminusmax_u32_nt (avx2): three-pass-recompute softmax, float32 */
+/* f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4_nt (avx2): three-pass-recompute softmax, float32 */
 int f32_rmax_pass__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddexpminusmax__avx2_rr2_p5_u32_acc2_b2048(const float* x, float* y, size_t n, float* state);
-int f32_vscaleexpminusmax__avx2_rr2_p5_u32_nt(const float* x, float* y, size_t n, float* state);
-size_t f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b2048_vscaleexpminusmax_u32_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+int f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4(const float* x, float* y, size_t n, float* state);
+int f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
-/* f32_softmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vscaleextexp_u64_nt (avx512f): two-pass softmax, float32 */
-int f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048(const float* x, float* y, size_t n, float* state);
-int f32_vscaleextexp__avx512f_rr2_p5_scalef_u64_nt(const float* x, float* y, size_t n, float* state);
-size_t f32_softmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vscaleextexp_u64_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+/* f32_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt (avx512f): two-pass softmax, float32 */
+int f32_raddextexp__avx512f_rr2_p5_scalef_u256_acc2_b2048_i4(const float* x, float* y, size_t n, float* state);
+int f32_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
-/* f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_vscaleexpminusmax_u64_nt (avx512f): three-pass-recompute softmax, float32 */
+/* f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2_nt (avx512f): three-pass-recompute softmax, float32 */
 int f32_rmax_pass__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b2048(const float* x, float* y, size_t n, float* state);
-int f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u64_nt(const float* x, float* y, size_t n, float* state);
-size_t f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_vscaleexpminusmax_u64_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+int f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b2048_i2(const float* x, float* y, size_t n, float* state);
+int f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
 /* f32_stream_read__avx2_u64_acc4 (avx2): read bandwidth probe: the sum of a row */
 void f32_stream_read__avx2_u64_acc4(const float* x, size_t n, float* out);

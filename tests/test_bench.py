@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from softjit.bench import candidates, peers, report, suite, sweep, tune
+from softjit.bench import candidates, peers, port_floor, report, suite, sweep, tune
 from softjit.bench.cli import main as bench_main
 from softjit.codegen import variants
 from softjit.runtime import cpu, kernels, tuning
@@ -137,7 +137,9 @@ def test_suite_runs_end_to_end_and_writes_its_files(tmp_path, capsys):
                          "--out", str(out), "--no-progress", "--budget", "1"])
     assert status == 0
     printed = capsys.readouterr().out
-    assert "bound 2R+1W avx2 (read + copy)" in printed and "GB/s (8 B/element)" in printed
+    assert "GB/s (8 B/element)" in printed and "FP-port floor" in printed
+    # both cases fit in cache: the probes bound nothing there, so no bound and no %bound
+    assert "bound 2R+1W avx2 (read + copy)" not in printed
     for name in ("table.txt", "results.csv", "results.json"):
         assert (out / name).stat().st_size > 0
     document = json.loads((out / "results.json").read_text())
@@ -152,10 +154,13 @@ def test_suite_runs_end_to_end_and_writes_its_files(tmp_path, capsys):
             entry = by_key[f"softjit/{algorithm}/avx2"]
             assert entry["status"] == "ok" and entry["check"] == "ok"
             assert entry["median_ns"] > 0 and len(entry["samples_ns"]) == 1
-            assert entry["gbps"] > 0 and entry["pct_bound"] > 0
-            avx512 = by_key[f"softjit/{algorithm}/avx512f"]
-            if "avx512f" not in HOST_ISAS:
-                assert avx512["status"] == candidates.NOT_RUNNABLE and avx512["median_ns"] is None
+            assert entry["gbps"] > 0 and entry["pct_bound"] is None
+            if port_floor.host_family()[0] is not None:
+                assert entry["floor_ns_per_element"] > 0 and entry["x_floor"] > 0
+        # the host's ISAs by default: no "not runnable" rows
+        assert {e["isa"] for e in case["candidates"] if e["family"] == "softjit"} == set(HOST_ISAS)
+        assert all(e["vs_best_three_pass"] is None for e in case["candidates"]
+                   if e["family"] == "probe")
         assert by_key["peer/numpy"]["check"] == "ok"
         assert by_key["softjit/auto"]["status"] == "ok"
         assert case["bound_ns"]["avx2"] > 0 and case["bound_nt_ns"]["avx2"] > 0
@@ -214,13 +219,20 @@ def test_report_flags_wrong_outputs_and_counts_eight_bytes_per_element():
                  "check": "ok"},
                 {"key": "peer/x", "label": "x", "family": "peer", "algorithm": "x", "isa": None,
                  "status": "ok", "median_ns": 400.0, "check": "wrong", "max_abs_error": 0.5}]}
-    document = report.derive({"meta": {"host_isas": ["avx2"]}, "cases": [case]})
+    case["candidates"][3]["floor_ns_per_element"] = 0.25
+    out_of_cache = json.loads(json.dumps(dict(case, out_of_cache=True)))
+    document = report.derive({"meta": {"host_isas": ["avx2"]}, "cases": [case, out_of_cache]})
     two_pass = document["cases"][0]["candidates"][3]
     assert two_pass["gbps"] == pytest.approx(8 * 1000 / 500)
-    assert two_pass["pct_bound"] == pytest.approx(100 * 400 / 500)
+    assert two_pass["pct_bound"] is None  # in cache the probes bound nothing
+    assert document["cases"][1]["candidates"][3]["pct_bound"] == pytest.approx(100 * 400 / 500)
     assert two_pass["vs_best_three_pass"] == pytest.approx(800 / 500)
+    assert two_pass["x_floor"] == pytest.approx(0.5 / 0.25)
+    assert document["cases"][0]["candidates"][0]["vs_best_three_pass"] is None  # a probe
     assert document["cases"][0]["candidates"][4]["gbps"] is None
     assert "WRONG OUTPUT" in report.format_case(document["cases"][0])
+    assert "bound 2R+1W" not in report.format_case(document["cases"][0])
+    assert "bound 2R+1W avx2" in report.format_case(document["cases"][1])
 
 
 # ------------------------------------------------------------------------------- tune
@@ -250,6 +262,42 @@ def test_tune_stores_a_private_table_that_load_table_reads(tmp_path):
     assert tuning.load_table("avx512f") is None  # not tuned
     assert tuning.cached_table("avx2") == table
     assert "table:" in tune.format_tables(summary)
+
+
+@pytest.mark.parametrize("isa", HOST_ISAS)
+def test_tune_runs_at_the_non_temporal_size(isa):
+    """At and above NONTEMPORAL_MIN_BYTES of output softmax runs each algorithm's non-temporal
+    variant, or its plain one where none is registered (three-pass-reload): tune times the same."""
+    from softjit.runtime import softmax as runtime_softmax
+
+    n = runtime_softmax.NONTEMPORAL_MIN_BYTES // 4
+    summary = tune.run_tune(isas=(isa,), sizes=str(n), repeats=1, budget_s=0.5, sample_ms=0.2,
+                            progress=False, save=False)
+    measured = summary["measurements"][isa][str(n)]
+    assert set(measured) == set(variants.ALGORITHMS)
+    assert all(t > 0 for t in measured.values())
+    assert summary["tables"][isa][-1][0] == math.inf
+
+
+# ----------------------------------------------------------------------------- FP-port floor
+def test_port_floor_counts_the_main_loop_of_every_pass():
+    """Zen 4: the AVX-512 three-pass-reload main loops hold, per 16 elements, 8 FMA-class zmm
+    instructions (log2e multiply, one-FMA reduction, 5 Horner FMAs, the scale pass's multiply)
+    and 7 FADD-pipe ones (sub, max, round, scalef counted twice, add, the max pass's max), each
+    taking two passes through a 256-bit pipe."""
+    variant = variants.REGISTRY.softmax("three-pass-reload", "avx512f")
+    floor = port_floor.variant_floor(variant, port_floor.MODELS["zen4"])
+    assert floor.counts["fma"] == pytest.approx(16 / 16)
+    assert floor.counts["add"] == pytest.approx(14 / 16)
+    # per pass, the busier pipe pair: max pass 1 cycle (FADD), sum pass 7 (FMA), scale pass 1
+    assert floor.cycles_per_element == pytest.approx(9 / 16)
+    zen5 = port_floor.variant_floor(variant, port_floor.MODELS["zen5"])
+    assert zen5.cycles_per_element == pytest.approx(4.5 / 16)  # one pass per 512-bit op
+    exp = port_floor.variant_floor(variants.REGISTRY.for_op("vexp", "avx2"), port_floor.MODELS["zen3"])
+    assert exp.cycles_per_element > 0
+    assert port_floor.variant_floor(variants.StreamRead("avx2"), port_floor.MODELS["zen3"]) is None
+    assert port_floor.family_of(0x19, 0x11) == "zen4" and port_floor.family_of(0x19, 0x21) == "zen3"
+    assert port_floor.family_of(0x1A, 0x02) == "zen5" and port_floor.family_of(0x17, 0x31) is None
 
 
 def _rewrite(path, change):

@@ -19,7 +19,7 @@ compare like with like.
 from __future__ import annotations
 
 from softjit.codegen.abi import (PROBE_ROWS_PARAMS, STREAM_COPY_PARAMS, STREAM_READ_PARAMS,
-                                 Signature)
+                                 Param, Signature)
 from softjit.codegen.isa import Target
 from softjit.codegen.operands import Symbol, ptr
 from softjit.codegen.stream import Function
@@ -109,5 +109,26 @@ def build_rows_driver(name: str, target: Target, kernel: str, reads_only: bool) 
     f.sub(kept["rows"], 1)
     f.jne(top)
     f.bind(done)
+    f.ret()
+    return f
+
+
+CLOCK_CHAIN_ADDS = 8  # dependent one-cycle adds per loop iteration
+
+
+def build_clock_chain(name: str, target: Target) -> Function:
+    """The clock probe the benchmark turns cycles into nanoseconds with (bench/port_floor.py;
+    not a registered variant: nothing but the benchmark calls it)."""
+    sig = Signature(name, (Param("size_t", "n"),), "size_t",
+                    doc=f"n iterations of {CLOCK_CHAIN_ADDS} dependent 64-bit adds: n * "
+                        f"{CLOCK_CHAIN_ADDS} core cycles on any x86-64 core (an add has a "
+                        "latency of one cycle); returns the chain's value.")
+    f = Function(sig, target)
+    (n,) = f.args
+    chain = f.physical_gp("rax")
+    f.mov(chain, 0)
+    with f.count_down_loop(n, 1, "chain"):
+        for _ in range(CLOCK_CHAIN_ADDS):
+            f.add(chain, 1)
     f.ret()
     return f

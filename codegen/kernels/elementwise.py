@@ -5,12 +5,24 @@ from softjit.codegen.operands import ptr
 from softjit.codegen.abi import RMAX_PARAMS, VEXP_PARAMS, Signature
 from softjit.codegen.stream import Function
 from softjit.codegen.kernels import constants as K
-from softjit.codegen.kernels.exp import ExpP5
+from softjit.codegen.kernels.exp import ExpP5, resident_fit
 from softjit.codegen.kernels.loops import for_each_vector
 from softjit.codegen.kernels.reduce import horizontal, nan_sticky_max, nan_sticky_view_combiner, tree
 
 
-def build_vexp(signature_name: str, target, unroll: int) -> Function:
+# constants worth a register, most loads saved first (AVX2 reads magic_bias three times a vector)
+_VEXP_RESIDENT = ("magic_bias", "log2e", "c4", "c3", "c2", "c1", "one", "minus_ln2_hi",
+                  "minus_ln2_lo", "c5", "minus_100", "plus_127")
+
+
+def build_vexp(signature_name: str, target, unroll: int, interleave: int = 0) -> Function:
+    wanted = tuple(c for c in _VEXP_RESIDENT if not target.has_scalef
+                   or c not in ("magic_bias", "minus_100", "plus_127"))
+    return resident_fit(lambda resident: _vexp(signature_name, target, unroll, interleave,
+                                               resident), wanted)
+
+
+def _vexp(signature_name: str, target, unroll: int, interleave: int, resident: tuple) -> Function:
     sig = Signature(
         signature_name,
         VEXP_PARAMS,
@@ -20,7 +32,7 @@ def build_vexp(signature_name: str, target, unroll: int) -> Function:
     )
     f = Function(sig, target)
     x, y, n = f.args
-    e = ExpP5(f)
+    e = ExpP5(f, resident)
     f.comment("x is clamped to [-104, 89] (exp rounds to 0 below, to +inf above); NaN passes")
     x_min = f.constant_register("x_min", K.EXP_X_MIN)
     x_max = f.constant_register("x_max", K.EXP_X_MAX)
@@ -43,13 +55,13 @@ def build_vexp(signature_name: str, target, unroll: int) -> Function:
         else:
             f.comment("y = (p * 2^a) * 2^b with a = clamp(n, -100, 127), b = n - a: one rounding")
             for a, nv in zip(xs, ns):
-                f.vmaxps(a, nv, f.constant("minus_100", -100.0))
+                f.vmaxps(a, nv, e.c("minus_100", -100.0))
             for a in xs:
-                f.vminps(a, a, f.constant("plus_127", 127.0))
+                f.vminps(a, a, e.c("plus_127", 127.0))
             for nv, a in zip(ns, xs):
                 f.vsubps(nv, nv, a)
             for s in xs + ns:
-                f.vaddps(s, s, f.constant("magic_bias", K.MAGIC_BIAS))
+                f.vaddps(s, s, e.c("magic_bias", K.MAGIC_BIAS))
             for s in xs + ns:
                 f.vpslld(s, s, 23)
             for p, a in zip(ps, xs):
@@ -59,7 +71,7 @@ def build_vexp(signature_name: str, target, unroll: int) -> Function:
         for i, p in enumerate(ps):
             tile.store(y, i, p)
 
-    for_each_vector(f, n, [x, y], unroll, step, "exp")
+    for_each_vector(f, n, [x, y], unroll, step, "exp", interleave=interleave)
     f.ret()
     return f
 

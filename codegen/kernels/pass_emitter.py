@@ -33,9 +33,9 @@ def scalar(mem: Mem, bits: int) -> Mem:
 class PassEmitter:
     """Shared pieces of the softmax passes on one Function."""
 
-    def __init__(self, f: Function):
+    def __init__(self, f: Function, resident: tuple = ()):
         self.f = f
-        self.e = ExpP5(f)
+        self.e = ExpP5(f, resident)
         self.scalef = self.e.scalef
 
     def broadcast_state(self, state, offset: int, name: str):
@@ -54,15 +54,16 @@ class PassEmitter:
         for x in xs:
             f.vmaxps(x, d_min, x)
         ns, ps = f.vecs("n", len(xs)), f.vecs("p", len(xs))
+        # d in [d_min, 0]: |n| <= 150, so the one-FMA reduction keeps exp(d) within 2.9e-7
         if self.scalef:
-            e.round_and_reduce(xs, ns)
+            e.round_and_reduce(xs, ns, one_step=True)
             e.polynomial(xs, ps)
             f.comment("exp(d) = p * 2^n")
             for p, n in zip(ps, ns):
                 f.vscalefps(p, p, n)
         else:
             biased = f.vecs("nb", len(xs))
-            e.round_and_reduce(xs, ns, biased)
+            e.round_and_reduce(xs, ns, biased, one_step=True)
             e.polynomial(xs, ps)
             f.comment("exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)")
             for b in biased:
@@ -93,8 +94,8 @@ class PassEmitter:
         if self.scalef:
             f.vscalefps(d, one, d)
         else:
-            f.vmaxps(d, d, self.f.constant("minus_127", -127.0))  # 2^-127 and below become +0
-            f.vaddps(d, d, self.f.constant("magic_bias", K.MAGIC_BIAS))
+            f.vmaxps(d, d, self.e.c("minus_127", -127.0))  # 2^-127 and below become +0
+            f.vaddps(d, d, self.e.c("magic_bias", K.MAGIC_BIAS))
             f.vpslld(d, d, 23)
 
     def scale_f64(self, acc, d) -> None:
@@ -138,9 +139,10 @@ class PassEmitter:
         f.vaddsd(a.xmm, a.xmm, tmp.xmm)
         return a
 
-    def store_reciprocal(self, total, state) -> None:
+    def store_reciprocal(self, total, state, round_up: bool = False) -> None:
         """state[1] = (float) (1.0 / total) and state[2] = (float) total, total a float64 in
-        lane 0."""
+        lane 0. round_up: state[1] is the next float32 above the nearest instead, so that it is
+        never below 1/total (then p * state[1] >= 1 whenever p equals the total)."""
         f = self.f
         single = f.vec("sum_f32")
         f.vcvtsd2ss(single.xmm, single.xmm, total.xmm)
@@ -149,6 +151,12 @@ class PassEmitter:
         f.vmovsd(r.xmm, scalar(f.constant_f64("one_f64", 1.0), 64))
         f.vdivsd(r.xmm, r.xmm, total.xmm)
         f.vcvtsd2ss(r.xmm, r.xmm, r.xmm)
+        if round_up:
+            f.comment("one float32 ulp up: RN(1/total) + ulp >= 1/total (inf becomes NaN)")
+            bits = f.gp("reciprocal_bits")
+            f.vmovd(bits.r32, r.xmm)
+            f.add(bits.r32, 1)
+            f.vmovd(r.xmm, bits.r32)
         f.vmovss(ptr(state, STATE_SCALE, bits=32), r.xmm)
         return r
 

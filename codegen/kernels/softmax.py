@@ -20,6 +20,7 @@ from __future__ import annotations
 from softjit.codegen.abi import PASS_OK, PASS_RECOMPUTE
 from softjit.codegen.kernels import constants as K
 from softjit.codegen.kernels.elementwise import emit_rmax
+from softjit.codegen.kernels.exp import resident_fit
 from softjit.codegen.kernels.loops import for_each_vector
 from softjit.codegen.kernels.pass_emitter import (STATE_MAX_OR_EXPONENT, STATE_SCALE, PassEmitter,
                                                   pass_function, return_value, scalar)
@@ -38,12 +39,31 @@ def build_rmax_pass(name: str, target, unroll: int, accumulators: int) -> Functi
     return f
 
 
+# Constants worth a register, most loads saved first (resident_fit keeps the longest prefix that
+# fits). magic_bias is read twice per vector on AVX2; c5 only starts each polynomial.
+_THREE_PASS_RESIDENT = ("magic_bias", "log2e", "c4", "c3", "c2", "c1", "one", "minus_ln2", "c5")
+_TWO_PASS_RESIDENT = ("one", "magic_bias", "log2e", "c4", "c3", "c2", "c1", "minus_ln2_hi",
+                      "minus_ln2_lo", "c5", "minus_127")
+
+
+def _resident(wanted: tuple, target) -> tuple:
+    """The constants of `wanted` a target's kernels read (AVX-512 has no magic bias)."""
+    unused = ("magic_bias", "minus_127") if target.has_scalef else ()
+    return tuple(name for name in wanted if name not in unused)
+
+
 def _build_sum_pass(name, target, unroll, accumulators, block, store: bool, interleave=0) -> Function:
+    return resident_fit(lambda resident: _sum_pass(name, target, unroll, accumulators, block, store,
+                                                   interleave, resident),
+                        _resident(_THREE_PASS_RESIDENT, target))
+
+
+def _sum_pass(name, target, unroll, accumulators, block, store, interleave, resident) -> Function:
     what = "y = exp(x - m) and " if store else ""
     f = pass_function(name, target, f"{what}state[1] = 1 / sum(exp(x - m)), m = state[0];\n"
                                      "float32 block sums fold into float64 lane sums.")
     x, y, n, state = f.args
-    pe = PassEmitter(f)
+    pe = PassEmitter(f, resident)
     m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
     d_min = pe.difference_floor()
     minus_inf = f.constant("minus_inf", K.NEG_INF)
@@ -91,9 +111,15 @@ def build_raddstoreexpminusmax(name, target, unroll, accumulators, block, interl
 
 
 def build_vscaleexpminusmax(name, target, unroll, nontemporal=False, interleave=0) -> Function:
+    return resident_fit(lambda resident: _vscaleexpminusmax(name, target, unroll, nontemporal,
+                                                            interleave, resident),
+                        _resident(_THREE_PASS_RESIDENT, target))
+
+
+def _vscaleexpminusmax(name, target, unroll, nontemporal, interleave, resident) -> Function:
     f = pass_function(name, target, "y = exp(x - m) * s with m = state[0], s = state[1].")
     x, y, n, state = f.args
-    pe = PassEmitter(f)
+    pe = PassEmitter(f, resident)
     m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
     s = pe.broadcast_state(state, STATE_SCALE, "s")
     d_min = pe.difference_floor()
@@ -134,16 +160,23 @@ def build_vscale(name, target, unroll, nontemporal=False) -> Function:
 
 
 def build_raddextexp(name, target, unroll, accumulators, block, interleave=0) -> Function:
+    return resident_fit(lambda resident: _raddextexp(name, target, unroll, accumulators, block,
+                                                     interleave, resident),
+                        _resident(_TWO_PASS_RESIDENT, target))
+
+
+def _raddextexp(name, target, unroll, accumulators, block, interleave, resident) -> Function:
     f = pass_function(
         name, target,
         "Two-pass pass 1: sum(exp(x)) = v * 2^e kept with a float exponent (never overflows);\n"
         "state[0] = e, state[1] = 1 / v. Returns 1 (recompute with three passes) when the row\n"
         "holds NaN or +inf, only -inf, or magnitudes beyond the two-pass clamp.")
     x, _, n, state = f.args
-    pe = PassEmitter(f)
+    pe = PassEmitter(f, resident)
     e = pe.e
     x_min = f.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
-    one = f.constant_register("one", 1.0) if pe.scalef else None
+    # VSCALEFPS computes 2^d as 1.0 * 2^d: 1.0 must be a register (the resident one if kept)
+    one = e.constant_register("one", 1.0) if pe.scalef else None
     minus_inf = f.constant("minus_inf", K.NEG_INF)
     vs, es = f.vecs("v", accumulators), f.vecs("e", accumulators)
     # per lane: float64 sums (low and high lanes) and the exponent they are relative to
@@ -237,7 +270,7 @@ def build_raddextexp(name, target, unroll, accumulators, block, interleave=0) ->
         pe.scale_f64(lane_sum, d)
     total = pe.sum_f64_lanes(*lanes)
     f.vmovss(ptr(state, STATE_MAX_OR_EXPONENT, bits=32), top.xmm)
-    r = pe.store_reciprocal(total, state)
+    r = pe.store_reciprocal(total, state, round_up=True)
     f.comment("recompute with three passes unless 1/v is a number and e is inside the clamp")
     recompute = f.label("recompute")
     f.vucomiss(r.xmm, r.xmm)
@@ -253,36 +286,36 @@ def build_raddextexp(name, target, unroll, accumulators, block, interleave=0) ->
 
 
 def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) -> Function:
-    f = pass_function(name, target, "Two-pass pass 2: y = p(x) * (1/v) * 2^(n(x) - e) with\n"
-                                     "e = state[0], 1/v = state[1].")
+    return resident_fit(lambda resident: _vscaleextexp(name, target, unroll, nontemporal,
+                                                       interleave, resident),
+                        _resident(_TWO_PASS_RESIDENT, target))
+
+
+def _vscaleextexp(name, target, unroll, nontemporal, interleave, resident) -> Function:
+    f = pass_function(name, target, "Two-pass pass 2: y = min(p(x) * r * 2^(n(x) - e), 1) with\n"
+                                     "e = state[0], r = state[1] (1/v rounded up).")
     x, y, n, state = f.args
-    pe = PassEmitter(f)
+    # the magic bias is folded with e into a register of its own here
+    pe = PassEmitter(f, tuple(c for c in resident if c != "magic_bias"))
     e = pe.e
     inv_v = pe.broadcast_state(state, STATE_SCALE, "inv_v")
     e_row = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "e")
-    f.comment("per call: the polynomial's coefficients times 1/v, so that p(t) comes out as p/v")
-    coefficients = []
-    for coefficient, value in e.COEFFICIENTS:
-        (slot,) = pe.stack_vectors(1, f.constant(coefficient, value))
-        scaled = pe.load_slot(slot, coefficient)
-        f.vmulps(scaled, scaled, inv_v)
-        f.vmovups(slot, scaled)
-        coefficients.append(slot)
+    one = e.c("one", 1.0)
     bias = None
     if pe.scalef:
         x_min = f.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
     else:
         f.comment("per call: magic bias - e, so that the biased exponent bits hold n - e + 127")
-        (bias,) = pe.stack_vectors(1, f.constant("magic_bias", K.MAGIC_BIAS))
-        folded = pe.load_slot(bias, "bias")
-        f.vsubps(folded, folded, e_row)
-        f.vmovups(bias, folded)
+        bias = f.vec("bias")
+        f.load_constant(bias, "magic_bias", K.MAGIC_BIAS)
+        f.vsubps(bias, bias, e_row)
         f.comment("per call: x_min = (e - 127) * ln2, where n - e = -127: y = +0 from there down")
         # pass 1 accepted this row, so e - 127 > -2^20 * log2e: x_min also does the clamp's job
         # (-inf and huge negatives), and n - e never goes below -127 (the exponent field's 0).
         x_min = f.vec("x_min")
-        f.vaddps(x_min, e_row, f.constant("minus_127", -127.0))
+        f.vaddps(x_min, e_row, e.c("minus_127", -127.0))
         f.vmulps(x_min, x_min, f.constant("ln2", K.LN2))
+
     def step(tile):
         xs = f.vecs("x", tile.count)
         for i, v in enumerate(xs):
@@ -292,8 +325,13 @@ def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) ->
         ns, ps = f.vecs("n", tile.count), f.vecs("p", tile.count)
         biased = f.vecs("nb", tile.count) if not pe.scalef else None
         e.round_and_reduce(xs, ns, biased, bias)
-        e.polynomial(xs, ps, coefficients)
-        f.comment("y = (p / v) * 2^(n - e)")
+        e.polynomial(xs, ps)
+        # p is bit for bit the p pass 1 summed, so the element(s) with n = e give p * r >= 1
+        # when p is the whole sum v (a row with one finite entry): the min makes them exactly
+        # 1, and no output ever exceeds 1.
+        f.comment("y = min(p * r * 2^(n - e), 1)")
+        for p in ps:
+            f.vmulps(p, p, inv_v)
         if pe.scalef:
             for nv in ns:
                 f.vsubps(nv, nv, e_row)
@@ -304,6 +342,8 @@ def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) ->
                 f.vpslld(b, b, 23)
             for p, b in zip(ps, biased):
                 f.vmulps(p, p, b)
+        for p in ps:
+            f.vminps(p, p, one)
         for i, p in enumerate(ps):
             tile.store(y, i, p)
 
