@@ -15,16 +15,20 @@ entries are ints or size names, and Size parameters bound from those shapes. A c
 array (dtype, shape, C-contiguity, writability) and raises ValueError / TypeError naming the
 argument. Out arrays that are not passed are allocated and returned.
 
-Native calls go through cffi (the raw-kernel interface: dlopen of the .so, every pointer as
-void*); the module is assembled, cached and verified by the same kernel cache as the built-in
-kernels (runtime/cache.py, runtime/loader.py), so a second process loads it without assembling.
-The generated CPython entry points the built-ins use are specific to their two signatures and
-are not generated for user kernels.
+The module is assembled, cached and verified by the same kernel cache as the built-in kernels
+(runtime/cache.py, runtime/loader.py), so a second process loads it without assembling. A kernel
+declared as softjit.exp's shape, (In x float32 [n], Out y float32 [n], Size n), is called through
+the same generated CPython entry as softjit.exp (runtime/entries.py: a METH_FASTCALL function in
+assembly taking the arrays through the buffer protocol) with the user's kernel in its table;
+every other signature, and every call the entry declines (an empty or non-contiguous array, a
+wrong dtype, names), goes through cffi (the raw-kernel interface: dlopen of the .so, every
+pointer as void*), which also raises the errors bad arguments deserve.
 """
 from __future__ import annotations
 
 import functools
 import inspect
+import os
 import re
 from dataclasses import dataclass
 
@@ -45,6 +49,16 @@ _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            np.dtype(np.float16): "uint16_t", np.dtype(np.int8): "int8_t",
            np.dtype(np.uint8): "uint8_t"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# The entry is chosen per (isa argument, SOFTJIT_ISA); os.environ.get costs microseconds where
+# the raw mapping costs tens of nanoseconds (the same shortcut as softjit.exp's first path).
+_environ_data = getattr(os.environ, "_data", None)
+_ISA_KEY = os.environ.encodekey(cpu.ISA_ENV_VARIABLE) if _environ_data is not None else None
+
+
+def _isa_setting():
+    if _environ_data is not None:
+        return _environ_data.get(_ISA_KEY)
+    return os.environ.get(cpu.ISA_ENV_VARIABLE)
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,13 @@ class JitKernel:
                              f"cannot bind it")
         self.isa = isa
         self.params = dict(params or {})
+        # softjit.exp's shape: the generated elementwise entry can call this kernel
+        self._elementwise = (
+            len(self.args) == 3 and isinstance(self.args[2], Size)
+            and all(isinstance(a, Array) and a.dtype == np.float32 and a.shape == (self.args[2].name,)
+                    for a in self.args[:2])
+            and (self.args[0].role, self.args[1].role) == ("in", "out"))
+        self._entries: dict = {}
         self.signature = Signature(name, tuple(a.param for a in self.args),
                                    doc=(inspect.getdoc(builder) or "") if self._builder else "")
 
@@ -286,8 +307,31 @@ class JitKernel:
             return None
         return returned[0] if len(returned) == 1 else tuple(returned)
 
+    def _entry(self, isa: str):
+        """The generated CPython entry calling this kernel (elementwise shape only), or None."""
+        from softjit.runtime import entries
+
+        key = (isa, _isa_setting())
+        if key not in self._entries:
+            entry = None
+            if self._elementwise and entries.unavailable_reason() is None:
+                ffi, function = self._native(self._isa(isa))
+                entry = entries.elementwise(int(ffi.cast("uintptr_t", function)))
+            self._entries[key] = entry
+        return self._entries[key]
+
     def __call__(self, *arrays, isa: str | None = None, **named):
         """Run natively: arrays positionally (in declaration order) or by name."""
+        if self._elementwise and not named and 1 <= len(arrays) <= 2:
+            entry = self._entries.get((isa, _isa_setting()), False)
+            if entry is False:
+                entry = self._entry(isa)
+            if entry is not None:
+                x = arrays[0]
+                y = arrays[1] if len(arrays) == 2 else (
+                    np.empty_like(x) if x.__class__ is np.ndarray else None)
+                if y is not None and entry(x, y) is not NotImplemented:
+                    return y
         bound, sizes, returned = self._bind(arrays, named)
         ffi, function = self._native(self._isa(isa))
         values = []

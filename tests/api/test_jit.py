@@ -155,3 +155,34 @@ def test_the_exp_block_is_the_vexp_kernel(target):
     a, b = machine.map(x, writable=False), machine.map(y)
     machine.call(variant.name, a, b, x.size)
     assert np.array_equal(mine.view(np.uint32), y.view(np.uint32))
+
+
+def test_an_elementwise_kernel_is_called_through_the_generated_entry():
+    """(In x float32 [n], Out y float32 [n], Size n) runs through the CPython entry softjit.exp
+    uses; what the entry declines still reaches the kernel (or the error) through cffi."""
+    from softjit.runtime import entries
+
+    if not softjit.host_isas():
+        pytest.skip("no ISA of softjit's runs natively here")
+    k = softjit.jit(scale_by, args=ARGS, name="entry_scale", factor=4.0)
+    x = np.arange(20, dtype=np.float32)
+    assert np.array_equal(k(x), 4 * x)
+    if entries.unavailable_reason() is None:
+        assert k._entry(None) is not None
+        y = np.empty(20, np.float32)
+        assert k._entry(None)(x, y) == 0 and np.array_equal(y, 4 * x)
+    else:
+        assert k._entry(None) is None
+    assert k(np.ones(0, np.float32)).shape == (0,)  # empty: declined by the entry, cffi runs it
+    assert np.array_equal(k(x[::2].copy()), 4 * x[::2])
+    with pytest.raises(TypeError, match="dtype float64"):
+        k(x.astype(np.float64))
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        k(x[::2])
+    not_elementwise = softjit.jit(scale_by, name="named_scale",
+                                  args=[In("x", "float32", "m"), Out("y", "float32", "m"),
+                                        Size("m")])
+    assert not_elementwise._elementwise  # the size's name does not matter
+    inout = softjit.jit(scale_by, name="io", args=[In("x", "float32", "n"),
+                                                   InOut("y", "float32", "n"), Size("n")])
+    assert not inout._elementwise
