@@ -83,6 +83,17 @@ ROW_STRIDES_CTYPE = "int64_t"  # row_strides: (x row stride, y row stride) in by
 STATUS_CTYPE = "int32_t"  # status: one word per row
 ROW_DONE, ROW_MARKED = 0, 1
 
+# log_softmax and logsumexp (codegen/kernels/log_softmax.py) run a batch in two drivers. The
+# reduce driver leaves each row's pass state in states + r*PASS_STATE.size bytes (status and the
+# return value as the softmax driver's); the apply driver runs an output pass on each row with
+# that row's own state.
+REDUCE_DRIVER_PARAMS = (Param("const float*", "x"), Param("size_t", "n"), Param("size_t", "rows"),
+                        Param("int64_t", "x_row_stride"), Param("float*", "states"),
+                        Param("int32_t*", "status"))
+APPLY_DRIVER_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
+                       Param("size_t", "rows"), Param("const int64_t*", "row_strides"),
+                       Param("const float*", "states"))
+
 # Bandwidth probes and the driver that calls one once per row (strides may be 0).
 STREAM_READ_PARAMS = (Param("const float*", "x"), Param("size_t", "n"), Param("float*", "out"))
 STREAM_COPY_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"))
@@ -97,6 +108,14 @@ def pass_signature(name: str, doc: str) -> Signature:
 
 def driver_signature(name: str, doc: str) -> Signature:
     return Signature(name, DRIVER_PARAMS, DRIVER_RETURNS, doc)
+
+
+def reduce_driver_signature(name: str, doc: str) -> Signature:
+    return Signature(name, REDUCE_DRIVER_PARAMS, DRIVER_RETURNS, doc)
+
+
+def apply_driver_signature(name: str, doc: str) -> Signature:
+    return Signature(name, APPLY_DRIVER_PARAMS, DRIVER_RETURNS, doc)
 
 
 # ---------------------------------------------------------------------------- the pass state

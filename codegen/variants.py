@@ -23,7 +23,7 @@ from typing import Iterator, NamedTuple, Protocol, runtime_checkable
 from softjit.codegen.module import Module
 from softjit.codegen.errors import UnknownVariantError
 from softjit.codegen.isa import ISA_NAMES, OnTarget, Target
-from softjit.codegen.kernels import bandwidth, driver, elementwise
+from softjit.codegen.kernels import bandwidth, driver, elementwise, log_softmax
 from softjit.codegen.kernels import softmax as passes
 
 ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
@@ -212,6 +212,88 @@ class Softmax(VariantBase):
         row_driver = driver.build_driver(self.name, self.target, [p.symbol for p in self.passes],
                                          may_flag=self.algorithm == "two-pass")
         return (*kernels, row_driver)
+
+
+# ---------------------------------------------------------------------------- log_softmax
+LOG_SOFTMAX_ALGORITHMS = ("two-pass", "three-pass")
+REDUCE_SUFFIX, APPLY_SUFFIX = "_reduce", "_apply"
+
+
+@dataclass(frozen=True)
+class LogSoftmax(VariantBase):
+    """log_softmax (and logsumexp, which runs only its reduce driver) on one ISA: the reduction
+    passes of a softmax algorithm, the subtracting output pass vsubsub and the two row drivers
+    of codegen/kernels/log_softmax.py, in one module.
+
+    two-pass reduces with raddextexp (one read of x); three-pass with rmax and raddexpminusmax.
+    The parameters mean what they mean for Softmax."""
+
+    algorithm: str
+    isa: str
+    reduce_unroll: int
+    reduce_accumulators: int
+    output_unroll: int
+    rmax_unroll: int = 4
+    rmax_accumulators: int = 2
+    block_elements: int = 2048
+    nontemporal: bool = False
+
+    op = "log_softmax"
+
+    def __post_init__(self):
+        if self.algorithm not in LOG_SOFTMAX_ALGORITHMS:
+            raise ValueError(f"unknown log_softmax algorithm {self.algorithm!r}; "
+                             f"valid: {', '.join(LOG_SOFTMAX_ALGORITHMS)}")
+
+    @property
+    def description(self) -> str:
+        return f"{self.algorithm} log_softmax and logsumexp, float32"
+
+    def _softmax(self) -> Softmax:
+        """The softmax whose reduction passes (names, builders, block) this module shares."""
+        algorithm = "two-pass" if self.algorithm == "two-pass" else "three-pass-recompute"
+        return Softmax(algorithm, self.isa, self.reduce_unroll, self.reduce_accumulators,
+                       self.output_unroll, self.rmax_unroll, self.rmax_accumulators,
+                       self.block_elements)
+
+    @property
+    def reduce_passes(self) -> tuple:
+        """The PassKernels the reduce driver calls, in order."""
+        shared = self._softmax().passes
+        return shared[:1] if self.algorithm == "two-pass" else shared[:2]
+
+    @property
+    def output_pass(self) -> PassKernel:
+        t, ou, nt = self.target, self.output_unroll, self.nontemporal
+        params = f"{_elements(t, ou)}{'_nt' if nt else ''}"
+        return PassKernel(f"f32_vsubsub__{self.isa}_{params}", f"vsubsub_{params}",
+                          lambda s: log_softmax.build_vsubsub(s, t, ou, nt))
+
+    @property
+    def passes(self) -> tuple:
+        return (*self.reduce_passes, self.output_pass)
+
+    @property
+    def name(self) -> str:
+        tail = "_".join(p.short_name for p in self.passes)
+        return f"f32_logsoftmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
+
+    @property
+    def reduce_symbol(self) -> str:
+        return self.name + REDUCE_SUFFIX
+
+    @property
+    def apply_symbol(self) -> str:
+        return self.name + APPLY_SUFFIX
+
+    def functions(self) -> tuple:
+        kernels = [p.build(p.symbol) for p in self.passes]
+        reduce = log_softmax.build_reduce_driver(
+            self.reduce_symbol, self.target, [p.symbol for p in self.reduce_passes],
+            may_flag=self.algorithm == "two-pass")
+        apply = log_softmax.build_apply_driver(self.apply_symbol, self.target,
+                                               self.output_pass.symbol)
+        return (*kernels, reduce, apply)
 
 
 # ---------------------------------------------------------------------------- bandwidth probes
@@ -443,6 +525,21 @@ class Registry:
                 f"of the registered variants: {', '.join(self._by_name)}")
         return self.for_op(name_or_op, isa)
 
+    def log_softmax(self, algorithm: str, isa: str, nontemporal: bool = False) -> LogSoftmax:
+        """The log_softmax module of `algorithm` ("two-pass" or "three-pass") on `isa`, with
+        non-temporal output stores or not (falling back to ordinary ones)."""
+        if algorithm not in LOG_SOFTMAX_ALGORITHMS:
+            raise UnknownVariantError(f"unknown log_softmax algorithm {algorithm!r}; valid: "
+                                      f"{', '.join(LOG_SOFTMAX_ALGORITHMS)}")
+        found = [v for v in self.variants if v.op == "log_softmax" and v.algorithm == algorithm
+                 and v.isa == isa]
+        for v in found:
+            if v.nontemporal == nontemporal:
+                return v
+        if found:
+            return found[0]
+        raise UnknownVariantError(f"no {algorithm} log_softmax registered for {isa!r}")
+
     def _has(self, op: str, isa: str) -> bool:
         return any(v.op == op and v.isa == isa for v in self.variants)
 
@@ -480,6 +577,13 @@ REGISTRY = Registry((
     Softmax("three-pass-recompute", "avx2", 12, 1, 12, interleave=4, nontemporal=True),
     Softmax("two-pass", "avx512f", 16, 2, 8, interleave=4, nontemporal=True),
     Softmax("three-pass-recompute", "avx512f", 8, 2, 16, interleave=2, nontemporal=True),
+    # log_softmax and logsumexp: the softmax modules' reduction parameters.
+    LogSoftmax("two-pass", "avx2", 4, 1, 4),
+    LogSoftmax("three-pass", "avx2", 4, 2, 4),
+    LogSoftmax("two-pass", "avx512f", 8, 2, 4),
+    LogSoftmax("three-pass", "avx512f", 8, 2, 4),
+    LogSoftmax("two-pass", "avx2", 4, 1, 4, nontemporal=True),
+    LogSoftmax("two-pass", "avx512f", 8, 2, 4, nontemporal=True),
 ) + tuple(probe for isa in ("avx2", "avx512f") for probe in probes(isa)))
 
 #: The built-in variants, in registry order. REGISTRY.variants also holds the users' variants

@@ -321,13 +321,23 @@ def _safe_overlap(dst: np.ndarray, src: np.ndarray) -> bool:
 
 
 def assembly(algorithm: str, isa: str = "auto") -> str:
-    """The emitted assembly of every pass kernel (and the row driver) that `algorithm` uses."""
+    """The emitted assembly of every pass kernel (and the row driver) that `algorithm` uses.
+
+    Besides the softmax algorithms: "log_softmax" and "logsumexp" (the two-pass log_softmax
+    module, whose reduce driver logsumexp runs) and "log_softmax-three-pass"."""
+    functions = {"log_softmax": "two-pass", "logsumexp": "two-pass",
+                 "log_softmax-three-pass": "three-pass"}
+    if isinstance(algorithm, str) and algorithm in functions:
+        isa = resolve_isa("auto") if isa == "auto" else isa
+        if isa not in ("avx2", "avx512f"):
+            raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, avx2, avx512f")
+        return kernels.assembly(variants.REGISTRY.log_softmax(functions[algorithm], isa))
     if algorithm == "auto":
         raise ValueError("softjit.assembly: name an algorithm: "
                          + ", ".join(variants.ALGORITHMS))
     if algorithm not in variants.ALGORITHMS:
-        raise ValueError(f"softjit.assembly: unknown algorithm {algorithm!r}; "
-                         f"valid: {', '.join(variants.ALGORITHMS)}")
+        raise ValueError(f"softjit.assembly: unknown algorithm {algorithm!r}; valid: "
+                         f"{', '.join(variants.ALGORITHMS + tuple(functions))}")
     if isa == "auto":
         isa = resolve_isa("auto")
     elif isa not in ("avx2", "avx512f"):

@@ -19,10 +19,12 @@ from softjit._version import __version__
 from softjit.runtime.api import exp, host_isas
 from softjit.runtime.softmax import assembly, softmax
 from softjit.runtime.jit import In, InOut, JitKernel, Out, Size, jit, specialize
+from softjit.runtime.log_softmax import log_softmax, logsumexp
 from softjit.runtime.errors import (AssemblerError, SoftjitError, SoftjitWarning,
                                     ToolchainMissingError, UnsafeCacheError, UnsupportedISAError,
                                     UnsupportedPlatformError)
 
-__all__ = ["softmax", "exp", "assembly", "host_isas", "jit", "In", "Out", "InOut", "Size", "specialize",
-           "JitKernel", "SoftjitError", "SoftjitWarning", "UnsupportedISAError",
+__all__ = ["softmax", "log_softmax", "logsumexp", "exp", "assembly", "host_isas", "jit", "In",
+           "Out", "InOut", "Size", "specialize", "JitKernel", "SoftjitError", "SoftjitWarning",
+           "UnsupportedISAError",
            "UnsupportedPlatformError", "ToolchainMissingError", "AssemblerError", "UnsafeCacheError"]

@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     ops = ", ".join(variants.REGISTRY.ops)
     which.add_argument("--kernel", metavar="NAME",
                        help=f"a registered variant name, or an op name ({ops}) with --isa")
-    which.add_argument("--algorithm", metavar="ALG", help="every pass kernel of a softmax algorithm")
+    which.add_argument("--algorithm", metavar="ALG",
+                       help="every pass kernel of a softmax algorithm, or of log_softmax, "
+                            "log_softmax-three-pass or logsumexp")
     which.add_argument("--list", action="store_true", help="list the registered variants")
     asm.set_defaults(handler=_asm)
 
