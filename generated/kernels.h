@@ -74,43 +74,43 @@ int f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b2048_i2(const float* x
 int f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt(const float* x, float* y, size_t n, float* state);
 size_t f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
-/* f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b2048_vsubsub_u32 (avx2): two-pass log_softmax and logsumexp, float32 */
-int f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048(const float* x, float* y, size_t n, float* state);
+/* f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32 (avx2): two-pass log_softmax and logsumexp, float32 */
+int f32_raddextexp__avx2_rr2_p5_u32_acc1_b128(const float* x, float* y, size_t n, float* state);
 int f32_vsubsub__avx2_u32(const float* x, float* y, size_t n, float* state);
-size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b2048_vsubsub_u32_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
-size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b2048_vsubsub_u32_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
+size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
-/* f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b2048_vsubsub_u32 (avx2): three-pass log_softmax and logsumexp, float32 */
+/* f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32 (avx2): three-pass log_softmax and logsumexp, float32 */
 int f32_rmax_pass__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddexpminusmax__avx2_rr2_p5_u32_acc2_b2048(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256(const float* x, float* y, size_t n, float* state);
 int f32_vsubsub__avx2_u32(const float* x, float* y, size_t n, float* state);
-size_t f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b2048_vsubsub_u32_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
-size_t f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b2048_vsubsub_u32_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
+size_t f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
-/* f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vsubsub_u64 (avx512f): two-pass log_softmax and logsumexp, float32 */
-int f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048(const float* x, float* y, size_t n, float* state);
+/* f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64 (avx512f): two-pass log_softmax and logsumexp, float32 */
+int f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b512(const float* x, float* y, size_t n, float* state);
 int f32_vsubsub__avx512f_u64(const float* x, float* y, size_t n, float* state);
-size_t f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vsubsub_u64_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
-size_t f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vsubsub_u64_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
+size_t f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
-/* f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_vsubsub_u64 (avx512f): three-pass log_softmax and logsumexp, float32 */
+/* f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64 (avx512f): three-pass log_softmax and logsumexp, float32 */
 int f32_rmax_pass__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b2048(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512(const float* x, float* y, size_t n, float* state);
 int f32_vsubsub__avx512f_u64(const float* x, float* y, size_t n, float* state);
-size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_vsubsub_u64_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
-size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_vsubsub_u64_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
+size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
-/* f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b2048_vsubsub_u32_nt (avx2): two-pass log_softmax and logsumexp, float32 */
-int f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048(const float* x, float* y, size_t n, float* state);
+/* f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt (avx2): two-pass log_softmax and logsumexp, float32 */
+int f32_raddextexp__avx2_rr2_p5_u32_acc1_b128(const float* x, float* y, size_t n, float* state);
 int f32_vsubsub__avx2_u32_nt(const float* x, float* y, size_t n, float* state);
-size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b2048_vsubsub_u32_nt_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
-size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b2048_vsubsub_u32_nt_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
+size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
-/* f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vsubsub_u64_nt (avx512f): two-pass log_softmax and logsumexp, float32 */
-int f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b2048(const float* x, float* y, size_t n, float* state);
+/* f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt (avx512f): two-pass log_softmax and logsumexp, float32 */
+int f32_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b512(const float* x, float* y, size_t n, float* state);
 int f32_vsubsub__avx512f_u64_nt(const float* x, float* y, size_t n, float* state);
-size_t f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vsubsub_u64_nt_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
-size_t f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b2048_vsubsub_u64_nt_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
+size_t f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f32_stream_read__avx2_u64_acc4 (avx2): read bandwidth probe: the sum of a row */
 void f32_stream_read__avx2_u64_acc4(const float* x, size_t n, float* out);

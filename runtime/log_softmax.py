@@ -129,9 +129,9 @@ def _row_constants(x2d: np.ndarray, algorithm: str, isa: str, threads: int):
     states, three_pass = _reduce(x2d, algorithm, isa, threads)
     if x2d.shape[0] <= _SCALAR_ROWS:
         return _row_constants_scalar(x2d, states, three_pass)
-    states = states.astype(np.float64)
-    first, total = states[:, 0], states[:, 2]  # m or e; the sum or v
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        states = states.astype(np.float64)
+        first, total = states[:, 0], states[:, 2]  # m or e; the sum or v
         log_total = np.log(total)
         c = np.where(three_pass, first + log_total, log_total + first * LN2)
         special = three_pass & ~(np.isfinite(first) & np.isfinite(total))

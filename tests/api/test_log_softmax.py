@@ -187,3 +187,20 @@ def test_a_row_does_not_depend_on_its_batch():
         for r in range(0, 40, 3):
             assert np.array_equal(softjit.log_softmax(x[r], algorithm=algorithm), batch[r])
             assert np.array_equal(softjit.logsumexp(x[r:r + 2]), lse[r:r + 2])
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_many_terms_below_the_largest_ones_rounding(algorithm, isa):
+    """One dominant entry and thousands of terms each below half an ulp of the running sum: the
+    float32 lane sums would round them all away over a long block; the short blocks keep ln(sum)
+    within the bound."""
+    native(isa)
+    rng = np.random.default_rng(17)
+    for n in (5000, 70_000):
+        x = np.full((2, n), -17.0, np.float32)
+        x[0, 0] = 0.0
+        x[1, rng.integers(0, n, 3)] = 3.0
+        x[1] += rng.uniform(-0.5, 0.5, n).astype(np.float32)
+        check_log_softmax(softjit.log_softmax(x, algorithm=algorithm, isa=isa), x)
+        check_logsumexp(softjit.logsumexp(x, isa=isa), x)
