@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from softjit.codegen import variants
-from softjit.runtime import cpu, kernels
-from softjit.runtime import softmax as runtime_softmax
+from softjit.runtime import bindings, cpu, dispatch
 from softjit.bench import peers as peer_module
 from softjit.bench.timing import Timed, now_ns
 
@@ -44,8 +43,8 @@ class NativeRows(Timed):
 
 def softmax_driver_timed(variant, x2d: np.ndarray, y2d: np.ndarray) -> NativeRows:
     """Time a softmax variant's row driver on x2d (one row repeated, or the whole batch)."""
-    function = kernels.function(variant, variant.driver_symbol)
-    b = kernels.buffer_function()
+    function = bindings.function(variant, variant.driver_symbol)
+    b = bindings.pointer
     rows, n = x2d.shape
     xp, yp = b(x2d), b(y2d)
     if rows == 1:
@@ -72,8 +71,8 @@ def softmax_driver_timed(variant, x2d: np.ndarray, y2d: np.ndarray) -> NativeRow
 
 def probe_timed(probe, x2d: np.ndarray, y2d: np.ndarray) -> NativeRows:
     """Time a bandwidth probe's row driver: each run covers all rows of x2d once."""
-    function = kernels.function(probe, probe.driver_symbol)
-    b = kernels.buffer_function()
+    function = bindings.function(probe, probe.driver_symbol)
+    b = bindings.pointer
     rows, n = x2d.shape
     reads_only = probe.op == "stream_read"
     sink = np.zeros(1, np.float32)
@@ -93,8 +92,8 @@ def probe_timed(probe, x2d: np.ndarray, y2d: np.ndarray) -> NativeRows:
 def read_rows_function(isa: str):
     """flush helper: (x, out) -> None, reading x once with the read probe of `isa`."""
     probe = variants.StreamRead(isa)
-    function = kernels.function(probe)
-    b = kernels.buffer_function()
+    function = bindings.function(probe)
+    b = bindings.pointer
     return lambda x, out: function(b(x), x.size, b(out))
 
 
@@ -167,7 +166,7 @@ def softjit_candidates(algorithms, isas) -> list:
 
 def auto_candidates() -> list:
     try:
-        isa = runtime_softmax.resolve_isa("auto")
+        isa = dispatch.resolve_isa("auto")
         status = None
     except Exception as error:  # no ISA softjit can run on this host
         isa, status = None, f"{NOT_RUNNABLE}: {error}"

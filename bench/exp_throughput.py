@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from softjit.codegen import variants
-from softjit.runtime import cpu, kernels
+from softjit.runtime import bindings, cpu
 from softjit.bench import port_floor
 from softjit.bench.timing import Timed, measure, now_ns, pin_to_one_cpu
 
@@ -31,12 +31,12 @@ class _Loop(Timed):
 
 
 def candidates(x: np.ndarray, y: np.ndarray) -> dict:
-    pointer = kernels.contiguous_buffer_function()
+    pointer = bindings.contiguous_pointer
     px, py, n = pointer(x), pointer(y), x.size
     found = {}
     for v in variants.REGISTRY:
         if v.op == "vexp" and v.isa in cpu.host_isas():
-            function = kernels.function(v)
+            function = bindings.function(v)
             found[f"softjit {v.name}"] = _Loop(lambda f=function: f(px, py, n))
     found["numpy.exp(x, out=y)"] = _Loop(lambda: np.exp(x, out=y))
     return found

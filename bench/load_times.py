@@ -4,7 +4,7 @@ variant.
 
 Each phase runs in a fresh Python process (so nothing is memoised in memory) against one
 temporary cache directory: the cold process fills it, the warm process finds every entry. Times
-are wall clock of `softjit.runtime.kernels.library(variant)` in that process (generation
+are wall clock of `softjit.runtime.bindings.library(variant)` in that process (generation
 included), with the generation step (build + render, part of both) also timed alone first.
 """
 from __future__ import annotations
@@ -19,13 +19,13 @@ _CHILD = r"""
 import json, sys, time
 from softjit.codegen import variants
 from softjit.codegen.pipeline import render_module
-from softjit.runtime import cache, kernels
+from softjit.runtime import bindings, cache
 out = {}
 for v in variants.VARIANTS:
     t0 = time.perf_counter()
     text = render_module(v.build())
     t1 = time.perf_counter()
-    kernels.library(v)
+    bindings.library(v)
     t2 = time.perf_counter()
     out[v.name] = {"generate_s": t1 - t0, "load_s": t2 - t1,
                    "source": cache.last_shared_object(v.name).source}

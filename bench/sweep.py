@@ -20,7 +20,7 @@ import numpy as np
 
 from softjit.codegen import variants
 from softjit.codegen.errors import RegisterBudgetError
-from softjit.runtime import cpu, kernels
+from softjit.runtime import bindings, cpu
 from softjit.bench import candidates as cand
 from softjit.bench.progress import progress_bar
 from softjit.bench.suite import Case, make_input
@@ -87,7 +87,7 @@ def buildable(candidates: list, bar=None) -> tuple:
     ok, skipped = [], []
     for v in candidates:
         try:
-            kernels.function(v, v.driver_symbol)
+            bindings.function(v, v.driver_symbol)
             ok.append(v)
         except RegisterBudgetError:
             skipped.append(v.name)

@@ -2,7 +2,7 @@
 host, and store the choice table "auto" reads (runtime/tuning.py).
 
 Each algorithm runs with the store kind softjit.softmax would give it at that length (ordinary
-stores below runtime.softmax.NONTEMPORAL_MIN_BYTES of output, non-temporal from there), timed in
+stores below runtime.dispatch.NONTEMPORAL_MIN_BYTES of output, non-temporal from there), timed in
 interleaved rounds on one pinned core like the benchmark suite. The medians are of the thread's
 CPU time by default: a choice table should not depend on which other jobs shared the machine
 while it was measured (on an idle machine CPU and wall time agree). A winner that beats the
@@ -16,8 +16,7 @@ import datetime
 import numpy as np
 
 from softjit.codegen import variants
-from softjit.runtime import cpu, tuning
-from softjit.runtime import softmax as runtime_softmax
+from softjit.runtime import cpu, dispatch, tuning
 from softjit.bench import candidates as cand
 from softjit.bench.progress import progress_bar
 from softjit.bench.suite import make_input, parse_sizes
@@ -50,7 +49,7 @@ def measure_isa(isa: str, lengths: list, *, repeats: int, budget_s: float, sampl
     for n in lengths:
         x = make_input(parse_sizes(str(n))[0], rng)
         y = np.empty_like(x)
-        nontemporal = n * 4 >= runtime_softmax.NONTEMPORAL_MIN_BYTES
+        nontemporal = n * 4 >= dispatch.NONTEMPORAL_MIN_BYTES
         timed = {}
         for algorithm in variants.ALGORITHMS:
             # the variant softjit.softmax runs for this output size: where an algorithm has no

@@ -1,34 +1,27 @@
-"""The public functions: softjit.exp, softjit.host_isas (softmax arrives with its kernels)."""
+"""The public functions: softjit.exp, softjit.softmax, softjit.assembly, softjit.host_isas, and
+the checks of their arguments.
+
+Each public function first offers its arrays to the generated CPython entry of the call's
+(algorithm, isa) (runtime/entries.py; registered once the general path has validated that
+algorithm and isa), which runs the whole call natively for a contiguous last axis. Whatever the
+entry refuses goes to the general path: the checks below, then dispatch.py (which ISA, which
+algorithm) and rows.py (batches, threads, recomputed rows), with the kernels from bindings.py.
+"""
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
-import os
+from softjit.codegen import variants
+from softjit.runtime import bindings, cpu, entry_tables
+from softjit.runtime.dispatch import ALGORITHMS, choose_algorithm, nontemporal_for, resolve_isa
+from softjit.runtime.memo import EXP_ENTRY_CALLS, SOFTMAX_ENTRY_CALLS
+from softjit.runtime.rows import recompute_rows, rows_view, run_rows, safe_overlap
 
-from softjit.runtime import cpu, kernels
-from softjit.runtime.arrays import as_float32_array, check_out, writes_directly
-
-_resolved: dict = {}
-# os.environ.get costs ~1 us a call (it encodes the key); the dict behind it is read directly
-# when this CPython has it, so the per-call cost of honouring SOFTJIT_ISA stays ~0.1 us.
-_environ_data = getattr(os.environ, "_data", None)
-if _environ_data is not None:
-    _ISA_KEY, _environ_get = os.environ.encodekey(cpu.ISA_ENV_VARIABLE), _environ_data.get
-else:
-    _ISA_KEY, _environ_get = cpu.ISA_ENV_VARIABLE, os.environ.get
-
-
-def _isa_setting():
-    return _environ_get(_ISA_KEY)
-
-
-def resolve_isa(isa: str) -> str:
-    """cpu.resolve_isa, memoised per (isa, SOFTJIT_ISA): it reads /proc once, not per call."""
-    key = (isa, _isa_setting())
-    found = _resolved.get(key)
-    if found is None:
-        found = _resolved[key] = cpu.resolve_isa(isa)
-    return found
+_FLOAT32 = np.dtype(np.float32)
+_NDARRAY = np.ndarray
+_empty_like = np.empty_like
 
 
 def host_isas() -> tuple:
@@ -36,12 +29,64 @@ def host_isas() -> tuple:
     return cpu.host_isas()
 
 
-_NDARRAY = np.ndarray
-_FLOAT32 = np.dtype(np.float32)
-_empty = np.empty
-_entries: dict = {}  # (isa argument, SOFTJIT_ISA) -> the exp entry, for validated arguments
+# ---------------------------------------------------------------------------- argument checks
+def as_float32_array(x, function: str) -> np.ndarray:
+    masked = sys.modules.get("numpy.ma")  # (not imported: then x cannot be a masked array, and
+    if masked is not None and isinstance(x, masked.MaskedArray):  # importing it costs 20 ms)
+        # the kernels would read the masked-out values as if they were data
+        raise TypeError(
+            f"softjit.{function} does not take masked arrays (the mask would be ignored); pass "
+            f"x.filled(-numpy.inf) for softmax (masked entries get probability 0) or x.filled(v)")
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise TypeError(
+            f"softjit.{function} computes in float32 and got dtype {x.dtype}; "
+            f"convert with x.astype(numpy.float32)")
+    return x
 
 
+def is_integer(value) -> bool:
+    """An int or numpy integer, not a bool (True is an int to Python, never a count or an axis)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_out(out, shape: tuple, function: str) -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"softjit.{function}: out must be a numpy.ndarray, not {type(out).__name__}")
+    if out.dtype != np.float32:
+        raise TypeError(f"softjit.{function}: out has dtype {out.dtype}; it must be float32")
+    if out.shape != shape:
+        raise ValueError(f"softjit.{function}: out has shape {out.shape}; it must be {shape}")
+    if not out.flags.writeable:
+        raise ValueError(f"softjit.{function}: out is read-only")
+    return out
+
+
+def writes_directly(out: np.ndarray, src: np.ndarray) -> bool:
+    """True when a kernel reading src may write out element by element in place.
+
+    Either out is exactly src (in place) or they share no memory; any other overlap (a shifted
+    view) would let early writes corrupt later reads.
+    """
+    if not out.flags.c_contiguous:
+        return False
+    if out is src:
+        return True
+    if not np.shares_memory(out, src):
+        return True
+    return out.ctypes.data == src.ctypes.data and out.strides == src.strides
+
+
+def _fresh_output(out, x: np.ndarray) -> bool:
+    """out is a C-contiguous, aligned, writable float32 array of x's shape sharing no memory
+    with x: the contiguous path may write it directly."""
+    return (type(out) is np.ndarray and out.dtype is _FLOAT32 and out.shape == x.shape
+            and out.flags.c_contiguous and out.flags.writeable and out.flags.aligned
+            and not np.shares_memory(out, x))
+
+
+# ---------------------------------------------------------------------------- exp
 def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
     """y = exp(x) elementwise on float32 arrays of any shape, with the kernel for `isa`.
 
@@ -51,7 +96,7 @@ def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
     # First path: the generated entry (registered once the general path validated this isa);
     # whatever it refuses goes to the general path, which raises what a bad argument deserves.
     try:
-        entry = _entries.get((isa, _environ_get(_ISA_KEY)))
+        entry = EXP_ENTRY_CALLS.get(isa)
     except TypeError:  # an unhashable isa
         entry = None
     if entry is not None:
@@ -59,7 +104,7 @@ def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
             if entry(x, out) is not NotImplemented:
                 return out
         elif x.__class__ is _NDARRAY:
-            y = _empty(x.shape, _FLOAT32)
+            y = _empty_like(x)
             if entry(x, y) is not NotImplemented:
                 return y
     return _exp_general(x, isa, out)
@@ -69,11 +114,9 @@ def _exp_general(x, isa, out) -> np.ndarray:
     isa_argument = isa
     x = as_float32_array(x, "exp")
     isa = resolve_isa(isa)
-    from softjit.runtime import entry_tables
-
     entry = entry_tables.exp_entry(isa)
     if entry is not None and isinstance(isa_argument, str):
-        _entries[(isa_argument, _isa_setting())] = entry
+        EXP_ENTRY_CALLS[isa_argument] = entry
     out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "exp")
     if x.size == 0:
         return out
@@ -81,9 +124,133 @@ def _exp_general(x, isa, out) -> np.ndarray:
         return out  # a call the first path did not take (the first of its kind, a list)
     src = np.ascontiguousarray(x)
     dst = out if writes_directly(out, src) else np.empty(x.shape, np.float32)
-    run = kernels.default_function("vexp", isa)
-    buffer = kernels.buffer_function()
-    run(buffer(src), buffer(dst), src.size)
+    run = bindings.default_function("vexp", isa)
+    run(bindings.pointer(src), bindings.pointer(dst), src.size)
     if dst is not out:
         np.copyto(out, dst)
     return out
+
+
+# ---------------------------------------------------------------------------- softmax
+def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", out=None,
+            threads: int = 1) -> np.ndarray:
+    """softmax along `axis` of a float32 array: exp(x - max) / sum(exp(x - max)).
+
+    algorithm: "auto" (the fastest for the row length on this host), "two-pass",
+    "three-pass-reload" or "three-pass-recompute"; isa: "auto", "avx2" or "avx512f".
+    out may be x itself (in place) or any float32 array of x's shape. Rows holding NaN or +inf,
+    or only -inf, come out all NaN; -inf entries give exactly 0.
+    """
+    # First path: the generated entry of this (algorithm, isa), for a contiguous last axis. The
+    # entry is registered only after the general path validated the same algorithm and isa, and
+    # only an int axis and threads == 1 (ints, not bools or floats) come here, so whatever
+    # this path accepts the general path accepts too; anything the entry refuses goes there.
+    if threads.__class__ is int and threads == 1 and axis.__class__ is int:
+        try:
+            entry = SOFTMAX_ENTRY_CALLS.get((algorithm, isa))
+        except TypeError:  # an unhashable algorithm or isa: the general path says what is wrong
+            entry = None
+        if entry is not None and (axis == -1 or (x.__class__ is _NDARRAY and axis == x.ndim - 1)):
+            if out is not None:
+                if entry(x, out) is not NotImplemented:
+                    return out
+            elif x.__class__ is _NDARRAY:
+                y = _empty_like(x)
+                if entry(x, y) is not NotImplemented:
+                    return y
+    return _softmax_general(x, axis, algorithm, isa, out, threads)
+
+
+def _softmax_general(x, axis, algorithm, isa, out, threads) -> np.ndarray:
+    isa_argument = isa
+    x = as_float32_array(x, "softmax")
+    if x.ndim == 0:
+        raise ValueError("softjit.softmax needs an array with at least one dimension; got a 0-d array")
+    if not is_integer(axis):
+        raise TypeError(f"softjit.softmax: axis must be an integer, not {axis!r}")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"softjit.softmax: axis {axis!r} is out of range for an array of "
+                         f"{x.ndim} dimension(s)")
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+        raise ValueError(f"softjit.softmax: unknown algorithm {algorithm!r}; "
+                         f"valid: {', '.join(ALGORITHMS)}")
+    if not is_integer(threads) or threads < 1:
+        raise ValueError(f"softjit.softmax: threads must be a positive integer, not {threads!r}")
+    isa = resolve_isa(isa)
+    entry = entry_tables.softmax_entry(algorithm, isa)
+    if entry is not None and isinstance(isa_argument, str):
+        SOFTMAX_ENTRY_CALLS[(algorithm, isa_argument)] = entry
+    out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "softmax")
+    if x.size == 0:
+        return out
+    if (entry is not None and threads == 1 and int(axis) % x.ndim == x.ndim - 1
+            and entry(x, out) is not NotImplemented):
+        return out  # a call the first path did not take (first of its kind, numpy ints, lists)
+    if (threads == 1 and x.flags.c_contiguous and x.flags.aligned and int(axis) % x.ndim == x.ndim - 1
+            and (out is x or _fresh_output(out, x))):
+        return _softmax_contiguous(x, isa, algorithm, out)
+    axis = int(axis) % x.ndim
+    if axis == x.ndim - 1:
+        xm, om = x, out
+    else:
+        xm, om = np.moveaxis(x, axis, -1), np.moveaxis(out, axis, -1)
+    n = xm.shape[-1]
+    if algorithm == "auto":
+        algorithm = choose_algorithm(isa, n, xm.size // n)
+    src = rows_view(xm)
+    if src is None:
+        src = np.ascontiguousarray(xm).reshape(-1, n)
+    dst = rows_view(om)
+    if dst is None or not dst.flags.aligned or not safe_overlap(dst, src):
+        tmp = np.empty(src.shape, np.float32)
+        run_rows(src, tmp, algorithm, isa, threads)
+        om[...] = tmp.reshape(xm.shape)
+    else:
+        run_rows(src, dst, algorithm, isa, threads)
+    return out
+
+
+def _softmax_contiguous(x: np.ndarray, isa: str, algorithm: str, out) -> np.ndarray:
+    """softmax over the last axis of a C-contiguous array into a new array, into x itself, or
+    into a separate C-contiguous out, through cffi: the contiguous calls where no entry is used
+    (see runtime/entries.py), kept to the few operations they need."""
+    n = x.shape[-1]
+    rows = x.size // n
+    y = np.empty_like(x) if out is None else out
+    if algorithm == "auto":
+        algorithm = choose_algorithm(isa, n, rows)
+    if nontemporal_for(x.size * 4):
+        run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1)
+        return y
+    marked, status = bindings.driver(algorithm, isa).contiguous(x, y, rows, n)
+    if marked:
+        recompute_rows(x.reshape(rows, n), y.reshape(rows, n), status[:rows], isa)
+    return y
+
+
+# ---------------------------------------------------------------------------- assembly
+def assembly(algorithm: str, isa: str = "auto") -> str:
+    """The emitted assembly of every pass kernel (and the row driver) that `algorithm` uses.
+
+    Besides the softmax algorithms: "log_softmax" and "logsumexp" (the two-pass log_softmax
+    module, whose reduce driver logsumexp runs) and "log_softmax-three-pass"."""
+    functions = {"log_softmax": "two-pass", "logsumexp": "two-pass",
+                 "log_softmax-three-pass": "three-pass"}
+    if isinstance(algorithm, str) and algorithm in functions:
+        isa = resolve_isa("auto") if isa == "auto" else isa
+        if isa not in cpu.ISAS:
+            raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, "
+                             f"{', '.join(cpu.ISAS)}")
+        return bindings.assembly(variants.REGISTRY.log_softmax(functions[algorithm], isa))
+    if algorithm == "auto":
+        raise ValueError("softjit.assembly: name an algorithm: "
+                         + ", ".join(variants.ALGORITHMS))
+    if algorithm not in variants.ALGORITHMS:
+        raise ValueError(f"softjit.assembly: unknown algorithm {algorithm!r}; valid: "
+                         f"{', '.join(variants.ALGORITHMS + tuple(functions))}")
+    if isa == "auto":
+        isa = resolve_isa("auto")
+    elif isa not in cpu.ISAS:
+        raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, "
+                         f"{', '.join(cpu.ISAS)}")
+    return bindings.assembly(variants.REGISTRY.softmax(algorithm, isa))

@@ -3,11 +3,12 @@
 softjit.softmax(x, ...) and softjit.exp(x, ...) first offer their arrays to a CPython entry
 (runtime/entries.py) built for the (algorithm, ISA) the call names. The entry's table holds every
 row driver that call could need, chosen inside the entry by row length and array size exactly as
-the general path chooses (the algorithm table of "auto", non-temporal stores from
+the general path chooses (dispatch.py: the algorithm table of "auto", non-temporal stores from
 NONTEMPORAL_MIN_BYTES), so one native call does what the general path does for a contiguous
 last axis, recomputation of marked rows included.
 
-One entry per (function, algorithm, ISA): a handful per process, whatever the shapes.
+One entry per (function, algorithm, ISA): a handful per process, whatever the shapes. The built
+entries are memoised in memo.py.
 """
 from __future__ import annotations
 
@@ -15,21 +16,18 @@ import math
 import threading
 
 from softjit.codegen import entries as layout
-from softjit.codegen import variants
-from softjit.runtime import entries, native
+from softjit.runtime import dispatch, entries, memo
 
 _lock = threading.Lock()
-_softmax: dict = {}
-_exp: dict = {}
 
 
 def softmax_rows(algorithm: str, isa: str) -> list:
     """The table rows (max_n, max_bytes, driver, fallback) of `algorithm` ("auto" or a named
     one) on `isa`, in the order the entry tries them."""
-    from softjit.runtime import softmax, tuning
+    from softjit.runtime import tuning
 
     if algorithm == "auto":
-        table = tuning.cached_table(isa) or softmax.AUTO_TABLE[isa]
+        table = tuning.cached_table(isa) or dispatch.AUTO_TABLE[isa]
     else:
         table = ((math.inf, algorithm),)
     rows = []
@@ -37,14 +35,17 @@ def softmax_rows(algorithm: str, isa: str) -> list:
         max_n = layout.FITS_ALL if math.isinf(limit) else int(limit)
         # two-pass marks rows it cannot represent; three-pass-reload takes any float32 row
         fallback = _driver("three-pass-reload", isa, False) if chosen == "two-pass" else 0
-        rows.append((max_n, softmax.NONTEMPORAL_MIN_BYTES - 1, _driver(chosen, isa, False),
+        rows.append((max_n, dispatch.NONTEMPORAL_MIN_BYTES - 1, _driver(chosen, isa, False),
                      fallback))
         rows.append((max_n, layout.FITS_ALL, _driver(chosen, isa, True), fallback))
     return rows
 
 
 def _driver(algorithm: str, isa: str, nontemporal: bool) -> int:
-    """The address of the row driver the general path runs for these (softmax.driver)."""
+    """The address of the row driver the general path runs for these (bindings.driver)."""
+    from softjit.codegen import variants
+    from softjit.runtime import native
+
     variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
     return native.function_address(variant, variant.driver_symbol)
 
@@ -53,33 +54,30 @@ def softmax_entry(algorithm: str, isa: str):
     """The entry for softmax with `algorithm` on `isa` (both already validated), or None where
     entries are not used."""
     key = (algorithm, isa)
-    found = _softmax.get(key)
+    found = memo.SOFTMAX_ENTRIES.get(key)
     if found is None:
         if entries.unavailable_reason() is not None:
             return None
         with _lock:
-            found = _softmax.get(key)
+            found = memo.SOFTMAX_ENTRIES.get(key)
             if found is None:
-                found = _softmax[key] = entries.softmax_rows(softmax_rows(algorithm, isa))
+                found = memo.SOFTMAX_ENTRIES[key] = entries.softmax_rows(
+                    softmax_rows(algorithm, isa))
     return found
 
 
 def exp_entry(isa: str):
     """The entry for exp on `isa` (validated), or None where entries are not used."""
-    found = _exp.get(isa)
+    found = memo.EXP_ENTRIES.get(isa)
     if found is None:
         if entries.unavailable_reason() is not None:
             return None
+        from softjit.codegen import variants
+        from softjit.runtime import native
+
         with _lock:
-            found = _exp.get(isa)
+            found = memo.EXP_ENTRIES.get(isa)
             if found is None:
-                found = _exp[isa] = entries.elementwise(
+                found = memo.EXP_ENTRIES[isa] = entries.elementwise(
                     native.function_address(variants.REGISTRY.for_op("vexp", isa)))
     return found
-
-
-def forget() -> None:
-    """Drop the entries built so far (after the tuned table changed)."""
-    with _lock:
-        _softmax.clear()
-        _exp.clear()

@@ -16,7 +16,7 @@ array (dtype, shape, C-contiguity, writability) and raises ValueError / TypeErro
 argument. Out arrays that are not passed are allocated and returned.
 
 The module is assembled, cached and verified by the same kernel cache as the built-in kernels
-(runtime/cache.py, runtime/loader.py), so a second process loads it without assembling. A kernel
+(runtime/cache.py, runtime/bindings.py), so a second process loads it without assembling. A kernel
 declared as softjit.exp's shape, (In x float32 [n], Out y float32 [n], Size n), is called through
 the same generated CPython entry as softjit.exp (runtime/entries.py: a METH_FASTCALL function in
 assembly taking the arrays through the buffer protocol) with the user's kernel in its table;
@@ -216,7 +216,7 @@ class JitKernel:
 
     @functools.lru_cache(maxsize=None)
     def _native(self, isa: str):
-        from softjit.runtime.loader import load_library
+        from softjit.runtime.bindings import load_library
 
         module = self.module(isa)
         missing = set(module.features) - cpu.host_features()
@@ -402,9 +402,9 @@ class Specialized:
         return self.variant.name
 
     def assembly(self) -> str:
-        from softjit.runtime import kernels
+        from softjit.runtime import bindings
 
-        return kernels.assembly(self.variant)
+        return bindings.assembly(self.variant)
 
     def _arrays(self, x, out):
         if not isinstance(x, np.ndarray) or x.dtype != np.float32:
@@ -427,25 +427,25 @@ class Specialized:
 
     def __call__(self, x, out=None):
         from softjit.codegen.variants import REGISTRY
-        from softjit.runtime import kernels
+        from softjit.runtime import bindings
 
         y = self._arrays(x, out)
         if self.variant.isa not in cpu.host_isas():
             raise UnsupportedISAError(self.variant.isa, cpu.host_isas(), cpu.isa_cap())
-        pointer = kernels.buffer_function()
+        pointer = bindings.pointer
         if self.op == "exp":
-            kernels.function(self.variant)(pointer(x), pointer(y), x.size)
+            bindings.function(self.variant)(pointer(x), pointer(y), x.size)
             return y
         rows, n = self._rows(x)
         if rows == 0 or n == 0:
             return y
         strides = np.array([4 * n, 4 * n], np.int64)
         status = np.zeros(rows, np.int32)
-        driver = kernels.function(self.variant, self.variant.driver_symbol)
+        driver = bindings.function(self.variant, self.variant.driver_symbol)
         marked = driver(pointer(x), pointer(y), n, rows, pointer(strides), pointer(status))
         if marked:
             fallback = REGISTRY.softmax("three-pass-reload", self.variant.isa)
-            redo = kernels.function(fallback, fallback.driver_symbol)
+            redo = bindings.function(fallback, fallback.driver_symbol)
             x2, y2 = x.reshape(rows, n), y.reshape(rows, n)
             one = np.zeros(1, np.int32)
             for r in np.flatnonzero(status):
@@ -456,7 +456,7 @@ class Specialized:
         """The same computation in softjit's emulator (any host; AVX-512 included)."""
         from softjit.codegen.emulator import Machine
         from softjit.codegen.variants import REGISTRY
-        from softjit.runtime import kernels
+        from softjit.runtime import bindings
 
         y = self._arrays(x, out)
         if x.size == 0:
@@ -473,7 +473,7 @@ class Specialized:
         marked = machine.call(self.variant.driver_symbol, xa, ya, n, rows, sa, ta)
         if marked:
             fallback = REGISTRY.softmax("three-pass-reload", self.variant.isa)
-            redo = Machine(kernels.assembly(fallback))
+            redo = Machine(bindings.assembly(fallback))
             x2, y2 = x.reshape(rows, n), y.reshape(rows, n)
             for r in np.flatnonzero(status):
                 xr, yr = np.ascontiguousarray(x2[r]), y2[r]

@@ -18,9 +18,9 @@ import math
 import numpy as np
 
 from softjit.codegen import variants
-from softjit.runtime import kernels
+from softjit.runtime import bindings
 from softjit.runtime.api import resolve_isa
-from softjit.runtime.arrays import as_float32_array, check_out, is_integer
+from softjit.runtime.api import as_float32_array, check_out, is_integer
 
 ALGORITHMS = ("auto",) + variants.LOG_SOFTMAX_ALGORITHMS
 LN2 = math.log(2.0)
@@ -33,9 +33,9 @@ class _Module:
     """The reduce and apply drivers of one log_softmax module."""
 
     def __init__(self, variant):
-        self.reduce_function = kernels.function(variant, variant.reduce_symbol)
-        self.apply_function = kernels.function(variant, variant.apply_symbol)
-        self.buffer = kernels.buffer_function()
+        self.reduce_function = bindings.function(variant, variant.reduce_symbol)
+        self.apply_function = bindings.function(variant, variant.apply_symbol)
+        self.buffer = bindings.pointer
 
     def reduce(self, x2d: np.ndarray, states: np.ndarray, status: np.ndarray) -> int:
         b = self.buffer
@@ -61,7 +61,7 @@ def _stride_pair(x_stride: int, y_stride: int):
         if len(_stride_pairs) >= _STRIDE_PAIRS_KEPT:
             _stride_pairs.clear()
         pair = np.array(key, np.int64)
-        found = _stride_pairs[key] = (pair, kernels.buffer_function()(pair))
+        found = _stride_pairs[key] = (pair, bindings.pointer(pair))
     return found[1]
 
 
@@ -78,7 +78,7 @@ def _module(algorithm: str, isa: str, nontemporal: bool = False) -> _Module:
 
 def _in_pieces(rows: int, threads: int, work) -> None:
     """work(a, b) on [a, b) pieces of range(rows), over `threads` threads."""
-    from softjit.runtime.softmax import _pieces, _threads_pool
+    from softjit.runtime.rows import _threads_pool, pieces as _pieces
 
     if threads <= 1 or rows <= 1:
         work(0, rows)

@@ -11,21 +11,20 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from softjit.runtime import asm_index
+from softjit.runtime import asm_index, memo
 
 _lock = threading.Lock()
-_loaded: dict = {}  # module name -> ctypes.CDLL; one per registered module at most
 
 
 def load(name: str, build_module, *, generate: bool = False):
     """The loaded module `name` (build_module() -> its codegen Module, called only when the
     assembly must be generated; generate=True: whatever the index says)."""
-    found = None if generate else _loaded.get(name)
+    found = None if generate else memo.NATIVE_MODULES.get(name)
     if found is None:
         with _lock:
-            found = None if generate else _loaded.get(name)
+            found = None if generate else memo.NATIVE_MODULES.get(name)
             if found is None:
-                found = _loaded[name] = _open(name, build_module, generate)
+                found = memo.NATIVE_MODULES[name] = _open(name, build_module, generate)
     return found
 
 

@@ -2,7 +2,7 @@
 `python -m softjit tune` (softjit.bench.tune) and stored in the kernel cache directory.
 
 A table, per ISA, is a tuple of (largest row length, algorithm), first match wins, the last
-entry's limit being infinity: the same shape as runtime.softmax.AUTO_TABLE. The file,
+entry's limit being infinity: the same shape as runtime.dispatch.AUTO_TABLE. The file,
 tuning.json, records what the measurement depended on; load_table answers None (use the built-in
 table) whenever any of it differs from this process:
 
@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from softjit.codegen import variants
-from softjit.runtime import cpu
+from softjit.runtime import cpu, memo
 from softjit.runtime.cache import softjit_version
 from softjit.runtime.cachedir import active_cache_dir
 from softjit.runtime.errors import SoftjitError
@@ -124,7 +124,7 @@ def save_tables(tables: dict, measurements: dict | None = None, created: str = "
         except FileNotFoundError:
             pass
         raise
-    _memo.clear()
+    memo.tuned_table_changed()
     return path
 
 
@@ -156,13 +156,10 @@ def load_table(isa: str) -> Table | None:
         return None
 
 
-_memo: dict = {}
-
-
 def cached_table(isa: str) -> Table | None:
     """load_table(isa), read once per process (save_tables in this process forgets it): for a
     per-call path, where reading the file each time would cost more than a small softmax."""
     key = (isa, os.environ.get("SOFTJIT_CACHE_DIR"), os.environ.get("XDG_CACHE_HOME"))
-    if key not in _memo:
-        _memo[key] = load_table(isa)
-    return _memo[key]
+    if key not in memo.TUNED_TABLES:
+        memo.TUNED_TABLES[key] = load_table(isa)
+    return memo.TUNED_TABLES[key]

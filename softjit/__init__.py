@@ -16,8 +16,7 @@ if _importlib_util.find_spec("softjit.runtime") is None:
         "repository root, then import softjit again")
 
 from softjit._version import __version__
-from softjit.runtime.api import exp, host_isas
-from softjit.runtime.softmax import assembly, softmax
+from softjit.runtime.api import assembly, exp, host_isas, softmax
 from softjit.runtime.jit import In, InOut, JitKernel, Out, Size, jit, specialize
 from softjit.runtime.log_softmax import log_softmax, logsumexp
 from softjit.runtime.errors import (AssemblerError, SoftjitError, SoftjitWarning,

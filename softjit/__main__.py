@@ -16,7 +16,7 @@ from softjit._version import __version__
 from softjit.bench import cli as bench_cli
 from softjit.codegen import generate, variants
 from softjit.codegen.errors import UnknownVariantError
-from softjit.runtime import cache, cpu, kernels, prebuilt, toolchain
+from softjit.runtime import bindings, cache, cpu, prebuilt, toolchain
 from softjit.runtime.errors import SoftjitError, ToolchainMissingError
 from softjit.runtime.files import sha256_text
 
@@ -177,7 +177,7 @@ def _asm(args) -> int:
         return _asm_list(None if args.isa is None else _host_isa() if isa == "auto" else isa)
     if args.algorithm is not None:
         return _asm_algorithm(args.algorithm, isa)
-    sys.stdout.write(kernels.assembly(_pick_variant(args.kernel, isa)))
+    sys.stdout.write(bindings.assembly(_pick_variant(args.kernel, isa)))
     return 0
 
 
@@ -256,7 +256,7 @@ def _build(args) -> int:
     isas = args.isa or cpu.ISAS
     variants.REGISTRY.load_plugins()
     chosen = [v for v in variants.REGISTRY if v.isa in isas]
-    modules = {v.name: kernels.module(v) for v in chosen}
+    modules = {v.name: bindings.module(v) for v in chosen}
     from softjit.codegen import entries
     from softjit.codegen.pipeline import render_module
     from softjit.runtime import asm_index

@@ -160,10 +160,10 @@ def run_case(variant, function, n: int, x_place: str, out_place: str) -> list:
 
 def main(argv: list) -> int:
     from softjit.codegen.variants import REGISTRY
-    from softjit.runtime import kernels
+    from softjit.runtime import bindings
 
     variant = REGISTRY.named(argv[0])
-    function = kernels.function(variant)
+    function = bindings.function(variant)
     problems, cases = [], 0
     for n in map(int, argv[1:]):
         for x_place, out_place in PLACEMENTS:

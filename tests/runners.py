@@ -17,7 +17,7 @@ import pytest
 import softjit
 from softjit.codegen.emulator import Machine
 from softjit.codegen.variants import VARIANTS
-from softjit.runtime import kernels
+from softjit.runtime import bindings
 
 
 def variants_of(op: str) -> list:
@@ -49,11 +49,11 @@ def require_native(variant) -> None:
 
 # ---------------------------------------------------------------------------- native
 def native_function(variant):
-    return kernels.function(variant)
+    return bindings.function(variant)
 
 
 def _pointer(array: np.ndarray):
-    return kernels.buffer_function()(array)
+    return bindings.pointer(array)
 
 
 def native_vexp_into(variant, x: np.ndarray, y: np.ndarray, n: int | None = None) -> None:
@@ -83,7 +83,7 @@ class Emulator:
     def machine(self, variant) -> Machine:
         m = self._machines.get(variant)
         if m is None:
-            m = self._machines[variant] = Machine(kernels.assembly(variant))
+            m = self._machines[variant] = Machine(bindings.assembly(variant))
         return m
 
     def call(self, variant, *args, symbol: str | None = None) -> int:

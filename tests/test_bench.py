@@ -17,7 +17,7 @@ import pytest
 from softjit.bench import candidates, peers, port_floor, report, suite, sweep, tune
 from softjit.bench.cli import main as bench_main
 from softjit.codegen import variants
-from softjit.runtime import cpu, kernels, tuning
+from softjit.runtime import bindings, cpu, tuning
 
 HOST_ISAS = cpu.host_isas()
 needs_avx2 = pytest.mark.skipif("avx2" not in HOST_ISAS, reason="the host cannot run AVX2 kernels")
@@ -54,8 +54,8 @@ def run_probe(emulator, probe, *arrays_and_ints):
     """Call a probe natively (AVX2 host) or in the emulator, which also faults on any access
     outside the arrays and on a misaligned VMOVNTPS."""
     if probe.isa in HOST_ISAS:
-        b = kernels.buffer_function()
-        kernels.function(probe)(*(b(a) if isinstance(a, np.ndarray) else a
+        b = bindings.pointer
+        bindings.function(probe)(*(b(a) if isinstance(a, np.ndarray) else a
                                   for a in arrays_and_ints))
         return
     emulator.call(probe, *arrays_and_ints)
@@ -95,17 +95,17 @@ def test_stream_copy_copies_exactly_the_row(isa, nontemporal, emulator):
 
 @needs_avx2
 def test_rows_drivers_walk_rows_and_repeat_one_row():
-    b = kernels.buffer_function()
+    b = bindings.pointer
     read, copy, _ = variants.probes("avx2")
     x = small_integers(5 * 40, 3).reshape(5, 40)
     sums = np.zeros(5, np.float32)
-    kernels.function(read, read.driver_symbol)(b(x), b(sums), 37, 5, 160, 4)
+    bindings.function(read, read.driver_symbol)(b(x), b(sums), 37, 5, 160, 4)
     assert np.array_equal(sums, x[:, :37].sum(axis=1))
     y = np.zeros((5, 40), np.float32)
-    kernels.function(copy, copy.driver_symbol)(b(x), b(y), 40, 5, 160, 160)
+    bindings.function(copy, copy.driver_symbol)(b(x), b(y), 40, 5, 160, 160)
     assert np.array_equal(y, x)
     y[...] = 0
-    kernels.function(copy, copy.driver_symbol)(b(x), b(y), 40, 1000, 0, 0)  # the same row again
+    bindings.function(copy, copy.driver_symbol)(b(x), b(y), 40, 1000, 0, 0)  # the same row again
     assert np.array_equal(y[0], x[0]) and not y[1:].any()
 
 

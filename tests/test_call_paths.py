@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import softjit
-from softjit.runtime import api, entries, entry_tables
-from softjit.runtime import softmax as softmax_module
+from softjit.runtime import api, bindings, entries, memo
 
 pytestmark = pytest.mark.skipif(entries.unavailable_reason() is not None,
                                 reason=f"entries are not used here: {entries.unavailable_reason()}")
@@ -24,9 +23,9 @@ class Spy:
 
     def __init__(self, monkeypatch):
         self.accepted = 0
-        for module in (softmax_module, api):
-            wrapped = {key: self.wrap(entry) for key, entry in module._entries.items()}
-            monkeypatch.setattr(module, "_entries", _Wrapping(wrapped, self))
+        for name in ("SOFTMAX_ENTRY_CALLS", "EXP_ENTRY_CALLS"):
+            wrapped = {key: self.wrap(entry) for key, entry in getattr(api, name).items()}
+            monkeypatch.setattr(api, name, _Wrapping(wrapped, self))
 
     def wrap(self, entry):
         def counted(*args):
@@ -49,11 +48,11 @@ class _Wrapping(dict):
 
 def disable_entries(monkeypatch):
     """The process as one where entries are not used: the general path for every call."""
-    monkeypatch.setattr(softmax_module, "_entries", {})
-    monkeypatch.setattr(api, "_entries", {})
+    monkeypatch.setattr(api, "SOFTMAX_ENTRY_CALLS", {})
+    monkeypatch.setattr(api, "EXP_ENTRY_CALLS", {})
     monkeypatch.setitem(entries._state, "reason", "disabled by the test")
-    monkeypatch.setattr(entry_tables, "_softmax", {})
-    monkeypatch.setattr(entry_tables, "_exp", {})
+    monkeypatch.setattr(memo, "SOFTMAX_ENTRIES", {})
+    monkeypatch.setattr(memo, "EXP_ENTRIES", {})
 
 
 @pytest.fixture
@@ -199,7 +198,7 @@ def test_overlapping_out_is_computed_through_the_general_path():
 def test_without_entries_every_form_still_works(general_only):
     for form, call in _forms().items():
         assert np.all(np.isfinite(call()) | np.isnan(call())), form
-    assert softmax_module._entries == {} and api._entries == {}
+    assert api.SOFTMAX_ENTRY_CALLS == {} and api.EXP_ENTRY_CALLS == {}
 
 
 def test_reference_counts_of_inputs_are_unchanged():
@@ -218,5 +217,5 @@ def test_per_length_state_is_bounded():
     for n in range(1, 400):
         softjit.softmax(data(n, seed=n))
         softjit.softmax(data(n, seed=n), threads=2)
-    assert len(softmax_module._scratch.strides) <= softmax_module._STRIDES_KEPT
-    assert len(softmax_module._entries) <= 8 and len(api._entries) <= 8
+    assert len(memo.ROW_STRIDES) <= bindings._STRIDES_KEPT
+    assert len(memo.SOFTMAX_ENTRY_CALLS) <= 8 and len(memo.EXP_ENTRY_CALLS) <= 8

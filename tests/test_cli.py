@@ -14,7 +14,7 @@ import softjit
 from softjit.__main__ import main
 from softjit.codegen import generate, variants
 from softjit.runtime import cpu
-from softjit.runtime.kernels import assembly
+from softjit.runtime.bindings import assembly
 
 GENERATED_DIR = Path(__file__).resolve().parents[1] / "generated"
 AVX512_VARIANTS = [v for v in variants.VARIANTS if v.isa == "avx512f"]

@@ -20,7 +20,7 @@ import pytest
 
 import softjit
 from softjit.codegen import variants
-from softjit.runtime import kernels
+from softjit.runtime import bindings
 
 from softmax_checks import (DISTRIBUTIONS, FLT_MAX, MAX_ERRORS, check_softmax, needs_three_pass,
                             uniform, with_minus_inf)
@@ -45,7 +45,7 @@ def unroll_elements(algorithm: str, isa: str) -> int:
 
 def concrete(algorithm: str, isa: str, n: int = 1000) -> str:
     """The algorithm softjit.softmax runs for rows of n elements."""
-    from softjit.runtime.softmax import choose_algorithm
+    from softjit.runtime.dispatch import choose_algorithm
 
     return algorithm if algorithm != "auto" else choose_algorithm(isa, n, 1)
 
@@ -414,10 +414,10 @@ def test_fallback_rows_mixed_with_normal_rows(algorithm, isa):
 
 
 def call_native_driver(algorithm, isa, x2d, y2d=None, nontemporal=False):
-    """Call a variant's row driver as softjit.runtime.softmax does; (marked, status, y)."""
+    """Call a variant's row driver as softjit.runtime.rows does; (marked, status, y)."""
     v = variants.REGISTRY.softmax(algorithm, isa, nontemporal)
-    fn = kernels.function(v, v.driver_symbol)
-    buf = kernels.buffer_function()
+    fn = bindings.function(v, v.driver_symbol)
+    buf = bindings.pointer
     if y2d is None:
         y2d = np.full(x2d.shape, 7.0, np.float32)
     strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)
@@ -460,8 +460,8 @@ def test_native_driver_row_lengths_alignments_and_row_strides(variant):
     row stride apart: results right, the padding between rows untouched, x unchanged."""
     native(variant.isa)
     rng = rng_for("driver", variant.name)
-    fn = kernels.function(variant, variant.driver_symbol)
-    buf = kernels.buffer_function()
+    fn = bindings.function(variant, variant.driver_symbol)
+    buf = bindings.pointer
     rows, pad = 3, 5
     for n in row_lengths(variant.algorithm, variant.isa):
         for offset in range(16):
@@ -596,11 +596,11 @@ def test_large_outputs_take_the_nontemporal_kernels(algorithm, isa):
     """Outputs >= 16 MB run the non-temporal-store variants: same values, bit for bit, as the
     ordinary kernels (called directly here), and right against the reference."""
     native(isa)
-    from softjit.runtime import softmax as runtime_softmax
+    from softjit.runtime import dispatch
 
     rng = rng_for("nontemporal", algorithm, isa)
     rows, n = 3, 1_500_007
-    assert rows * n * 4 >= runtime_softmax.NONTEMPORAL_MIN_BYTES
+    assert rows * n * 4 >= dispatch.NONTEMPORAL_MIN_BYTES
     x = uniform(rng, (rows, n), 30.0)
     x[1, 5] = 3e7  # a fallback row for two-pass
     y = softjit.softmax(x, algorithm=algorithm, isa=isa)
@@ -949,7 +949,7 @@ def test_emulated_alignments_and_row_strides(algorithm, isa, nontemporal, emulat
 
 
 class _EmulatedDriver:
-    """Stands in for softjit.runtime.softmax's native row driver: same call, emulated kernels
+    """Stands in for runtime.bindings.RowDriver: same call, emulated kernels
     (one call at a time: the threads share the variant's Machine)."""
 
     lock = threading.Lock()
@@ -986,24 +986,28 @@ class _EmulatedPasses(_EmulatedDriver):
 @pytest.fixture
 def emulated_runtime(monkeypatch, emulator):
     """softjit.softmax with every kernel call going to the emulator (any ISA allowed), and rows
-    of >= 1000 elements split over threads."""
-    from softjit.runtime import softmax as runtime_softmax
+    of >= 1000 elements split over threads. The runtime finds its native functions through
+    bindings.driver and bindings.passes: those are replaced; the memoised calls are forgotten
+    before and after."""
+    from softjit.runtime import api, bindings, memo, rows
 
-    monkeypatch.setattr(runtime_softmax, "resolve_isa", lambda isa: isa)
-    monkeypatch.setattr(runtime_softmax, "driver",
+    memo.forget_calls()
+    monkeypatch.setattr(api, "resolve_isa", lambda isa: isa)
+    monkeypatch.setattr(bindings, "driver",
                         lambda algorithm, isa, nontemporal=False:
                         _EmulatedDriver(emulator, algorithm, isa,
                                         nontemporal and registers_nontemporal(algorithm, isa)))
-    monkeypatch.setattr(runtime_softmax, "_passes_of",
+    monkeypatch.setattr(bindings, "passes",
                         lambda algorithm, isa, nontemporal=False: _EmulatedPasses(
                             emulator, algorithm, isa,
                             nontemporal and registers_nontemporal(algorithm, isa)))
     # the generated entries call native kernels: keep every call on the (patched) general path
-    monkeypatch.setattr(runtime_softmax, "_entries", {})
-    monkeypatch.setattr(runtime_softmax.entry_tables, "softmax_entry", lambda algorithm, isa: None)
-    monkeypatch.setattr(runtime_softmax, "SPLIT_ROW_MIN", 1000)
-    monkeypatch.runtime_softmax = runtime_softmax
-    return monkeypatch
+    monkeypatch.setattr(api.entry_tables, "softmax_entry", lambda algorithm, isa: None)
+    monkeypatch.setattr(rows, "SPLIT_ROW_MIN", 1000)
+    monkeypatch.rows = rows
+    monkeypatch.forget_calls = memo.forget_calls
+    yield monkeypatch
+    memo.forget_calls()
 
 
 @pytest.mark.parametrize("isa", EMULATED_ISAS)
@@ -1043,9 +1047,10 @@ def test_emulated_through_the_python_layer(algorithm, isa, emulated_runtime):
             raise AssertionError(f"emulated {algorithm}/{isa} split row '{name}': {e}") from None
         results.append((name, 3, x, y))
     if isa in HOST_ISAS:  # the same calls on the CPU give the same bits
-        runtime_softmax = emulated_runtime.runtime_softmax
+        rows = emulated_runtime.rows
         emulated_runtime.undo()
-        emulated_runtime.setattr(runtime_softmax, "SPLIT_ROW_MIN", 1000)
+        emulated_runtime.forget_calls()
+        emulated_runtime.setattr(rows, "SPLIT_ROW_MIN", 1000)
         for name, threads, x, y in results:
             native_y = softjit.softmax(x, algorithm=algorithm, isa=isa, threads=threads,
                                        out=np.empty_like(x))

@@ -32,7 +32,7 @@ sys.path.insert(0, sys.argv[3])  # tests/, for guarded.py
 import numpy as np
 from guarded import GuardedArray, pointer as P  # PROT_NONE-fenced arrays; void* of an address
 from softjit.codegen import variants
-from softjit.runtime import kernels
+from softjit.runtime import bindings
 
 faulthandler.enable()
 name, lengths = sys.argv[1], json.loads(sys.argv[2])
@@ -81,8 +81,8 @@ def guarded_with(values, where):
 
 
 rng = np.random.default_rng(1)
-driver = kernels.function(variant, variant.driver_symbol)
-passes = [(p.symbol, kernels.function(variant, p.symbol)) for p in variant.passes]
+driver = bindings.function(variant, variant.driver_symbol)
+passes = [(p.symbol, bindings.function(variant, p.symbol)) for p in variant.passes]
 for n in lengths:
     for where in ("end", "start"):
         # ---- the row driver: 1 and 3 rows, positive and negative row strides

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from softjit.codegen import variants
-from softjit.runtime.kernels import assembly
+from softjit.runtime.bindings import assembly
 
 pytestmark = pytest.mark.skipif(
     shutil.which("as") is None or shutil.which("objdump") is None,

@@ -27,7 +27,7 @@ from softjit.codegen.emulator import (ABIViolation, AsmParseError, EmulatedFault
                                       InstructionLimitExceeded, SUPPORTED_MNEMONICS)
 from softjit.codegen.instructions import FORMS
 from softjit.codegen.variants import VARIANTS
-from softjit.runtime import kernels
+from softjit.runtime import bindings
 
 HOST_ISAS = softjit.host_isas()
 TOOLS = shutil.which("as") is not None and shutil.which("ld") is not None
@@ -806,7 +806,7 @@ def native_library(tmp_path_factory):
             pytest.skip(f"this host does not run {v.isa} (it runs {', '.join(HOST_ISAS)}); "
                         f"test_kernels_in_the_emulator checks {v.name} against numpy")
         if v.name not in cache:
-            cache[v.name] = build_native(kernels.assembly(v), tmp_path_factory.mktemp(v.op),
+            cache[v.name] = build_native(bindings.assembly(v), tmp_path_factory.mktemp(v.op),
                                          v.name)
         return cache[v.name]
     return get

@@ -245,7 +245,7 @@ def test_info_and_clear(cache_dir, make_add_asm, call_add) -> None:
     assert info["entries"] == 3 and info["problem"] is None
     assert info["bytes"] >= sum(path.stat().st_size for path in paths)
 
-    from softjit.runtime.loader import load_library
+    from softjit.runtime.bindings import load_library
 
     _ffi, lib = load_library("adder-loaded", make_add_asm(40), "int softjit_test_add(int, int);")
     assert cache.cache_clear().removed == 4

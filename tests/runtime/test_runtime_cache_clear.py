@@ -145,7 +145,7 @@ def test_cache_commands_fail_in_one_line(cache_dir, command) -> None:
 # while clears run) and checks every value; prints a JSON summary.
 LOADER = r"""
 import json, sys, time
-from softjit.runtime.loader import load_library
+from softjit.runtime.bindings import load_library
 
 template, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 failures, values = [], 0
@@ -209,7 +209,7 @@ def test_loaders_survive_concurrent_clears(cache_dir, tmp_path, make_add_asm) ->
 RELATIVE_CACHE = r"""
 import os, sys
 from softjit.runtime import cache
-from softjit.runtime.loader import load_library
+from softjit.runtime.bindings import load_library
 
 first, second = sys.argv[1], sys.argv[2]
 template = sys.argv[3]

@@ -77,7 +77,7 @@ marker:
 VICTIM = r"""
 import json, sys, time
 from softjit.runtime.errors import UnsafeCacheError
-from softjit.runtime.loader import load_library
+from softjit.runtime.bindings import load_library
 
 config = json.loads(sys.argv[1])
 deadline = time.monotonic() + config["seconds"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import cffi
 import pytest
 
-from softjit.runtime import cache, loader
+from softjit.runtime import bindings as loader, cache
 from softjit.runtime.errors import UnsafeCacheError
 
 ADD_CDEF = "int softjit_test_add(int a, int b);"

@@ -14,7 +14,7 @@ import pytest
 from softjit.codegen import entries as layout
 from softjit.codegen import variants
 from softjit.runtime import entries, native
-from softjit.runtime import softmax as softmax_module
+from softjit.runtime import api
 
 FITS_ALL = layout.FITS_ALL
 
@@ -66,7 +66,7 @@ def exp_entry():
 
 
 def reference(x, algorithm):
-    return softmax_module.softmax(x, algorithm=algorithm, isa="avx2", threads=2)
+    return api.softmax(x, algorithm=algorithm, isa="avx2", threads=2)
 
 
 def rng_array(*shape, seed=0):
