@@ -187,6 +187,7 @@ def test_code_points_inside_the_repository():
                  for p in (REPO / folder).rglob("*.py") if "ALGORITHMS.md" in p.read_text()]
     assert offenders == []
     assert (REPO / "docs" / "algorithms.md").is_file()
+    assert (REPO / "docs" / "architecture.md").is_file()
 
 
 def test_no_relative_imports():
