@@ -67,7 +67,7 @@ def _w(case_width, target):
 def _variants(name, target, body, widths, *, masks=("", "merge", "zero"), **kw):
     out = []
     for width in widths:
-        for masking in (masks if target.mask_registers else ("",)):
+        for masking in (masks if target.has_masks else ("",)):
             out.append(Case(f"{name}_{target.name}_{width}{'_' + masking if masking else ''}",
                             target, body, width, masking=masking, **kw))
     return out
@@ -194,7 +194,7 @@ def _build(case: Case, symbol: str) -> Function:
     for i, r in enumerate(regs):
         f.vmovups(r, ptr(vin, 64 * i))
     k = None
-    if target.mask_registers:
+    if target.has_masks:
         k = f.mask("k")
         f.kmovw(k, ptr(kio, 0, bits=16))
     width = _w(case.width, target)
