@@ -40,14 +40,14 @@ def candidates(x: np.ndarray, isa: str) -> dict:
     """{key: (label, Timed or the reason it cannot run)} for one input array x."""
     import softjit
     from softjit.codegen import variants
-    from softjit.runtime import softmax as runtime_softmax
+    from softjit.runtime import dispatch
 
     from softjit.bench import peers
     from softjit.bench.candidates import softmax_driver_timed
 
     axis = x.ndim - 1
     rows, n = (1, x.shape[0]) if x.ndim == 1 else x.shape
-    algorithm = runtime_softmax.choose_algorithm(isa, n, rows)
+    algorithm = dispatch.choose_algorithm(isa, n, rows)
     y, z, e = np.empty_like(x), x.copy(), np.empty_like(x)
     found = {}
 
@@ -59,7 +59,7 @@ def candidates(x: np.ndarray, isa: str) -> dict:
         except Exception as error:  # a peer that fails on this input: say why, keep going
             found[key] = (label, f"failed: {type(error).__name__}: {error}")
 
-    nontemporal = x.nbytes >= runtime_softmax.NONTEMPORAL_MIN_BYTES
+    nontemporal = x.nbytes >= dispatch.NONTEMPORAL_MIN_BYTES
     variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
     # the same arrays as the out= call: alignment changes what a vector load costs
     x2d, y2d = x.reshape(rows, n), y.reshape(rows, n)

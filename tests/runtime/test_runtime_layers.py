@@ -98,12 +98,13 @@ def test_the_runtime_reads_no_private_environment():
 
 def test_forget_calls_empties_the_call_memos():
     isa = needs_host()
-    softjit.softmax(np.zeros(7, np.float32), isa=isa)
+    strided = np.zeros(14, np.float32)[::2]  # not contiguous: the general path's row driver
+    softjit.softmax(strided, isa=isa)
     assert memo.DRIVERS and memo.RESOLVED_ISA
     memo.forget_calls()
     assert not memo.DRIVERS and not memo.RESOLVED_ISA and not memo.SOFTMAX_ENTRY_CALLS
-    y = softjit.softmax(np.zeros(7, np.float32), isa=isa)
-    assert np.allclose(y, 1 / 7)
+    y = softjit.softmax(strided, isa=isa)
+    assert np.allclose(y, 1 / 7) and memo.DRIVERS
 
 
 def test_pieces_cover_a_row_on_aligned_bounds():
@@ -111,3 +112,17 @@ def test_pieces_cover_a_row_on_aligned_bounds():
     assert bounds[0][0] == 0 and bounds[-1][1] == 1000
     assert all(a % 64 == 0 for a, _ in bounds)
     assert all(b == c for (_, b), (c, _) in zip(bounds, bounds[1:]))
+
+
+def test_import_softjit_loads_neither_cffi_nor_the_generator():
+    """bindings imports cffi and the code generator (jinja2) at first use: the generated entries
+    serve the common calls without them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, softjit; "
+            "print(sorted(m for m in ('cffi', 'jinja2', 'numpy.ma') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, cwd=str(Path(__file__).resolve().parent))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
