@@ -185,7 +185,7 @@ def kernel_floor(assembly: str, symbols, lanes: int, model: PortModel) -> Floor:
 
 def variant_floor(variant, model: PortModel) -> Floor:
     """The floor of a registered vexp or softmax variant (probes have none: None)."""
-    from softjit.runtime import kernels
+    from softjit.runtime import bindings
 
     if variant.op == "softmax":
         symbols = [p.symbol for p in variant.passes]
@@ -193,7 +193,7 @@ def variant_floor(variant, model: PortModel) -> Floor:
         symbols = [variant.name]
     else:
         return None
-    return kernel_floor(kernels.assembly(variant), symbols, variant.target.lanes, model)
+    return kernel_floor(bindings.assembly(variant), symbols, variant.target.lanes, model)
 
 
 # ------------------------------------------------------------------------------ the clock
@@ -201,9 +201,9 @@ def measure_ghz(isa: str, iterations: int = 2_000_000, repeats: int = 7) -> floa
     """Core cycles per ns on this thread: a chain of dependent adds (one cycle each), timed
     with the thread's CPU clock, median of `repeats`."""
     from softjit.codegen.kernels.bandwidth import CLOCK_CHAIN_ADDS
-    from softjit.runtime import kernels
+    from softjit.runtime import bindings
 
-    chain = kernels.function(_clock_chain(isa))
+    chain = bindings.function(_clock_chain(isa))
     chain(1000)
     rates = []
     for _ in range(repeats):
