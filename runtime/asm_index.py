@@ -26,13 +26,16 @@ from pathlib import Path
 
 FORMAT = 1
 _GENERATOR_PACKAGES = ("softjit.codegen", "softjit.templates")
+# Folders of softjit.codegen that generate no assembly (the emulator only runs it).
+_NOT_GENERATOR = frozenset({"emulator", "__pycache__"})
 
 _lock = threading.Lock()
 _memo: dict = {}
 
 
 def generator_fingerprint() -> str:
-    """sha256 over the relative path and bytes of every source file of the generator."""
+    """sha256 over the relative path and bytes of every source file of the generator (every
+    .py and .j2 file of softjit.codegen and softjit.templates, the emulator excepted)."""
     found = _memo.get("fingerprint")
     if found is None:
         digest = hashlib.sha256()
@@ -55,7 +58,7 @@ def _source_files(root: str, relative: str):
     with os.scandir(os.path.join(root, relative)) as entries:
         for entry in entries:
             path = f"{relative}/{entry.name}" if relative else entry.name
-            if entry.is_dir() and entry.name != "__pycache__":
+            if entry.is_dir() and entry.name not in _NOT_GENERATOR:
                 yield from _source_files(root, path)
             elif entry.is_file() and entry.name.endswith((".py", ".j2")):
                 yield path
