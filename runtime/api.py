@@ -21,7 +21,8 @@ from softjit.runtime.rows import recompute_rows, rows_view, run_rows, safe_overl
 
 _FLOAT32 = np.dtype(np.float32)
 _NDARRAY = np.ndarray
-_empty_like = np.empty_like
+_empty = np.empty
+_ONE, _LAST = 1, -1
 
 
 def host_isas() -> tuple:
@@ -104,7 +105,7 @@ def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
             if entry(x, out) is not NotImplemented:
                 return out
         elif x.__class__ is _NDARRAY:
-            y = _empty_like(x)
+            y = _empty(x.shape, _FLOAT32)
             if entry(x, y) is not NotImplemented:
                 return y
     return _exp_general(x, isa, out)
@@ -145,17 +146,20 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     # entry is registered only after the general path validated the same algorithm and isa, and
     # only an int axis and threads == 1 (ints, not bools or floats) come here, so whatever
     # this path accepts the general path accepts too; anything the entry refuses goes there.
-    if threads.__class__ is int and threads == 1 and axis.__class__ is int:
+    # `threads is _ONE`: the int 1 (CPython keeps one object for each small int), not True, 1.0
+    # or numpy.int64(1), which the general path validates first.
+    if threads is _ONE and (axis is _LAST or (axis.__class__ is int and x.__class__ is _NDARRAY
+                                              and axis == x.ndim - 1)):
         try:
             entry = SOFTMAX_ENTRY_CALLS.get((algorithm, isa))
         except TypeError:  # an unhashable algorithm or isa: the general path says what is wrong
             entry = None
-        if entry is not None and (axis == -1 or (x.__class__ is _NDARRAY and axis == x.ndim - 1)):
+        if entry is not None:
             if out is not None:
                 if entry(x, out) is not NotImplemented:
                     return out
             elif x.__class__ is _NDARRAY:
-                y = _empty_like(x)
+                y = _empty(x.shape, _FLOAT32)
                 if entry(x, y) is not NotImplemented:
                     return y
     return _softmax_general(x, axis, algorithm, isa, out, threads)

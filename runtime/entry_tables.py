@@ -16,7 +16,8 @@ import math
 import threading
 
 from softjit.codegen import entries as layout
-from softjit.runtime import dispatch, entries, memo
+from softjit.codegen import variants
+from softjit.runtime import dispatch, entries, memo, native
 
 _lock = threading.Lock()
 
@@ -43,9 +44,6 @@ def softmax_rows(algorithm: str, isa: str) -> list:
 
 def _driver(algorithm: str, isa: str, nontemporal: bool) -> int:
     """The address of the row driver the general path runs for these (bindings.driver)."""
-    from softjit.codegen import variants
-    from softjit.runtime import native
-
     variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
     return native.function_address(variant, variant.driver_symbol)
 
@@ -72,9 +70,6 @@ def exp_entry(isa: str):
     if found is None:
         if entries.unavailable_reason() is not None:
             return None
-        from softjit.codegen import variants
-        from softjit.runtime import native
-
         with _lock:
             found = memo.EXP_ENTRIES.get(isa)
             if found is None:
