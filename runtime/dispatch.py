@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from softjit.codegen import variants
@@ -70,10 +71,18 @@ def auto_algorithm(isa: str, n: int) -> str:
 # for its variable there and forgets what it resolved, so no call has to read the environment.
 _WATCHED = {cpu.ISA_ENV_VARIABLE, cpu.ISA_ENV_VARIABLE.encode()}
 _ENV_EVENTS = {"os.putenv", "os.unsetenv"}
+_setting = [os.environ.get(cpu.ISA_ENV_VARIABLE)]  # SOFTJIT_ISA now (kept by the hook)
+
+
+def isa_setting() -> str | None:
+    """SOFTJIT_ISA's value (None when unset), without reading the environment."""
+    return _setting[0]
 
 
 def _on_audit_event(event: str, args: tuple) -> None:
     if event in _ENV_EVENTS and args and args[0] in _WATCHED:
+        value = args[1] if event == "os.putenv" and len(args) > 1 else None
+        _setting[0] = os.fsdecode(value) if isinstance(value, bytes) else value
         memo.isa_changed()
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import re
 from dataclasses import dataclass
 
@@ -40,6 +39,7 @@ from softjit.codegen.module import Module
 from softjit.codegen.pipeline import render_module
 from softjit.codegen.stream import Function
 from softjit.runtime import cpu
+from softjit.runtime.dispatch import isa_setting
 from softjit.runtime.errors import UnsupportedISAError
 
 _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
@@ -49,16 +49,9 @@ _CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
            np.dtype(np.float16): "uint16_t", np.dtype(np.int8): "int8_t",
            np.dtype(np.uint8): "uint8_t"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# The entry is chosen per (isa argument, SOFTJIT_ISA); os.environ.get costs microseconds where
-# the raw mapping costs tens of nanoseconds (the same shortcut as softjit.exp's first path).
-_environ_data = getattr(os.environ, "_data", None)
-_ISA_KEY = os.environ.encodekey(cpu.ISA_ENV_VARIABLE) if _environ_data is not None else None
-
-
-def _isa_setting():
-    if _environ_data is not None:
-        return _environ_data.get(_ISA_KEY)
-    return os.environ.get(cpu.ISA_ENV_VARIABLE)
+# The entry is chosen per (isa argument, SOFTJIT_ISA); dispatch.isa_setting() knows the
+# variable's value without reading the environment per call.
+_isa_setting = isa_setting
 
 
 @dataclass(frozen=True)

@@ -268,9 +268,9 @@ def test_tune_stores_a_private_table_that_load_table_reads(tmp_path):
 def test_tune_runs_at_the_non_temporal_size(isa):
     """At and above NONTEMPORAL_MIN_BYTES of output softmax runs each algorithm's non-temporal
     variant, or its plain one where none is registered (three-pass-reload): tune times the same."""
-    from softjit.runtime import dispatch as runtime_softmax
+    from softjit.runtime import dispatch
 
-    n = runtime_softmax.NONTEMPORAL_MIN_BYTES // 4
+    n = dispatch.NONTEMPORAL_MIN_BYTES // 4
     summary = tune.run_tune(isas=(isa,), sizes=str(n), repeats=1, budget_s=0.5, sample_ms=0.2,
                             progress=False, save=False)
     measured = summary["measurements"][isa][str(n)]
