@@ -57,6 +57,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of the suite: the time of one call from Python, every "
                              "documented call form beside the bare kernel, numpy, scipy, torch, "
                              "onnxruntime and LiteRT, at n = 16 ... 10,000 and 8 x 1,000")
+    parser.add_argument("--functions", action="store_true",
+                        help="instead of the suite: log_softmax and logsumexp against softjit's "
+                             "softmax, scipy.special and torch, at n = 10^5 and 64M")
     parser.add_argument("--load-times", action="store_true",
                         help="instead of the suite: cold (generate + assemble + link + load) and "
                              "warm (cache hit) load time of every registered kernel module")
@@ -85,6 +88,13 @@ def run_bench(args: argparse.Namespace) -> int:
         sys.stdout.write(format_calls(run_calls(
             **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu,
             clock=args.clock or "wall")))
+        return 0
+    if args.functions:
+        from softjit.bench.functions import format_results as format_functions
+        from softjit.bench.functions import run as run_functions
+
+        sys.stdout.write(format_functions(run_functions(
+            **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu)))
         return 0
     if args.load_times:
         from softjit.bench.load_times import format_table, measure

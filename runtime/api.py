@@ -165,13 +165,33 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     return _softmax_general(x, axis, algorithm, isa, out, threads)
 
 
+def _softmax_axes(x: np.ndarray, axis, algorithm, isa, out, threads) -> np.ndarray:
+    """softmax over several axes at once (None: all of them), as scipy.special.softmax takes
+    them: the axes move to the end and merge into one row axis (a view when x's layout allows,
+    else a copy); the rows' softmax is written back through out's matching view."""
+    from softjit.runtime.log_softmax import _as_rows, _axes, _moved
+
+    axes = _axes(axis, x.ndim, "softmax")
+    if len(axes) == 1:
+        return _softmax_general(x, axes[0], algorithm, isa, out, threads)
+    out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "softmax")
+    rows = _as_rows(_moved(x, axes), len(axes))
+    result = _softmax_general(rows, -1, algorithm, isa, None, threads)
+    om = _moved(out, axes)
+    om[...] = result.reshape(om.shape)
+    return out
+
+
 def _softmax_general(x, axis, algorithm, isa, out, threads) -> np.ndarray:
     isa_argument = isa
     x = as_float32_array(x, "softmax")
     if x.ndim == 0:
         raise ValueError("softjit.softmax needs an array with at least one dimension; got a 0-d array")
+    if axis is None or isinstance(axis, tuple):
+        return _softmax_axes(x, axis, algorithm, isa_argument, out, threads)
     if not is_integer(axis):
-        raise TypeError(f"softjit.softmax: axis must be an integer, not {axis!r}")
+        raise TypeError(f"softjit.softmax: axis must be an integer, None or a tuple of integers, "
+                        f"not {axis!r}")
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"softjit.softmax: axis {axis!r} is out of range for an array of "
                          f"{x.ndim} dimension(s)")

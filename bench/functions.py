@@ -1,0 +1,105 @@
+"""`python -m softjit bench --functions`: log_softmax and logsumexp against softjit's own softmax
+of the same row and the libraries users would call instead (scipy.special, torch), in cache
+(10^5 elements) and out of it (64M elements, a 256 MiB row).
+
+Each call is timed from Python per call (what a user pays), on one pinned core, in interleaved
+rounds (bench/timing.py), and reported as medians with each candidate's ratio to softjit's.
+Peers that are not installed are listed as skipped, with the reason.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from softjit.bench.timing import Timed, calibrate, measure_interleaved, now_ns, pin_to_one_cpu
+
+DEFAULT_SIZES = (100_000, 64 << 20)
+IN_CACHE_SAMPLE_NS = 2e6
+
+
+class Loop(Timed):
+    def __init__(self, call):
+        self.call = call
+
+    def run(self, number: int) -> int:
+        call = self.call
+        start = now_ns()
+        for _ in range(number):
+            call()
+        return now_ns() - start
+
+
+def _torch():
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    torch.set_num_threads(1)
+    return torch
+
+
+def candidates(function: str, x: np.ndarray, y: np.ndarray) -> tuple:
+    """({label: Timed}, {label: why skipped}) for one function on one row x (y: an output)."""
+    import softjit
+
+    found, skipped = {}, {}
+    if function == "log_softmax":
+        found["softjit.log_softmax"] = Loop(lambda: softjit.log_softmax(x, out=y))
+        for algorithm in ("two-pass", "three-pass"):
+            found[f"softjit.log_softmax {algorithm}"] = Loop(
+                lambda a=algorithm: softjit.log_softmax(x, out=y, algorithm=a))
+    else:
+        found["softjit.logsumexp"] = Loop(lambda: softjit.logsumexp(x))
+    found["softjit.softmax"] = Loop(lambda: softjit.softmax(x, out=y))
+    found["softjit.softmax two-pass"] = Loop(lambda: softjit.softmax(x, out=y,
+                                                                     algorithm="two-pass"))
+    if importlib.util.find_spec("scipy") is not None:
+        import scipy.special
+
+        peer = getattr(scipy.special, function)
+        found[f"scipy.special.{function}"] = Loop(lambda: peer(x))
+    else:
+        skipped[f"scipy.special.{function}"] = "scipy is not installed (pip install scipy)"
+    torch = _torch()
+    if torch is not None:
+        t = torch.from_numpy(x)
+        peer = getattr(torch, function)
+        found[f"torch.{function}"] = Loop(lambda: peer(t, -1))
+    else:
+        skipped[f"torch.{function}"] = "torch is not installed (see the README)"
+    return found, skipped
+
+
+def run(sizes=DEFAULT_SIZES, repeats: int = 9, cpu_index: int | None = None) -> list:
+    """[{function, n, medians_ns: {label: ns}, skipped: {label: why}}]."""
+    pinned = pin_to_one_cpu(cpu_index)
+    rng = np.random.default_rng(0)
+    results = []
+    for n in sizes:
+        x = rng.standard_normal(n).astype(np.float32)
+        y = np.empty_like(x)
+        for function in ("log_softmax", "logsumexp"):
+            timed, skipped = candidates(function, x, y)
+            big = n * 4 > (32 << 20)
+            numbers = {k: 1 if big else calibrate(t, IN_CACHE_SAMPLE_NS) for k, t in timed.items()}
+            samples = measure_interleaved(timed, repeats if not big else max(3, repeats // 2),
+                                          numbers)
+            results.append({"function": function, "n": n, "cpu": pinned,
+                            "medians_ns": {k: s.median for k, s in samples.items()},
+                            "skipped": skipped})
+    return results
+
+
+def format_results(results: list) -> str:
+    lines = []
+    for r in results:
+        medians = r["medians_ns"]
+        own = medians.get(f"softjit.{r['function']}")
+        lines.append(f"{r['function']}, n = {r['n']:,} (pinned to CPU {r['cpu']}), medians:")
+        for label, ns in medians.items():
+            ratio = f"{ns / own:6.2f}x softjit.{r['function']}'s time" if own else ""
+            lines.append(f"  {label:<34} {ns / 1e3:12.1f} us  {ratio}")
+        for label, why in r["skipped"].items():
+            lines.append(f"  {label:<34} skipped: {why}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,16 @@
+"""bench --functions: every candidate runs and is reported (small sizes, few rounds)."""
+from __future__ import annotations
+
+from softjit.bench import functions
+
+
+def test_functions_bench_reports_every_candidate():
+    results = functions.run(sizes=(1000,), repeats=1)
+    assert [r["function"] for r in results] == ["log_softmax", "logsumexp"]
+    for r in results:
+        assert r["medians_ns"][f"softjit.{r['function']}"] > 0
+        assert "softjit.softmax two-pass" in r["medians_ns"]
+        for label in (f"scipy.special.{r['function']}", f"torch.{r['function']}"):
+            assert label in r["medians_ns"] or label in r["skipped"]
+    text = functions.format_results(results)
+    assert "softjit.log_softmax two-pass" in text and "n = 1,000" in text
