@@ -57,15 +57,15 @@ def candidates(function: str, x: np.ndarray, y: np.ndarray) -> tuple:
     if importlib.util.find_spec("scipy") is not None:
         import scipy.special
 
-        peer = getattr(scipy.special, function)
-        found[f"scipy.special.{function}"] = Loop(lambda: peer(x))
+        scipy_function = getattr(scipy.special, function)
+        found[f"scipy.special.{function}"] = Loop(lambda: scipy_function(x, axis=-1))
     else:
         skipped[f"scipy.special.{function}"] = "scipy is not installed (pip install scipy)"
     torch = _torch()
     if torch is not None:
         t = torch.from_numpy(x)
-        peer = getattr(torch, function)
-        found[f"torch.{function}"] = Loop(lambda: peer(t, -1))
+        torch_function = getattr(torch, function)
+        found[f"torch.{function}"] = Loop(lambda: torch_function(t, -1))
     else:
         skipped[f"torch.{function}"] = "torch is not installed (see the README)"
     return found, skipped
