@@ -236,7 +236,7 @@ def _choose(algorithm: str, n: int) -> str:
 
 # ---------------------------------------------------------------------------- public functions
 def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=None,
-                threads: int = 1) -> np.ndarray:
+                threads: int = 1, dtype=None) -> np.ndarray:
     """log_softmax along `axis` of a float32 array: x - ln(sum(exp(x))).
 
     axis: an int, None (the whole array) or a tuple of axes; algorithm: "auto", "two-pass"
@@ -244,7 +244,8 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
     or any float32 array of x's shape. -inf entries give -inf; rows holding NaN or +inf, or only
     -inf, come out all NaN; absolute error at most 2e-6 * max(1, |y|).
     """
-    if (x.__class__ is _NDARRAY and x.dtype is _FLOAT32 and threads.__class__ is int
+    if (dtype is None and x.__class__ is _NDARRAY and x.dtype is _FLOAT32
+            and threads.__class__ is int
             and threads == 1 and axis.__class__ is int and x.ndim and axis in (-1, x.ndim - 1)
             and x.flags.c_contiguous and x.flags.aligned and x.size
             and isinstance(algorithm, str) and algorithm in ALGORITHMS):
@@ -258,6 +259,10 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
             x2d, y2d = x.reshape(-1, n), y.reshape(-1, n)
             _log_softmax_rows(x2d, y2d, _choose(algorithm, n), isa, 1)
             return y
+    x, half = _compute_input(x, dtype, "log_softmax")
+    if half is not None:
+        y = log_softmax(x, axis, algorithm=algorithm, isa=isa, threads=threads)
+        return _half_result(y, half, out, "log_softmax")
     x = as_float32_array(x, "log_softmax")
     if x.ndim == 0:
         raise ValueError("softjit.log_softmax needs an array with at least one dimension; got a "
@@ -298,19 +303,68 @@ def _log_softmax_rows(src: np.ndarray, dst: np.ndarray, algorithm: str, isa: str
                    lambda a, b: module.apply(src[a:b], dst[a:b], states[a:b]))
 
 
+# ---------------------------------------------------------------------------- dtypes
+# Half-precision inputs are computed in float32 and their results rounded (to nearest even)
+# back to the input's dtype. This conversion happens on the host (numpy's astype), not yet in
+# the kernels' registers.
+HALF_DTYPE_NAMES = ("float16", "bfloat16")
+
+
+def _compute_input(x, dtype, function: str):
+    """(x as the array to compute on, the half dtype results go back to or None).
+
+    float32 stays; float16 and bfloat16 (ml_dtypes) are widened to float32; dtype=numpy.float32
+    converts anything numpy can (float64, lists, ints) to float32, numpy's ufunc convention;
+    float64 without it is refused, naming dtype=."""
+    if dtype is not None:
+        if np.dtype(dtype) != _FLOAT32:
+            raise TypeError(f"softjit.{function}: dtype={dtype!r} is not supported; softjit "
+                            f"computes in float32: pass dtype=numpy.float32 or leave dtype out")
+        return np.asarray(x).astype(np.float32, copy=False), None
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    if x.dtype.name in HALF_DTYPE_NAMES:
+        return x.astype(np.float32), x.dtype
+    if x.dtype == np.float64:
+        raise TypeError(f"softjit.{function} computes in float32 and got dtype float64; pass "
+                        f"dtype=numpy.float32 to compute in float32 (a float32 result), or "
+                        f"convert with x.astype(numpy.float32)")
+    return x, None
+
+
+def _half_result(result: np.ndarray, half: np.dtype, out, function: str):
+    """The float32 result rounded to `half` (into out when given: an array of that dtype)."""
+    if out is None:
+        return result.astype(half)
+    if not isinstance(out, np.ndarray) or out.dtype != half:
+        raise TypeError(f"softjit.{function}: out must be a numpy array of the input's dtype "
+                        f"{half}, not {getattr(out, 'dtype', type(out).__name__)}")
+    if out.shape != result.shape:
+        raise ValueError(f"softjit.{function}: out has shape {out.shape}; it must be "
+                         f"{result.shape}")
+    if not out.flags.writeable:
+        raise ValueError(f"softjit.{function}: out is read-only")
+    out[...] = result.astype(half)
+    return out
+
+
 _NDARRAY = np.ndarray
 _FLOAT32 = np.dtype(np.float32)
 _empty_like = np.empty_like
 
 
 def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None,
-              threads: int = 1):
+              threads: int = 1, dtype=None):
     """ln(sum(exp(x))) along `axis` of a float32 array, float32 results (a float32 scalar array
     of shape () when every axis is reduced and keepdims is False, as numpy reductions give).
 
     One read of x per row (the two-pass reduction). -inf for rows of only -inf (and empty rows),
     +inf when a row holds +inf, NaN when it holds a NaN; relative error at most 1e-6.
     """
+    x, half = _compute_input(x, dtype, "logsumexp")
+    if half is not None:
+        c = logsumexp(x, axis, keepdims=keepdims, isa=isa, threads=threads)
+        return _half_result(c, half, out, "logsumexp")
     x = as_float32_array(x, "logsumexp")
     if x.ndim == 0:
         x = x.reshape(1)

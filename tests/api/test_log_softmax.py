@@ -204,3 +204,48 @@ def test_many_terms_below_the_largest_ones_rounding(algorithm, isa):
         x[1] += rng.uniform(-0.5, 0.5, n).astype(np.float32)
         check_log_softmax(softjit.log_softmax(x, algorithm=algorithm, isa=isa), x)
         check_logsumexp(softjit.logsumexp(x, isa=isa), x)
+
+
+def _bfloat16():
+    try:
+        import ml_dtypes as md
+    except ImportError:
+        return None
+    return np.dtype(md.bfloat16)
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_precision_in_and_out(half):
+    dtype = np.dtype(np.float16) if half == "float16" else _bfloat16()
+    if dtype is None:
+        pytest.skip("bfloat16 needs ml_dtypes (pip install ml_dtypes)")
+    rng = np.random.default_rng(18)
+    x = (rng.standard_normal((5, 333)) * 4).astype(dtype)
+    x[1, 3] = -np.inf
+    wide = x.astype(np.float32)
+    y = softjit.log_softmax(x)
+    assert y.dtype == dtype
+    # correctly rounded from the float32 result
+    assert np.array_equal(y, softjit.log_softmax(wide).astype(dtype))
+    c = softjit.logsumexp(x, axis=None)
+    assert c.dtype == dtype and c == softjit.logsumexp(wide, axis=None).astype(dtype)
+    out = np.empty_like(x)
+    assert softjit.log_softmax(x, out=out) is out and np.array_equal(out, y)
+    assert softjit.log_softmax(x, out=x) is x and np.array_equal(x, y)  # in place
+    with pytest.raises(TypeError, match="input's dtype"):
+        softjit.log_softmax(wide.astype(dtype), out=np.empty((5, 333), np.float32))
+
+
+def test_float64_needs_dtype_float32():
+    x = np.linspace(-3, 3, 50)
+    with pytest.raises(TypeError, match=r"dtype=numpy.float32"):
+        softjit.log_softmax(x)
+    with pytest.raises(TypeError, match=r"dtype=numpy.float32"):
+        softjit.logsumexp([1.0, 2.0])
+    y = softjit.log_softmax(x, dtype=np.float32)
+    assert y.dtype == np.float32
+    check_log_softmax(y, x.astype(np.float32))
+    check_logsumexp(softjit.logsumexp([1.0, 2.0], dtype=np.float32),
+                    np.array([1.0, 2.0], np.float32))
+    with pytest.raises(TypeError, match="computes in float32"):
+        softjit.logsumexp(x, dtype=np.float64)
