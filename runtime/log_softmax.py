@@ -259,6 +259,12 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
             x2d, y2d = x.reshape(-1, n), y.reshape(-1, n)
             _log_softmax_rows(x2d, y2d, _choose(algorithm, n), isa, 1)
             return y
+    if _is_tensor(x) or _is_tensor(out):
+        if not _is_tensor(x):
+            raise TypeError("softjit.log_softmax: out is a torch tensor but x is not; pass both "
+                            "as tensors or both as arrays")
+        return _through_tensors(log_softmax, x, out, lambda xa, oa: log_softmax(
+            xa, axis, algorithm=algorithm, isa=isa, out=oa, threads=threads, dtype=dtype))
     x, half = _compute_input(x, dtype, "log_softmax")
     if half is not None:
         y = log_softmax(x, axis, algorithm=algorithm, isa=isa, threads=threads)
@@ -301,6 +307,50 @@ def _log_softmax_rows(src: np.ndarray, dst: np.ndarray, algorithm: str, isa: str
     else:
         _in_pieces(src.shape[0], threads,
                    lambda a, b: module.apply(src[a:b], dst[a:b], states[a:b]))
+
+
+# ---------------------------------------------------------------------------- torch tensors
+def _is_tensor(value) -> bool:
+    return type(value).__module__.startswith("torch") and hasattr(value, "requires_grad")
+
+
+def _tensor_as_array(t, function: str, what: str = "x") -> np.ndarray:
+    """A CPU tensor's memory as a numpy array (no copy); bfloat16 through ml_dtypes."""
+    if t.requires_grad:
+        raise TypeError(f"softjit.{function}: {what} is a torch tensor that requires grad; softjit "
+                        f"computes no gradients: pass {what}.detach() (or call it under "
+                        f"torch.no_grad())")
+    if t.device.type != "cpu":
+        raise TypeError(f"softjit.{function}: {what} is a torch tensor on {t.device}; softjit "
+                        f"runs on the CPU: pass {what}.cpu()")
+    import torch
+
+    if t.dtype == torch.bfloat16:
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise TypeError(f"softjit.{function}: bfloat16 tensors need ml_dtypes "
+                            f"(pip install softjit[bfloat16])") from None
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def _array_as_tensor(a: np.ndarray):
+    import torch
+
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _through_tensors(function, x, out, call):
+    """call(x_array, out_array) on tensors' memory; the result as a tensor (out itself when
+    given: the kernels wrote into its memory)."""
+    name = function.__name__
+    xa = _tensor_as_array(x, name)
+    oa = None if out is None else _tensor_as_array(out, name, "out")
+    result = call(xa, oa)
+    return out if out is not None else _array_as_tensor(np.asarray(result))
 
 
 # ---------------------------------------------------------------------------- dtypes
@@ -361,6 +411,12 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
     One read of x per row (the two-pass reduction). -inf for rows of only -inf (and empty rows),
     +inf when a row holds +inf, NaN when it holds a NaN; relative error at most 1e-6.
     """
+    if _is_tensor(x) or _is_tensor(out):
+        if not _is_tensor(x):
+            raise TypeError("softjit.logsumexp: out is a torch tensor but x is not; pass both "
+                            "as tensors or both as arrays")
+        return _through_tensors(logsumexp, x, out, lambda xa, oa: logsumexp(
+            xa, axis, keepdims=keepdims, isa=isa, out=oa, threads=threads, dtype=dtype))
     x, half = _compute_input(x, dtype, "logsumexp")
     if half is not None:
         c = logsumexp(x, axis, keepdims=keepdims, isa=isa, threads=threads)
