@@ -250,11 +250,47 @@ def test_cache_info_and_clear(softjit_cli) -> None:
     assert "cache entries: 0 (0 bytes)" in softjit_cli("cache", "info").stdout
 
 
+def _numbers(text: str) -> list:
+    return [float(v) for v in text.strip().strip("[]").split(",")]
+
+
 def test_demo_runs_the_host_kernel_and_checks_it(softjit_cli) -> None:
+    """The demo's printed values are right: its examples against float64 (printed with 7
+    significant digits), its measured errors within the README's bounds, its speeds positive,
+    and the kernel it names is the host's best ISA's exp (just built: a fresh cache)."""
+    import re
+
+    import numpy as np
+
+    from softjit.demo import EXP_EXAMPLE, SOFTMAX_EXAMPLE
+
     result = softjit_cli("demo")
     assert result.returncode == 0, result.stderr
-    assert "max error vs numpy float64" in result.stdout
-    assert "ns/element" in result.stdout
-    assert "built:" in result.stdout  # a fresh cache, so the kernel was just assembled
-    if hasattr(softjit, "softmax"):
-        assert "softmax(x) for x =" in result.stdout
+    out = result.stdout
+    isa = softjit.host_isas()[0]
+    assert f"using {isa}" in out
+    blocks = {}
+    for name in ("exp", "softmax"):
+        match = re.search(rf"^{name}\(x\) for x = (\[.*\])\n  = (\[.*\])\n"
+                          rf"  max error vs numpy float64 over (\d+) uniform x in .*: "
+                          rf"(\S+) relative, (\S+) ULP\n  speed on .*softjit (\S+) ns/element, "
+                          rf"numpy (\S+) ns/element", out, re.M)
+        assert match, f"no {name} block in the demo output:\n{out}"
+        blocks[name] = match.groups()
+    x_exp, y_exp = (np.float64(_numbers(v)) for v in blocks["exp"][:2])
+    np.testing.assert_allclose(x_exp, EXP_EXAMPLE)
+    # exp(-100) is a subnormal float32: compared with the float32 rounding, one unit of 2^-149
+    rounded = np.exp(EXP_EXAMPLE.astype(np.float64)).astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(y_exp, rounded, rtol=1e-6, atol=2.0 ** -149)
+    x_sm, y_sm = (np.float64(_numbers(v)) for v in blocks["softmax"][:2])
+    np.testing.assert_allclose(x_sm, SOFTMAX_EXAMPLE)
+    e = np.exp(x_sm - x_sm.max())
+    np.testing.assert_allclose(y_sm, e / e.sum(), rtol=1e-6)
+    for name, (_, _, count, relative, ulps, softjit_ns, numpy_ns) in blocks.items():
+        assert int(count) >= 10 ** 6
+        assert 0 <= float(relative) <= (1e-6 if name == "exp" else 1e-5), (name, relative)
+        if name == "exp":
+            assert float(ulps) <= 2.0, ulps  # README: within 2 ULP
+        assert float(softjit_ns) > 0 and float(numpy_ns) > 0
+    kernel = variants.REGISTRY.for_op("vexp", isa).name
+    assert re.search(rf"^  kernel {kernel} \({isa}\), built: ", out, re.M), out

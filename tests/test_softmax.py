@@ -785,6 +785,12 @@ def fill_normal(rng, n):
     return x
 
 
+# Measured at most 7.0e-7 (N(0, 1) at 4*10^6 and at 10^8, every algorithm and ISA): the float64
+# block folds keep the error from growing with n (without them it reaches 3.9e-6 at 4*10^6).
+# Asserted with a 1.4x margin, well inside the README's 1e-5 bound.
+LONG_ROW_RTOL = 1e-6
+
+
 def _accuracy_at(n, algorithm, isa, config=None):
     from softmax_checks import FLT_MIN
     rng = rng_for("scale", n, algorithm, isa)
@@ -802,7 +808,7 @@ def _accuracy_at(n, algorithm, isa, config=None):
         if config is not None:
             say(config, f"  n={n} {algorithm}/{isa} {name}: max rel err {rel:.3e}, "
                                 f"max abs err below FLT_MIN {absolute:.3e}, softmax {seconds:.3f} s")
-        assert rel <= 1e-5, (name, rel)
+        assert rel <= LONG_ROW_RTOL, (name, rel)
         assert absolute <= FLT_MIN, (name, absolute)
         del x, y
     return results

@@ -18,7 +18,7 @@ from softmax_checks import FLT_MAX, FLT_MIN, check_softmax, log_uniform, uniform
 
 HOST_ISAS = softjit.host_isas()
 ALGORITHMS = ("auto", "two-pass", "three-pass-reload", "three-pass-recompute")
-SETTINGS = settings(max_examples=120, deadline=None, derandomize=False,
+SETTINGS = settings(max_examples=120, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, FLT_MAX, -FLT_MAX, FLT_MIN, -FLT_MIN, 1e-45,

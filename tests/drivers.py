@@ -1,0 +1,64 @@
+"""Call a registered softmax row driver on 2-D views with any row strides, natively or in the
+emulator (the one driver-call helper of the tests).
+
+    marked, status = drivers.call(variant, x2d, y2d)                  # natively
+    marked, status = drivers.call(variant, x2d, y2d, emulator=emu)    # emulated
+
+x2d and y2d are (rows, n) float32 views with unit element stride and any row stride, positive or
+negative, of (possibly different) base arrays; the driver gets x's and y's row strides
+separately, as softjit.softmax passes them. In the emulator the whole base arrays are mapped
+(x read-only), so any byte the driver touches outside them faults.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from softjit.runtime import kernels
+
+
+def _base(view: np.ndarray) -> np.ndarray:
+    """The array owning view's memory (through slices and as_strided's wrapper)."""
+    base = view
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    base = np.asarray(base)
+    assert base.flags.c_contiguous and base.dtype == view.dtype, "an unexpected base array"
+    return base
+
+
+def call(variant, x2d: np.ndarray, y2d: np.ndarray, emulator=None,
+         status_fill: int = -5) -> tuple[int, np.ndarray]:
+    """Run the variant's row driver: (its return value, the status words of the rows)."""
+    rows, n = x2d.shape
+    assert y2d.shape == x2d.shape and x2d.strides[1] == y2d.strides[1] == 4
+    strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)
+    status = np.full(rows, status_fill, np.int32)
+    if emulator is None:
+        function = kernels.function(variant, variant.driver_symbol)
+        pointer = kernels.buffer_function()
+        marked = function(pointer(x2d), pointer(y2d), n, rows, pointer(strides), pointer(status))
+        return int(marked), status
+    machine = emulator.machine(variant)
+    x_base, y_base = _base(x2d), _base(y2d)
+    x_at = machine.map(x_base, writable=False)
+    y_at = machine.map(y_base)
+    strides_at = machine.map(strides, writable=False)
+    status_at = machine.map(status)
+    try:
+        marked = machine.call(variant.driver_symbol,
+                              x_at + (x2d.ctypes.data - x_base.ctypes.data),
+                              y_at + (y2d.ctypes.data - y_base.ctypes.data),
+                              n, rows, strides_at, status_at)
+    finally:
+        for address in (x_at, y_at, strides_at, status_at):
+            machine.unmap(address)
+    return int(marked), status
+
+
+def rows_in(base: np.ndarray, rows: int, n: int, stride: int, offset: int = 0) -> np.ndarray:
+    """A (rows, n) view of the 1-D float32 array `base` whose rows start `stride` floats apart
+    (negative: row 0 is the last in memory), the lowest row `offset` floats into base."""
+    span = (rows - 1) * abs(stride) + n
+    assert offset + span <= base.size, "base is too small for these rows"
+    first = offset + (rows - 1) * abs(stride) if stride < 0 else offset
+    return np.lib.stride_tricks.as_strided(base[first:], (rows, n), (4 * stride, 4))

@@ -1,0 +1,112 @@
+"""Observe which native kernels softjit.softmax runs (the `kernel_calls` fixture, conftest.py).
+
+Results alone cannot say which kernel ran: the non-temporal variants give the bits of the plain
+ones, and a row split over threads is within rounding of the unsplit one. The runtime looks its
+row drivers and pass kernels up through one function each at every call; KernelCalls wraps
+those lookups, so a test sees every request (algorithm, isa, non-temporal) and every call (the
+thread, the rows or elements it covered), and can substitute another kernel for a request
+(`substitute`) to see, through the bits of the result, which one a native entry picked.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from softjit.runtime import softmax as _runtime
+
+
+@dataclass(frozen=True)
+class Call:
+    kind: str  # "driver" or "pass"
+    algorithm: str
+    isa: str
+    nontemporal: bool
+    thread: str
+    start: int  # first row (driver) or element address offset (pass), for coverage checks
+    count: int  # rows (driver) or elements (pass)
+    index: int = -1  # the pass number (passes only)
+
+
+class _RecordingDriver:
+    def __init__(self, real, key, calls):
+        self._real, self._key, self._calls = real, key, calls
+        self.function = real.function  # what the entry tables take
+        self.variant = real.variant
+
+    def _record(self, x2d, rows):
+        self._calls.add(Call("driver", *self._key, threading.current_thread().name,
+                             x2d.__array_interface__["data"][0], rows))
+
+    def __call__(self, x2d, y2d, status, strides):
+        self._record(x2d, x2d.shape[0])
+        return self._real(x2d, y2d, status, strides)
+
+    def contiguous(self, x, y, rows, n):
+        self._record(x, rows)
+        return self._real.contiguous(x, y, rows, n)
+
+
+class _RecordingPasses:
+    def __init__(self, real, key, calls):
+        self._real, self._key, self._calls = real, key, calls
+
+    def run(self, index, x, y, state):
+        self._calls.add(Call("pass", *self._key, threading.current_thread().name,
+                             x.__array_interface__["data"][0], x.shape[0], index))
+        return self._real.run(index, x, y, state)
+
+
+class KernelCalls:
+    """Wraps runtime.softmax's driver and pass-kernel lookups for one test (monkeypatch)."""
+
+    def __init__(self, monkeypatch):
+        self.requests: list = []  # (kind, algorithm, isa, nontemporal) per lookup
+        self.calls: list = []
+        self._lock = threading.Lock()
+        self._substitutes: dict = {}
+        self._real_driver, self._real_passes = _runtime.driver, _runtime._passes_of
+        self._monkeypatch = monkeypatch
+        self.forget()
+        monkeypatch.setattr(_runtime, "driver", self._driver)
+        monkeypatch.setattr(_runtime, "_passes_of", self._passes)
+
+    def add(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def substitute(self, nontemporal: bool, replacement: dict) -> None:
+        """Requests with this store kind get the plain kernels of replacement[algorithm]."""
+        self._substitutes[nontemporal] = replacement
+        self.forget()
+
+    def use_entries(self, enabled: bool) -> None:
+        """Whether public calls may take the generated entries (native: calls through them are
+        not recorded, only the drivers their tables were built from)."""
+        if not enabled:
+            self._monkeypatch.setattr(_runtime.entry_tables, "softmax_entry",
+                                      lambda algorithm, isa: None)
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop every memoised driver, pass set and entry, so the next call looks them up."""
+        _runtime._entries.clear()
+        _runtime._drivers.clear()
+        _runtime._passes.clear()
+        _runtime.entry_tables._softmax.clear()
+
+    def _key(self, algorithm, isa, nontemporal):
+        replaced = self._substitutes.get(bool(nontemporal), {}).get(algorithm)
+        return (replaced, isa, False) if replaced else (algorithm, isa, nontemporal)
+
+    def _driver(self, algorithm, isa, nontemporal=False):
+        self.requests.append(("driver", algorithm, isa, bool(nontemporal)))
+        real = self._real_driver(*self._key(algorithm, isa, nontemporal))
+        return _RecordingDriver(real, (algorithm, isa, bool(nontemporal)), self)
+
+    def _passes(self, algorithm, isa, nontemporal=False):
+        self.requests.append(("passes", algorithm, isa, bool(nontemporal)))
+        real = self._real_passes(*self._key(algorithm, isa, nontemporal))
+        return _RecordingPasses(real, (algorithm, isa, bool(nontemporal)), self)
+
+    def of(self, kind: str) -> list:
+        return [c for c in self.calls if c.kind == kind]
