@@ -1,0 +1,331 @@
+"""The mutation check: plant known bugs, one at a time, and see the default test run catch each.
+
+    python tests/mutants.py                 # every mutant, 2 at a time; a table at the end
+    python tests/mutants.py --jobs 1 --only tails-avx512 split-threshold
+    python tests/mutants.py --list          # what each mutant changes
+    python tests/mutants.py --check         # only check that every mutant still applies
+
+Each mutant is a list of exact text edits. For each one the script copies the repository (the
+files git knows, tracked or not ignored) into a temporary directory, applies the edits (a target
+text that is not found exactly once stops the script: a mutant whose target moved must be
+updated, not skipped), regenerates generated/ when codegen/ or templates/ changed (so that the
+freshness test does not catch every code mutant by accident), and runs the default suite there
+(`python -m pytest -q -x`, the CI profile, an empty kernel cache of its own), the test files
+most likely to catch it first. A mutant is killed when the run fails; the table names the first
+failing test. Exit status: 0 when every mutant was killed, 1 when any survived or could not run.
+
+The copy is imported instead of the installed softjit through a sitecustomize module that maps
+softjit.* onto the copy's folders (pyproject.toml's package-dir), for this interpreter only:
+virtual environments the tests create (the wheel tests) keep their own softjit.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT = 3600  # seconds per mutant's test run
+
+
+@dataclass(frozen=True)
+class Edit:
+    path: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    what: str
+    edits: tuple
+    first: tuple = ()  # test files to run before the rest of the suite
+
+
+MUTANTS = (
+    Mutant("auto-ignores-tuned-table-general",
+           "choose_algorithm (general path) uses AUTO_TABLE even when a tuned table exists",
+           (Edit("runtime/softmax.py", "table = tuning.cached_table(isa) or AUTO_TABLE[isa]",
+                 "table = AUTO_TABLE[isa]"),),
+           ("tests/api/test_dispatch_observed.py",)),
+    Mutant("auto-ignores-tuned-table-entry",
+           "the generated entry's table for \"auto\" is AUTO_TABLE even with a tuned table",
+           (Edit("runtime/entry_tables.py",
+                 "table = tuning.cached_table(isa) or softmax.AUTO_TABLE[isa]",
+                 "table = softmax.AUTO_TABLE[isa]"),),
+           ("tests/api/test_dispatch_observed.py",)),
+    Mutant("never-nontemporal-general",
+           "the general path never asks for the non-temporal kernels",
+           (Edit("runtime/softmax.py",
+                 "run = driver(algorithm, isa, x2d.size * 4 >= NONTEMPORAL_MIN_BYTES)",
+                 "run = driver(algorithm, isa, False)"),),
+           ("tests/api/test_dispatch_observed.py",)),
+    Mutant("never-nontemporal-entry",
+           "the generated entry's large-output rows run the plain kernels",
+           (Edit("runtime/entry_tables.py",
+                 "softmax.driver(chosen, isa, True).function",
+                 "softmax.driver(chosen, isa, False).function"),),
+           ("tests/api/test_dispatch_observed.py",)),
+    Mutant("split-threshold-raised",
+           "a single long row is never split over threads (threshold 2^40)",
+           (Edit("runtime/softmax.py", "SPLIT_ROW_MIN = 1 << 16", "SPLIT_ROW_MIN = 1 << 40"),),
+           ("tests/api/test_dispatch_observed.py",)),
+    Mutant("rows-on-one-thread",
+           "threads=k runs every row on the calling thread",
+           (Edit("runtime/softmax.py", "    if threads > 1 and rows > 1:\n",
+                 "    if False:\n"),),
+           ("tests/api/test_dispatch_observed.py",)),
+    Mutant("split-sums-not-rescaled",
+           "a two-pass row split over threads adds its pieces' sums without rescaling them to "
+           "a common exponent",
+           (Edit("runtime/softmax.py", "math.ldexp(float(v), int(e - exponent))", "float(v)"),),
+           ("tests/test_softmax.py",)),
+    Mutant("exp-coefficient-one-ulp",
+           "the exp polynomial's c1 is one unit in the last place smaller (AVX2: 9 inputs break the subnormal bound)",
+           (Edit("codegen/kernels/constants.py", 'C1 = f32("0x1.FFFFF6p-1")',
+                 'C1 = f32("0x1.FFFFF4p-1")'),),
+           ("tests/kernels/test_exp_subnormal_range.py",)),
+    Mutant("no-float64-block-folds",
+           "one block spans the whole row: float32 sums are never folded into float64",
+           (Edit("codegen/kernels/pass_emitter.py", "        f.mov(count, block)\n",
+                 "        f.mov(count, n)\n"),),
+           ("tests/test_softmax.py",)),
+    Mutant("two-pass-pass1-unclamped",
+           "two-pass pass 1 clamps x at -FLT_MAX instead of -2^20",
+           (Edit("codegen/kernels/softmax.py",
+                 '    x_min = f.constant_register("x_min", -K.TWO_PASS_X_LIMIT)\n    one = ',
+                 '    x_min = f.constant_register("x_min", -3.0e38)\n    one = '),),
+           ("tests/test_softmax.py",)),
+    Mutant("driver-y-uses-x-stride",
+           "the row driver advances y by x's row stride",
+           (Edit("codegen/kernels/driver.py",
+                 'f.add(keep["y"], ptr(keep["row_strides"], 8))',
+                 'f.add(keep["y"], ptr(keep["row_strides"], 0))'),),
+           ("tests/kernels/test_driver_strides.py",)),
+    Mutant("runtime-passes-x-stride-for-y",
+           "the general path passes x's row stride for y too",
+           (Edit("runtime/softmax.py",
+                 "    strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)\n"
+                 "    status = np.empty(rows, np.int32)\n",
+                 "    strides = np.array([x2d.strides[0], x2d.strides[0]], np.int64)\n"
+                 "    status = np.empty(rows, np.int32)\n"),),
+           ("tests/test_softmax.py",)),
+    Mutant("tails-avx512-one-lane-too-many",
+           "the AVX-512 tail mask enables one lane past the end",
+           (Edit("codegen/kernels/loops.py", "tuple((1 << r) - 1 for r in range(f.target.lanes))",
+                 "tuple((1 << (r + 1)) - 1 for r in range(f.target.lanes))"),),
+           ("tests/kernels/test_driver_strides.py",)),
+    Mutant("tails-avx2-one-lane-too-few",
+           "the AVX2 tail window leaves the last element out",
+           (Edit("codegen/kernels/loops.py", "ptr(table_ptr, 4 * lanes, back, 4)",
+                 "ptr(table_ptr, 4 * lanes + 4, back, 4)"),),
+           ("tests/kernels/test_driver_strides.py",)),
+    Mutant("exp-nan-clamped",
+           "exp clamps NaN to -104 (operands of the clamp's VMAXPS swapped): exp(NaN) = 0",
+           (Edit("codegen/kernels/elementwise.py", "f.vmaxps(v, x_min, v)", "f.vmaxps(v, v, x_min)"),),
+           ("tests/test_exp_accuracy.py",)),
+    Mutant("marked-rows-not-recomputed",
+           "rows the two-pass driver marks are not recomputed on the general path",
+           (Edit("runtime/softmax.py",
+                 "    if marked:\n        _recompute_rows(x2d, y2d, status, isa)\n",
+                 "    if False:\n        _recompute_rows(x2d, y2d, status, isa)\n"),),
+           ("tests/test_softmax.py",)),
+    Mutant("cache-skips-sha256",
+           "a cached object is loaded without checking its sha256",
+           (Edit("runtime/cache.py",
+                 'if info.st_size == meta["so_size"] and sha256_fd(descriptor) == meta["so_sha256"]:',
+                 'if info.st_size == meta["so_size"]:'),),
+           ("tests/runtime/test_runtime_cache_faults.py", "tests/runtime/test_runtime_cache.py")),
+    Mutant("entry-holds-the-gil",
+           "the softmax entry calls its kernels without releasing the GIL",
+           (Edit("codegen/entries.py",
+                 '    f.comment("release the GIL around the kernels")\n'
+                 '    f.call(f.imported("PyEval_SaveThread"))\n',
+                 '    f.comment("release the GIL around the kernels")\n'),
+            Edit("codegen/entries.py",
+                 '    f.mov(reg("rdi"), state)\n    f.call(f.imported("PyEval_RestoreThread"))\n'
+                 '    entry.release_and_return(recomputed)\n',
+                 '    entry.release_and_return(recomputed)\n')),
+           ("tests/api/test_gil_release.py",)),
+)
+
+_SITECUSTOMIZE = '''\
+"""Written by tests/mutants.py: softjit.* from the mutant copy SOFTJIT_MUTANT_ROOT, in the
+interpreter whose sys.prefix is SOFTJIT_MUTANT_PREFIX only."""
+import importlib.abc
+import importlib.util
+import os
+import sys
+
+_root = os.environ.get("SOFTJIT_MUTANT_ROOT")
+if _root and os.environ.get("SOFTJIT_MUTANT_PREFIX") == sys.prefix:
+    import tomllib
+
+    with open(os.path.join(_root, "pyproject.toml"), "rb") as _file:
+        _dirs = tomllib.load(_file)["tool"]["setuptools"]["package-dir"]
+
+    class _MutantFinder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            folder = _dirs.get(name)
+            if folder is None:
+                return None
+            location = os.path.join(_root, folder)
+            return importlib.util.spec_from_file_location(
+                name, os.path.join(location, "__init__.py"),
+                submodule_search_locations=[location])
+
+    sys.meta_path.insert(0, _MutantFinder())
+'''
+
+
+class MutantRotted(Exception):
+    """A mutant's target text is not in the code exactly once."""
+
+
+def apply(mutant: Mutant, root: Path) -> None:
+    for edit in mutant.edits:
+        path = root / edit.path
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        found = text.count(edit.old)
+        if found != 1:
+            raise MutantRotted(
+                f"mutant {mutant.name}: {edit.path} holds its target text {found} times (must be "
+                f"exactly once): update the mutant in tests/mutants.py to the code as it is\n"
+                f"target: {edit.old!r}")
+        path.write_text(text.replace(edit.old, edit.new), encoding="utf-8")
+
+
+def copy_repository(destination: Path) -> None:
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=ROOT, capture_output=True, check=True)
+    for name in listed.stdout.decode().split("\0"):
+        source = ROOT / name
+        if not name or not source.is_file():
+            continue  # deleted in the work tree
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def environment(work: Path, copy: Path) -> dict:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SOFTJIT_")}
+    cache = work / "cache"
+    cache.mkdir(mode=0o700)
+    env.update({
+        "PYTHONPATH": str(work / "boot"), "SOFTJIT_MUTANT_ROOT": str(copy),
+        "SOFTJIT_MUTANT_PREFIX": sys.prefix, "SOFTJIT_CACHE_DIR": str(cache),
+        "CI": "1", "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    return env
+
+
+def run(mutant: Mutant, base: Path) -> tuple:
+    """(outcome, detail, seconds) of one mutant: "killed", "SURVIVED" or "ERROR"."""
+    start = time.monotonic()
+    work = base / mutant.name
+    copy = work / "repo"
+    (work / "boot").mkdir(parents=True)
+    (work / "boot" / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
+    copy_repository(copy)
+    apply(mutant, copy)
+    env = environment(work, copy)
+    if any(e.path.startswith(("codegen/", "templates/")) for e in mutant.edits):
+        generated = subprocess.run([sys.executable, "-m", "softjit", "generate"], cwd=copy,
+                                   env=env, capture_output=True, text=True, timeout=600)
+        if generated.returncode != 0:
+            return "killed", ("softjit generate failed: "
+                              + (generated.stderr.strip().splitlines() or ["?"])[-1]), \
+                time.monotonic() - start
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+               *mutant.first, "tests"]
+    try:
+        result = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
+                                timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return "ERROR", f"the test run took more than {RUN_TIMEOUT} s", time.monotonic() - start
+    (work / "pytest.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    seconds = time.monotonic() - start
+    if result.returncode == 0:
+        return "SURVIVED", "the default run passed", seconds
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", result.stdout, re.M)
+    if result.returncode == 1 and failed:
+        return "killed", failed[0], seconds
+    tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+    return "killed" if result.returncode in (1, 2) else "ERROR", \
+        f"pytest exit {result.returncode}: {' | '.join(tail)}", seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that every mutant applies to the code as it is")
+    parser.add_argument("--keep", action="store_true", help="keep the mutant copies and logs")
+    args = parser.parse_args(argv)
+    names = {m.name for m in MUTANTS}
+    unknown = sorted(set(args.only or ()) - names)
+    if unknown:
+        parser.error(f"unknown mutant(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}: {m.what} ({', '.join(e.path for e in m.edits)})")
+        return 0
+    base = Path(tempfile.mkdtemp(prefix="softjit-mutants-"))
+    try:
+        check = base / "check"
+        copy_repository(check)
+        for m in chosen:  # every mutant applies (to a fresh copy of its files) before any runs
+            for edit in m.edits:
+                shutil.copy2(ROOT / edit.path, check / edit.path) if (ROOT / edit.path).is_file() \
+                    else None
+            apply(m, check)
+        if args.check:
+            print(f"all {len(chosen)} mutants apply")
+            return 0
+        print(f"{len(chosen)} mutants, {args.jobs} at a time, copies in {base}", flush=True)
+        results = {}
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            futures = {pool.submit(run, m, base): m for m in chosen}
+            for future in concurrent.futures.as_completed(futures):
+                m = futures[future]
+                try:
+                    results[m.name] = future.result()
+                except MutantRotted:
+                    raise
+                except Exception as error:  # noqa: BLE001 - reported in the table
+                    results[m.name] = ("ERROR", f"{type(error).__name__}: {error}", 0.0)
+                outcome, detail, seconds = results[m.name]
+                print(f"  {m.name}: {outcome} ({detail}) in {seconds:.0f} s", flush=True)
+        print("\n| mutant | what it changes | outcome | first failing test | seconds |")
+        print("| --- | --- | --- | --- | --- |")
+        for m in chosen:
+            outcome, detail, seconds = results[m.name]
+            print(f"| {m.name} | {m.what} | {outcome} | {detail} | {seconds:.0f} |")
+        bad = [name for name, (outcome, _, _) in results.items() if outcome != "killed"]
+        print(f"\n{len(chosen) - len(bad)} of {len(chosen)} mutants killed"
+              + (f"; not killed: {', '.join(bad)}" if bad else ""))
+        return 1 if bad else 0
+    except MutantRotted as error:
+        print(error, file=sys.stderr)
+        return 1
+    finally:
+        if args.keep:
+            print(f"copies and logs kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
