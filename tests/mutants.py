@@ -90,7 +90,8 @@ MUTANTS = (
            (Edit("runtime/softmax.py", "math.ldexp(float(v), int(e - exponent))", "float(v)"),),
            ("tests/test_softmax.py",)),
     Mutant("exp-coefficient-one-ulp",
-           "the exp polynomial's c1 is one unit in the last place smaller (AVX2: 9 inputs break the subnormal bound)",
+           "the exp polynomial's c1 is one unit in the last place smaller (AVX2: 9 inputs "
+           "break the subnormal bound)",
            (Edit("codegen/kernels/constants.py", 'C1 = f32("0x1.FFFFF6p-1")',
                  'C1 = f32("0x1.FFFFF4p-1")'),),
            ("tests/kernels/test_exp_subnormal_range.py",)),
@@ -204,7 +205,11 @@ def apply(mutant: Mutant, root: Path) -> None:
         path.write_text(text.replace(edit.old, edit.new), encoding="utf-8")
 
 
-def copy_repository(destination: Path) -> None:
+def copy_repository(destination: Path, source_root: Path = ROOT) -> None:
+    """The files git knows (tracked, or untracked and not ignored) of source_root."""
+    if source_root != ROOT:  # a snapshot made by this function: copy it whole
+        shutil.copytree(source_root, destination, symlinks=True)
+        return
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
                              "--exclude-standard"], cwd=ROOT, capture_output=True, check=True)
     for name in listed.stdout.decode().split("\0"):
@@ -228,14 +233,14 @@ def environment(work: Path, copy: Path) -> dict:
     return env
 
 
-def run(mutant: Mutant, base: Path) -> tuple:
+def run(mutant: Mutant, base: Path, snapshot: Path) -> tuple:
     """(outcome, detail, seconds) of one mutant: "killed", "SURVIVED" or "ERROR"."""
     start = time.monotonic()
     work = base / mutant.name
     copy = work / "repo"
     (work / "boot").mkdir(parents=True)
     (work / "boot" / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
-    copy_repository(copy)
+    copy_repository(copy, snapshot)
     apply(mutant, copy)
     env = environment(work, copy)
     if any(e.path.startswith(("codegen/", "templates/")) for e in mutant.edits):
@@ -284,20 +289,23 @@ def main(argv=None) -> int:
         return 0
     base = Path(tempfile.mkdtemp(prefix="softjit-mutants-"))
     try:
+        # One snapshot of the repository as it is now: the work tree may change while the
+        # mutants run (hours), every mutant starts from this.
+        snapshot = base / "snapshot"
+        copy_repository(snapshot)
         check = base / "check"
-        copy_repository(check)
-        for m in chosen:  # every mutant applies (to a fresh copy of its files) before any runs
-            for edit in m.edits:
-                shutil.copy2(ROOT / edit.path, check / edit.path) if (ROOT / edit.path).is_file() \
-                    else None
+        for m in chosen:  # every mutant applies before any runs
+            shutil.rmtree(check, ignore_errors=True)
+            copy_repository(check, snapshot)
             apply(m, check)
+        shutil.rmtree(check)
         if args.check:
             print(f"all {len(chosen)} mutants apply")
             return 0
         print(f"{len(chosen)} mutants, {args.jobs} at a time, copies in {base}", flush=True)
         results = {}
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-            futures = {pool.submit(run, m, base): m for m in chosen}
+            futures = {pool.submit(run, m, base, snapshot): m for m in chosen}
             for future in concurrent.futures.as_completed(futures):
                 m = futures[future]
                 try:
