@@ -14,7 +14,7 @@ The data pages outside the array are filled with a canary pattern; canaries_inta
 whether anything wrote there. An n == 0 array sits right at a guard page (its pointer is the
 first byte a kernel must not touch).
 
-Run as a script, it is the child process of tests/test_guard_pages.py: it runs registered
+Run as a script, it is the child process of tests/kernels/test_guard_pages.py: it runs registered
 kernels on guarded arrays and prints a line before each call, so that a fault (the child dies by
 a signal) is reported with the case that caused it:
 

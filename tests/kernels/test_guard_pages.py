@@ -25,7 +25,7 @@ import runners
 from guarded import CANARY, GuardedArray
 from softjit.codegen.emulator import EmulatedFault
 
-GUARDED = Path(__file__).with_name("guarded.py")
+GUARDED = Path(__file__).resolve().parents[1] / "guarded.py"
 GUARDED_OPS = runners.variant_params("vexp") + runners.variant_params("rmax")
 
 

@@ -4,8 +4,8 @@ Bounds (exp_reference.py): within 2 ULP where the correctly rounded result is no
 is subnormal, within one unit of 2^-149 of it and less than 1.5 units from exp(x) (measured:
 the strongest bounds that hold, see SUBNORMAL_ULP); bit-exact +0 / +inf; NaN stays NaN.
 
-    python -m pytest tests/test_exp_accuracy.py -q              # sampled, seconds
-    python -m pytest -m exhaustive tests/test_exp_accuracy.py -q -s   # every input, minutes
+    python -m pytest tests/kernels/test_exp_accuracy.py -q              # sampled, seconds
+    python -m pytest -m exhaustive tests/kernels/test_exp_accuracy.py -q -s   # every input, minutes
 
 - Sampled (default run): every ISA this host runs natively, through softjit.exp and through each
   registered vexp variant, on > 2*10^6 inputs (uniform random bit patterns, a dense sample of
