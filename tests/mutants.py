@@ -11,7 +11,7 @@ text that is not found exactly once stops the script: a mutant whose target move
 updated, not skipped), regenerates generated/ when codegen/ or templates/ changed (so that the
 freshness test does not catch every code mutant by accident), and runs the default suite there
 (`python -m pytest -q -x`, the CI profile, an empty kernel cache of its own), the test files
-most likely to catch it first. A mutant is killed when the run fails; the table names the first
+most likely to catch it first, then the whole suite. A mutant is killed when the run fails; the table names the first
 failing test. Exit status: 0 when every mutant was killed, 1 when any survived or could not run.
 
 The copy is imported instead of the installed softjit through a sitecustomize module that maps
@@ -250,14 +250,22 @@ def run(mutant: Mutant, base: Path, snapshot: Path) -> tuple:
             return "killed", ("softjit generate failed: "
                               + (generated.stderr.strip().splitlines() or ["?"])[-1]), \
                 time.monotonic() - start
-    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-               *mutant.first, "tests"]
-    try:
-        result = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
-                                timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        return "ERROR", f"the test run took more than {RUN_TIMEOUT} s", time.monotonic() - start
-    (work / "pytest.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    # The files most likely to catch this mutant first (pytest would reorder them into the
+    # directory walk if given together with tests/), then the whole default suite.
+    runs = ([list(mutant.first)] if mutant.first else []) + [["tests"]]
+    log = []
+    for paths in runs:
+        command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *paths]
+        try:
+            result = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
+                                    timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return "ERROR", f"the test run took more than {RUN_TIMEOUT} s", \
+                time.monotonic() - start
+        log.append(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}")
+        if result.returncode != 0:
+            break
+    (work / "pytest.log").write_text("\n".join(log), encoding="utf-8")
     seconds = time.monotonic() - start
     if result.returncode == 0:
         return "SURVIVED", "the default run passed", seconds
