@@ -65,10 +65,12 @@ class KernelCalls:
         self._lock = threading.Lock()
         self._substitutes: dict = {}
         self._real_driver, self._real_passes = _runtime.driver, _runtime._passes_of
+        self._real_entry_driver = _runtime.entry_tables._driver
         self._monkeypatch = monkeypatch
         self.forget()
         monkeypatch.setattr(_runtime, "driver", self._driver)
         monkeypatch.setattr(_runtime, "_passes_of", self._passes)
+        monkeypatch.setattr(_runtime.entry_tables, "_driver", self._entry_driver)
 
     def add(self, call: Call) -> None:
         with self._lock:
@@ -107,6 +109,10 @@ class KernelCalls:
         self.requests.append(("passes", algorithm, isa, bool(nontemporal)))
         real = self._real_passes(*self._key(algorithm, isa, nontemporal))
         return _RecordingPasses(real, (algorithm, isa, bool(nontemporal)), self)
+
+    def _entry_driver(self, algorithm, isa, nontemporal):
+        self.requests.append(("entry driver", algorithm, isa, bool(nontemporal)))
+        return self._real_entry_driver(*self._key(algorithm, isa, nontemporal))
 
     def of(self, kind: str) -> list:
         return [c for c in self.calls if c.kind == kind]

@@ -72,8 +72,7 @@ MUTANTS = (
     Mutant("never-nontemporal-entry",
            "the generated entry's large-output rows run the plain kernels",
            (Edit("runtime/entry_tables.py",
-                 "softmax.driver(chosen, isa, True).function",
-                 "softmax.driver(chosen, isa, False).function"),),
+                 "_driver(chosen, isa, True)", "_driver(chosen, isa, False)"),),
            ("tests/api/test_dispatch_observed.py",)),
     Mutant("split-threshold-raised",
            "a single long row is never split over threads (threshold 2^40)",
@@ -193,6 +192,10 @@ class MutantRotted(Exception):
 
 
 def apply(mutant: Mutant, root: Path) -> None:
+    missing = [name for name in mutant.first if not (root / name).is_file()]
+    if missing:
+        raise MutantRotted(f"mutant {mutant.name}: its first test files {missing} do not exist: "
+                           "update the mutant in tests/mutants.py")
     for edit in mutant.edits:
         path = root / edit.path
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
