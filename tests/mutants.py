@@ -14,9 +14,11 @@ freshness test does not catch every code mutant by accident), and runs the defau
 most likely to catch it first, then the whole suite. A mutant is killed when the run fails; the table names the first
 failing test. Exit status: 0 when every mutant was killed, 1 when any survived or could not run.
 
-The copy is imported instead of the installed softjit through a sitecustomize module that maps
-softjit.* onto the copy's folders (pyproject.toml's package-dir), for this interpreter only:
-virtual environments the tests create (the wheel tests) keep their own softjit.
+Each mutant runs in a throwaway virtual environment that sees this interpreter's packages
+(numpy, pytest, hypothesis, ...) but not its softjit, and imports softjit.* from the copy's
+folders (pyproject.toml's package-dir) through a finder a .pth file installs: every process the
+tests start with that python sees the copy, whatever environment it is given, while the
+environments the tests create themselves (the wheel tests) keep their own softjit.
 """
 from __future__ import annotations
 
@@ -158,33 +160,56 @@ MUTANTS = (
            ("tests/api/test_gil_release.py",)),
 )
 
-_SITECUSTOMIZE = '''\
-"""Written by tests/mutants.py: softjit.* from the mutant copy SOFTJIT_MUTANT_ROOT, in the
-interpreter whose sys.prefix is SOFTJIT_MUTANT_PREFIX only."""
+_FINDER = '''\
+"""Written by tests/mutants.py: softjit.* from the mutant copy {root!r} (its package-dir)."""
 import importlib.abc
 import importlib.util
 import os
 import sys
 
-_root = os.environ.get("SOFTJIT_MUTANT_ROOT")
-if _root and os.environ.get("SOFTJIT_MUTANT_PREFIX") == sys.prefix:
+_ROOT = {root!r}
+_DIRS = {dirs!r}
+
+
+class _MutantFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        folder = _DIRS.get(name)
+        if folder is None:
+            return None
+        location = os.path.join(_ROOT, folder)
+        return importlib.util.spec_from_file_location(
+            name, os.path.join(location, "__init__.py"), submodule_search_locations=[location])
+
+
+sys.meta_path.insert(0, _MutantFinder())
+'''
+
+
+def make_environment(work: Path, copy: Path) -> Path:
+    """A virtual environment for one mutant: this interpreter's packages (numpy, pytest, ...)
+    without its softjit, softjit.* imported from the copy (a finder installed by a .pth file,
+    so that every process started with this environment's python, whatever its environment
+    variables, sees the copy), and a `softjit` console script. Returns its python."""
+    import sysconfig
     import tomllib
 
-    with open(os.path.join(_root, "pyproject.toml"), "rb") as _file:
-        _dirs = tomllib.load(_file)["tool"]["setuptools"]["package-dir"]
-
-    class _MutantFinder(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            folder = _dirs.get(name)
-            if folder is None:
-                return None
-            location = os.path.join(_root, folder)
-            return importlib.util.spec_from_file_location(
-                name, os.path.join(location, "__init__.py"),
-                submodule_search_locations=[location])
-
-    sys.meta_path.insert(0, _MutantFinder())
-'''
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; "
+                                "print(sysconfig.get_path('purelib'))"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    ours = [p for p in (sysconfig.get_path("purelib"), sysconfig.get_path("platlib"))]
+    (site / "_mutant_runner_packages.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
+    with open(copy / "pyproject.toml", "rb") as stream:
+        dirs = tomllib.load(stream)["tool"]["setuptools"]["package-dir"]
+    (site / "_mutant_finder.py").write_text(_FINDER.format(root=str(copy), dirs=dirs))
+    (site / "_mutant_finder.pth").write_text("import _mutant_finder\n")
+    script = venv / "bin" / "softjit"
+    script.write_text(f"#!{python}\nimport sys\nfrom softjit.__main__ import main\n"
+                      "sys.exit(main())\n")
+    script.chmod(0o755)
+    return python
 
 
 class MutantRotted(Exception):
@@ -224,15 +249,13 @@ def copy_repository(destination: Path, source_root: Path = ROOT) -> None:
         shutil.copy2(source, target)
 
 
-def environment(work: Path, copy: Path) -> dict:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SOFTJIT_")}
+def environment(work: Path, python: Path) -> dict:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("SOFTJIT_", "PYTHON", "VIRTUAL_ENV"))}
     cache = work / "cache"
     cache.mkdir(mode=0o700)
-    env.update({
-        "PYTHONPATH": str(work / "boot"), "SOFTJIT_MUTANT_ROOT": str(copy),
-        "SOFTJIT_MUTANT_PREFIX": sys.prefix, "SOFTJIT_CACHE_DIR": str(cache),
-        "CI": "1", "PYTHONDONTWRITEBYTECODE": "1",
-    })
+    env.update({"SOFTJIT_CACHE_DIR": str(cache), "CI": "1",
+                "PATH": f"{python.parent}{os.pathsep}{env.get('PATH', '')}"})
     return env
 
 
@@ -241,13 +264,13 @@ def run(mutant: Mutant, base: Path, snapshot: Path) -> tuple:
     start = time.monotonic()
     work = base / mutant.name
     copy = work / "repo"
-    (work / "boot").mkdir(parents=True)
-    (work / "boot" / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
+    work.mkdir(parents=True)
     copy_repository(copy, snapshot)
     apply(mutant, copy)
-    env = environment(work, copy)
+    python = make_environment(work, copy)
+    env = environment(work, python)
     if any(e.path.startswith(("codegen/", "templates/")) for e in mutant.edits):
-        generated = subprocess.run([sys.executable, "-m", "softjit", "generate"], cwd=copy,
+        generated = subprocess.run([str(python), "-m", "softjit", "generate"], cwd=copy,
                                    env=env, capture_output=True, text=True, timeout=600)
         if generated.returncode != 0:
             return "killed", ("softjit generate failed: "
@@ -258,7 +281,7 @@ def run(mutant: Mutant, base: Path, snapshot: Path) -> tuple:
     runs = ([list(mutant.first)] if mutant.first else []) + [["tests"]]
     log = []
     for paths in runs:
-        command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *paths]
+        command = [str(python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *paths]
         try:
             result = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True,
                                     timeout=RUN_TIMEOUT)
