@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from softjit.runtime import kernels
+try:  # the runtime split by job
+    from softjit.runtime.bindings import function as _function, pointer as _pointer
+except ImportError:  # before it
+    from softjit.runtime.kernels import buffer_function as _buffer_function, function as _function
+
+    _pointer = _buffer_function()
 
 
 def _base(view: np.ndarray) -> np.ndarray:
@@ -34,9 +39,8 @@ def call(variant, x2d: np.ndarray, y2d: np.ndarray, emulator=None,
     strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)
     status = np.full(rows, status_fill, np.int32)
     if emulator is None:
-        function = kernels.function(variant, variant.driver_symbol)
-        pointer = kernels.buffer_function()
-        marked = function(pointer(x2d), pointer(y2d), n, rows, pointer(strides), pointer(status))
+        function, p = _function(variant, variant.driver_symbol), _pointer
+        marked = function(p(x2d), p(y2d), n, rows, p(strides), p(status))
         return int(marked), status
     machine = emulator.machine(variant)
     x_base, y_base = _base(x2d), _base(y2d)

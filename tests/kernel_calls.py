@@ -1,18 +1,27 @@
 """Observe which native kernels softjit.softmax runs (the `kernel_calls` fixture, conftest.py).
 
 Results alone cannot say which kernel ran: the non-temporal variants give the bits of the plain
-ones, and a row split over threads is within rounding of the unsplit one. The runtime looks its
-row drivers and pass kernels up through one function each at every call; KernelCalls wraps
-those lookups, so a test sees every request (algorithm, isa, non-temporal) and every call (the
-thread, the rows or elements it covered), and can substitute another kernel for a request
-(`substitute`) to see, through the bits of the result, which one a native entry picked.
+ones, and a row split over threads is within rounding of the unsplit one. The runtime finds its
+row drivers and pass kernels through bindings.driver and bindings.passes (looked up at each
+call), and the generated entries' tables through entry_tables._driver. KernelCalls wraps those
+lookups, so a test sees every request (algorithm, isa, non-temporal) and every call through the
+Python layer (the thread, the rows or elements it covered), and can substitute another kernel for
+a request (`substitute`) to see, through the bits of the result, which one a native entry picked.
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
 
-from softjit.runtime import softmax as _runtime
+from softjit.runtime import entry_tables
+
+try:  # the runtime split by job: lookups in bindings, memos in memo
+    from softjit.runtime import bindings as _lookups, memo as _memo
+    _DRIVER, _PASSES = "driver", "passes"
+except ImportError:  # before the split: lookups and memos in runtime/softmax.py
+    from softjit.runtime import softmax as _lookups
+    _memo = None
+    _DRIVER, _PASSES = "driver", "_passes_of"
 
 
 @dataclass(frozen=True)
@@ -22,7 +31,7 @@ class Call:
     isa: str
     nontemporal: bool
     thread: str
-    start: int  # first row (driver) or element address offset (pass), for coverage checks
+    start: int  # the address of the first float the call covered
     count: int  # rows (driver) or elements (pass)
     index: int = -1  # the pass number (passes only)
 
@@ -30,12 +39,12 @@ class Call:
 class _RecordingDriver:
     def __init__(self, real, key, calls):
         self._real, self._key, self._calls = real, key, calls
-        self.function = real.function  # what the entry tables take
+        self.function = real.function
         self.variant = real.variant
 
-    def _record(self, x2d, rows):
+    def _record(self, x, rows):
         self._calls.add(Call("driver", *self._key, threading.current_thread().name,
-                             x2d.__array_interface__["data"][0], rows))
+                             x.__array_interface__["data"][0], rows))
 
     def __call__(self, x2d, y2d, status, strides):
         self._record(x2d, x2d.shape[0])
@@ -49,6 +58,7 @@ class _RecordingDriver:
 class _RecordingPasses:
     def __init__(self, real, key, calls):
         self._real, self._key, self._calls = real, key, calls
+        self.variant = getattr(real, "variant", None)
 
     def run(self, index, x, y, state):
         self._calls.add(Call("pass", *self._key, threading.current_thread().name,
@@ -57,20 +67,21 @@ class _RecordingPasses:
 
 
 class KernelCalls:
-    """Wraps runtime.softmax's driver and pass-kernel lookups for one test (monkeypatch)."""
+    """Wraps the runtime's kernel lookups for one test (through monkeypatch)."""
 
     def __init__(self, monkeypatch):
         self.requests: list = []  # (kind, algorithm, isa, nontemporal) per lookup
         self.calls: list = []
         self._lock = threading.Lock()
         self._substitutes: dict = {}
-        self._real_driver, self._real_passes = _runtime.driver, _runtime._passes_of
-        self._real_entry_driver = _runtime.entry_tables._driver
+        self._real_driver = getattr(_lookups, _DRIVER)
+        self._real_passes = getattr(_lookups, _PASSES)
+        self._real_entry_driver = entry_tables._driver
         self._monkeypatch = monkeypatch
         self.forget()
-        monkeypatch.setattr(_runtime, "driver", self._driver)
-        monkeypatch.setattr(_runtime, "_passes_of", self._passes)
-        monkeypatch.setattr(_runtime.entry_tables, "_driver", self._entry_driver)
+        monkeypatch.setattr(_lookups, _DRIVER, self._driver)
+        monkeypatch.setattr(_lookups, _PASSES, self._passes)
+        monkeypatch.setattr(entry_tables, "_driver", self._entry_driver)
 
     def add(self, call: Call) -> None:
         with self._lock:
@@ -85,20 +96,22 @@ class KernelCalls:
         """Whether public calls may take the generated entries (native: calls through them are
         not recorded, only the drivers their tables were built from)."""
         if not enabled:
-            self._monkeypatch.setattr(_runtime.entry_tables, "softmax_entry",
-                                      lambda algorithm, isa: None)
+            self._monkeypatch.setattr(entry_tables, "softmax_entry", lambda algorithm, isa: None)
         self.forget()
 
-    def forget(self) -> None:
+    @staticmethod
+    def forget() -> None:
         """Drop every memoised driver, pass set and entry, so the next call looks them up."""
-        _runtime._entries.clear()
-        _runtime._drivers.clear()
-        _runtime._passes.clear()
-        _runtime.entry_tables._softmax.clear()
+        if _memo is not None:
+            _memo.forget_calls()
+            return
+        for memo in (_lookups._entries, _lookups._drivers, _lookups._passes,
+                     entry_tables._softmax):
+            memo.clear()
 
     def _key(self, algorithm, isa, nontemporal):
         replaced = self._substitutes.get(bool(nontemporal), {}).get(algorithm)
-        return (replaced, isa, False) if replaced else (algorithm, isa, nontemporal)
+        return (replaced, isa, False) if replaced else (algorithm, isa, bool(nontemporal))
 
     def _driver(self, algorithm, isa, nontemporal=False):
         self.requests.append(("driver", algorithm, isa, bool(nontemporal)))
