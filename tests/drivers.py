@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # the runtime split by job
-    from softjit.runtime.bindings import function as _function, pointer as _pointer
-except ImportError:  # before it
-    from softjit.runtime.kernels import buffer_function as _buffer_function, function as _function
-
-    _pointer = _buffer_function()
+from softjit.runtime.bindings import function as _function, pointer as _pointer
 
 
 def _base(view: np.ndarray) -> np.ndarray:

@@ -13,15 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from softjit.runtime import entry_tables
-
-try:  # the runtime split by job: lookups in bindings, memos in memo
-    from softjit.runtime import bindings as _lookups, memo as _memo
-    _DRIVER, _PASSES = "driver", "passes"
-except ImportError:  # before the split: lookups and memos in runtime/softmax.py
-    from softjit.runtime import softmax as _lookups
-    _memo = None
-    _DRIVER, _PASSES = "driver", "_passes_of"
+from softjit.runtime import bindings, entry_tables, memo
 
 
 @dataclass(frozen=True)
@@ -58,7 +50,7 @@ class _RecordingDriver:
 class _RecordingPasses:
     def __init__(self, real, key, calls):
         self._real, self._key, self._calls = real, key, calls
-        self.variant = getattr(real, "variant", None)
+        self.variant = real.variant
 
     def run(self, index, x, y, state):
         self._calls.add(Call("pass", *self._key, threading.current_thread().name,
@@ -74,13 +66,12 @@ class KernelCalls:
         self.calls: list = []
         self._lock = threading.Lock()
         self._substitutes: dict = {}
-        self._real_driver = getattr(_lookups, _DRIVER)
-        self._real_passes = getattr(_lookups, _PASSES)
+        self._real_driver, self._real_passes = bindings.driver, bindings.passes
         self._real_entry_driver = entry_tables._driver
         self._monkeypatch = monkeypatch
         self.forget()
-        monkeypatch.setattr(_lookups, _DRIVER, self._driver)
-        monkeypatch.setattr(_lookups, _PASSES, self._passes)
+        monkeypatch.setattr(bindings, "driver", self._driver)
+        monkeypatch.setattr(bindings, "passes", self._passes)
         monkeypatch.setattr(entry_tables, "_driver", self._entry_driver)
 
     def add(self, call: Call) -> None:
@@ -102,12 +93,7 @@ class KernelCalls:
     @staticmethod
     def forget() -> None:
         """Drop every memoised driver, pass set and entry, so the next call looks them up."""
-        if _memo is not None:
-            _memo.forget_calls()
-            return
-        for memo in (_lookups._entries, _lookups._drivers, _lookups._passes,
-                     entry_tables._softmax):
-            memo.clear()
+        memo.forget_calls()
 
     def _key(self, algorithm, isa, nontemporal):
         replaced = self._substitutes.get(bool(nontemporal), {}).get(algorithm)

@@ -30,7 +30,7 @@ from softmax_checks import check_softmax
 
 HOST_ISAS = list(softjit.host_isas())
 ALGORITHMS = variants.ALGORITHMS
-# Documented beside NONTEMPORAL_MIN_BYTES in the runtime: outputs of at least 16 MiB use non-temporal stores.
+# Documented in runtime/dispatch.py (NONTEMPORAL_MIN_BYTES): outputs of at least 16 MiB use non-temporal stores.
 NONTEMPORAL_MIN_BYTES = 16 << 20
 # README: a single long row "(2^16 elements or more)" is split over the threads.
 SPLIT_ROW_MIN = 1 << 16
@@ -84,11 +84,7 @@ def test_outputs_of_16_mib_take_the_nontemporal_kernels(algorithm, isa, kernel_c
 def test_nontemporal_lookups_give_kernels_with_nontemporal_stores(algorithm, isa):
     """The kernels a non-temporal request gets store with vmovntps wherever the registry has
     such a variant (three-pass-reload's last pass re-reads y, so it has none)."""
-    try:  # the runtime split by job
-        from softjit.runtime.bindings import assembly, driver
-    except ImportError:  # before it
-        from softjit.runtime.kernels import assembly
-        from softjit.runtime.softmax import driver
+    from softjit.runtime.bindings import assembly, driver
 
     registered = any(v.op == "softmax" and v.algorithm == algorithm and v.isa == isa
                      and v.nontemporal for v in variants.VARIANTS)

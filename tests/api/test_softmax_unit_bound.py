@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import softjit
 
-from test_softmax import emulated_softmax
+from softmax_cases import emulated_softmax
 
 ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
 EMULATED_ISAS = ("avx512f", "avx2")
