@@ -153,8 +153,10 @@ for isa, n in ((isa, n) for isa in isas for n in lengths):
     bits = {a: softjit.softmax(x, algorithm=a, isa=isa).view(np.uint32)
             for a in ("two-pass", "three-pass-reload")}
     assert not np.array_equal(bits["two-pass"], bits["three-pass-reload"]), n
-    padded = np.empty((1, n + 16), np.float32)[:, :n]
-    padded[0] = x
+    # two rows a padded stride apart: not C-contiguous, so the entry refuses them (one such
+    # row alone would count as contiguous)
+    padded = np.empty((2, n + 16), np.float32)[:, :n]
+    padded[...] = x
     for path, y in (("entry", softjit.softmax(x, isa=isa)),
                     ("general", softjit.softmax(padded, isa=isa)[0])):
         found = [a for a, b in bits.items() if np.array_equal(b, y.view(np.uint32))]
