@@ -91,9 +91,12 @@ def resolve_isa(isa: str = "auto") -> str:
     """Turn a user's isa argument into a concrete ISA this host runs.
 
     "auto" gives the best host ISA. A known ISA is returned when the host supports it (after the
-    SOFTJIT_ISA cap); otherwise UnsupportedISAError. An unknown name raises ValueError.
+    SOFTJIT_ISA cap); otherwise UnsupportedISAError. An unknown name raises ValueError, anything
+    but a string TypeError.
     """
     valid = ("auto", *ISAS)
+    if not isinstance(isa, str):
+        raise TypeError(f"isa must be a string, one of {', '.join(valid)}; got {isa!r}")
     if isa not in valid:
         raise ValueError(f"isa={isa!r} is not one of {', '.join(valid)}")
     available = host_isas()

@@ -27,20 +27,39 @@ class UsageError(Exception):
     """A name or combination of options the command cannot serve (exit status 2)."""
 
 
+# Setting this to a non-empty value other than "0" lets every error propagate with its
+# traceback (to tell a bug in softjit from a bad argument).
+DEBUG_ENV_VARIABLE = "SOFTJIT_DEBUG"
+
+# What a command may fail with on a bad argument, an unusable setting or a file it cannot use:
+# reported in one line with exit status 2. Anything else is a bug and keeps its traceback.
+_REPORTED_ERRORS = (UsageError, SoftjitError, ValueError, TypeError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every error it reports is one line `softjit COMMAND: message` on stderr
+    and exit status 2 (argparse's own usage errors exit 2 too)."""
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
-    except UsageError as error:
-        print(f"softjit {args.command}: {error}", file=sys.stderr)
-        return 2
-    except (SoftjitError, ValueError) as error:
-        print(f"softjit {args.command}: {error}", file=sys.stderr)
-        return 1
     except BrokenPipeError:
         # The reader went away (`softjit asm ... | head`); silence the flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except _REPORTED_ERRORS as error:
+        if _debugging():
+            raise
+        print(f"softjit {_command_name(args)}: {_one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def _debugging() -> bool:
+    return os.environ.get(DEBUG_ENV_VARIABLE, "") not in ("", "0")
+
+
+def _command_name(args) -> str:
+    action = getattr(args, "action", None)
+    return f"{args.command} {action}" if action else args.command
 
 
 def _parser() -> argparse.ArgumentParser:
