@@ -30,6 +30,16 @@ _GENERATOR_PACKAGES = ("softjit.codegen", "softjit.templates")
 _NOT_GENERATOR = frozenset({"emulator", "__pycache__"})
 
 _lock = threading.Lock()
+
+
+def _reset_lock_in_child() -> None:
+    """A forked child has only the forking thread: a lock another thread held at the fork
+    would stay held there for ever."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
 _memo: dict = {}
 
 

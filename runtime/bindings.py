@@ -10,6 +10,7 @@ entries (runtime/entries.py, runtime/native.py) serve the common calls without t
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,16 @@ def assembly(variant) -> str:
 
 
 _load_lock = threading.Lock()
+
+
+def _reset_lock_in_child() -> None:
+    """A forked child has only the forking thread: a lock another thread held at the fork
+    would stay held there for ever."""
+    global _load_lock
+    _load_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def load_library(name: str, asm_text: str, cdef: str) -> tuple[cffi.FFI, Any]:

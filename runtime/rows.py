@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import os
 import threading
 
 import numpy as np
@@ -27,6 +28,18 @@ SPLIT_ROW_MIN = 1 << 16
 
 _pool_lock = threading.Lock()
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _forget_pool_in_child() -> None:
+    """After fork the child has only the forking thread: the pool's workers do not exist there
+    (work handed to them would wait for ever) and a lock another thread held stays held. The
+    child starts a pool of its own when it needs one."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _threads_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
