@@ -38,7 +38,10 @@ def nontemporal_for(output_bytes: int) -> bool:
 
 def resolve_isa(isa: str) -> str:
     """cpu.resolve_isa, memoised: it reads /proc once, not per call."""
-    found = memo.RESOLVED_ISA.get(isa)
+    try:
+        found = memo.RESOLVED_ISA.get(isa)
+    except TypeError:  # unhashable (a list, say): cpu.resolve_isa says what isa must be
+        return cpu.resolve_isa(isa)
     if found is None:
         found = memo.RESOLVED_ISA.setdefault(isa, cpu.resolve_isa(isa))
     return found

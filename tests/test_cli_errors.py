@@ -92,3 +92,16 @@ def test_type_and_os_errors_are_reported_in_one_line(monkeypatch, capsys, error)
     assert cli.main(["info"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("softjit info: ")
+
+
+@pytest.mark.parametrize("isa", [["avx2"], {"avx2"}, 3])
+def test_an_isa_that_is_not_a_string_is_named_with_the_valid_ones(isa) -> None:
+    import numpy as np
+
+    import softjit
+
+    x = np.ones((2, 3), np.float32)
+    for function in (softjit.softmax, softjit.exp):
+        with pytest.raises(TypeError, match=r"isa must be a string, one of auto, .*avx2") as raised:
+            function(x, isa=isa)
+        assert repr(isa) in str(raised.value)
