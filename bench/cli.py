@@ -60,6 +60,15 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--functions", action="store_true",
                         help="instead of the suite: log_softmax and logsumexp against softjit's "
                              "softmax, scipy.special and torch, at n = 10^5 and 64M")
+    parser.add_argument("--dask", action="store_true",
+                        help="instead of the suite: softjit.dask.softmax against the plain Dask "
+                             "composition on a lazy 2^31-element float32 array (8 GiB, rows "
+                             "split across chunks): wall time, peak worker memory, error")
+    parser.add_argument("--dask-scheduler", metavar="ADDRESS",
+                        help="with --dask: a running Dask scheduler (tcp://host:8786) instead "
+                             "of a LocalCluster on this machine")
+    parser.add_argument("--dask-elements", type=int, default=1 << 31, metavar="N",
+                        help="with --dask: elements of the array, in rows of 2^24 (default 2^31)")
     parser.add_argument("--load-times", action="store_true",
                         help="instead of the suite: cold (generate + assemble + link + load) and "
                              "warm (cache hit) load time of every registered kernel module")
@@ -95,6 +104,14 @@ def run_bench(args: argparse.Namespace) -> int:
 
         sys.stdout.write(format_functions(run_functions(
             **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu)))
+        return 0
+    if args.dask:
+        from softjit.bench.dask_bench import format_results as format_dask
+        from softjit.bench.dask_bench import run as run_dask
+
+        sys.stdout.write(format_dask(run_dask(elements=args.dask_elements,
+                                              repeats=args.repeats or 1,
+                                              scheduler=args.dask_scheduler)))
         return 0
     if args.load_times:
         from softjit.bench.load_times import format_table, measure
