@@ -52,6 +52,18 @@ def is_integer(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def check_threads(threads, function: str) -> None:
+    """threads: a positive int (a numpy integer too; not a bool, not a float) of at most
+    sys.maxsize. More threads than can help are accepted and capped where they are used
+    (rows.threads_for: at most the CPUs this process may run on, and the pieces of work)."""
+    if not is_integer(threads):
+        raise TypeError(f"softjit.{function}: threads must be a positive integer (a count of "
+                        f"threads), not {threads!r} of type {type(threads).__name__}")
+    if not 1 <= threads <= sys.maxsize:
+        raise ValueError(f"softjit.{function}: threads must be between 1 and sys.maxsize "
+                         f"({sys.maxsize}); got {threads!r}")
+
+
 def check_out(out, shape: tuple, function: str) -> np.ndarray:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"softjit.{function}: out must be a numpy.ndarray, not {type(out).__name__}")
@@ -198,8 +210,7 @@ def _softmax_general(x, axis, algorithm, isa, out, threads) -> np.ndarray:
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"softjit.softmax: unknown algorithm {algorithm!r}; "
                          f"valid: {', '.join(ALGORITHMS)}")
-    if not is_integer(threads) or threads < 1:
-        raise ValueError(f"softjit.softmax: threads must be a positive integer, not {threads!r}")
+    check_threads(threads, "softmax")
     isa = resolve_isa(isa)
     entry = entry_tables.softmax_entry(algorithm, isa)
     if entry is not None and isinstance(isa_argument, str):

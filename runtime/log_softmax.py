@@ -20,7 +20,7 @@ import numpy as np
 from softjit.codegen import variants
 from softjit.runtime import bindings
 from softjit.runtime.api import resolve_isa
-from softjit.runtime.api import as_float32_array, check_out, is_integer
+from softjit.runtime.api import as_float32_array, check_out, check_threads, is_integer
 
 ALGORITHMS = ("auto",) + variants.LOG_SOFTMAX_ALGORITHMS
 LN2 = math.log(2.0)
@@ -78,8 +78,9 @@ def _module(algorithm: str, isa: str, nontemporal: bool = False) -> _Module:
 
 def _in_pieces(rows: int, threads: int, work) -> None:
     """work(a, b) on [a, b) pieces of range(rows), over `threads` threads."""
-    from softjit.runtime.rows import _threads_pool, pieces as _pieces
+    from softjit.runtime.rows import _threads_pool, pieces as _pieces, threads_for
 
+    threads = threads_for(threads)  # at most the CPUs this process may run on
     if threads <= 1 or rows <= 1:
         work(0, rows)
         return
@@ -202,8 +203,7 @@ def _axes(axis, ndim: int, function: str) -> tuple:
 
 
 def _check_common(isa, threads, function: str) -> str:
-    if not is_integer(threads) or threads < 1:
-        raise ValueError(f"softjit.{function}: threads must be a positive integer, not {threads!r}")
+    check_threads(threads, function)
     return resolve_isa(isa)
 
 

@@ -42,12 +42,29 @@ def _forget_pool_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask, as taskset or a cpuset leaves
+    it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def threads_for(threads: int) -> int:
+    """The threads that can help: at most `threads` and the CPUs this process may run on (the
+    callers also use no more threads than they have pieces of work)."""
+    return 1 if threads <= 1 else max(1, min(threads, usable_cpus()))
+
+
 def _threads_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    """One pool for the process with at most a worker per CPU of the machine; workers start
+    only as work asks for them."""
     global _pool
     with _pool_lock:
         if _pool is None or _pool._max_workers < threads:
-            _pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads,
-                                                          thread_name_prefix="softjit")
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(threads, os.cpu_count() or 1), thread_name_prefix="softjit")
         return _pool
 
 
@@ -85,6 +102,7 @@ def pieces(count: int, parts: int, align: int = 1) -> list:
 
 def run_rows(x2d: np.ndarray, y2d: np.ndarray, algorithm: str, isa: str, threads: int) -> None:
     """y2d = softmax of every row of x2d (both (rows, n) with unit element stride)."""
+    threads = threads_for(threads)
     rows = x2d.shape[0]
     if threads > 1 and rows < threads and x2d.shape[1] >= SPLIT_ROW_MIN:
         for r in range(rows):

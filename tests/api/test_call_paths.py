@@ -171,7 +171,7 @@ def test_bad_arguments_raise_the_same_error_on_both_paths(case, monkeypatch):
 
 @pytest.mark.parametrize("threads", [1.0, True, np.True_])
 def test_threads_must_be_an_int_not_a_bool_or_float(threads):
-    with pytest.raises(ValueError, match="threads must be a positive integer"):
+    with pytest.raises(TypeError, match="threads must be a positive integer"):
         softjit.softmax(data(8), threads=threads)
 
 
