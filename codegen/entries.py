@@ -29,7 +29,7 @@ from softjit.codegen import cpython_abi as abi
 from softjit.codegen.module import MethodRecord, Module
 from softjit.codegen.isa import X86_64
 from softjit.codegen.operands import Mem, ptr
-from softjit.codegen.abi import Param, Signature
+from softjit.codegen.abi import SYSV_ARGS, Param, Signature
 from softjit.codegen.stream import Function
 
 MODULE_NAME = "cpython_entries"
@@ -79,9 +79,13 @@ class _Entry:
     def reg(self, name: str):
         return self.f.physical_gp(name)
 
+    def arg(self, index: int):
+        """The register of a called function's argument `index` (SysV order, codegen/abi.py)."""
+        return self.f.physical_gp(SYSV_ARGS[index])
+
     def acquire(self):
         """Check the arguments and get both buffers; returns the table register."""
-        f, reg = self.f, self.reg
+        f, reg, arg = self.f, self.reg, self.arg
         self_, args, nargs = f.args
         f.comment("exactly two arguments: x and out")
         f.cmp(nargs, 2)
@@ -89,7 +93,7 @@ class _Entry:
         kept_args = f.gp("args", callee_saved=True)
         f.mov(kept_args, args)
         f.comment("the table is the bytes object self")
-        f.mov(reg("rdi"), self_)
+        f.mov(arg(0), self_)
         f.call(f.imported("PyBytes_AsString"))
         table = f.gp("table", callee_saved=True)
         f.mov(table, reg("rax"))
@@ -103,9 +107,9 @@ class _Entry:
         f.comment("x: a C-contiguous buffer with its format; out: the same, writable")
         for index, buffer, flags, failed in ((0, self.x_buffer, _X_FLAGS, self.clear_error),
                                               (1, self.out_buffer, _OUT_FLAGS, self.release_x)):
-            f.mov(reg("rdi"), ptr(kept_args, 8 * index))
-            f.lea(reg("rsi"), buffer)
-            f.mov(reg("rdx"), flags)
+            f.mov(arg(0), ptr(kept_args, 8 * index))
+            f.lea(arg(1), buffer)
+            f.mov(arg(2), flags)
             f.call(f.imported("PyObject_GetBuffer"))
             f.test(reg("rax").r32, reg("rax").r32)
             f.jne(failed)
@@ -195,33 +199,33 @@ class _Entry:
 
     def release_and_return(self, result):
         """Take the GIL back is the caller's job; release both buffers, return int(result)."""
-        f, reg = self.f, self.reg
+        f, arg = self.f, self.arg
         for buffer in (self.out_buffer, self.x_buffer):
-            f.lea(reg("rdi"), buffer)
+            f.lea(arg(0), buffer)
             f.call(f.imported("PyBuffer_Release"))
-        f.mov(reg("rdi"), result)
+        f.mov(arg(0), result)
         f.call(f.imported("PyLong_FromSsize_t"))
         f.ret()
 
     def rejections(self):
         """The paths that return NotImplemented: buffers released, any exception cleared."""
-        f, reg = self.f, self.reg
+        f, reg, arg = self.f, self.reg, self.arg
         f.bind(self.reject)
         f.comment("refused after both buffers were acquired")
-        f.lea(reg("rdi"), self.out_buffer)
+        f.lea(arg(0), self.out_buffer)
         f.call(f.imported("PyBuffer_Release"))
-        f.lea(reg("rdi"), self.x_buffer)
+        f.lea(arg(0), self.x_buffer)
         f.call(f.imported("PyBuffer_Release"))
         f.jmp(self.not_implemented)
         f.bind(self.release_x)
         f.comment("out has no acceptable buffer: release x's, drop the exception")
-        f.lea(reg("rdi"), self.x_buffer)
+        f.lea(arg(0), self.x_buffer)
         f.call(f.imported("PyBuffer_Release"))
         f.bind(self.clear_error)
         f.call(f.imported("PyErr_Clear"))
         f.bind(self.not_implemented)
         f.comment("return a new reference to NotImplemented")
-        f.mov(reg("rdi"), f.got("_Py_NotImplementedStruct"))
+        f.mov(arg(0), f.got("_Py_NotImplementedStruct"))
         f.call(f.imported("Py_IncRef"))
         f.mov(reg("rax"), f.got("_Py_NotImplementedStruct"))
         f.ret()
@@ -233,7 +237,7 @@ def build_softmax_rows() -> Function:
         "CPython METH_FASTCALL entry (x, out): softmax of every row of x into out through the\n"
         "table's row driver; returns the number of rows recomputed, or NotImplemented."), X86_64)
     entry = _Entry(f)
-    reg = entry.reg
+    reg, arg = entry.reg, entry.arg
     table = entry.acquire()
     rows, n = entry.shapes(allow_scalar=False)
     x, out, length = entry.data()
@@ -277,12 +281,12 @@ def build_softmax_rows() -> Function:
     f.mov(chunk, STATUS_CHUNK)
     f.cmp(rows, chunk)
     f.cmovb(chunk, rows)
-    f.mov(reg("rdi"), x)
-    f.mov(reg("rsi"), out)
-    f.mov(reg("rdx"), n_saved)
-    f.mov(reg("rcx"), chunk)
-    f.lea(reg("r8"), strides)
-    f.lea(reg("r9"), status)
+    f.mov(arg(0), x)
+    f.mov(arg(1), out)
+    f.mov(arg(2), n_saved)
+    f.mov(arg(3), chunk)
+    f.lea(arg(4), strides)
+    f.lea(arg(5), status)
     f.mov(rax, driver)
     f.call(rax)
     f.test(rax, rax)
@@ -296,12 +300,12 @@ def build_softmax_rows() -> Function:
     f.je(skip)
     f.mov(rax, row_bytes)
     f.imul(rax, index)
-    f.lea(reg("rdi"), ptr(x, 0, rax))
-    f.lea(reg("rsi"), ptr(out, 0, rax))
-    f.mov(reg("rdx"), n_saved)
-    f.mov(reg("rcx"), 1)
-    f.lea(reg("r8"), strides)
-    f.lea(reg("r9"), scratch_status)
+    f.lea(arg(0), ptr(x, 0, rax))
+    f.lea(arg(1), ptr(out, 0, rax))
+    f.mov(arg(2), n_saved)
+    f.mov(arg(3), 1)
+    f.lea(arg(4), strides)
+    f.lea(arg(5), scratch_status)
     f.mov(rax, fallback)
     f.call(rax)
     f.add(recomputed, 1)
@@ -316,7 +320,7 @@ def build_softmax_rows() -> Function:
     f.add(out, rax)
     f.sub(rows, chunk)
     f.jne(top)
-    f.mov(reg("rdi"), state)
+    f.mov(arg(0), state)
     f.call(f.imported("PyEval_RestoreThread"))
     entry.release_and_return(recomputed)
     entry.rejections()
@@ -329,7 +333,7 @@ def build_elementwise() -> Function:
         "CPython METH_FASTCALL entry (x, out): out = f(x) elementwise through the table's\n"
         "kernel f(x, y, n); returns 0, or NotImplemented."), X86_64)
     entry = _Entry(f)
-    reg = entry.reg
+    reg, arg = entry.reg, entry.arg
     table = entry.acquire()
     entry.shapes(allow_scalar=True)
     x, out, length = entry.data()
@@ -340,13 +344,13 @@ def build_elementwise() -> Function:
     f.comment("release the GIL around the kernel: kernel(x, out, len / 4)")
     f.call(f.imported("PyEval_SaveThread"))
     f.mov(state, rax)
-    f.mov(reg("rdi"), x)
-    f.mov(reg("rsi"), out)
-    f.mov(reg("rdx"), length)
-    f.shr(reg("rdx"), 2)
+    f.mov(arg(0), x)
+    f.mov(arg(1), out)
+    f.mov(arg(2), length)
+    f.shr(arg(2), 2)
     f.mov(rax, kernel)
     f.call(rax)
-    f.mov(reg("rdi"), state)
+    f.mov(arg(0), state)
     f.call(f.imported("PyEval_RestoreThread"))
     done = f.gp("zero", callee_saved=True)
     f.mov(done, 0)

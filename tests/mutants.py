@@ -154,7 +154,7 @@ Mutant("cache-skips-sha256",
                  '    f.call(f.imported("PyEval_SaveThread"))\n',
                  '    f.comment("release the GIL around the kernels")\n'),
             Edit("codegen/entries.py",
-                 '    f.mov(reg("rdi"), state)\n    f.call(f.imported("PyEval_RestoreThread"))\n'
+                 '    f.mov(arg(0), state)\n    f.call(f.imported("PyEval_RestoreThread"))\n'
                  '    entry.release_and_return(recomputed)\n',
                  '    entry.release_and_return(recomputed)\n')),
            ("tests/api/test_gil_release.py",)),
