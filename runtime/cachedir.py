@@ -39,13 +39,26 @@ TAG_TEXT = (
     "# This file marks a cache of kernels built by softjit; `softjit cache clear` empties it.\n"
 )
 
-#: What softjit itself puts at the top of its cache directory (cache.py and tuning.py).
+#: What softjit itself puts at the top of its cache directory (cache_build.py and tuning.py).
 STAGING_DIR_NAME, LOCKS_DIR_NAME, TUNING_FILE_NAME = "tmp", "locks", "tuning.json"
 SHARD_PATTERN = re.compile(r"[0-9a-f]{2}")
 _TUNING_TEMPORARY_PATTERN = re.compile(r"\.tuning-.*\.tmp")
 ASM_INDEX_DIR_NAME = "asm-index"  # remembered assembly hashes (runtime/asm_index.py)
 _OWN_TOP_LEVEL_NAMES = {TAG_NAME, STAGING_DIR_NAME, LOCKS_DIR_NAME, TUNING_FILE_NAME,
                         ASM_INDEX_DIR_NAME}
+
+# An entry: <cache dir>/<key[:2]>/<key>/ holding kernel-<16 hex>.so and meta.json (cache.py reads
+# it, cache_build.py writes it, cache_admin.py clears it).
+#: Bump when the entry layout or meta.json changes, so old entries are simply never looked up.
+FORMAT_VERSION = 2
+KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
+SO_NAME_PATTERN = re.compile(r"kernel-[0-9a-f]{16}\.so")
+META_NAME = "meta.json"
+#: <cache dir>/locks/<key>.lock: the per-key build lock.
+LOCK_NAME_PATTERN = re.compile(r"[0-9a-f]{64}\.lock")
+#: <cache dir>/tmp/build-...: staging directories, build-<16 hex> now, build-<8 chars> from
+#: tempfile.mkdtemp before.
+STAGING_NAME_PATTERN = re.compile(r"build-[A-Za-z0-9_]{8,16}")
 
 _state_lock = threading.Lock()
 #: configured directory -> the private temporary directory this process uses in its place.

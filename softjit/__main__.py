@@ -1,7 +1,7 @@
 """softjit's command line: `python -m softjit COMMAND` (the `softjit` console script is the same).
 
 Each handler only gathers arguments, calls the library and prints; the work lives in the library
-(codegen.generate, runtime.prebuilt, runtime.cache, softjit.demo) so tests can share it.
+(codegen.generate, runtime.prebuilt, runtime.cache_admin, softjit.demo) so tests can share it.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from softjit._version import __version__
 from softjit.bench import cli as bench_cli
 from softjit.codegen import generate, variants
 from softjit.codegen.errors import UnknownVariantError
-from softjit.runtime import bindings, cache, cpu, prebuilt, toolchain
+from softjit.runtime import bindings, cache_admin, cpu, prebuilt, toolchain
 from softjit.runtime.errors import SoftjitError, ToolchainMissingError
 from softjit.runtime.files import sha256_text
 
@@ -171,7 +171,7 @@ def _toolchain_rows() -> list[tuple[str, str]]:
 
 
 def _cache_rows() -> list[tuple[str, str]]:
-    info = cache.cache_info()
+    info = cache_admin.cache_info()
     directory = info["dir"]
     if info["fallback"]:
         directory += f" (fallback: {info['configured_dir']} is unusable)"
@@ -305,7 +305,7 @@ def _cache_clear(args) -> int:
     # Every failure is one line and status 2: an unsafe or foreign directory is refused with the
     # reason and the fix, and nothing in it is touched.
     try:
-        report = cache.cache_clear()
+        report = cache_admin.cache_clear()
     except SoftjitError as error:  # raised before anything is removed
         raise UsageError(f"nothing removed: {_one_line(error)}") from None
     except OSError as error:

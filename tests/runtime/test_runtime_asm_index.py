@@ -125,12 +125,12 @@ def test_an_index_of_another_format_or_version_reads_empty(tmp_path, field, valu
 
 
 def test_cache_clear_removes_the_index(tmp_path, monkeypatch):
-    from softjit.runtime import cache
+    from softjit.runtime import cache_admin
 
     run_child(tmp_path / "cache")
     assert list((tmp_path / "cache" / "asm-index").glob("*.json"))
     monkeypatch.setenv("SOFTJIT_CACHE_DIR", str(tmp_path / "cache"))
-    report = cache.cache_clear()
+    report = cache_admin.cache_clear()
     assert not list((tmp_path / "cache" / "asm-index").glob("*.json"))
     assert not [p for p in report.kept if "asm-index" in str(p)]
     assert run_child(tmp_path / "cache")["built"]  # and the next process generates again

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from softjit.runtime import cache, cachedir
+from softjit.runtime import cache, cache_admin, cache_build, cachedir
 from softjit.runtime.errors import SoftjitWarning, ToolchainMissingError, UnsafeCacheError
 
 
@@ -60,7 +60,7 @@ def test_key_covers_text_and_version_not_toolchain(make_add_asm, monkeypatch) ->
     monkeypatch.setattr(cache, "softjit_version", lambda: "9.9.9")
     assert cache.cache_key(asm) != key
     monkeypatch.undo()
-    monkeypatch.setattr(cache, "toolchain_id", lambda: "GNU assembler 9.99 | GNU ld 9.99")
+    monkeypatch.setattr(cache_build, "toolchain_id", lambda: "GNU assembler 9.99 | GNU ld 9.99")
     assert cache.cache_key(asm) == key
 
 
@@ -205,7 +205,7 @@ def test_unwritable_cache_dir_falls_back_with_a_warning(tmp_path, monkeypatch, m
     assert str(blocker / "cache") in str(warned[0].message)
     assert not path.is_relative_to(blocker)
     assert call_add(path, 2, 3) == 9
-    assert cache.cache_info()["fallback"] is True
+    assert cache_admin.cache_info()["fallback"] is True
 
     with warnings.catch_warnings(record=True) as later:
         warnings.simplefilter("always")
@@ -238,9 +238,9 @@ def test_bad_module_names_are_refused(make_add_asm) -> None:
 
 
 def test_info_and_clear(cache_dir, make_add_asm, call_add) -> None:
-    assert cache.cache_info()["entries"] == 0
+    assert cache_admin.cache_info()["entries"] == 0
     paths = [cache.get_shared_object(f"adder{i}", make_add_asm(i)) for i in range(3)]
-    info = cache.cache_info()
+    info = cache_admin.cache_info()
     assert info["dir"] == str(cache_dir) and info["fallback"] is False
     assert info["entries"] == 3 and info["problem"] is None
     assert info["bytes"] >= sum(path.stat().st_size for path in paths)
@@ -248,8 +248,8 @@ def test_info_and_clear(cache_dir, make_add_asm, call_add) -> None:
     from softjit.runtime.bindings import load_library
 
     _ffi, lib = load_library("adder-loaded", make_add_asm(40), "int softjit_test_add(int, int);")
-    assert cache.cache_clear().removed == 4
-    assert cache.cache_info()["entries"] == 0
+    assert cache_admin.cache_clear().removed == 4
+    assert cache_admin.cache_info()["entries"] == 0
     assert not any(path.exists() for path in paths)
     assert lib.softjit_test_add(1, 1) == 42  # still mapped after its file was removed
 
@@ -257,9 +257,9 @@ def test_info_and_clear(cache_dir, make_add_asm, call_add) -> None:
 def test_info_reports_an_unsafe_cache_without_raising(cache_dir) -> None:
     cache_dir.mkdir()
     cache_dir.chmod(0o777)
-    assert "chmod 700" in cache.cache_info()["problem"]
+    assert "chmod 700" in cache_admin.cache_info()["problem"]
     with pytest.raises(UnsafeCacheError):
-        cache.cache_clear()
+        cache_admin.cache_clear()
 
 
 def test_build_works_when_no_lock_can_be_taken(cache_dir, make_add_asm, call_add) -> None:

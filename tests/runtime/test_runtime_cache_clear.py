@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from softjit.runtime import cache
+from softjit.runtime import cache, cache_admin
 from softjit.runtime.errors import NotSoftjitCacheError
 
 TWO_HOURS = 2 * 3600
@@ -62,7 +62,7 @@ def test_clear_refuses_a_directory_that_is_not_a_softjit_cache(tmp_path, monkeyp
     before = sorted(p.relative_to(home) for p in home.rglob("*"))
 
     with pytest.raises(NotSoftjitCacheError) as raised:
-        cache.cache_clear()
+        cache_admin.cache_clear()
     assert f"{home} is not a softjit cache" in str(raised.value)
     assert "'notes.txt'" in str(raised.value)
 
@@ -102,7 +102,7 @@ def test_clear_removes_only_what_softjit_made(cache_dir, make_add_asm) -> None:
     fresh_build = cache_dir / "tmp" / "build-fedcba9876543210"  # a build in flight
     fresh_build.mkdir(mode=0o700)
 
-    report = cache.cache_clear()
+    report = cache_admin.cache_clear()
 
     assert report.directories == [cache_dir]
     assert report.removed == 2  # the third entry holds a file that is not softjit's
@@ -165,12 +165,12 @@ print(json.dumps({"values": values, "failures": failures}))
 # A clearer: runs cache_clear in a loop until told to stop.
 CLEARER = r"""
 import json, os, sys
-from softjit.runtime import cache
+from softjit.runtime import cache_admin
 
 stop, failures, clears = sys.argv[1], [], 0
 while not os.path.exists(stop):
     try:
-        cache.cache_clear()
+        cache_admin.cache_clear()
         clears += 1
     except Exception as error:
         failures.append(f"{type(error).__name__}: {error}")
@@ -208,7 +208,7 @@ def test_loaders_survive_concurrent_clears(cache_dir, tmp_path, make_add_asm) ->
 
 RELATIVE_CACHE = r"""
 import os, sys
-from softjit.runtime import cache
+from softjit.runtime import cache_admin
 from softjit.runtime.bindings import load_library
 
 first, second = sys.argv[1], sys.argv[2]
@@ -217,7 +217,7 @@ os.chdir(first)
 load_library("one", template.format(offset=1), "int softjit_test_add(int a, int b);")
 os.chdir(second)
 load_library("two", template.format(offset=2), "int softjit_test_add(int a, int b);")
-print(cache.cache_info()["dir"])
+print(cache_admin.cache_info()["dir"])
 """
 
 

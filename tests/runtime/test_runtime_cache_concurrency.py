@@ -24,11 +24,11 @@ RACER = r"""
 import contextlib, hashlib, json, os, sys, threading
 from pathlib import Path
 import cffi
-from softjit.runtime import cache
+from softjit.runtime import cache, cache_build
 
 asm = Path(sys.argv[1]).read_text()
 if sys.argv[2] == "unlocked":
-    cache._key_lock = lambda root, key: contextlib.nullcontext()
+    cache_build.key_lock = lambda root, key: contextlib.nullcontext()
 threads = int(sys.argv[3])
 barrier = threading.Barrier(threads)
 results = [None] * threads

@@ -17,11 +17,11 @@ from softjit.runtime.errors import SoftjitWarning
 DYING_BUILDER = r"""
 import os, sys
 from pathlib import Path
-from softjit.runtime import cache
+from softjit.runtime import cache, cache_build
 
 asm = Path(sys.argv[1]).read_text()
 point = sys.argv[2]
-real_write = cache.write_new_file
+real_write = cache_build.write_new_file
 
 def write_half_of_the_so(directory, name, data, mode):
     if name.endswith(".so"):
@@ -33,11 +33,11 @@ def die(*args, **kwargs):
     os._exit(3)
 
 if point == "writing-so":
-    cache.write_new_file = write_half_of_the_so
+    cache_build.write_new_file = write_half_of_the_so
 elif point == "before-meta":
-    cache.os.replace = die  # the .so is in the entry; meta.json would be replaced next
+    cache_build.os.replace = die  # the .so is in the entry; meta.json would be replaced next
 elif point == "assembling":
-    cache._assemble = die  # while holding the per-key lock
+    cache_build.assemble = die  # while holding the per-key lock
 cache.get_shared_object("adder", asm)
 os._exit(0)
 """

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from softjit.runtime import cache, prebuilt
+from softjit.runtime import cache, cache_admin, prebuilt
 from softjit.runtime.errors import SoftjitWarning, ToolchainMissingError, UnsafeCacheError
 from softjit.runtime.files import sha256_file, sha256_text
 
@@ -41,7 +41,7 @@ def test_prebuilt_loads_without_a_toolchain(prebuilt_dir, make_add_asm, call_add
     assert path == prebuilt_dir / "adder.so"
     assert cache.last_shared_object("adder").source == "prebuilt"
     assert call_add(path, 2, 3) == 10
-    info = cache.cache_info()
+    info = cache_admin.cache_info()
     assert info["entries"] == 0
     assert {"dir": str(prebuilt_dir), "count": 1} in info["prebuilt"]
 
