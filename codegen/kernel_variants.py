@@ -1,0 +1,358 @@
+"""The built-in kinds of kernel module: what a variant is (the Variant protocol, VariantBase) and
+one frozen dataclass per family (VExp, RMax, Softmax, LogSoftmax, the bandwidth probes), each
+naming itself from its parameters and building its Module from codegen/kernels/.
+
+Which of them exist, and the one way to find one, is codegen/variants.py's REGISTRY; that module
+also re-exports these names, so importers say `variants.Softmax`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from softjit.codegen.module import Module
+from softjit.codegen.isa import OnTarget, Target
+from softjit.codegen.kernels import bandwidth, driver, elementwise, log_softmax
+from softjit.codegen.kernels import softmax as passes
+
+ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
+
+
+@runtime_checkable
+class Variant(Protocol):
+    """What every registered kernel module offers."""
+
+    name: str  # the module's name: its main symbol and its file name
+    op: str  # what it computes: "vexp", "rmax", "softmax", "stream_read", "stream_copy"
+    isa: str  # the ISA name (codegen/isa.py)
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def description(self) -> str: ...
+
+    def build(self) -> Module: ...
+
+
+class VariantBase(OnTarget):
+    """build() = a Module of the functions(), named and described by the variant."""
+
+    def functions(self) -> tuple:
+        raise NotImplementedError
+
+    def build(self) -> Module:
+        return Module(self.name, self.target, self.description, tuple(self.functions()))
+
+
+def exp_flavour(target: Target) -> str:
+    """The exp approximation's name part: rr2 reduction, degree-5 polynomial, and VSCALEFPS
+    where the target has it."""
+    return "rr2_p5_scalef" if target.has_scalef else "rr2_p5"
+
+
+def _elements(target: Target, vectors: int) -> str:
+    """uN: a main-loop step of `vectors` vectors, N float32 elements."""
+    return f"u{vectors * target.lanes}"
+
+
+# ---------------------------------------------------------------------------- elementwise
+@dataclass(frozen=True)
+class VExp(VariantBase):
+    isa: str
+    unroll: int  # vectors per main-loop step
+    interleave: int = 0  # vectors whose stages interleave (0: the whole unrolled step)
+
+    op = "vexp"
+    description = "y = exp(x), float32"
+
+    @property
+    def name(self) -> str:
+        il = f"_i{self.interleave}" if 0 < self.interleave < self.unroll else ""
+        return (f"f32_vexp__{self.isa}_{exp_flavour(self.target)}_"
+                f"{_elements(self.target, self.unroll)}{il}")
+
+    def functions(self) -> tuple:
+        return (elementwise.build_vexp(self.name, self.target, self.unroll, self.interleave),)
+
+
+@dataclass(frozen=True)
+class RMax(VariantBase):
+    isa: str
+    unroll: int
+    accumulators: int
+
+    op = "rmax"
+    description = "the NaN-propagating maximum of a row"
+
+    @property
+    def name(self) -> str:
+        return f"f32_rmax__{self.isa}_{_elements(self.target, self.unroll)}_acc{self.accumulators}"
+
+    def functions(self) -> tuple:
+        return (elementwise.build_rmax(self.name, self.target, self.unroll, self.accumulators),)
+
+
+# ---------------------------------------------------------------------------- softmax
+class PassKernel(NamedTuple):
+    """One pass of a softmax module: its symbol, its part of the module name, its builder."""
+
+    symbol: str
+    short_name: str  # e.g. raddextexp_u32_acc1_b2048: the pass and its parameters, no ISA
+    build: object  # symbol -> Function
+
+
+@dataclass(frozen=True)
+class Softmax(VariantBase):
+    """One softmax algorithm on one ISA: its pass kernels and the row driver, in one module.
+
+    reduce_*: the pass that reads x to a sum (raddextexp, raddstoreexpminusmax,
+    raddexpminusmax); output_unroll: the pass that writes y; rmax_*: the three-pass max pass;
+    block_elements: about how many elements a float32 block sums before the float64 fold (a
+    whole number of main-loop steps; at 2048, a float32 lane accumulator takes 2048/(lanes*K)
+    additions, so its rounding error stays near 1e-6 whatever n is).
+    """
+
+    algorithm: str
+    isa: str
+    reduce_unroll: int
+    reduce_accumulators: int
+    output_unroll: int
+    rmax_unroll: int = 4
+    rmax_accumulators: int = 2
+    block_elements: int = 2048
+    nontemporal: bool = False
+    interleave: int = 0  # vectors whose stages interleave (0: the whole unrolled step)
+
+    op = "softmax"
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown softmax algorithm {self.algorithm!r}; "
+                             f"valid: {', '.join(ALGORITHMS)}")
+
+    @property
+    def description(self) -> str:
+        return f"{self.algorithm} softmax, float32"
+
+    @property
+    def block(self) -> int:
+        step = self.reduce_unroll * self.target.lanes
+        return max(1, round(self.block_elements / step)) * step
+
+    def _interleave(self, unroll: int) -> str:
+        g = self.interleave
+        return f"_i{g}" if 0 < g < unroll else ""
+
+    def _pass(self, op: str, params: str, build, flavoured: bool = True) -> PassKernel:
+        """A pass named f32_OP__ISA[_FLAVOUR]_PARAMS; its part of the module name is OP_PARAMS."""
+        flavour = f"_{exp_flavour(self.target)}" if flavoured else ""
+        return PassKernel(f"f32_{op}__{self.isa}{flavour}_{params}",
+                          f"{op.removesuffix('_pass')}_{params}", build)
+
+    @property
+    def passes(self) -> tuple:
+        """The PassKernels, in the order the driver calls them."""
+        t, g = self.target, self.interleave
+        reduce = (f"{_elements(t, self.reduce_unroll)}_acc{self.reduce_accumulators}"
+                  f"_b{self.block}{self._interleave(self.reduce_unroll)}")
+        output = (f"{_elements(t, self.output_unroll)}{self._interleave(self.output_unroll)}"
+                  f"{'_nt' if self.nontemporal else ''}")
+        ru, ra, ou, nt = self.reduce_unroll, self.reduce_accumulators, self.output_unroll, \
+            self.nontemporal
+        if self.algorithm == "two-pass":
+            return (
+                self._pass("raddextexp", reduce, lambda s: passes.build_raddextexp(
+                    s, t, ru, ra, self.block, g)),
+                self._pass("vscaleextexp", output, lambda s: passes.build_vscaleextexp(
+                    s, t, ou, nt, g)),
+            )
+        rmax = self._pass(
+            "rmax_pass", f"{_elements(t, self.rmax_unroll)}_acc{self.rmax_accumulators}",
+            lambda s: passes.build_rmax_pass(s, t, self.rmax_unroll, self.rmax_accumulators),
+            flavoured=False)
+        if self.algorithm == "three-pass-reload":
+            return (
+                rmax,
+                self._pass("raddstoreexpminusmax", reduce, lambda s:
+                           passes.build_raddstoreexpminusmax(s, t, ru, ra, self.block, g)),
+                self._pass("vscale", output, lambda s: passes.build_vscale(s, t, ou, nt),
+                           flavoured=False),
+            )
+        return (
+            rmax,
+            self._pass("raddexpminusmax", reduce, lambda s: passes.build_raddexpminusmax(
+                s, t, ru, ra, self.block, g)),
+            self._pass("vscaleexpminusmax", output, lambda s: passes.build_vscaleexpminusmax(
+                s, t, ou, nt, g)),
+        )
+
+    @property
+    def name(self) -> str:
+        tail = "_".join(p.short_name for p in self.passes)
+        return f"f32_softmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
+
+    @property
+    def driver_symbol(self) -> str:
+        return self.name
+
+    def functions(self) -> tuple:
+        kernels = [p.build(p.symbol) for p in self.passes]
+        row_driver = driver.build_driver(self.name, self.target, [p.symbol for p in self.passes],
+                                         may_flag=self.algorithm == "two-pass")
+        return (*kernels, row_driver)
+
+
+# ---------------------------------------------------------------------------- log_softmax
+LOG_SOFTMAX_ALGORITHMS = ("two-pass", "three-pass")
+REDUCE_SUFFIX, APPLY_SUFFIX = "_reduce", "_apply"
+
+
+@dataclass(frozen=True)
+class LogSoftmax(VariantBase):
+    """log_softmax (and logsumexp, which runs only its reduce driver) on one ISA: the reduction
+    passes of a softmax algorithm, the subtracting output pass vsubsub and the two row drivers
+    of codegen/kernels/log_softmax.py, in one module.
+
+    two-pass reduces with raddextexp (one read of x); three-pass with rmax and raddexpminusmax.
+    The parameters mean what they mean for Softmax, except that blocks are shorter by default:
+    ln(sum) turns the sum's relative error into y's absolute error, and a float32 lane
+    accumulator that takes T additions a block is off by up to about T * 2^-24 relative (terms
+    far below the lane's running sum round away). terms_per_lane caps T at 16 (error <= 1e-6),
+    where softmax's 2048-element blocks allow up to 256 on AVX2."""
+
+    algorithm: str
+    isa: str
+    reduce_unroll: int
+    reduce_accumulators: int
+    output_unroll: int
+    rmax_unroll: int = 4
+    rmax_accumulators: int = 2
+    terms_per_lane: int = 16
+    nontemporal: bool = False
+
+    op = "log_softmax"
+
+    @property
+    def block_elements(self) -> int:
+        """Elements a float32 block sums: terms_per_lane additions into each lane accumulator."""
+        return self.terms_per_lane * self.target.lanes * self.reduce_accumulators
+
+    def __post_init__(self):
+        if self.algorithm not in LOG_SOFTMAX_ALGORITHMS:
+            raise ValueError(f"unknown log_softmax algorithm {self.algorithm!r}; "
+                             f"valid: {', '.join(LOG_SOFTMAX_ALGORITHMS)}")
+
+    @property
+    def description(self) -> str:
+        return f"{self.algorithm} log_softmax and logsumexp, float32"
+
+    def _softmax(self) -> Softmax:
+        """The softmax whose reduction passes (names, builders, block) this module shares."""
+        algorithm = "two-pass" if self.algorithm == "two-pass" else "three-pass-recompute"
+        return Softmax(algorithm, self.isa, self.reduce_unroll, self.reduce_accumulators,
+                       self.output_unroll, self.rmax_unroll, self.rmax_accumulators,
+                       self.block_elements)
+
+    @property
+    def reduce_passes(self) -> tuple:
+        """The PassKernels the reduce driver calls, in order."""
+        shared = self._softmax().passes
+        return shared[:1] if self.algorithm == "two-pass" else shared[:2]
+
+    @property
+    def output_pass(self) -> PassKernel:
+        t, ou, nt = self.target, self.output_unroll, self.nontemporal
+        params = f"{_elements(t, ou)}{'_nt' if nt else ''}"
+        return PassKernel(f"f32_vsubsub__{self.isa}_{params}", f"vsubsub_{params}",
+                          lambda s: log_softmax.build_vsubsub(s, t, ou, nt))
+
+    @property
+    def passes(self) -> tuple:
+        return (*self.reduce_passes, self.output_pass)
+
+    @property
+    def name(self) -> str:
+        tail = "_".join(p.short_name for p in self.passes)
+        return f"f32_logsoftmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
+
+    @property
+    def reduce_symbol(self) -> str:
+        return self.name + REDUCE_SUFFIX
+
+    @property
+    def apply_symbol(self) -> str:
+        return self.name + APPLY_SUFFIX
+
+    def functions(self) -> tuple:
+        kernels = [p.build(p.symbol) for p in self.passes]
+        reduce = log_softmax.build_reduce_driver(
+            self.reduce_symbol, self.target, [p.symbol for p in self.reduce_passes],
+            may_flag=self.algorithm == "two-pass")
+        apply = log_softmax.build_apply_driver(self.apply_symbol, self.target,
+                                               self.output_pass.symbol)
+        return (*kernels, reduce, apply)
+
+
+# ---------------------------------------------------------------------------- bandwidth probes
+ROWS_SUFFIX = "_rows"
+
+
+@dataclass(frozen=True)
+class StreamRead(VariantBase):
+    """Read bandwidth probe: f32_stream_read__ISA_uU_accK (plus its _rows driver)."""
+
+    isa: str
+    unroll: int = 8  # vectors per main-loop step
+    accumulators: int = 4
+
+    op = "stream_read"
+    description = "read bandwidth probe: the sum of a row"
+
+    @property
+    def name(self) -> str:
+        return f"f32_stream_read__{self.isa}_{_elements(self.target, self.unroll)}_acc{self.accumulators}"
+
+    @property
+    def driver_symbol(self) -> str:
+        return self.name + ROWS_SUFFIX
+
+    def functions(self) -> tuple:
+        return (bandwidth.build_stream_read(self.name, self.target, self.unroll, self.accumulators),
+                bandwidth.build_rows_driver(self.driver_symbol, self.target, self.name,
+                                            reads_only=True))
+
+
+@dataclass(frozen=True)
+class StreamCopy(VariantBase):
+    """Read+write bandwidth probe: f32_stream_copy__ISA_uU[_nt] (plus its _rows driver)."""
+
+    isa: str
+    unroll: int = 8
+    nontemporal: bool = False
+
+    op = "stream_copy"
+
+    @property
+    def description(self) -> str:
+        stores = "non-temporal" if self.nontemporal else "ordinary"
+        return f"read+write bandwidth probe: a copy, {stores} stores"
+
+    @property
+    def name(self) -> str:
+        nt = "_nt" if self.nontemporal else ""
+        return f"f32_stream_copy__{self.isa}_{_elements(self.target, self.unroll)}{nt}"
+
+    @property
+    def driver_symbol(self) -> str:
+        return self.name + ROWS_SUFFIX
+
+    def functions(self) -> tuple:
+        return (bandwidth.build_stream_copy(self.name, self.target, self.unroll, self.nontemporal),
+                bandwidth.build_rows_driver(self.driver_symbol, self.target, self.name,
+                                            reads_only=False))
+
+
+def probes(isa: str) -> tuple:
+    """The probes benchmarks time for `isa`: read, copy, copy with non-temporal stores."""
+    return (StreamRead(isa), StreamCopy(isa), StreamCopy(isa, nontemporal=True))
