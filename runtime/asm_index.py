@@ -21,25 +21,17 @@ import hashlib
 import importlib
 import json
 import os
-import threading
 from pathlib import Path
+
+from softjit.runtime.forksafe import ForkSafeLock
 
 FORMAT = 1
 _GENERATOR_PACKAGES = ("softjit.codegen", "softjit.templates")
 # Folders of softjit.codegen that generate no assembly (the emulator only runs it).
 _NOT_GENERATOR = frozenset({"emulator", "__pycache__"})
 
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 
-
-def _reset_lock_in_child() -> None:
-    """A forked child has only the forking thread: a lock another thread held at the fork
-    would stay held there for ever."""
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_lock_in_child)
 _memo: dict = {}
 
 

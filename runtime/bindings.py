@@ -10,8 +10,6 @@ entries (runtime/entries.py, runtime/native.py) serve the common calls without t
 """
 from __future__ import annotations
 
-import os
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +20,7 @@ from softjit.runtime import memo
 from softjit.runtime.cache import verified_object
 from softjit.runtime.cpu import check_platform
 from softjit.runtime.files import sha256_text
+from softjit.runtime.forksafe import ForkSafeLock
 
 if TYPE_CHECKING:
     import cffi
@@ -50,17 +49,8 @@ def assembly(variant) -> str:
     return found
 
 
-_load_lock = threading.Lock()
+_load_lock = ForkSafeLock()
 
-
-def _reset_lock_in_child() -> None:
-    """A forked child has only the forking thread: a lock another thread held at the fork
-    would stay held there for ever."""
-    global _load_lock
-    _load_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def load_library(name: str, asm_text: str, cdef: str) -> tuple[cffi.FFI, Any]:

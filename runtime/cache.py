@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from softjit.runtime.cachedir import (
     use_fallback,
 )
 from softjit.runtime.errors import UnsafeCacheError
+from softjit.runtime.forksafe import ForkSafeLock
 from softjit.runtime.files import (
     OpenDir,
     open_private_subdir,
@@ -87,7 +87,7 @@ class SharedObject:
     so_sha256: str
 
 
-_state_lock = threading.Lock()
+_state_lock = ForkSafeLock()
 _records: dict[str, SharedObject] = {}
 #: (st_dev, st_ino) -> the descriptor this process loads that object through. glibc recognises
 #: an already loaded library by the path string it was opened by, so a descriptor number that
@@ -95,13 +95,6 @@ _records: dict[str, SharedObject] = {}
 #: descriptors therefore stay open for the life of the process (one per object loaded).
 _held_descriptors: dict[tuple[int, int], int] = {}
 
-
-def _reset_lock_in_child() -> None:
-    global _state_lock
-    _state_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def softjit_version() -> str:

@@ -20,12 +20,12 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 
 from softjit.runtime.errors import NotSoftjitCacheError, SoftjitWarning
 from softjit.runtime.files import OpenDir, open_trusted_dir, write_new_file
+from softjit.runtime.forksafe import ForkSafeLock
 
 CACHE_ENV_VARIABLE = "SOFTJIT_CACHE_DIR"
 
@@ -60,20 +60,12 @@ LOCK_NAME_PATTERN = re.compile(r"[0-9a-f]{64}\.lock")
 #: tempfile.mkdtemp before.
 STAGING_NAME_PATTERN = re.compile(r"build-[A-Za-z0-9_]{8,16}")
 
-_state_lock = threading.Lock()
+_state_lock = ForkSafeLock()
 #: configured directory -> the private temporary directory this process uses in its place.
 _fallback_dirs: dict[Path, Path] = {}
 #: (SOFTJIT_CACHE_DIR, XDG_CACHE_HOME, HOME) -> the absolute directory they named at first use.
 _resolved_dirs: dict[tuple[str | None, str | None, str | None], Path] = {}
 
-
-def _reset_lock_in_child() -> None:
-    # A fork taken while another thread held the lock would leave it locked forever in the child.
-    global _state_lock
-    _state_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def configured_cache_dir() -> Path:

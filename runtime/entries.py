@@ -16,22 +16,12 @@ from __future__ import annotations
 
 import struct
 import sys
-import os
-import threading
 
 from softjit.codegen import entries as layout
+from softjit.runtime.forksafe import ForkSafeLock
 
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 
-
-def _reset_lock_in_child() -> None:
-    """A forked child has only the forking thread: a lock another thread held at the fork
-    would stay held there for ever."""
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_lock_in_child)
 _state: dict = {}
 
 

@@ -9,22 +9,12 @@ dlopen per module. A module not found so is generated, built or fetched, and rem
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
 
 from softjit.runtime import asm_index, memo
+from softjit.runtime.forksafe import ForkSafeLock
 
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 
-
-def _reset_lock_in_child() -> None:
-    """A forked child has only the forking thread: a lock another thread held at the fork
-    would stay held there for ever."""
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 def load(name: str, build_module, *, generate: bool = False):

@@ -20,6 +20,7 @@ import pytest
 
 import softjit
 import softjit.runtime
+from softjit.runtime.forksafe import ForkSafeLock
 
 CHILD_TIMEOUT = 60.0  # seconds; a healthy child needs well under one
 LONG_ROW = 1 << 20  # long enough to be split over the threads
@@ -116,7 +117,7 @@ def test_multiprocessing_after_threads_computes(method: str) -> None:
 
 def _runtime_locks() -> list:
     """(name, lock) of every module-level lock in softjit's runtime modules."""
-    lock_types = (type(threading.Lock()), type(threading.RLock()))
+    lock_types = (type(threading.Lock()), type(threading.RLock()), ForkSafeLock)
     found = []
     for info in pkgutil.iter_modules(softjit.runtime.__path__):
         module = importlib.import_module(f"softjit.runtime.{info.name}")
