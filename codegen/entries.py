@@ -46,7 +46,8 @@ TABLE_KERNEL = 8
 # softmax_rows: from byte 16, rows of four words, the first that fits a call is used:
 # rows of at most max_n elements and arrays of at most max_bytes bytes run `driver` (the row
 # driver signature of codegen/kernels/softmax.py); rows it marks run `fallback` (0 for a driver
-# that never marks). The last row must fit every call (max_n = max_bytes = 2^64 - 1).
+# that never marks). A table row whose driver is 0 refuses the calls it fits (NotImplemented:
+# the general path takes them). The last row must fit every call (max_n = max_bytes = 2^64 - 1).
 TABLE_ROWS = 16
 ROW_MAX_N, ROW_MAX_BYTES, ROW_DRIVER, ROW_FALLBACK = 0, 8, 16, 24
 ROW_SIZE = 32
@@ -260,6 +261,9 @@ def build_softmax_rows() -> Function:
     status, scratch_status = f.stack(4 * STATUS_CHUNK), f.stack(4)
     rax = reg("rax")
     f.mov(rax, ptr(row, ROW_DRIVER))
+    f.comment("driver 0: this call is not the entry's to run")
+    f.test(rax, rax)
+    f.je(entry.reject)
     f.mov(driver, rax)
     f.mov(rax, ptr(row, ROW_FALLBACK))
     f.mov(fallback, rax)

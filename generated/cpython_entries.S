@@ -128,6 +128,9 @@ softjit_softmax_rows_entry:
 	jmp .Lsoftjit_softmax_rows_entry_walk
 .Lsoftjit_softmax_rows_entry_found:
 	mov rax, [r10 + 16]
+	# driver 0: this call is not the entry's to run
+	test rax, rax
+	je .Lsoftjit_softmax_rows_entry_reject
 	mov QWORD PTR [rsp + 160], rax
 	mov rax, [r10 + 24]
 	mov QWORD PTR [rsp + 176], rax

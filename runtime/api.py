@@ -17,6 +17,7 @@ from softjit.codegen import variants
 from softjit.runtime import bindings, cpu, entry_tables
 from softjit.runtime.dispatch import ALGORITHMS, choose_algorithm, nontemporal_for, resolve_isa
 from softjit.runtime.memo import EXP_ENTRY_CALLS, SOFTMAX_ENTRY_CALLS
+from softjit.runtime import rows as rows_module
 from softjit.runtime.rows import recompute_rows, rows_view, run_rows, safe_overlap
 
 _FLOAT32 = np.dtype(np.float32)
@@ -153,6 +154,11 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     "three-pass-reload" or "three-pass-recompute"; isa: "auto", "avx2" or "avx512f".
     out may be x itself (in place) or any float32 array of x's shape. Rows holding NaN or +inf,
     or only -inf, come out all NaN; -inf entries give exactly 0.
+
+    threads: how many threads may share the work, a positive int. softjit uses at most the
+    number of CPUs this process may run on (os.sched_getaffinity) and at most the number of
+    pieces there are (the rows of a batch, or the chunks of a row of SPLIT_ROW_MIN = 2^20 or more
+    elements), so any larger value is safe. The results are bitwise identical for every threads.
     """
     # First path: the generated entry of this (algorithm, isa), for a contiguous last axis. The
     # entry is registered only after the general path validated the same algorithm and isa, and
@@ -254,7 +260,7 @@ def _softmax_contiguous(x: np.ndarray, isa: str, algorithm: str, out) -> np.ndar
     y = np.empty_like(x) if out is None else out
     if algorithm == "auto":
         algorithm = choose_algorithm(isa, n, rows)
-    if nontemporal_for(x.size * 4):
+    if n >= rows_module.SPLIT_ROW_MIN or nontemporal_for(x.size * 4):
         run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1)
         return y
     marked, status = bindings.driver(algorithm, isa).contiguous(x, y, rows, n)

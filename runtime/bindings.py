@@ -187,6 +187,21 @@ class Passes:
         p = pointer
         return self.functions[index](p(x), p(y), x.shape[0], p(state))
 
+    def run_pieces(self, index: int, x: np.ndarray, y: np.ndarray, states: np.ndarray,
+                   bounds: list) -> list:
+        """run(index, x[a:b], y[a:b], states[i:i+1]) for the i-th (a, b) of bounds, x and y
+        1-D with unit stride; the return codes. The pointers are computed once and offset per
+        piece (a numpy slice and its buffer per piece would cost more than a 100K-element
+        piece's kernel call)."""
+        function = self.functions[index]
+        cast = _pointer_ffi().cast
+        x_buffer, y_buffer, state_buffer = pointer(x), pointer(y), pointer(states)
+        x_floats, y_floats = cast("float *", x_buffer), cast("float *", y_buffer)
+        state_bytes = cast("char *", state_buffer)
+        size = states.itemsize
+        return [function(x_floats + a, y_floats + a, b - a, state_bytes + i * size)
+                for i, (a, b) in enumerate(bounds)]
+
 
 def driver(algorithm: str, isa: str, nontemporal: bool = False) -> RowDriver:
     """The row driver of an algorithm; nontemporal asks for the variant with non-temporal output

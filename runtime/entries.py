@@ -90,7 +90,8 @@ def _array_type() -> int:
 def softmax_rows(rows) -> object | None:
     """entry(x, out) -> rows recomputed | NotImplemented, for a table of
     (max_n, max_bytes, driver, fallback) rows (function addresses; fallback 0 for a driver that
-    never marks rows); None when entries cannot be used here."""
+    never marks rows; driver 0 refuses the calls its row fits); None when entries cannot be
+    used here."""
     if unavailable_reason() is not None:
         return None
     rows = list(rows)

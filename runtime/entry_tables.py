@@ -5,7 +5,9 @@ softjit.softmax(x, ...) and softjit.exp(x, ...) first offer their arrays to a CP
 row driver that call could need, chosen inside the entry by row length and array size exactly as
 the general path chooses (dispatch.py: the algorithm table of "auto", non-temporal stores from
 NONTEMPORAL_MIN_BYTES), so one native call does what the general path does for a contiguous
-last axis, recomputation of marked rows included.
+last axis, recomputation of marked rows included. Rows of rows.SPLIT_ROW_MIN or more elements
+are not the entry's: they are reduced chunk by chunk (rows.py), so the table's last row refuses
+them and the general path runs them.
 
 One entry per (function, algorithm, ISA): a handful per process, whatever the shapes. The built
 entries are memoised in memo.py.
@@ -18,6 +20,7 @@ from softjit.codegen import entries as layout
 from softjit.codegen import variants
 from softjit.runtime import dispatch, entries, memo, native
 from softjit.runtime.forksafe import ForkSafeLock
+from softjit.runtime import rows as row_chunks
 
 _lock = ForkSafeLock()
 
@@ -33,13 +36,15 @@ def softmax_rows(algorithm: str, isa: str) -> list:
     else:
         table = ((math.inf, algorithm),)
     rows = []
+    longest = row_chunks.SPLIT_ROW_MIN - 1  # longer rows: the general path
     for limit, chosen in table:
-        max_n = layout.FITS_ALL if math.isinf(limit) else int(limit)
+        max_n = longest if math.isinf(limit) else min(int(limit), longest)
         # two-pass marks rows it cannot represent; three-pass-reload takes any float32 row
         fallback = _driver("three-pass-reload", isa, False) if chosen == "two-pass" else 0
         rows.append((max_n, dispatch.NONTEMPORAL_MIN_BYTES - 1, _driver(chosen, isa, False),
                      fallback))
         rows.append((max_n, layout.FITS_ALL, _driver(chosen, isa, True), fallback))
+    rows.append((layout.FITS_ALL, layout.FITS_ALL, 0, 0))  # refuse: the general path
     return rows
 
 

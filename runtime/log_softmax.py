@@ -78,18 +78,13 @@ def _module(algorithm: str, isa: str, nontemporal: bool = False) -> _Module:
 
 def _in_pieces(rows: int, threads: int, work) -> None:
     """work(a, b) on [a, b) pieces of range(rows), over `threads` threads."""
-    from softjit.runtime.rows import _threads_pool, pieces as _pieces, threads_for
+    from softjit.runtime.rows import on_threads, pieces as _pieces, threads_for
 
-    threads = threads_for(threads)  # at most the CPUs this process may run on
-    if threads <= 1 or rows <= 1:
+    threads = threads_for(threads, rows)  # capped to the usable CPUs and the rows
+    if threads <= 1:
         work(0, rows)
         return
-    (a0, b0), *others = _pieces(rows, min(threads, rows))
-    pool = _threads_pool(threads)
-    futures = [pool.submit(work, a, b) for a, b in others]
-    work(a0, b0)  # this thread takes one piece
-    for f in futures:
-        f.result()
+    on_threads([(lambda a=a, b=b: work(a, b)) for a, b in _pieces(rows, threads)])
 
 
 def _reduce(x2d: np.ndarray, algorithm: str, isa: str, threads: int):

@@ -3,8 +3,16 @@
 One native call runs a whole batch of rows (the row driver loops over them with a row stride).
 Rows the two-pass kernels mark (NaN, +inf, all -inf, or magnitudes past the two-pass clamp) are
 redone by the three-pass-reload kernels, which handle every float32 input. Calls release the GIL
-(cffi does around every foreign call), so threads=k splits the rows over k threads, and a single
-long row into k pieces whose partial results combine exactly.
+(cffi does around every foreign call), so threads=k splits the work over k threads.
+
+Results are bitwise identical for every threads=k. A row shorter than SPLIT_ROW_MIN is computed
+whole by one driver call, whichever thread runs it. A longer row is always reduced chunk by chunk
+(threads=1 included), over chunks whose bounds depend on n only (chunk_bounds): each chunk's
+partial (a sum, or two-pass's v * 2^e) comes from the pass kernels, the partials combine in
+Python by an exact, order-free rule (math.fsum of float64 values, two-pass pairs rescaled to the
+largest exponent by exact powers of two), and the output scale is computed once from that sum.
+Threads only decide which thread reduces which chunks; the passes that are not sums (the
+maximum, and the elementwise final pass) give the same bits however the row is cut.
 
 The native functions come from bindings.driver and bindings.passes (looked up through the module
 at each call, so that tests can put emulated kernels in their place).
@@ -18,21 +26,77 @@ import threading
 
 import numpy as np
 
+from softjit.codegen.kernels import constants as kernel_constants
 from softjit.runtime import bindings
 from softjit.runtime.bindings import PASS_STATE_DTYPE, ROW_STRIDES_DTYPE, STATUS_DTYPE
 from softjit.runtime.dispatch import nontemporal_for
 
-# A single row of at least this many elements is split over the threads (smaller rows gain
-# less than the hand-off costs).
-SPLIT_ROW_MIN = 1 << 16
+# Rows of at least this many elements (4 MiB) are reduced chunk by chunk, whatever `threads` is:
+# shorter rows are computed whole by one driver call (the chunks' calls and their combination
+# cost ~10-30 us a row, too much beside the kernels' time on shorter rows). 4 * CHUNK_MIN: such a
+# row has at least four chunks to share among threads.
+SPLIT_ROW_MIN = 1 << 20
+# A chunk holds at least CHUNK_MIN elements (1 MiB: its kernel call costs a few us beside tens
+# of us of work), and a row has at most MAX_CHUNKS chunks (longer rows get longer chunks, so the
+# per-chunk calls stay under ~0.1 ms a row); chunk lengths are multiples of CHUNK_ALIGN elements
+# (whole pages, a whole number of the kernels' 2048-element float32 blocks).
+CHUNK_MIN = 1 << 18
+MAX_CHUNKS = 64
+CHUNK_ALIGN = 4096
+# Pieces of the passes that are not sums start on a cache line (64 floats) of the row.
+PIECE_ALIGN = 64
+
+_STATE = PASS_STATE_DTYPE
+
+
+def chunk_bounds(n: int) -> list:
+    """[start, end) of the chunks a row of n elements is reduced in: a function of n only."""
+    size = max(CHUNK_MIN, -(-n // MAX_CHUNKS))
+    size = -(-size // CHUNK_ALIGN) * CHUNK_ALIGN
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+# ---------------------------------------------------------------------------- threads
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask, as taskset or a container's
+    cpuset leaves it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def threads_for(threads: int, pieces: int | None = None) -> int:
+    """The threads that can help: at most `threads`, the CPUs this process may run on, and (when
+    given) the pieces of work there are (rows of a batch, chunks of a long row)."""
+    if threads <= 1 or (pieces is not None and pieces <= 1):
+        return 1
+    limit = usable_cpus() if pieces is None else min(pieces, usable_cpus())
+    return max(1, min(threads, limit))
+
 
 _pool_lock = threading.Lock()
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
 
+def _threads_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """One pool for the process, at most a worker per CPU of the machine (workers start only as
+    work asks for them: a call with k threads hands k - 1 pieces to the pool and runs one
+    itself, so the pool grows to the most threads - 1 any call could use)."""
+    global _pool
+    pool = _pool
+    if pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="softjit")
+            pool = _pool
+    return pool
+
+
 def _forget_pool_in_child() -> None:
     """After fork the child has only the forking thread: the pool's workers do not exist there
-    (work handed to them would wait for ever) and a lock another thread held stays held. The
+    (work handed to them would wait forever) and a lock another thread held stays held. The
     child starts a pool of its own when it needs one."""
     global _pool, _pool_lock
     _pool = None
@@ -42,30 +106,18 @@ def _forget_pool_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
-def usable_cpus() -> int:
-    """How many CPUs this process may run on (its affinity mask, as taskset or a cpuset leaves
-    it)."""
+def on_threads(calls: list) -> list:
+    """Run the thunks in `calls`, the first on this thread and the others on the pool; their
+    results in order."""
+    if len(calls) == 1:
+        return [calls[0]()]
+    pool = _threads_pool()
+    futures = [pool.submit(call) for call in calls[1:]]
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # no affinity on this platform
-        return os.cpu_count() or 1
-
-
-def threads_for(threads: int) -> int:
-    """The threads that can help: at most `threads` and the CPUs this process may run on (the
-    callers also use no more threads than they have pieces of work)."""
-    return 1 if threads <= 1 else max(1, min(threads, usable_cpus()))
-
-
-def _threads_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
-    """One pool for the process with at most a worker per CPU of the machine; workers start
-    only as work asks for them."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < threads:
-            _pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=max(threads, os.cpu_count() or 1), thread_name_prefix="softjit")
-        return _pool
+        first = calls[0]()
+    finally:
+        others = [f.result() for f in futures]  # never leave a piece running behind
+    return [first] + others
 
 
 def rows_view(a: np.ndarray):
@@ -102,25 +154,22 @@ def pieces(count: int, parts: int, align: int = 1) -> list:
 
 def run_rows(x2d: np.ndarray, y2d: np.ndarray, algorithm: str, isa: str, threads: int) -> None:
     """y2d = softmax of every row of x2d (both (rows, n) with unit element stride)."""
-    threads = threads_for(threads)
-    rows = x2d.shape[0]
-    if threads > 1 and rows < threads and x2d.shape[1] >= SPLIT_ROW_MIN:
-        for r in range(rows):
-            split_row(x2d[r], y2d[r], algorithm, isa, threads)
-        return
+    rows, n = x2d.shape
+    if n >= SPLIT_ROW_MIN:
+        return _run_long_rows(x2d, y2d, algorithm, isa, threads)
     strides = np.array([x2d.strides[0], y2d.strides[0]], ROW_STRIDES_DTYPE)
     status = np.empty(rows, STATUS_DTYPE)
     run = bindings.driver(algorithm, isa, nontemporal_for(x2d.size * 4))
-    if threads > 1 and rows > 1:
-        (a0, b0), *others = pieces(rows, min(threads, rows))
-        pool = _threads_pool(threads)
-        futures = [pool.submit(run, x2d[a:b], y2d[a:b], status[a:b], strides) for a, b in others]
-        marked = run(x2d[a0:b0], y2d[a0:b0], status[a0:b0], strides)  # this thread takes one
-        marked += sum(f.result() for f in futures)
+    threads = threads_for(threads, rows)
+    if threads > 1:
+        marked = sum(on_threads([
+            (lambda a=a, b=b: run(x2d[a:b], y2d[a:b], status[a:b], strides))
+            for a, b in pieces(rows, threads)]))
     else:
         marked = run(x2d, y2d, status, strides)
     if marked:
         recompute_rows(x2d, y2d, status, isa)
+    return None
 
 
 def recompute_rows(x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray, isa: str) -> None:
@@ -131,44 +180,101 @@ def recompute_rows(x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray, isa: st
         fallback(x2d[r:r + 1], y2d[r:r + 1], np.empty(1, STATUS_DTYPE), strides)
 
 
-def split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: int) -> None:
-    """One long row over `threads` threads: each pass runs on pieces, and the pieces' partial
-    results (abi.PASS_STATE) combine exactly: maxima by max; two-pass sums v*2^e by rescaling to
-    the largest e; three-pass sums by adding, in float64."""
-    bounds = pieces(x.shape[0], threads, align=64)
-    states = np.zeros(len(bounds), PASS_STATE_DTYPE)  # one state per piece
-    kernels = bindings.passes(algorithm, isa, nontemporal_for(x.shape[0] * 4))
-    pool = _threads_pool(threads)
+def _run_long_rows(x2d, y2d, algorithm, isa, threads) -> None:
+    """Rows of SPLIT_ROW_MIN or more elements, each reduced chunk by chunk: a batch of at least
+    as many rows as threads spreads whole rows over the threads, fewer rows spread each row's
+    chunks; both compute every row the same way."""
+    rows, n = x2d.shape
+    threads = threads_for(threads, max(rows, len(chunk_bounds(n))))
+    if threads > 1 and rows >= threads:
+        def some_rows(a, b):
+            for r in range(a, b):
+                split_row(x2d[r], y2d[r], algorithm, isa, 1)
 
-    def each(index, state_of):
-        """Pass `index` on every piece, piece k with the state state_of(k)."""
-        futures = [pool.submit(kernels.run, index, x[a:b], y[a:b], state_of(k))
-                   for k, (a, b) in enumerate(bounds) if k]
-        a, b = bounds[0]
-        first = kernels.run(index, x[a:b], y[a:b], state_of(0))  # this thread takes one piece
-        return [first] + [f.result() for f in futures]
-
-    def piece_state(k):
-        return states[k:k + 1]
-
-    if algorithm == "two-pass":
-        if any(each(0, piece_state)):
-            return run_rows(x.reshape(1, -1), y.reshape(1, -1), "three-pass-reload", isa, 1)
-        exponents, sums = states["max_or_exponent"], states["sum"]
-        exponent = float(exponents.max())
-        total = sum(math.ldexp(float(v), int(e - exponent)) for e, v in zip(exponents, sums))
-        final = np.zeros(1, PASS_STATE_DTYPE)
-        final["max_or_exponent"], final["scale"], final["sum"] = exponent, 1.0 / total, total
-        each(1, lambda k: final)
+        on_threads([(lambda a=a, b=b: some_rows(a, b)) for a, b in pieces(rows, threads)])
         return None
-    each(0, piece_state)  # every piece's maximum
-    row_max = states["max_or_exponent"].max()
-    states["max_or_exponent"] = row_max  # every piece sums exp(x - the row's maximum)
-    each(1, piece_state)
-    total = float(np.sum(states["sum"], dtype=np.float64))
-    shared = np.zeros(1, PASS_STATE_DTYPE)
-    shared["max_or_exponent"] = row_max
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shared["scale"] = np.float32(1.0) / np.float32(total) if total == total else np.nan
-    each(2, lambda k: shared)
+    for r in range(rows):
+        split_row(x2d[r], y2d[r], algorithm, isa, threads)
     return None
+
+
+def split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: int) -> None:
+    """y = softmax(x) for one row of SPLIT_ROW_MIN or more elements, reduced over the chunks of
+    chunk_bounds(n) on up to `threads` threads, with the same bits for any `threads`."""
+    n = x.shape[0]
+    chunks = chunk_bounds(n)
+    threads = threads_for(threads, len(chunks))
+    kernels = bindings.passes(algorithm, isa, nontemporal_for(n * 4))
+    row_pieces = pieces(n, threads, align=PIECE_ALIGN) if threads > 1 else None
+
+    def over_pieces(index: int, state: np.ndarray) -> np.ndarray:
+        """Pass `index` over the row in `threads` pieces, each with a copy of `state` (returned):
+        for the passes whose bits do not depend on where the row is cut."""
+        if threads == 1:
+            kernels.run(index, x, y, state)
+            return state
+        states = np.repeat(state, len(row_pieces))
+        on_threads([(lambda a=a, b=b, k=k: kernels.run(index, x[a:b], y[a:b], states[k:k + 1]))
+                     for k, (a, b) in enumerate(row_pieces)])
+        return states
+
+    def over_chunks(index: int, states: np.ndarray) -> None:
+        """Pass `index` over every chunk, chunk i with states[i]; threads take runs of chunks."""
+        if threads == 1:
+            kernels.run_pieces(index, x, y, states, chunks)
+            return
+        on_threads([(lambda a=a, b=b: kernels.run_pieces(index, x, y, states[a:b], chunks[a:b]))
+                     for a, b in pieces(len(chunks), threads)])
+
+    states = np.zeros(len(chunks), _STATE)
+    if algorithm == "two-pass":
+        over_chunks(0, states)
+        final = _two_pass_total(states)
+        if final is None:  # NaN, +inf, all -inf, or past the two-pass clamp: three passes
+            return split_row(x, y, "three-pass-reload", isa, threads)
+        over_pieces(1, final)
+        return None
+    # three-pass: the maximum (exact however the row is cut), then the chunk sums
+    maxima = over_pieces(0, np.zeros(1, _STATE))
+    row_max = maxima["max_or_exponent"].max()
+    if row_max == 0:
+        row_max = np.float32(0.0)  # -0.0 and +0.0 give the same exp(x - m): one of them
+    states["max_or_exponent"] = row_max
+    over_chunks(1, states)
+    total = math.fsum(states["sum"].astype(np.float64).tolist())
+    if total != total:  # a NaN or +inf in the row, or only -inf: the row is NaN
+        y[...] = np.nan
+        return None
+    final = np.zeros(1, _STATE)
+    final["max_or_exponent"], final["scale"], final["sum"] = row_max, scale_for(total), total
+    over_pieces(2, final)
+    return None
+
+
+def scale_for(total: float, round_up: bool = False) -> np.float32:
+    """The output scale of a row whose sum is `total` (a float64) exactly as the sum passes
+    store it for a whole row (store_reciprocal in codegen/kernels/pass_emitter.py): 1 / total
+    rounded once to float32, and for two-pass (round_up) the next float32 above that, so that
+    a row's only finite entry comes out as exactly 1 (the final pass takes min(y, 1)).
+    total >= 1 for three passes (the maximum's own term is exp(0) = 1) and above 0.5 for two
+    (the largest exponent's term), so 1 / total is a normal float32."""
+    scale = np.float32(1.0 / total)
+    return np.nextafter(scale, np.float32(np.inf)) if round_up else scale
+
+
+def _two_pass_total(states: np.ndarray):
+    """The row state (e, scale, v) from the chunks' (e_i, v_i) with sum = sum of v_i * 2^e_i, or
+    None when the row needs three passes: a chunk whose 1/v is NaN (a NaN or +inf in it), or a
+    row exponent outside the two-pass range (only -inf, or magnitudes past the clamp). A chunk
+    that alone would be too small (only -inf in it, say) is fine in a row that is not."""
+    exponents = states["max_or_exponent"].astype(np.float64)
+    if np.isnan(states["scale"]).any() or np.isnan(exponents).any():
+        return None
+    top = float(exponents.max())
+    if not kernel_constants.TWO_PASS_E_LOW < top < kernel_constants.TWO_PASS_E_HIGH:
+        return None
+    total = math.fsum(math.ldexp(float(v), int(e - top))
+                      for e, v in zip(exponents.tolist(), states["sum"].tolist()))
+    final = np.zeros(1, _STATE)
+    final["max_or_exponent"], final["scale"], final["sum"] = top, scale_for(total, True), total
+    return final

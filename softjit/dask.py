@@ -181,7 +181,7 @@ def _combine(partials: np.ndarray, axis, keepdims: bool = True) -> np.ndarray:
     has_ext = exponent > -np.inf
     has_max = maximum > -np.inf
     with np.errstate(invalid="ignore", over="ignore", under="ignore"):
-        for part in parts:  # in chunk order, as softjit splits a row over threads
+        for part in parts:  # in chunk order
             shift = np.where(has_ext & (part["exponent"] > -np.inf),
                              part["exponent"] - np.where(has_ext, exponent, 0.0), -np.inf)
             ext_sum = ext_sum + np.ldexp(part["ext_sum"],
@@ -225,7 +225,7 @@ def _plan(total: np.ndarray) -> np.ndarray:
     plan = np.zeros(total.shape, ROW_PLAN)
     state = plan["state"]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        # two-pass rows: (e, 1/v, v) rounded to float32, as softjit's own row split does;
+        # two-pass rows: (e, 1/v, v) rounded to float32;
         # the others: y = exp(x - ref) * (1 / sums)
         state["max_or_exponent"] = np.where(two_pass, exponent, ref)
         state["scale"] = np.where(two_pass, 1.0 / ext_sum, np.where(by_max, 1.0 / sums, 0.0))

@@ -57,6 +57,13 @@ class _RecordingPasses:
                              x.__array_interface__["data"][0], x.shape[0], index))
         return self._real.run(index, x, y, state)
 
+    def run_pieces(self, index, x, y, states, bounds):
+        base = x.__array_interface__["data"][0]
+        thread = threading.current_thread().name
+        for a, b in bounds:
+            self._calls.add(Call("pass", *self._key, thread, base + 4 * a, b - a, index))
+        return self._real.run_pieces(index, x, y, states, bounds)
+
 
 class KernelCalls:
     """Wraps the runtime's kernel lookups for one test (through monkeypatch)."""

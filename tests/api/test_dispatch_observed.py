@@ -4,8 +4,9 @@
   (three-pass-reload up to 2^22 elements, two-pass beyond);
 - outputs of 16 MiB or more take the non-temporal-store kernels, smaller ones the plain kernels,
   through the generated entries and through the general path alike;
-- threads=k splits the rows over k threads, and a single row of 2^16 elements or more into k
-  pieces, each on its own thread (shorter rows are not split).
+- threads=k splits the rows over k threads; a row of 2^20 elements or more is always reduced in
+  chunks that depend on its length only, and threads share the chunks (shorter rows are one
+  driver call); the bits do not depend on threads.
 
 The non-temporal and plain kernels give the same bits, so which one ran is observed by
 substituting, for the non-temporal requests only, the plain kernels of another algorithm whose
@@ -32,8 +33,9 @@ HOST_ISAS = list(softjit.host_isas())
 ALGORITHMS = variants.ALGORITHMS
 # Documented in runtime/dispatch.py (NONTEMPORAL_MIN_BYTES): outputs of at least 16 MiB use non-temporal stores.
 NONTEMPORAL_MIN_BYTES = 16 << 20
-# README: a single long row "(2^16 elements or more)" is split over the threads.
-SPLIT_ROW_MIN = 1 << 16
+# README: a row "of 2^20 or more elements is always reduced chunk by chunk" (chunks of at least
+# 2^18 elements, at most 64 of them).
+SPLIT_ROW_MIN = 1 << 20
 # README: AUTO_TABLE picks three-pass-reload up to 2^22 elements, two-pass beyond.
 AUTO_LIMIT = 1 << 22
 # An algorithm whose bits differ from each algorithm's on random rows (three-pass-reload and
@@ -58,7 +60,7 @@ def test_outputs_of_16_mib_take_the_nontemporal_kernels(algorithm, isa, kernel_c
     generated entry (C-contiguous, threads=1) and through the general path (a strided view)."""
     other = DIFFERENT_BITS[algorithm]
     rng = rng_for("nontemporal", algorithm, isa)
-    n = 1 << 20
+    n = 1 << 19  # rows shorter than rows.SPLIT_ROW_MIN: one driver call for the batch
     large = rng.uniform(-30, 30, (NONTEMPORAL_MIN_BYTES // (4 * n), n)).astype(np.float32)
     small = large[:-1]  # one row less: below the threshold
     assert large.nbytes == NONTEMPORAL_MIN_BYTES
@@ -118,28 +120,47 @@ def test_threads_split_the_rows_over_that_many_threads(isa, kernel_calls, monkey
 
 @pytest.mark.parametrize("isa", HOST_ISAS)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_a_row_of_2_to_the_16_is_split_over_the_threads(algorithm, isa, kernel_calls):
-    """A row of 2^16 elements with threads=2 runs every pass on two pieces on two threads;
-    a row one element shorter runs as one row through one driver call."""
+def test_a_row_of_2_to_the_20_is_reduced_in_chunks_shared_by_the_threads(
+        algorithm, isa, kernel_calls, monkeypatch):
+    """A row one element shorter than 2^20 runs through one driver call, threads=2 included.
+    A row of 2^20 elements is reduced over four chunks of 2^18 whatever threads is: with
+    threads=1 every call is on the calling thread, the sum pass runs once per chunk and the
+    other passes once over the whole row; with threads=2 the sum pass's chunks are shared by two
+    threads and the other passes run on two pieces on two threads. Both give the same bits. The
+    cap to the CPUs this process may run on is lifted (64 pretended)."""
+    from softjit.runtime import rows
+
+    monkeypatch.setattr(rows, "usable_cpus", lambda: 64)
     kernel_calls.use_entries(False)
     rng = rng_for("split", algorithm, isa)
     x = rng.uniform(-20, 20, SPLIT_ROW_MIN).astype(np.float32)
-    x[SPLIT_ROW_MIN // 2:] += 15  # the pieces' maxima (and two-pass exponents) differ
+    x[SPLIT_ROW_MIN // 2:] += 15  # the chunks' maxima (and two-pass exponents) differ
+    count = len(variants.REGISTRY.softmax(algorithm, isa).passes)
+    sum_pass = 0 if algorithm == "two-pass" else 1  # the pass whose partials are chunk sums
+    chunk = SPLIT_ROW_MIN // 4
 
     softjit.softmax(x[:-1], algorithm=algorithm, isa=isa, threads=2)
-    assert not kernel_calls.of("pass"), "a row shorter than 2^16 was split"
+    assert not kernel_calls.of("pass"), "a row shorter than 2^20 was reduced in chunks"
     assert [c.count for c in kernel_calls.of("driver")] == [1]
 
-    kernel_calls.calls.clear()
-    y = softjit.softmax(x, algorithm=algorithm, isa=isa, threads=2)
-    assert not kernel_calls.of("driver"), "a row of 2^16 elements went to the row driver"
-    passes = kernel_calls.of("pass")
-    count = len(variants.REGISTRY.softmax(algorithm, isa).passes)
-    for index in range(count):
-        pieces = [c for c in passes if c.index == index]
-        assert len(pieces) == 2 and len({c.thread for c in pieces}) == 2, pieces  # caller + pool
-        assert sum(c.count for c in pieces) == x.size, pieces
-    check_softmax(y, x)
+    results = {}
+    for threads in (1, 2):
+        kernel_calls.calls.clear()
+        results[threads] = softjit.softmax(x, algorithm=algorithm, isa=isa, threads=threads)
+        assert not kernel_calls.of("driver"), "a row of 2^20 elements went to the row driver"
+        passes = kernel_calls.of("pass")
+        for index in range(count):
+            calls = [c for c in passes if c.index == index]
+            assert sum(c.count for c in calls) == x.size, calls
+            if index == sum_pass:
+                assert sorted(c.count for c in calls) == [chunk] * 4, calls
+                starts = sorted(c.start - x.ctypes.data for c in calls)
+                assert starts == [4 * chunk * k for k in range(4)], calls
+            else:
+                assert len(calls) == threads, calls
+            assert len({c.thread for c in calls}) == threads, calls  # caller (+ pool)
+        check_softmax(results[threads], x)
+    assert np.array_equal(_bits(results[1]), _bits(results[2]))
 
 
 # ------------------------------------------------------------------------------------- "auto"

@@ -142,18 +142,30 @@ class _EmulatedDriver:
 
 
 class _EmulatedPasses(_EmulatedDriver):
-    """Stands in for the pass kernels a long row split over threads runs piece by piece."""
+    """Stands in for the pass kernels a long row runs chunk by chunk and piece by piece."""
 
     def run(self, index, x, y, state):
         with _EmulatedDriver.lock:
             return self.emulator.call(self.variant, ("ro", x), y, x.shape[0], state,
                                       symbol=self.variant.passes[index][0])
 
+    def run_pieces(self, index, x, y, states, bounds):
+        return [self.run(index, x[a:b], y[a:b], states[i:i + 1])
+                for i, (a, b) in enumerate(bounds)]
+
+
+def _split_small_rows(monkeypatch, rows) -> None:
+    """Rows of >= 1000 elements reduced in chunks of 512 (so that the emulator sees the
+    chunked path on short rows)."""
+    monkeypatch.setattr(rows, "SPLIT_ROW_MIN", 1000)
+    monkeypatch.setattr(rows, "CHUNK_MIN", 512)
+    monkeypatch.setattr(rows, "CHUNK_ALIGN", 64)
+
 
 @pytest.fixture
 def emulated_runtime(monkeypatch, emulator):
     """softjit.softmax with every kernel call going to the emulator (any ISA allowed), and rows
-    of >= 1000 elements split over threads. The runtime finds its native functions through
+    of >= 1000 elements reduced in chunks. The runtime finds its native functions through
     bindings.driver and bindings.passes: those are replaced; the memoised calls are forgotten
     before and after."""
     from softjit.runtime import api, bindings, memo, rows
@@ -170,7 +182,7 @@ def emulated_runtime(monkeypatch, emulator):
                             nontemporal and registers_nontemporal(algorithm, isa)))
     # the generated entries call native kernels: keep every call on the (patched) general path
     monkeypatch.setattr(api.entry_tables, "softmax_entry", lambda algorithm, isa: None)
-    monkeypatch.setattr(rows, "SPLIT_ROW_MIN", 1000)
+    _split_small_rows(monkeypatch, rows)
     monkeypatch.rows = rows
     monkeypatch.forget_calls = memo.forget_calls
     yield monkeypatch
@@ -217,7 +229,7 @@ def test_emulated_through_the_python_layer(algorithm, isa, emulated_runtime):
         rows = emulated_runtime.rows
         emulated_runtime.undo()
         emulated_runtime.forget_calls()
-        emulated_runtime.setattr(rows, "SPLIT_ROW_MIN", 1000)
+        _split_small_rows(emulated_runtime, rows)
         for name, threads, x, y in results:
             native_y = softjit.softmax(x, algorithm=algorithm, isa=isa, threads=threads,
                                        out=np.empty_like(x))
