@@ -21,11 +21,7 @@ def build_driver(name: str, target, passes: list, may_flag: bool) -> Function:
         "returns how many rows were marked.",
     )
     f = Function(sig, target)
-    x, y, n, rows, strides, status = f.args
-    keep = {}
-    for arg in (x, y, n, rows, strides, status):
-        keep[arg.name] = f.gp(f"{arg.name}_kept", callee_saved=True)
-        f.mov(keep[arg.name], arg)
+    keep = keep_arguments(f)
     state = f.stack(PASS_STATE.size)
     marked = f.stack(8).sized(64)
     rax = f.physical_gp("rax")
@@ -44,15 +40,7 @@ def build_driver(name: str, target, passes: list, may_flag: bool) -> Function:
         if i == 0 and may_flag:
             f.test(rax.r32, rax.r32)  # PASS_RECOMPUTE (anything but PASS_OK): mark the row
             f.jne(flagged)
-    f.mov(ptr(keep["status"], bits=32), ROW_DONE)
-    if may_flag:
-        f.jmp(next_row)
-        f.bind(flagged)
-        f.mov(ptr(keep["status"], bits=32), ROW_MARKED)
-        f.mov(rax, marked)
-        f.add(rax, 1)
-        f.mov(marked, rax)
-    f.bind(next_row)
+    write_row_status(f, keep["status"], marked, flagged, next_row)
     f.add(keep["x"], ptr(keep["row_strides"], 0))
     f.add(keep["y"], ptr(keep["row_strides"], 8))
     f.add(keep["status"], 4)
@@ -62,3 +50,29 @@ def build_driver(name: str, target, passes: list, may_flag: bool) -> Function:
     f.mov(rax, marked)
     f.ret()
     return f
+
+
+def keep_arguments(f: Function) -> dict:
+    """Each argument copied into a callee-saved register (the passes' calls clobber the
+    argument registers), by argument name."""
+    keep = {}
+    for arg in f.args:
+        keep[arg.name] = f.gp(f"{arg.name}_kept", callee_saved=True)
+        f.mov(keep[arg.name], arg)
+    return keep
+
+
+def write_row_status(f: Function, status, marked, flagged, next_row) -> None:
+    """The end of one row in a row driver: status[r] = ROW_DONE and on to next_row; with a
+    `flagged` label (a first pass that may ask for recomputation), the code there writes
+    ROW_MARKED and counts the row in `marked`. Binds next_row."""
+    f.mov(ptr(status, bits=32), ROW_DONE)
+    if flagged is not None:
+        rax = f.physical_gp("rax")
+        f.jmp(next_row)
+        f.bind(flagged)
+        f.mov(ptr(status, bits=32), ROW_MARKED)
+        f.mov(rax, marked)
+        f.add(rax, 1)
+        f.mov(marked, rax)
+    f.bind(next_row)

@@ -21,8 +21,9 @@ native calls a batch of rows:
 """
 from __future__ import annotations
 
-from softjit.codegen.abi import (PASS_OK, PASS_STATE, ROW_DONE, ROW_MARKED, apply_driver_signature,
+from softjit.codegen.abi import (PASS_OK, PASS_STATE, apply_driver_signature,
                                  reduce_driver_signature)
+from softjit.codegen.kernels.driver import keep_arguments, write_row_status
 from softjit.codegen.kernels.loops import for_each_vector
 from softjit.codegen.kernels.pass_emitter import pass_function, return_value
 from softjit.codegen.operands import Symbol, ptr
@@ -58,14 +59,6 @@ def build_vsubsub(name: str, target, unroll: int, nontemporal: bool = False) -> 
     return f
 
 
-def _keep_arguments(f: Function) -> dict:
-    keep = {}
-    for arg in f.args:
-        keep[arg.name] = f.gp(f"{arg.name}_kept", callee_saved=True)
-        f.mov(keep[arg.name], arg)
-    return keep
-
-
 def build_reduce_driver(name: str, target, passes: list, may_flag: bool) -> Function:
     """Run the reduction passes on each row, each row's state left in states[r]; a row whose
     first pass returns PASS_RECOMPUTE is marked (its later passes skipped)."""
@@ -74,7 +67,7 @@ def build_reduce_driver(name: str, target, passes: list, may_flag: bool) -> Func
         "The reduction passes of `rows` rows of n floats (row r at x + r*x_row_stride bytes);\n"
         "row r's pass state goes to states + 16*r bytes. status[r] = 1 marks a row whose\n"
         "first pass asked for recomputation; returns how many rows were marked."), target)
-    keep = _keep_arguments(f)
+    keep = keep_arguments(f)
     marked = f.stack(8).sized(64)
     rax = f.physical_gp("rax")
     f.mov(marked, 0)
@@ -93,15 +86,7 @@ def build_reduce_driver(name: str, target, passes: list, may_flag: bool) -> Func
         if i == 0 and may_flag:
             f.test(rax.r32, rax.r32)
             f.jne(flagged)
-    f.mov(ptr(keep["status"], bits=32), ROW_DONE)
-    if may_flag:
-        f.jmp(next_row)
-        f.bind(flagged)
-        f.mov(ptr(keep["status"], bits=32), ROW_MARKED)
-        f.mov(rax, marked)
-        f.add(rax, 1)
-        f.mov(marked, rax)
-    f.bind(next_row)
+    write_row_status(f, keep["status"], marked, flagged, next_row)
     f.add(keep["x"], keep["x_row_stride"])
     f.add(keep["states"], PASS_STATE.size)
     f.add(keep["status"], 4)
@@ -120,7 +105,7 @@ def build_apply_driver(name: str, target, symbol: str) -> Function:
         "The output pass of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its\n"
         "result at y + r*row_strides[1] bytes, its state at states + 16*r bytes. Returns 0."),
         target)
-    keep = _keep_arguments(f)
+    keep = keep_arguments(f)
     rax = f.physical_gp("rax")
     done, top = f.label("done"), f.label("row")
     f.test(keep["rows"], keep["rows"])
