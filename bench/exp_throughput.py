@@ -13,21 +13,10 @@ import numpy as np
 from softjit.codegen import variants
 from softjit.runtime import bindings, cpu
 from softjit.bench import port_floor
-from softjit.bench.timing import Timed, measure, now_ns, pin_to_one_cpu
+from softjit.bench.peers import LoopTimed
+from softjit.bench.timing import measure, pin_to_one_cpu
 
 SIZES = (1024, 16384, 262144)  # 4 KiB (L1), 64 KiB (L2), 1 MiB (L2/L3) per array
-
-
-class _Loop(Timed):
-    def __init__(self, call):
-        self.call = call
-
-    def run(self, number: int) -> int:
-        call = self.call
-        start = now_ns()
-        for _ in range(number):
-            call()
-        return now_ns() - start
 
 
 def candidates(x: np.ndarray, y: np.ndarray) -> dict:
@@ -37,8 +26,8 @@ def candidates(x: np.ndarray, y: np.ndarray) -> dict:
     for v in variants.REGISTRY:
         if v.op == "vexp" and v.isa in cpu.host_isas():
             function = bindings.function(v)
-            found[f"softjit {v.name}"] = _Loop(lambda f=function: f(px, py, n))
-    found["numpy.exp(x, out=y)"] = _Loop(lambda: np.exp(x, out=y))
+            found[f"softjit {v.name}"] = LoopTimed(lambda f=function: f(px, py, n))
+    found["numpy.exp(x, out=y)"] = LoopTimed(lambda: np.exp(x, out=y))
     return found
 
 

@@ -12,22 +12,11 @@ import importlib.util
 
 import numpy as np
 
-from softjit.bench.timing import Timed, calibrate, measure_interleaved, now_ns, pin_to_one_cpu
+from softjit.bench.peers import LoopTimed
+from softjit.bench.timing import calibrate, measure_interleaved, pin_to_one_cpu
 
 DEFAULT_SIZES = (100_000, 64 << 20)
 IN_CACHE_SAMPLE_NS = 2e6
-
-
-class Loop(Timed):
-    def __init__(self, call):
-        self.call = call
-
-    def run(self, number: int) -> int:
-        call = self.call
-        start = now_ns()
-        for _ in range(number):
-            call()
-        return now_ns() - start
 
 
 def _torch():
@@ -45,27 +34,27 @@ def candidates(function: str, x: np.ndarray, y: np.ndarray) -> tuple:
 
     found, skipped = {}, {}
     if function == "log_softmax":
-        found["softjit.log_softmax"] = Loop(lambda: softjit.log_softmax(x, out=y))
+        found["softjit.log_softmax"] = LoopTimed(lambda: softjit.log_softmax(x, out=y))
         for algorithm in ("two-pass", "three-pass"):
-            found[f"softjit.log_softmax {algorithm}"] = Loop(
+            found[f"softjit.log_softmax {algorithm}"] = LoopTimed(
                 lambda a=algorithm: softjit.log_softmax(x, out=y, algorithm=a))
     else:
-        found["softjit.logsumexp"] = Loop(lambda: softjit.logsumexp(x))
-    found["softjit.softmax"] = Loop(lambda: softjit.softmax(x, out=y))
-    found["softjit.softmax two-pass"] = Loop(lambda: softjit.softmax(x, out=y,
+        found["softjit.logsumexp"] = LoopTimed(lambda: softjit.logsumexp(x))
+    found["softjit.softmax"] = LoopTimed(lambda: softjit.softmax(x, out=y))
+    found["softjit.softmax two-pass"] = LoopTimed(lambda: softjit.softmax(x, out=y,
                                                                      algorithm="two-pass"))
     if importlib.util.find_spec("scipy") is not None:
         import scipy.special
 
         scipy_function = getattr(scipy.special, function)
-        found[f"scipy.special.{function}"] = Loop(lambda: scipy_function(x, axis=-1))
+        found[f"scipy.special.{function}"] = LoopTimed(lambda: scipy_function(x, axis=-1))
     else:
         skipped[f"scipy.special.{function}"] = "scipy is not installed (pip install scipy)"
     torch = _torch()
     if torch is not None:
         t = torch.from_numpy(x)
         torch_function = getattr(torch, function)
-        found[f"torch.{function}"] = Loop(lambda: torch_function(t, -1))
+        found[f"torch.{function}"] = LoopTimed(lambda: torch_function(t, -1))
     else:
         skipped[f"torch.{function}"] = "torch is not installed (see the README)"
     return found, skipped
