@@ -15,9 +15,11 @@ import numpy as np
 
 from softjit.codegen import variants
 from softjit.runtime import bindings, cpu, entry_tables
+from softjit.runtime import tensors
 from softjit.runtime.dispatch import ALGORITHMS, choose_algorithm, nontemporal_for, resolve_isa
 from softjit.runtime.memo import EXP_ENTRY_CALLS, SOFTMAX_ENTRY_CALLS
 from softjit.runtime import rows as rows_module
+from softjit.runtime.inputs import as_float32_array
 from softjit.runtime.rows import recompute_rows, rows_view, run_rows, safe_overlap
 
 _FLOAT32 = np.dtype(np.float32)
@@ -32,22 +34,6 @@ def host_isas() -> tuple:
 
 
 # ---------------------------------------------------------------------------- argument checks
-def as_float32_array(x, function: str) -> np.ndarray:
-    masked = sys.modules.get("numpy.ma")  # (not imported: then x cannot be a masked array, and
-    if masked is not None and isinstance(x, masked.MaskedArray):  # importing it costs 20 ms)
-        # the kernels would read the masked-out values as if they were data
-        raise TypeError(
-            f"softjit.{function} does not take masked arrays (the mask would be ignored); pass "
-            f"x.filled(-numpy.inf) for softmax (masked entries get probability 0) or x.filled(v)")
-    if not isinstance(x, np.ndarray):
-        x = np.asarray(x)
-    if x.dtype != np.float32:
-        raise TypeError(
-            f"softjit.{function} computes in float32 and got dtype {x.dtype}; "
-            f"convert with x.astype(numpy.float32)")
-    return x
-
-
 def is_integer(value) -> bool:
     """An int or numpy integer, not a bool (True is an int to Python, never a count or an axis)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -65,11 +51,11 @@ def check_threads(threads, function: str) -> None:
                          f"({sys.maxsize}); got {threads!r}")
 
 
-def check_out(out, shape: tuple, function: str) -> np.ndarray:
+def check_out(out, shape: tuple, function: str, dtype: np.dtype = _FLOAT32) -> np.ndarray:
     if not isinstance(out, np.ndarray):
         raise TypeError(f"softjit.{function}: out must be a numpy.ndarray, not {type(out).__name__}")
-    if out.dtype != np.float32:
-        raise TypeError(f"softjit.{function}: out has dtype {out.dtype}; it must be float32")
+    if out.dtype != dtype:
+        raise TypeError(f"softjit.{function}: out has dtype {out.dtype}; it must be {dtype}")
     if out.shape != shape:
         raise ValueError(f"softjit.{function}: out has shape {out.shape}; it must be {shape}")
     if not out.flags.writeable:
@@ -101,8 +87,9 @@ def _fresh_output(out, x: np.ndarray) -> bool:
 
 
 # ---------------------------------------------------------------------------- exp
-def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
-    """y = exp(x) elementwise on float32 arrays of any shape, with the kernel for `isa`.
+def exp(x, *, isa: str = "auto", out=None, dtype=None) -> np.ndarray:
+    """y = exp(x) elementwise on float32 arrays (or torch CPU tensors) of any shape, with the
+    kernel for `isa`. dtype=numpy.float32 computes other dtypes (float64) in float32.
 
     Within 2 ULP of the correctly rounded result wherever that is a normal float; subnormal
     results rounded once; exp(-inf) = 0, exp(+inf) = +inf, NaN stays NaN.
@@ -113,7 +100,7 @@ def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
         entry = EXP_ENTRY_CALLS.get(isa)
     except TypeError:  # an unhashable isa
         entry = None
-    if entry is not None:
+    if entry is not None and dtype is None:
         if out is not None:
             if entry(x, out) is not NotImplemented:
                 return out
@@ -121,12 +108,15 @@ def exp(x, *, isa: str = "auto", out=None) -> np.ndarray:
             y = _empty(x.shape, _FLOAT32)
             if entry(x, y) is not NotImplemented:
                 return y
-    return _exp_general(x, isa, out)
+    return _exp_general(x, isa, out, dtype)
 
 
-def _exp_general(x, isa, out) -> np.ndarray:
+def _exp_general(x, isa, out, dtype=None) -> np.ndarray:
+    if tensors.is_tensor(x) or tensors.is_tensor(out):
+        return tensors.through_tensors("exp", x, out, lambda xa, oa: _exp_general(
+            xa, isa, oa, dtype))
     isa_argument = isa
-    x = as_float32_array(x, "exp")
+    x = as_float32_array(x, "exp", dtype)
     isa = resolve_isa(isa)
     entry = entry_tables.exp_entry(isa)
     if entry is not None and isinstance(isa_argument, str):
@@ -147,8 +137,9 @@ def _exp_general(x, isa, out) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- softmax
 def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", out=None,
-            threads: int = 1) -> np.ndarray:
-    """softmax along `axis` of a float32 array: exp(x - max) / sum(exp(x - max)).
+            threads: int = 1, dtype=None) -> np.ndarray:
+    """softmax along `axis` of a float32 array (or torch CPU tensor): exp(x - max) / sum(exp(x -
+    max)). dtype=numpy.float32 computes other dtypes (float64) in float32.
 
     algorithm: "auto" (the fastest for the row length on this host), "two-pass",
     "three-pass-reload" or "three-pass-recompute"; isa: "auto", "avx2" or "avx512f".
@@ -166,8 +157,8 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     # this path accepts the general path accepts too; anything the entry refuses goes there.
     # `threads is _ONE`: the int 1 (CPython keeps one object for each small int), not True, 1.0
     # or numpy.int64(1), which the general path validates first.
-    if threads is _ONE and (axis is _LAST or (axis.__class__ is int and x.__class__ is _NDARRAY
-                                              and axis == x.ndim - 1)):
+    if threads is _ONE and dtype is None and (axis is _LAST or (
+            axis.__class__ is int and x.__class__ is _NDARRAY and axis == x.ndim - 1)):
         try:
             entry = SOFTMAX_ENTRY_CALLS.get((algorithm, isa))
         except TypeError:  # an unhashable algorithm or isa: the general path says what is wrong
@@ -180,7 +171,7 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
                 y = _empty(x.shape, _FLOAT32)
                 if entry(x, y) is not NotImplemented:
                     return y
-    return _softmax_general(x, axis, algorithm, isa, out, threads)
+    return _softmax_general(x, axis, algorithm, isa, out, threads, dtype)
 
 
 def _softmax_axes(x: np.ndarray, axis, algorithm, isa, out, threads) -> np.ndarray:
@@ -200,9 +191,12 @@ def _softmax_axes(x: np.ndarray, axis, algorithm, isa, out, threads) -> np.ndarr
     return out
 
 
-def _softmax_general(x, axis, algorithm, isa, out, threads) -> np.ndarray:
+def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.ndarray:
+    if tensors.is_tensor(x) or tensors.is_tensor(out):
+        return tensors.through_tensors("softmax", x, out, lambda xa, oa: _softmax_general(
+            xa, axis, algorithm, isa, oa, threads, dtype))
     isa_argument = isa
-    x = as_float32_array(x, "softmax")
+    x = as_float32_array(x, "softmax", dtype)
     if x.ndim == 0:
         raise ValueError("softjit.softmax needs an array with at least one dimension; got a 0-d array")
     if axis is None or isinstance(axis, tuple):

@@ -18,9 +18,10 @@ import math
 import numpy as np
 
 from softjit.codegen import variants
-from softjit.runtime import bindings
+from softjit.runtime import bindings, tensors
 from softjit.runtime.api import resolve_isa
-from softjit.runtime.api import as_float32_array, check_out, check_threads, is_integer
+from softjit.runtime.api import check_out, check_threads, is_integer
+from softjit.runtime.inputs import FLOAT32, FLOAT64, compute_input, requested_dtype
 
 ALGORITHMS = ("auto",) + variants.LOG_SOFTMAX_ALGORITHMS
 LN2 = math.log(2.0)
@@ -254,17 +255,15 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
             x2d, y2d = x.reshape(-1, n), y.reshape(-1, n)
             _log_softmax_rows(x2d, y2d, _choose(algorithm, n), isa, 1)
             return y
-    if _is_tensor(x) or _is_tensor(out):
-        if not _is_tensor(x):
-            raise TypeError("softjit.log_softmax: out is a torch tensor but x is not; pass both "
-                            "as tensors or both as arrays")
-        return _through_tensors(log_softmax, x, out, lambda xa, oa: log_softmax(
+    if tensors.is_tensor(x) or tensors.is_tensor(out):
+        return tensors.through_tensors("log_softmax", x, out, lambda xa, oa: log_softmax(
             xa, axis, algorithm=algorithm, isa=isa, out=oa, threads=threads, dtype=dtype))
-    x, half = _compute_input(x, dtype, "log_softmax")
+    if dtype is not None:
+        requested_dtype(dtype, "log_softmax")
+    x, half = compute_input(x, dtype, "log_softmax", halves=True)
     if half is not None:
         y = log_softmax(x, axis, algorithm=algorithm, isa=isa, threads=threads)
         return _half_result(y, half, out, "log_softmax")
-    x = as_float32_array(x, "log_softmax")
     if x.ndim == 0:
         raise ValueError("softjit.log_softmax needs an array with at least one dimension; got a "
                          "0-d array")
@@ -304,79 +303,10 @@ def _log_softmax_rows(src: np.ndarray, dst: np.ndarray, algorithm: str, isa: str
                    lambda a, b: module.apply(src[a:b], dst[a:b], states[a:b]))
 
 
-# ---------------------------------------------------------------------------- torch tensors
-def _is_tensor(value) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "requires_grad")
-
-
-def _tensor_as_array(t, function: str, what: str = "x") -> np.ndarray:
-    """A CPU tensor's memory as a numpy array (no copy); bfloat16 through ml_dtypes."""
-    if t.requires_grad:
-        raise TypeError(f"softjit.{function}: {what} is a torch tensor that requires grad; softjit "
-                        f"computes no gradients: pass {what}.detach() (or call it under "
-                        f"torch.no_grad())")
-    if t.device.type != "cpu":
-        raise TypeError(f"softjit.{function}: {what} is a torch tensor on {t.device}; softjit "
-                        f"runs on the CPU: pass {what}.cpu()")
-    import torch
-
-    if t.dtype == torch.bfloat16:
-        try:
-            import ml_dtypes
-        except ImportError:
-            raise TypeError(f"softjit.{function}: bfloat16 tensors need ml_dtypes "
-                            f"(pip install softjit[bfloat16])") from None
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
-
-
-def _array_as_tensor(a: np.ndarray):
-    import torch
-
-    if a.dtype.name == "bfloat16":
-        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(a)
-
-
-def _through_tensors(function, x, out, call):
-    """call(x_array, out_array) on tensors' memory; the result as a tensor (out itself when
-    given: the kernels wrote into its memory)."""
-    name = function.__name__
-    xa = _tensor_as_array(x, name)
-    oa = None if out is None else _tensor_as_array(out, name, "out")
-    result = call(xa, oa)
-    return out if out is not None else _array_as_tensor(np.asarray(result))
-
-
 # ---------------------------------------------------------------------------- dtypes
 # Half-precision inputs are computed in float32 and their results rounded (to nearest even)
 # back to the input's dtype. This conversion happens on the host (numpy's astype), not yet in
 # the kernels' registers.
-HALF_DTYPE_NAMES = ("float16", "bfloat16")
-
-
-def _compute_input(x, dtype, function: str):
-    """(x as the array to compute on, the half dtype results go back to or None).
-
-    float32 stays; float16 and bfloat16 (ml_dtypes) are widened to float32; dtype=numpy.float32
-    converts anything numpy can (float64, lists, ints) to float32, numpy's ufunc convention;
-    float64 without it is refused, naming dtype=."""
-    if dtype is not None:
-        if np.dtype(dtype) != _FLOAT32:
-            raise TypeError(f"softjit.{function}: dtype={dtype!r} is not supported; softjit "
-                            f"computes in float32: pass dtype=numpy.float32 or leave dtype out")
-        return np.asarray(x).astype(np.float32, copy=False), None
-    if not isinstance(x, np.ndarray):
-        x = np.asarray(x)
-    if x.dtype.name in HALF_DTYPE_NAMES:
-        return x.astype(np.float32), x.dtype
-    if x.dtype == np.float64:
-        raise TypeError(f"softjit.{function} computes in float32 and got dtype float64; pass "
-                        f"dtype=numpy.float32 to compute in float32 (a float32 result), or "
-                        f"convert with x.astype(numpy.float32)")
-    return x, None
-
-
 def _half_result(result: np.ndarray, half: np.dtype, out, function: str):
     """The float32 result rounded to `half` (into out when given: an array of that dtype)."""
     if out is None:
@@ -405,18 +335,28 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
 
     One read of x per row (the two-pass reduction). -inf for rows of only -inf (and empty rows),
     +inf when a row holds +inf, NaN when it holds a NaN; relative error at most 1e-6.
+
+    dtype: None (float32 results), numpy.float32 (other input dtypes computed in float32) or
+    numpy.float64: float32 input, float64 results computed from the same row sums without
+    rounding through float32 (absolute error about 1e-6 whatever |result| is).
     """
-    if _is_tensor(x) or _is_tensor(out):
-        if not _is_tensor(x):
-            raise TypeError("softjit.logsumexp: out is a torch tensor but x is not; pass both "
-                            "as tensors or both as arrays")
-        return _through_tensors(logsumexp, x, out, lambda xa, oa: logsumexp(
+    if tensors.is_tensor(x) or tensors.is_tensor(out):
+        return tensors.through_tensors("logsumexp", x, out, lambda xa, oa: logsumexp(
             xa, axis, keepdims=keepdims, isa=isa, out=oa, threads=threads, dtype=dtype))
-    x, half = _compute_input(x, dtype, "logsumexp")
-    if half is not None:
+    result_dtype = FLOAT32
+    if dtype is not None:
+        result_dtype = requested_dtype(dtype, "logsumexp", (FLOAT32, FLOAT64))
+        if result_dtype == FLOAT64:
+            dtype = None  # x itself must be float32 (or a half dtype): the rule below says so
+            if isinstance(x, np.ndarray) and x.dtype == FLOAT64:
+                raise TypeError("softjit.logsumexp computes in float32 and got dtype float64; "
+                                "dtype=numpy.float64 gives float64 results of a float32 "
+                                "computation: pass x.astype(numpy.float32) (or "
+                                "dtype=numpy.float32 for float32 results)")
+    x, half = compute_input(x, dtype, "logsumexp", halves=True)
+    if half is not None and result_dtype == FLOAT32:
         c = logsumexp(x, axis, keepdims=keepdims, isa=isa, threads=threads)
         return _half_result(c, half, out, "logsumexp")
-    x = as_float32_array(x, "logsumexp")
     if x.ndim == 0:
         x = x.reshape(1)
     axes = _axes(axis, x.ndim, "logsumexp")
@@ -424,7 +364,7 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
     kept = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
     shape = kept if keepdims else tuple(s for i, s in enumerate(x.shape) if i not in axes)
     if out is not None:
-        out = check_out(out, shape, "logsumexp")
+        out = check_out(out, shape, "logsumexp", result_dtype)
     k = len(axes)
     xm = _moved(x, axes)
     rows = math.prod(xm.shape[:xm.ndim - k])
@@ -433,7 +373,7 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
     else:
         src = _as_rows(xm, k)
         c, _ = _row_constants(src, "two-pass", isa, threads)
-    result = c.astype(np.float32).reshape(shape)
+    result = c.astype(result_dtype).reshape(shape)
     if out is None:
         return result
     out[...] = result

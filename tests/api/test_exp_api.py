@@ -277,7 +277,6 @@ def test_read_only_input_is_fine():
 
 @pytest.mark.parametrize("make", [
     pytest.param(lambda: np.ones(10, np.float64), id="float64"),
-    pytest.param(lambda: [1.0, 2.0], id="list"),
     pytest.param(lambda: np.ones(3, np.int32), id="int32"),
     pytest.param(lambda: np.ones(3, np.float16), id="float16"),
 ])

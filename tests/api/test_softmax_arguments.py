@@ -25,10 +25,11 @@ def test_empty_rows_and_empty_batches():
             assert softjit.softmax(x, axis=axis, algorithm=algorithm, out=out) is out
 
 
-def test_python_lists_of_float32_are_not_float64():
-    # a list becomes float64 under numpy's rules: refused, not silently converted
-    with pytest.raises(TypeError, match="astype"):
-        softjit.softmax([1.0, 2.0])
+def test_python_lists_become_float32():
+    # a list carries no dtype: its numbers are computed in float32 (runtime/inputs.py)
+    y = softjit.softmax([[1.0, 2.0], [3, 4]])
+    assert y.dtype == np.float32
+    assert np.array_equal(y, softjit.softmax(np.array([[1, 2], [3, 4]], np.float32)))
 
 
 def test_argument_errors():
