@@ -251,30 +251,57 @@ def split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: i
     return None
 
 
-def scale_for(total: float, round_up: bool = False) -> np.float32:
-    """The output scale of a row whose sum is `total` (a float64) exactly as the sum passes
-    store it for a whole row (store_reciprocal in codegen/kernels/pass_emitter.py): 1 / total
-    rounded once to float32, and for two-pass (round_up) the next float32 above that, so that
-    a row's only finite entry comes out as exactly 1 (the final pass takes min(y, 1)).
+def scale_for(total, round_up: bool = False):
+    """The output scale of a row whose sum is `total` (a float64, or an array of them) exactly as
+    the sum passes store it for a whole row (store_reciprocal in codegen/kernels/pass_emitter.py):
+    1 / total rounded once to float32, and for two-pass (round_up) the next float32 above that,
+    so that a row's only finite entry comes out as exactly 1 (the final pass takes min(y, 1)).
     total >= 1 for three passes (the maximum's own term is exp(0) = 1) and above 0.5 for two
     (the largest exponent's term), so 1 / total is a normal float32."""
-    scale = np.float32(1.0 / total)
+    scale = np.float32(1.0 / total) if np.ndim(total) == 0 else (1.0 / total).astype(np.float32)
     return np.nextafter(scale, np.float32(np.inf)) if round_up else scale
 
 
-def _two_pass_total(states: np.ndarray):
-    """The row state (e, scale, v) from the chunks' (e_i, v_i) with sum = sum of v_i * 2^e_i, or
-    None when the row needs three passes: a chunk whose 1/v is NaN (a NaN or +inf in it), or a
-    row exponent outside the two-pass range (only -inf, or magnitudes past the clamp). A chunk
-    that alone would be too small (only -inf in it, say) is fine in a row that is not."""
+def two_pass_totals(states: np.ndarray):
+    """The exact combination of two-pass partial sums, for a batch of rows: states (rows, k)
+    PASS_STATE records, row r's sum being the sum over its k pieces of v_i * 2^e_i (the first
+    pass's (e, 1/v, v) of each piece). Returns (final, totals, ok): final (rows,) the state the
+    output pass takes, (top, scale_for(total, True), total) with top = max e_i and total =
+    math.fsum of v_i * 2^(e_i - top) (float64, also returned as totals); ok[r] is False where
+    the row needs three passes: a piece whose 1/v is NaN (a NaN or +inf in it), or a row
+    exponent outside the two-pass range (only -inf, or magnitudes past the clamp). A piece that
+    alone would be too small (only -inf in it, say) is fine in a row that is not. The rule is
+    free of order (fsum rounds the exact sum once), so it gives the same bits whoever adds the
+    pieces, in whatever grouping."""
+    rows = states.shape[0]
     exponents = states["max_or_exponent"].astype(np.float64)
-    if np.isnan(states["scale"]).any() or np.isnan(exponents).any():
-        return None
-    top = float(exponents.max())
-    if not kernel_constants.TWO_PASS_E_LOW < top < kernel_constants.TWO_PASS_E_HIGH:
-        return None
-    total = math.fsum(math.ldexp(float(v), int(e - top))
-                      for e, v in zip(exponents.tolist(), states["sum"].tolist()))
-    final = np.zeros(1, _STATE)
-    final["max_or_exponent"], final["scale"], final["sum"] = top, scale_for(total, True), total
-    return final
+    final = np.zeros(rows, _STATE)
+    totals = np.zeros(rows)
+    if rows == 0 or states.shape[1] == 0:
+        return final, totals, np.zeros(rows, bool)
+    with np.errstate(invalid="ignore"):
+        top = exponents.max(axis=1)
+        ok = ~np.isnan(states["scale"]).any(axis=1) & ~np.isnan(top)
+        ok &= (kernel_constants.TWO_PASS_E_LOW < top) & (top < kernel_constants.TWO_PASS_E_HIGH)
+    good = np.flatnonzero(ok)
+    if len(good):
+        # v_i * 2^(e_i - top) as float64: exact except where it falls below 2^-1022 (C ldexp
+        # rounds those once, the same in numpy and math)
+        shifts = (exponents[good] - top[good, None]).astype(np.int64)
+        terms = np.ldexp(states["sum"][good].astype(np.float64), shifts)
+        if terms.shape[1] == 1:
+            sums = terms[:, 0]
+        else:
+            sums = np.array([math.fsum(row) for row in terms.tolist()])
+        totals[good] = sums
+        final["max_or_exponent"][good] = top[good]
+        final["scale"][good] = scale_for(sums, True)
+        final["sum"][good] = sums
+    return final, totals, ok
+
+
+def _two_pass_total(states: np.ndarray):
+    """The row state (e, scale, v) of one row from its chunks' first-pass states, or None when
+    the row needs three passes (two_pass_totals for one row)."""
+    final, _, ok = two_pass_totals(states.reshape(1, -1))
+    return final if ok[0] else None

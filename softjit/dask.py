@@ -7,28 +7,36 @@ running inside the workers.
 
 Needs the optional extra `softjit[dask]` (dask[array], distributed). Everything runs through
 Dask's own array API, so any Dask scheduler runs it: threads, processes, a distributed cluster.
+`axis` is an int, a tuple of ints or None (every axis), as for softjit.softmax.
 
 How a row split across chunks is computed (the two-pass algorithm, docs/algorithms.md):
-1. every chunk runs the two-pass first pass (raddextexp) on its piece of each row, which gives
-   the piece's sum of exp(x) as v * 2^e;
-2. the pieces' partial sums meet in a tree reduction of the graph (`da.reduction`): pairs combine
-   exactly by rescaling to the larger exponent, one small record per row per chunk travels;
+1. every chunk runs the two-pass first pass (raddextexp) on its pieces of the rows, one native
+   call for all the rows of a piece, which gives each piece's sum of exp(x) as v * 2^e: a
+   PIECE record per row and piece;
+2. the records of a row meet in a tree reduction of the graph (`da.reduction`) and combine by
+   softjit's own rule for long rows (runtime/rows.py two_pass_totals: the pieces' v * 2^e
+   rescaled to the largest exponent and added with math.fsum, the scale 1/sum rounded up). That
+   rule rounds the exact sum once, so it is free of order and grouping: the tree only gathers
+   the records (a few dozen bytes per row and piece) and the last step applies it;
 3. every chunk runs the second pass (vscaleextexp) with the row's combined (e, 1/v).
-Two reads and one write per element, no temporary. A piece the first pass marks (NaN, +inf, only
--inf, or magnitudes past the two-pass clamp) reports its own maximum m and sum of exp(x - m)
-instead (computed in float64); a row holding NaN or +inf anywhere comes out all NaN, a piece of
-only -inf adds nothing, and a row whose magnitudes defeat the two-pass exponent range takes the
-max-then-sum (three-pass) combination across its chunks and the three-pass output kernel.
-A row that fits in one chunk goes through softjit.softmax itself.
+Two reads and one write per element, no temporary. Where a row is at least rows.SPLIT_ROW_MIN
+long and a chunk's bounds along the axis fall on the bounds softjit.softmax reduces such a row
+in (rows.chunk_bounds), the chunk yields one record per such piece: the pieces, kernels and rule
+are then softjit.softmax's own, and the result is bitwise its result (for any threads=).
 
-logsumexp is the same reduction with ln(v * 2^e) per row at the end; log_softmax follows it
-with softjit's log_softmax output pass, y = (x - a) - b with a + b = logsumexp (no exp).
+A piece the first pass marks (NaN, +inf, only -inf, or magnitudes past the two-pass clamp)
+also reports its own maximum m and sum of exp(x - m) (in float64). A row holding NaN or +inf
+anywhere comes out all NaN, a piece of only -inf adds nothing, and a row whose magnitudes defeat
+the two-pass exponent range takes a max-then-sum combination across its pieces (float64) and
+the three-pass output kernel. A row that fits in one chunk goes through softjit.softmax itself.
+
+logsumexp is the same reduction (first pass: log_softmax's reduction kernel, with its shorter
+float32 blocks) with ln(v * 2^e) per row at the end; log_softmax follows it with softjit's
+log_softmax output pass, y = (x - a) - b with a + b = logsumexp (no exp).
 """
 from __future__ import annotations
 
-import concurrent.futures
 import math
-import threading
 
 import numpy as np
 
@@ -40,312 +48,364 @@ except ImportError as error:  # pragma: no cover - the message is the point
 
 import softjit
 from softjit.codegen import abi, variants
-from softjit.runtime import bindings
-from softjit.runtime.api import is_integer
+from softjit.runtime import bindings, rows as row_runtime
+from softjit.runtime.api import check_threads
 from softjit.runtime.dispatch import nontemporal_for, resolve_isa
+from softjit.runtime.log_softmax import _axes
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
 
-# Per row and chunk (and per group of chunks, after combining): what the pieces of a row add
-# up to, in two exact forms side by side.
-# - ext_sum * 2^exponent: pieces the two-pass first pass accepted (exponent = -inf: none);
-# - max_sum * exp(max): pieces it marked, summed relative to their maximum (max = -inf: none,
-#   or only -inf entries);
-# - nan, posinf: some piece holds NaN, +inf (softmax: the whole row is NaN; logsumexp: NaN,
-#   else +inf).
-PARTIAL = np.dtype([("exponent", "f8"), ("ext_sum", "f8"), ("max", "f8"), ("max_sum", "f8"),
-                    ("nan", "?"), ("posinf", "?")])
-
-# Per row, what every chunk's second pass needs: the pass state (abi.PASS_STATE) and which
-# output kernel reads it.
 STATE = abi.PASS_STATE.numpy_dtype()
+
+# Per row and piece: the first pass's state (e, 1/v, v) with the piece's sum = v * 2^e; whether
+# the first pass marked the piece, and then what it holds: nan, posinf (softmax: the whole row
+# is NaN; logsumexp: NaN, else +inf) and the piece's max and sum of exp(x - max) (max = -inf:
+# nothing, or only -inf entries).
+PIECE = np.dtype([("state", STATE), ("marked", "?"), ("nan", "?"), ("posinf", "?"),
+                  ("max", "f8"), ("max_sum", "f8")])
+
+# The state of a piece with no elements (a chunk of length 0 along a reduced axis): v = 0 at an
+# exponent below any the first pass gives (x is clamped at -2^20, so e > -2^21 * log2(e)).
+EMPTY_EXPONENT = -2.0 ** 23
+
+# Per row, what every chunk's softmax output pass needs: the pass state and which kernel.
 MODE_TWO_PASS, MODE_MAX, MODE_NAN = 0, 1, 2
 ROW_PLAN = np.dtype([("state", STATE), ("mode", "i1")])
 
-# A marked piece whose maximum lies this many binary orders of magnitude below the accepted
-# pieces' exponent adds less than 2^-150 of the sum: the row stays two-pass, and the second
-# pass turns that piece into exact zeros (vscaleextexp gives +0 below 2^(e - 127)).
-NEGLIGIBLE_ORDERS = 160.0
-LOG2E = 1.0 / math.log(2.0)
 LN2 = math.log(2.0)
 
-# ---------------------------------------------------------------------------- native passes
-class _Pass:
-    """One pass kernel of one algorithm: call(x_row, y_row, state_row) -> its return code."""
 
-    def __init__(self, algorithm: str, index: int, isa: str, nontemporal: bool):
-        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
-        self.function = bindings.function(variant, variant.passes[index].symbol)
-        self.pointer = bindings.contiguous_pointer
+# ---------------------------------------------------------------------------- native kernels
+class _Kernels:
+    """The native calls one function (softmax, or the log functions) makes on a worker."""
 
-    def __call__(self, x: np.ndarray, y: np.ndarray, state: np.ndarray) -> int:
-        p = self.pointer
-        return self.function(p(x), p(y), x.shape[0], p(state))
+    def __init__(self, function: str, isa: str):
+        self.isa = isa
+        if function == "softmax":
+            self.first = bindings.passes("two-pass", isa).functions[0]
+            self.reduce = None
+        else:
+            variant = variants.REGISTRY.log_softmax("two-pass", isa)
+            self.first = None
+            self.reduce = bindings.function(variant, variant.reduce_symbol)
+
+    def first_pass(self, x2d: np.ndarray, states: np.ndarray, status: np.ndarray) -> None:
+        """Every row of x2d (unit element stride, any row stride): its first-pass state, and
+        status[r] != 0 where the pass marked the row."""
+        count, n = x2d.shape
+        if self.reduce is not None:
+            self.reduce(bindings.pointer(x2d), n, count, x2d.strides[0],
+                        bindings.pointer(states), bindings.pointer(status))
+            return
+        x, state = bindings.byte_address(x2d), bindings.byte_address(states)
+        stride, size, first = x2d.strides[0], states.itemsize, self.first
+        for r in range(count):
+            status[r] = first(x + r * stride, x + r * stride, n, state + r * size)
 
 
-_passes: dict = {}
-_passes_lock = threading.Lock()
+_kernels: dict = {}
 
 
-def _pass(algorithm: str, index: int, isa: str, nontemporal: bool = False) -> _Pass:
-    key = (algorithm, index, isa, nontemporal)
-    found = _passes.get(key)
+def _kernels_for(function: str, isa: str) -> _Kernels:
+    key = (function == "softmax", isa)
+    found = _kernels.get(key)
     if found is None:
-        with _passes_lock:
-            found = _passes.get(key) or _Pass(algorithm, index, isa, nontemporal)
-            _passes[key] = found
+        found = _kernels.setdefault(key, _Kernels(function, isa))
     return found
 
 
-def _rows(block: np.ndarray, axis: int) -> np.ndarray:
-    """The block with `axis` last, as C-contiguous (rows, n) float32 (a copy only if needed)."""
-    moved = np.moveaxis(block, axis, -1)
-    n = moved.shape[-1]
-    return np.ascontiguousarray(moved, dtype=np.float32).reshape(-1, n)
-
-
-def _over_rows(count: int, threads: int, work) -> None:
-    """work(start, end) over range(count), in `threads` nearly equal pieces (the kernels release
-    the GIL, so the pieces run in parallel)."""
-    if threads <= 1 or count < 2:
+def _on_rows(count: int, threads: int, work) -> None:
+    """work(start, end) over range(count), on up to `threads` threads (softjit's pool)."""
+    threads = row_runtime.threads_for(threads, count)
+    if threads <= 1:
         work(0, count)
         return
-    parts = min(threads, count)
-    bounds = [count * k // parts for k in range(parts + 1)]
-    with concurrent.futures.ThreadPoolExecutor(parts - 1) as pool:
-        futures = [pool.submit(work, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
-        work(bounds[0], bounds[1])
-        for f in futures:
-            f.result()
+    row_runtime.on_threads([(lambda a=a, b=b: work(a, b))
+                            for a, b in row_runtime.pieces(count, threads)])
+
+
+# ---------------------------------------------------------------------------- shapes
+def _moved(block: np.ndarray, axes: tuple) -> np.ndarray:
+    """block with `axes` moved to the end, in order."""
+    k = len(axes)
+    return np.moveaxis(block, axes, tuple(range(block.ndim - k, block.ndim)))
+
+
+def _rows(block: np.ndarray, axes: tuple) -> np.ndarray:
+    """The block's rows (its `axes` moved last and merged) as C-contiguous (rows, m) float32."""
+    moved = _moved(block, axes)
+    k = moved.ndim - len(axes)
+    shape = (math.prod(moved.shape[:k]), math.prod(moved.shape[k:]))
+    return np.ascontiguousarray(moved, dtype=np.float32).reshape(shape)
+
+
+def _unmoved(values: np.ndarray, block_shape: tuple, axes: tuple) -> np.ndarray:
+    """(rows, m) values back in the block's own layout (the inverse of _rows)."""
+    k = len(axes)
+    moved_shape = tuple(s for i, s in enumerate(block_shape) if i not in axes) + \
+        tuple(block_shape[a] for a in axes)
+    back = np.moveaxis(values.reshape(moved_shape), tuple(range(len(block_shape) - k,
+                                                                 len(block_shape))), axes)
+    return np.ascontiguousarray(back)
+
+
+def _piece_bounds(start: int, end: int, n: int) -> list:
+    """The [a, b) pieces (offsets in the chunk) the chunk [start, end) of a row of n elements
+    is reduced in: softjit.softmax's own chunks of a long row (rows.chunk_bounds) where the
+    chunk starts and ends on their bounds, else the chunk whole."""
+    if n >= row_runtime.SPLIT_ROW_MIN and end > start:
+        grid = row_runtime.chunk_bounds(n)
+        starts = {a for a, _ in grid}
+        if start in starts and (end in starts or end == n):
+            return [(a - start, b - start) for a, b in grid if start <= a < end]
+    return [(0, end - start)]
 
 
 # ---------------------------------------------------------------------------- pass 1 per chunk
-def _moved_shape(shape, axis: int) -> tuple:
-    """The shape with `axis` moved last (as np.moveaxis(a, axis, -1) would give it)."""
-    return tuple(shape[:axis]) + tuple(shape[axis + 1:]) + (shape[axis],)
-
-
-def _first_pass(block: np.ndarray, axis, keepdims: bool, isa: str, threads: int,
-                computing_meta: bool = False) -> np.ndarray:
-    """Per row of this chunk: its PARTIAL record (shape: block with `axis` of length 1)."""
-    (axis,) = axis
-    shape = list(block.shape)
-    shape[axis] = 1
-    if computing_meta:
-        return np.empty(shape, PARTIAL)
-    rows = _rows(block, axis)
-    count, n = rows.shape
-    partial = np.empty(count, PARTIAL)
-    partial["exponent"], partial["ext_sum"] = -np.inf, 0.0
-    partial["max"], partial["max_sum"] = -np.inf, 0.0
-    partial["nan"], partial["posinf"] = False, False
-    if n:
+def _first_pass(block: np.ndarray, *, axes: tuple, n: int, function: str, isa: str,
+                threads: int, block_info=None) -> np.ndarray:
+    """Per row of this chunk and piece of it: a PIECE record. Shape: the block's, with the
+    reduced axis as long as the chunk has pieces (one axis), or 1 along each reduced axis."""
+    if len(axes) == 1:
+        start, end = block_info[0]["array-location"][axes[0]]
+        bounds = _piece_bounds(start, end, n)
+    else:
+        bounds = [(0, math.prod(block.shape[a] for a in axes))]
+    x2d = _rows(block, axes)
+    count = x2d.shape[0]
+    records = np.zeros((count, len(bounds)), PIECE)
+    records["max"] = -np.inf
+    kernels = _kernels_for(function, isa)
+    for j, (a, b) in enumerate(bounds):
+        column = records[:, j]
+        if b == a:
+            column["state"]["max_or_exponent"] = EMPTY_EXPONENT
+            column["state"]["scale"] = 1.0
+            continue
+        piece = x2d[:, a:b]
         states = np.zeros(count, STATE)
-        raddextexp = _pass("two-pass", 0, isa)
+        status = np.zeros(count, np.int32)
+        _on_rows(count, threads, lambda r0, r1: kernels.first_pass(piece[r0:r1], states[r0:r1],
+                                                                   status[r0:r1]))
+        column["state"] = states
+        for r in np.flatnonzero(status):
+            _marked_piece(piece[r], column[r:r + 1])
+    shape = tuple(s for i, s in enumerate(block.shape) if i not in axes)
+    if len(axes) == 1:
+        return np.moveaxis(records.reshape(shape + (len(bounds),)), -1, axes[0])
+    k = len(axes)
+    return np.moveaxis(records.reshape(shape + (1,) * k),
+                       tuple(range(len(shape), len(shape) + k)), axes)
 
-        def work(a, b):
-            for r in range(a, b):
-                if raddextexp(rows[r], rows[r], states[r:r + 1]) != abi.PASS_OK:
-                    _marked_piece(rows[r], partial[r:r + 1])
-                else:
-                    partial["exponent"][r] = states["max_or_exponent"][r]
-                    partial["ext_sum"][r] = states["sum"][r]
 
-        _over_rows(count, threads, work)
-    return np.moveaxis(partial.reshape(_moved_shape(shape, axis)), -1, axis)
-
-
-def _marked_piece(row: np.ndarray, record: np.ndarray) -> None:
-    """A piece the two-pass first pass would not take: its maximum and sum relative to it."""
-    record["nan"], record["posinf"] = np.isnan(row).any(), (row == np.inf).any()
-    if record["nan"] or record["posinf"]:
+def _marked_piece(piece: np.ndarray, record: np.ndarray) -> None:
+    """A piece the two-pass first pass marked: what it holds, its maximum and sum relative to
+    it (float64)."""
+    record["marked"] = True
+    record["nan"], record["posinf"] = np.isnan(piece).any(), (piece == np.inf).any()
+    if record["nan"][0] or record["posinf"][0]:
         return
-    m = float(row.max())
+    m = float(piece.max())
     if m == -np.inf:
         return  # only -inf: this piece adds nothing
     record["max"] = m
-    record["max_sum"] = float(np.exp(row.astype(np.float64) - m).sum())
+    record["max_sum"] = math.fsum(np.exp(piece.astype(np.float64) - m).tolist())
+
+
+def _piece_chunks(x, axes: tuple) -> tuple:
+    """The chunks of _first_pass's output: pieces per chunk along the one reduced axis."""
+    if len(axes) == 1:
+        (axis,) = axes
+        n = x.shape[axis]
+        edges = np.cumsum((0,) + x.chunks[axis]).tolist()
+        pieces = tuple(len(_piece_bounds(a, b, n)) for a, b in zip(edges, edges[1:]))
+        return tuple(pieces if i == axis else c for i, c in enumerate(x.chunks))
+    return tuple((1,) * len(c) if i in axes else c for i, c in enumerate(x.chunks))
 
 
 # ---------------------------------------------------------------------------- the reduction
-def _combine(partials: np.ndarray, axis, keepdims: bool = True) -> np.ndarray:
-    """The PARTIAL records along `axis` combined into one (exact rescaling, float64 sums in
-    chunk order)."""
-    (axis,) = axis
-    parts = np.moveaxis(partials, axis, 0)
-    out = np.empty(parts.shape[1:], PARTIAL)
-    exponent = parts["exponent"].max(axis=0) if len(parts) else np.full(out.shape, -np.inf)
-    maximum = parts["max"].max(axis=0) if len(parts) else np.full(out.shape, -np.inf)
-    ext_sum = np.zeros(out.shape)
-    max_sum = np.zeros(out.shape)
-    has_ext = exponent > -np.inf
-    has_max = maximum > -np.inf
-    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
-        for part in parts:  # in chunk order
-            shift = np.where(has_ext & (part["exponent"] > -np.inf),
-                             part["exponent"] - np.where(has_ext, exponent, 0.0), -np.inf)
-            ext_sum = ext_sum + np.ldexp(part["ext_sum"],
-                                         np.maximum(shift, -2000.0).astype(np.int64))
-            gap = np.where(has_max & (part["max"] > -np.inf),
-                           part["max"] - np.where(has_max, maximum, 0.0), -np.inf)
-            max_sum = max_sum + part["max_sum"] * np.exp(gap)
-    out["exponent"], out["ext_sum"] = exponent, ext_sum
-    out["max"], out["max_sum"] = maximum, max_sum
-    out["nan"] = parts["nan"].any(axis=0) if len(parts) else False
-    out["posinf"] = parts["posinf"].any(axis=0) if len(parts) else False
-    if keepdims:
-        out = np.expand_dims(out, axis)
-    return out
+def _gathered(records: np.ndarray, axis, keepdims: bool = True) -> np.ndarray:
+    """A level of the tree: the records Dask concatenated, passed on (the combination rule
+    needs every piece's record; it is applied once, by the last step)."""
+    return records
 
 
-def _modes(total: np.ndarray):
-    """Per row of combined PARTIAL records: (special, two_pass, by_max) masks, and for the
-    by_max rows (ref, sums): a float32 ref at least about the row's largest element and
-    sums = sum of exp(x - ref) over the row, float64."""
-    exponent, ext_sum = total["exponent"], total["ext_sum"]
-    maximum, max_sum = total["max"], total["max_sum"]
-    special = (total["nan"] | total["posinf"]
-               | ((exponent == -np.inf) & (maximum == -np.inf)))
-    two_pass = ~special & (exponent > -np.inf) & (maximum * LOG2E <= exponent - NEGLIGIBLE_ORDERS)
-    by_max = ~special & ~two_pass
+class _RowSums:
+    """Every row's total from its PIECE records (rows, k): which rows are special (NaN or +inf
+    somewhere, or nothing but -inf), two-pass (softjit's exact rule, rows.two_pass_totals) or
+    by maximum; and the values each kind needs."""
+
+    def __init__(self, records: np.ndarray):
+        self.nan = records["nan"].any(axis=1)
+        self.posinf = records["posinf"].any(axis=1)
+        self.final, self.totals, ok = row_runtime.two_pass_totals(records["state"])
+        self.two_pass = ok & ~self.nan & ~self.posinf
+        self.ref = np.zeros(len(records))
+        self.sums = np.zeros(len(records))
+        rest = np.flatnonzero(~self.two_pass & ~self.nan & ~self.posinf)
+        empty = np.zeros(len(records), bool)
+        if len(rest):
+            ref, sums = _by_maximum(records[rest])
+            self.ref[rest], self.sums[rest] = ref, sums
+            empty[rest] = ~(sums > 0)
+        self.special = self.nan | self.posinf | empty
+        self.by_max = ~self.two_pass & ~self.special
+
+    def log_sums(self) -> np.ndarray:
+        """ln(sum(exp(x))) per row, float64: NaN if the row holds a NaN, else +inf if it holds
+        +inf, -inf if it holds only -inf."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.where(self.two_pass,
+                         np.log(self.totals)
+                         + self.final["max_or_exponent"].astype(np.float64) * LN2,
+                         self.ref + np.log(self.sums))
+        c = np.where(self.special, -np.inf, c)
+        c = np.where(self.posinf, np.inf, c)
+        return np.where(self.nan, np.nan, c)
+
+
+def _by_maximum(records: np.ndarray):
+    """Rows the two-pass rule does not take (exponents past the clamp): (ref, sums) with ref a
+    float32 at least every element's value and sums = the sum of exp(x - ref) over the row,
+    float64, from the marked pieces' (max, max_sum) and the others' v * 2^e."""
+    state = records["state"]
+    accepted = ~records["marked"]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        ext_log = np.where(exponent > -np.inf, np.log(ext_sum) + exponent * LN2, -np.inf)
-        ref = np.maximum(maximum, ext_log).astype(np.float32).astype(np.float64)
-        ref = np.where(by_max, ref, 0.0)
-        sums = (np.where(maximum > -np.inf, max_sum * np.exp(maximum - ref), 0.0)
-                + np.where(exponent > -np.inf, ext_sum * np.exp(exponent * LN2 - ref), 0.0))
-    return special, two_pass, by_max, ref, sums
+        v = state["sum"].astype(np.float64)
+        e = state["max_or_exponent"].astype(np.float64)
+        ext_log = np.where(accepted & (v > 0), np.log(v) + e * LN2, -np.inf)
+        peak = np.maximum(records["max"].max(axis=1), ext_log.max(axis=1))
+        ref = peak.astype(np.float32)
+        ref = np.where(ref < peak, np.nextafter(ref, np.float32(np.inf)), ref).astype(np.float64)
+        ref = np.where(np.isfinite(ref), ref, 0.0)
+        marked = np.where(records["max"] > -np.inf,
+                          records["max_sum"] * np.exp(records["max"] - ref[:, None]), 0.0)
+        rest = np.where(ext_log > -np.inf, np.exp(ext_log - ref[:, None]), 0.0)
+        sums = (marked + rest).sum(axis=1)
+    return ref, sums
 
 
-def _plan(total: np.ndarray) -> np.ndarray:
-    """The combined PARTIAL record of every row -> its ROW_PLAN: which output kernel, with what
-    state."""
-    special, two_pass, by_max, ref, sums = _modes(total)
-    exponent, ext_sum = total["exponent"], total["ext_sum"]
-    plan = np.zeros(total.shape, ROW_PLAN)
+def _row_records(records: np.ndarray, axes: tuple) -> np.ndarray:
+    """Gathered records with the reduced axes last, as (rows, pieces)."""
+    moved = _moved(records, axes)
+    k = moved.ndim - len(axes)
+    return moved.reshape(math.prod(moved.shape[:k]), math.prod(moved.shape[k:]))
+
+
+def _kept_shape(records: np.ndarray, axes: tuple, keepdims: bool) -> tuple:
+    return tuple(1 if i in axes else s for i, s in enumerate(records.shape)
+                 if keepdims or i not in axes)
+
+
+def _plan(records: np.ndarray, axis, keepdims: bool = False) -> np.ndarray:
+    """The gathered PIECE records of every row -> its ROW_PLAN (which output kernel, with what
+    state)."""
+    sums = _RowSums(_row_records(records, axis))
+    plan = np.zeros(len(sums.two_pass), ROW_PLAN)
     state = plan["state"]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        # two-pass rows: (e, 1/v, v) rounded to float32;
-        # the others: y = exp(x - ref) * (1 / sums)
-        state["max_or_exponent"] = np.where(two_pass, exponent, ref)
-        state["scale"] = np.where(two_pass, 1.0 / ext_sum, np.where(by_max, 1.0 / sums, 0.0))
-        state["sum"] = np.where(two_pass, ext_sum, np.where(by_max, sums, 0.0))
-    plan["mode"] = np.where(special, MODE_NAN, np.where(two_pass, MODE_TWO_PASS, MODE_MAX))
-    return plan
+    state[sums.two_pass] = sums.final[sums.two_pass]
+    with np.errstate(divide="ignore"):
+        # by maximum: y = min(exp(x - ref) * (1 / sums), 1)
+        state["max_or_exponent"][sums.by_max] = sums.ref[sums.by_max]
+        state["scale"][sums.by_max] = 1.0 / sums.sums[sums.by_max]
+        state["sum"][sums.by_max] = sums.sums[sums.by_max]
+    plan["mode"] = np.where(sums.special, MODE_NAN,
+                            np.where(sums.two_pass, MODE_TWO_PASS, MODE_MAX))
+    return plan.reshape(_kept_shape(records, axis, keepdims))
 
 
-def _log_sums(total: np.ndarray) -> np.ndarray:
-    """ln(sum(exp(x))) per row, float64: NaN if the row holds a NaN, else +inf if it holds
-    +inf, -inf if it holds only -inf."""
-    special, two_pass, by_max, ref, sums = _modes(total)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = np.where(two_pass, np.log(total["ext_sum"]) + total["exponent"] * LN2,
-                     ref + np.log(sums))
-    c = np.where(special, -np.inf, c)
-    c = np.where(total["posinf"], np.inf, c)
-    return np.where(total["nan"], np.nan, c)
+def _logsumexp_of(records: np.ndarray, axis, keepdims: bool = False) -> np.ndarray:
+    c = _RowSums(_row_records(records, axis)).log_sums()
+    return c.astype(np.float32).reshape(_kept_shape(records, axis, keepdims))
 
 
-def _logsumexp_of(total: np.ndarray) -> np.ndarray:
-    return _log_sums(total).astype(np.float32)
-
-
-def _apply_states(total: np.ndarray) -> np.ndarray:
+def _apply_states(records: np.ndarray, axis, keepdims: bool = False) -> np.ndarray:
     """Per row, the log_softmax output pass's state: y = (x - a) - b with a + b = ln(sum)
-    (a the float32 nearest it, b the rest; a = ref exactly for the max-then-sum rows, so that
+    (a the float32 nearest it, b the rest; a = ref exactly for the rows by maximum, so that
     x - a is exact near the maximum), a = NaN for the rows that come out NaN."""
-    special, two_pass, by_max, ref, sums = _modes(total)
-    c = _log_sums(total)
-    states = np.zeros(total.shape, STATE)
+    sums = _RowSums(_row_records(records, axis))
+    c = sums.log_sums()
+    states = np.zeros(len(c), STATE)
     with np.errstate(divide="ignore", invalid="ignore"):
-        high = np.where(by_max, ref, c.astype(np.float32))
-        low = np.where(by_max, np.log(sums), c - high)
-    states["max_or_exponent"] = np.where(special, np.nan, high)
-    states["scale"] = np.where(special, 0.0, low)
-    return states
+        high = np.where(sums.by_max, sums.ref, c.astype(np.float32))
+        low = np.where(sums.by_max, np.log(sums.sums), c - high)
+    states["max_or_exponent"] = np.where(sums.special, np.nan, high)
+    states["scale"] = np.where(sums.special, 0.0, low)
+    return states.reshape(_kept_shape(records, axis, keepdims))
 
 
 # ---------------------------------------------------------------------------- pass 2 per chunk
-def _second_pass(block: np.ndarray, plan: np.ndarray, axis: int, isa: str,
+def _second_pass(block: np.ndarray, plan: np.ndarray, axes: tuple, isa: str,
                  threads: int) -> np.ndarray:
     """softmax of this chunk's pieces of rows, each row scaled by its plan."""
-    rows = _rows(block, axis)
-    count, n = rows.shape
-    out = np.empty_like(rows)
+    x2d = _rows(block, axes)
+    count, m = x2d.shape
+    out = np.empty_like(x2d)
     plans = np.ascontiguousarray(plan).reshape(-1)
     states = np.ascontiguousarray(plans["state"])
     modes = plans["mode"]
-    if n and count:
-        nontemporal = nontemporal_for(rows.nbytes)
-        scale_extexp = _pass("two-pass", 1, isa, nontemporal)
-        scale_expminusmax = _pass("three-pass-recompute", 2, isa, nontemporal)
+    if m and count:
+        nontemporal = nontemporal_for(x2d.nbytes)
+        scale_extexp = bindings.passes("two-pass", isa, nontemporal).functions[1]
+        scale_expminusmax = bindings.passes("three-pass-recompute", isa,
+                                            nontemporal).functions[2]
+        x, y = bindings.byte_address(x2d), bindings.byte_address(out)
+        state = bindings.byte_address(states)
+        row_bytes, size = 4 * m, states.itemsize
 
         def work(a, b):
             for r in range(a, b):
                 mode = modes[r]
                 if mode == MODE_TWO_PASS:
-                    scale_extexp(rows[r], out[r], states[r:r + 1])
+                    scale_extexp(x + r * row_bytes, y + r * row_bytes, m, state + r * size)
                 elif mode == MODE_MAX:
-                    scale_expminusmax(rows[r], out[r], states[r:r + 1])
+                    scale_expminusmax(x + r * row_bytes, y + r * row_bytes, m, state + r * size)
+                    np.minimum(out[r], 1.0, out=out[r])  # never above 1, whatever ref was
                 else:
                     out[r] = np.nan
 
-        _over_rows(count, threads, work)
-    return np.ascontiguousarray(np.moveaxis(out.reshape(_moved_shape(block.shape, axis)), -1, axis))
+        _on_rows(count, threads, work)
+    return _unmoved(out, block.shape, axes)
 
 
-def _log_second_pass(block: np.ndarray, states: np.ndarray, axis: int, isa: str,
+def _log_second_pass(block: np.ndarray, states: np.ndarray, axes: tuple, isa: str,
                      threads: int) -> np.ndarray:
     """log_softmax of this chunk's pieces of rows: y = (x - a) - b with each row's (a, b)."""
-    rows = _rows(block, axis)
-    count, n = rows.shape
-    out = np.empty_like(rows)
+    x2d = _rows(block, axes)
+    count, m = x2d.shape
+    out = np.empty_like(x2d)
     states = np.ascontiguousarray(states).reshape(-1)
-    if n and count:
-        apply = _apply_driver(isa, nontemporal_for(rows.nbytes))
-        _over_rows(count, threads, lambda a, b: apply(rows[a:b], out[a:b], states[a:b]))
-    return np.ascontiguousarray(np.moveaxis(out.reshape(_moved_shape(block.shape, axis)), -1, axis))
+    if m and count:
+        variant = variants.REGISTRY.log_softmax("two-pass", isa, nontemporal_for(x2d.nbytes))
+        apply = bindings.function(variant, variant.apply_symbol)
+        strides = np.array([4 * m, 4 * m], np.int64)
+        p = bindings.pointer
+
+        def work(a, b):
+            apply(p(x2d[a:b]), p(out[a:b]), m, b - a, p(strides), p(states[a:b]))
+
+        _on_rows(count, threads, work)
+    return _unmoved(out, block.shape, axes)
 
 
-class _ApplyDriver:
-    """The log_softmax apply driver: call(x2d, y2d, states), rows of x2d and y2d C-contiguous."""
-
-    def __init__(self, isa: str, nontemporal: bool):
-        variant = variants.REGISTRY.log_softmax("two-pass", isa, nontemporal)
-        self.function = bindings.function(variant, variant.apply_symbol)
-        self.pointer = bindings.contiguous_pointer
-
-    def __call__(self, x2d: np.ndarray, y2d: np.ndarray, states: np.ndarray) -> None:
-        p = self.pointer
-        strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)
-        self.function(p(x2d), p(y2d), x2d.shape[1], x2d.shape[0], p(strides), p(states))
+# ---------------------------------------------------------------------------- whole rows
+def _whole_rows(block: np.ndarray, axes: tuple, isa: str, threads: int) -> np.ndarray:
+    return softjit.softmax(block, axis=axes, isa=isa, threads=threads)
 
 
-def _apply_driver(isa: str, nontemporal: bool) -> _ApplyDriver:
-    key = ("apply", isa, nontemporal)
-    found = _passes.get(key)
-    if found is None:
-        with _passes_lock:
-            found = _passes.get(key) or _ApplyDriver(isa, nontemporal)
-            _passes[key] = found
-    return found
+def _whole_rows_log_softmax(block: np.ndarray, axes: tuple, isa: str, threads: int):
+    return softjit.log_softmax(block, axis=axes, isa=isa, threads=threads)
 
 
-def _whole_rows(block: np.ndarray, axis: int, isa: str, threads: int) -> np.ndarray:
-    return softjit.softmax(block, axis=axis, isa=isa, threads=threads)
-
-
-def _whole_rows_log_softmax(block: np.ndarray, axis: int, isa: str, threads: int) -> np.ndarray:
-    return softjit.log_softmax(block, axis=axis, isa=isa, threads=threads)
-
-
-def _whole_rows_logsumexp(block: np.ndarray, axis: int, isa: str, threads: int) -> np.ndarray:
-    return softjit.logsumexp(block, axis=axis, isa=isa, threads=threads)
+def _whole_rows_logsumexp(block: np.ndarray, axes: tuple, keepdims: bool, isa: str,
+                          threads: int) -> np.ndarray:
+    return np.asarray(softjit.logsumexp(block, axis=axes, keepdims=keepdims, isa=isa,
+                                        threads=threads))
 
 
 # ---------------------------------------------------------------------------- the public calls
-def _checked(x, axis, threads, function: str) -> int:
-    """The axis as a non-negative int, after checking x, axis and threads."""
+def _checked(x, axis, threads, function: str) -> tuple:
+    """The axes as a sorted tuple, after checking x, axis and threads."""
     if not isinstance(x, da.Array):
         raise TypeError(f"softjit.dask.{function} takes a dask array, not {type(x).__name__}; "
                         f"wrap numpy data with dask.array.from_array, or call softjit.{function}")
@@ -355,94 +415,94 @@ def _checked(x, axis, threads, function: str) -> int:
     if x.ndim == 0:
         raise ValueError(f"softjit.dask.{function} needs an array with at least one dimension; "
                          "got a 0-d array")
-    if not is_integer(axis):
-        raise TypeError(f"softjit.dask.{function}: axis must be an integer, not {axis!r}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"softjit.dask.{function}: axis {axis!r} is out of range for an array "
-                         f"of {x.ndim} dimension(s)")
-    if not is_integer(threads) or threads < 1:
-        raise ValueError(f"softjit.dask.{function}: threads must be a positive integer, "
-                         f"not {threads!r}")
-    return int(axis) % x.ndim
+    check_threads(threads, f"dask.{function}")
+    return _axes(axis, x.ndim, f"dask.{function}")
 
 
-def _row_totals(x, axis: int, isa: str, threads: int, split_every):
-    """Every row's combined PARTIAL record (x without `axis`): the first pass on each chunk,
-    the records of a row combined in a tree reduction."""
+def _whole(x, axes: tuple) -> bool:
+    """Every row lies in one chunk."""
+    return all(len(x.chunks[a]) == 1 for a in axes)
+
+
+def _row_reduction(x, axes: tuple, function: str, aggregate, dtype, isa: str, threads: int,
+                   split_every, keepdims: bool = False):
+    """Per row, aggregate(every PIECE record of the row): the first pass on each chunk, the
+    records gathered by a tree reduction."""
+    partials = da.map_blocks(
+        _first_pass, x, axes=axes, n=math.prod(x.shape[a] for a in axes), function=function,
+        isa=isa, threads=threads, dtype=PIECE, chunks=_piece_chunks(x, axes),
+        meta=np.empty((0,) * x.ndim, PIECE), name=f"softjit-{function}-pieces")
+    shape = (0,) * (x.ndim - (0 if keepdims else len(axes)))
+    # dtype: what the tree's tasks hand on (records); meta: what the last step gives
     return da.reduction(
-        x, _first_pass_of(isa, threads), _combine, axis=axis, keepdims=False,
-        dtype=PARTIAL, split_every=split_every, combine=_combine, concatenate=True,
-        meta=np.empty((0,) * (x.ndim - 1), PARTIAL), name="softjit-row-sums")
+        partials, _gathered, aggregate, axis=axes, keepdims=keepdims, dtype=PIECE,
+        split_every=split_every, combine=_gathered, concatenate=True,
+        meta=np.empty(shape, dtype), name=f"softjit-{function}-rows")
 
 
-def _per_row(total, function, dtype):
-    return total.map_blocks(function, dtype=dtype, meta=np.empty((0,) * total.ndim, dtype))
-
-
-def _output_pass(x, per_row, function, axis: int, isa: str, threads: int, token: str):
+def _output_pass(x, per_row, function, axes: tuple, isa: str, threads: int, token: str):
     """function(block, its rows' per-row values, ...) on every chunk of x."""
     index = tuple(range(x.ndim))
-    row_index = tuple(i for i in index if i != axis)
-    return da.blockwise(function, index, x, index, per_row, row_index, axis=axis, isa=isa,
+    row_index = tuple(i for i in index if i not in axes)
+    return da.blockwise(function, index, x, index, per_row, row_index, axes=axes, isa=isa,
                         threads=threads, dtype=np.float32,
                         meta=np.empty((0,) * x.ndim, np.float32), token=token)
 
 
-def softmax(x, axis: int = -1, *, isa: str = "auto", threads: int = 1,
+def softmax(x, axis=-1, *, isa: str = "auto", threads: int = 1,
             split_every: int | None = None):
-    """softmax along `axis` of a float32 Dask array, lazily: a Dask array of the same shape and
-    chunks (call .compute(), or .persist()/.store() for results larger than memory).
+    """softmax along `axis` (an int, a tuple of ints or None: every axis) of a float32 Dask
+    array, lazily: a Dask array of the same shape and chunks (call .compute(), or
+    .persist()/.store() for results larger than memory).
 
     Rows may be split across any number of chunks. isa: "auto", "avx2" or "avx512f", resolved
     where this is called (workers must run it too). threads: kernel threads per chunk inside a
-    worker. split_every: how many partial records one reduction task combines (Dask's default
+    worker. split_every: how many chunks' records one reduction task gathers (Dask's default
     when None). Same special values as softjit.softmax: rows holding NaN or +inf, or only -inf,
-    come out all NaN; -inf entries give exactly 0.
+    come out all NaN; -inf entries give exactly 0. Bitwise softjit.softmax's result where a row
+    lies in one chunk, or where it is long enough for softjit to split it and the chunks' bounds
+    fall on softjit's own (see the module's doc).
     """
-    axis = _checked(x, axis, threads, "softmax")
+    axes = _checked(x, axis, threads, "softmax")
     isa, threads = resolve_isa(isa), int(threads)
-    if len(x.chunks[axis]) == 1:
-        return x.map_blocks(_whole_rows, axis=axis, isa=isa, threads=threads,
+    if _whole(x, axes):
+        return x.map_blocks(_whole_rows, axes=axes, isa=isa, threads=threads,
                             dtype=np.float32, meta=np.empty((0,) * x.ndim, np.float32))
-    plan = _per_row(_row_totals(x, axis, isa, threads, split_every), _plan, ROW_PLAN)
-    return _output_pass(x, plan, _second_pass, axis, isa, threads, "softjit-softmax")
+    plan = _row_reduction(x, axes, "softmax", _plan, ROW_PLAN, isa, threads, split_every)
+    return _output_pass(x, plan, _second_pass, axes, isa, threads, "softjit-softmax")
 
 
-def logsumexp(x, axis: int = -1, *, isa: str = "auto", threads: int = 1,
+def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", threads: int = 1,
               split_every: int | None = None):
-    """ln(sum(exp(x))) along `axis` of a float32 Dask array, lazily: float32, x's shape
-    without `axis`. One read of x (the two-pass first pass per chunk, the chunks' sums combined
-    exactly). As softjit.logsumexp: NaN for a row holding NaN, else +inf for one holding +inf,
-    -inf for a row of only -inf."""
-    axis = _checked(x, axis, threads, "logsumexp")
+    """ln(sum(exp(x))) along `axis` (an int, a tuple of ints or None) of a float32 Dask array,
+    lazily: float32, x's shape without the reduced axes (kept as length 1 with keepdims). One
+    read of x (the two-pass first pass per chunk, the pieces' sums combined exactly). As
+    softjit.logsumexp: NaN for a row holding NaN, else +inf for one holding +inf, -inf for a row
+    of only -inf."""
+    axes = _checked(x, axis, threads, "logsumexp")
     isa, threads = resolve_isa(isa), int(threads)
-    if len(x.chunks[axis]) == 1:
-        return x.map_blocks(_whole_rows_logsumexp, axis=axis, isa=isa, threads=threads,
-                            drop_axis=axis, dtype=np.float32,
-                            meta=np.empty((0,) * (x.ndim - 1), np.float32))
-    return _per_row(_row_totals(x, axis, isa, threads, split_every), _logsumexp_of, np.float32)
+    if _whole(x, axes):
+        kept = () if keepdims else axes
+        return x.map_blocks(_whole_rows_logsumexp, axes=axes, keepdims=bool(keepdims), isa=isa,
+                            threads=threads, drop_axis=kept, dtype=np.float32,
+                            chunks=tuple((1,) if i in axes else c
+                                         for i, c in enumerate(x.chunks) if i not in kept),
+                            meta=np.empty((0,) * (x.ndim - len(kept)), np.float32))
+    return _row_reduction(x, axes, "logsumexp", _logsumexp_of, np.float32, isa, threads,
+                          split_every, keepdims=bool(keepdims))
 
 
-def log_softmax(x, axis: int = -1, *, isa: str = "auto", threads: int = 1,
+def log_softmax(x, axis=-1, *, isa: str = "auto", threads: int = 1,
                 split_every: int | None = None):
-    """log_softmax along `axis` of a float32 Dask array, lazily: x - logsumexp(x), x's shape
-    and chunks. Two reads of x and one write (the output pass has no exp). As
-    softjit.log_softmax: -inf entries give -inf; rows holding NaN or +inf, or only -inf, come
-    out all NaN."""
-    axis = _checked(x, axis, threads, "log_softmax")
+    """log_softmax along `axis` (an int, a tuple of ints or None) of a float32 Dask array,
+    lazily: x - logsumexp(x), x's shape and chunks. Two reads of x and one write (the output
+    pass has no exp). As softjit.log_softmax: -inf entries give -inf; rows holding NaN or +inf,
+    or only -inf, come out all NaN."""
+    axes = _checked(x, axis, threads, "log_softmax")
     isa, threads = resolve_isa(isa), int(threads)
-    if len(x.chunks[axis]) == 1:
-        return x.map_blocks(_whole_rows_log_softmax, axis=axis, isa=isa, threads=threads,
+    if _whole(x, axes):
+        return x.map_blocks(_whole_rows_log_softmax, axes=axes, isa=isa, threads=threads,
                             dtype=np.float32, meta=np.empty((0,) * x.ndim, np.float32))
-    states = _per_row(_row_totals(x, axis, isa, threads, split_every), _apply_states, STATE)
-    return _output_pass(x, states, _log_second_pass, axis, isa, threads, "softjit-log-softmax")
-
-
-class _first_pass_of:
-    """The reduction's chunk function with the isa and thread count bound (picklable)."""
-
-    def __init__(self, isa: str, threads: int):
-        self.isa, self.threads = isa, threads
-
-    def __call__(self, block, axis, keepdims=True, computing_meta=False):
-        return _first_pass(block, axis, keepdims, self.isa, self.threads, computing_meta)
+    states = _row_reduction(x, axes, "log_softmax", _apply_states, STATE, isa, threads,
+                            split_every)
+    return _output_pass(x, states, _log_second_pass, axes, isa, threads, "softjit-log-softmax")

@@ -58,6 +58,20 @@ def test_cluster_middle_axis(client):
     check_softmax(y, x.compute(), axis=1)
 
 
+def test_cluster_several_axes_and_log_functions(client):
+    """Rows over two axes, split along both, in worker processes: softmax, logsumexp and
+    log_softmax agree with softjit's single-machine functions."""
+    import softjit
+
+    values = (np.random.default_rng(3).standard_normal((4, 60, 7)) * 9).astype(np.float32)
+    x = da.from_array(values, chunks=(3, 25, 4))
+    y, c, ly = client.compute([sd.softmax(x, axis=(1, 2)), sd.logsumexp(x, axis=(1, 2)),
+                               sd.log_softmax(x, axis=None)], sync=True)
+    np.testing.assert_allclose(y, softjit.softmax(values, axis=(1, 2)), rtol=2e-5, atol=1e-38)
+    np.testing.assert_allclose(c, softjit.logsumexp(values, axis=(1, 2)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ly, softjit.log_softmax(values, axis=None), rtol=2e-6, atol=2e-6)
+
+
 def test_worker_killed_mid_computation(client):
     """SIGKILL one worker process once the first tasks finished: the nanny restarts it, the
     scheduler reruns its lost tasks elsewhere, and the result is still right."""

@@ -53,22 +53,73 @@ def test_whole_rows_bitwise_equal_to_softjit(isa):
     assert np.array_equal(run(x, (4, 513), isa=isa), softjit.softmax(x, isa=isa))
 
 
+def _long_rows(rows: int, seed: int) -> np.ndarray:
+    """Rows long enough for softjit.softmax to reduce them chunk by chunk (rows.chunk_bounds),
+    with the special cases that cross its chunks: a chunk of only -inf, a row whose only finite
+    element sits in one chunk, alternate -inf."""
+    from softjit.runtime import rows as row_runtime
+
+    n = row_runtime.SPLIT_ROW_MIN
+    x = (np.random.default_rng(seed).standard_normal((rows, n)) * 5).astype(np.float32)
+    first = row_runtime.chunk_bounds(n)[0]
+    x[1, first[0]:first[1]] = -np.inf
+    x[2, :] = -np.inf
+    x[2, n - 3] = 7.25
+    x[3, ::2] = -np.inf
+    return x
+
+
 @pytest.mark.parametrize("isa", HOST_ISAS)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_split_row_agrees_with_softjit_chunked_row(isa, threads):
-    """Chunks on the bounds softjit reduces a long row in (rows.chunk_bounds): the same pass
-    kernels on the same pieces; softjit adds the chunk sums with math.fsum and rounds its
-    two-pass scale up, the graph adds them in chunk order, so the two agree to an ulp or two
-    (not bitwise)."""
-    from softjit.runtime import rows
+def test_split_rows_bitwise_equal_to_softjit_threads(isa, threads):
+    """Chunks whose bounds fall on those softjit reduces a long row in (rows.chunk_bounds):
+    the same first-pass kernel on the same pieces, the same exact combination
+    (rows.two_pass_totals) and the same output pass, so the same bits as softjit.softmax with
+    any threads=, on softjit's chunks or on unions of them, along the last or the first axis."""
+    from softjit.runtime import rows as row_runtime
 
-    n = rows.SPLIT_ROW_MIN
-    x = (np.random.default_rng(threads).standard_normal((1, n)) * 5).astype(np.float32)
-    chunks = (1, tuple(b - a for a, b in rows.chunk_bounds(n)))
+    x = _long_rows(4, threads)
+    n = x.shape[1]
     expected = softjit.softmax(x, algorithm="two-pass", isa=isa, threads=threads)
-    np.testing.assert_allclose(run(x, chunks, isa=isa), expected, rtol=3e-7, atol=FLT_MIN)
+    grid = tuple(b - a for a, b in row_runtime.chunk_bounds(n))
+    pairs = tuple(sum(grid[i:i + 2]) for i in range(0, len(grid), 2))
+    for chunks in [(1, grid), (3, pairs), (4, (grid[0], n - grid[0]))]:
+        y = run(x, chunks, isa=isa, threads=threads)
+        assert np.array_equal(y, expected), chunks
+    assert y[2, n - 3] == 1.0 and not y[2, :n - 3].any()
+    xt = np.ascontiguousarray(x[:2].T)
+    assert np.array_equal(run(xt, (pairs, 2), axis=0, isa=isa),
+                          softjit.softmax(xt, axis=0, algorithm="two-pass", isa=isa, threads=2))
 
 
+@pytest.mark.parametrize("isa", HOST_ISAS)
+def test_split_rows_off_softjits_bounds_agree_closely(isa):
+    """Chunk bounds off softjit's own: the pieces differ, so the sums differ in rounding."""
+    x = _long_rows(4, 9)
+    expected = softjit.softmax(x, algorithm="two-pass", isa=isa, threads=2)
+    with np.errstate(all="ignore"):
+        y = run(x, (3, 300_001), isa=isa)
+    np.testing.assert_allclose(y, expected, rtol=3e-7, atol=FLT_MIN)
+    assert y[2, -3] == 1.0
+
+
+@pytest.mark.parametrize("isa", HOST_ISAS)
+def test_single_finite_or_dominating_entry_gives_exactly_one(isa):
+    """The scale 1/sum is rounded up (rows.scale_for), so the entry that is the whole sum, or
+    all of it that float32 holds, comes out exactly 1 (min(p * r, 1)), never an ulp off it,
+    wherever the entry sits among the chunks; no output exceeds 1."""
+    rng = np.random.default_rng(4)
+    rows, n = 300, 40
+    where = rng.integers(0, n, rows)
+    values = (rng.standard_normal(rows) * 30).astype(np.float32)
+    alone = np.full((rows, n), -np.inf, np.float32)
+    alone[np.arange(rows), where] = values
+    dominated = (rng.standard_normal((rows, n)) - 120).astype(np.float32)
+    dominated[np.arange(rows), where] = values + np.float32(40)
+    for x in (alone, dominated):
+        y = run(x, (64, 10), isa=isa)
+        assert (y <= 1.0).all()
+        assert (y[np.arange(rows), where] == 1.0).all()
 @pytest.mark.parametrize("split_every", [2, 3, None])
 def test_tree_reduction_depth(split_every):
     """Many chunks along the row: the partial sums meet over several levels of the tree."""
@@ -123,6 +174,75 @@ def test_special_values_along_first_axis(isa):
     x = np.ascontiguousarray(_rows_with_specials().T)
     with np.errstate(all="ignore"):
         check_softmax(run(x, (7, 5), axis=0, isa=isa), x, axis=0, ref=reference(x, 0))
+
+
+# ---------------------------------------------------------------------------- several axes
+def _merged(a: np.ndarray, axes) -> np.ndarray:
+    """a with `axes` (a tuple, or None: all) moved last and merged: (rows, row length)."""
+    axes = tuple(range(a.ndim)) if axes is None else tuple(sorted(ax % a.ndim for ax in axes))
+    moved = np.moveaxis(a, axes, tuple(range(a.ndim - len(axes), a.ndim)))
+    return moved.reshape(-1, int(np.prod([a.shape[ax] for ax in axes])))
+
+
+@pytest.mark.parametrize("isa", HOST_ISAS)
+@pytest.mark.parametrize("shape, chunks, axes", [
+    ((4, 30, 20), (3, 7, 6), (1, 2)),
+    ((4, 30, 20), (3, 7, 6), (0, -1)),
+    ((4, 30, 20), (3, 7, 6), None),
+    ((6, 50), (4, 9), None),
+    ((5, 8, 9, 3), (2, 3, 9, 2), (1, 3)),   # one reduced axis whole, the other split
+    ((4, 30, 20), (2, 30, 20), (1, 2)),     # rows whole in one chunk: softjit's own functions
+])
+def test_several_axes(isa, shape, chunks, axes):
+    rng = np.random.default_rng(abs(hash((shape, axes))) % 2**32)
+    x = (rng.standard_normal(shape) * 20).astype(np.float32)
+    y = run(x, chunks, axes, isa=isa)
+    check_softmax(_merged(y, axes), _merged(x, axes))
+    single = softjit.softmax(x, axis=axes, isa=isa)
+    if all(len(c) == 1 for i, c in enumerate(da.from_array(x, chunks=chunks).chunks)
+           if axes is None or i in {a % x.ndim for a in axes}):
+        assert np.array_equal(y, single)
+    np.testing.assert_allclose(y, single, rtol=2e-5, atol=FLT_MIN)
+    c, ly = run_log(x, chunks, axes, isa=isa)
+    c_ref, y_ref = _log_reference(_merged(x, axes))
+    np.testing.assert_allclose(c.reshape(-1), c_ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(c, softjit.logsumexp(x, axis=axes, isa=isa), rtol=1e-6, atol=1e-6)
+    assert np.all(np.abs(_merged(ly, axes) - y_ref) <= 2e-6 * np.maximum(1.0, np.abs(y_ref)))
+    kept = sd.logsumexp(da.from_array(x, chunks=chunks), axis=axes, keepdims=True, isa=isa)
+    kept = kept.compute(scheduler="threads")
+    assert kept.shape == softjit.logsumexp(x, axis=axes, keepdims=True).shape
+    np.testing.assert_array_equal(kept.reshape(c.shape), c)
+
+
+@pytest.mark.parametrize("isa", HOST_ISAS)
+def test_special_values_across_chunks_of_several_axes(isa):
+    """Each row of _rows_with_specials as a 4 x 10 block of a 3-D array, reduced over its two
+    axes and split 2 x 5: the specials cross chunk boundaries along both."""
+    flat = _rows_with_specials()
+    x = flat.reshape(14, 4, 10)
+    with np.errstate(all="ignore"):
+        y = run(x, (5, 2, 5), (1, 2), isa=isa)
+        c, ly = run_log(x, (5, 2, 5), (1, 2), isa=isa)
+    y2 = y.reshape(14, 40)
+    check_softmax(y2, flat)
+    assert np.isnan(y2[[2, 3, 4]]).all() and not np.isnan(np.delete(y2, [2, 3, 4], 0)).any()
+    assert y2[0, 33] == 1.0 and not y2[0, np.arange(40) != 33].any()
+    _check_log(c, ly.reshape(14, 40), flat)
+    assert np.isnan(c[2]) and c[3] == np.inf and c[4] == -np.inf
+
+
+def test_several_axes_empty_and_bad():
+    x = np.zeros((3, 0, 4), np.float32)
+    assert run(x, (2, 1, 3), (1, 2)).shape == (3, 0, 4)
+    c = sd.logsumexp(da.from_array(x, chunks=(2, 1, 3)), axis=(1, 2)).compute()
+    np.testing.assert_array_equal(c, np.full(3, -np.inf, np.float32))
+    dx = da.zeros((4, 10), chunks=(2, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match="repeats"):
+        sd.softmax(dx, axis=(1, -1))
+    with pytest.raises(ValueError, match="out of range"):
+        sd.log_softmax(dx, axis=(0, 2))
+    with pytest.raises(TypeError, match="axis must be an integer"):
+        sd.logsumexp(dx, axis=(0, 1.0))
 
 
 def test_threads_inside_chunks():
