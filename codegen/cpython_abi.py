@@ -27,12 +27,13 @@ PYBUF_ND = 0x0008
 PYBUF_STRIDES = 0x0010 | PYBUF_ND
 PYBUF_C_CONTIGUOUS = 0x0020 | PYBUF_STRIDES
 
-# PyObject header: ob_refcnt, then ob_type.
+# PyObject header: ob_refcnt, then ob_type (the types compared are exact: no subclass).
 OBJECT_TYPE = 8
 
 # struct PyMethodDef { const char *ml_name; PyCFunction ml_meth; int ml_flags; const char *ml_doc; }
 METHOD_DEF_SIZE = 32
 METH_FASTCALL = 0x0080
+METH_KEYWORDS = 0x0002  # with METH_FASTCALL: (self, args, nargs, kwnames)
 
 # The format string of a native float32 buffer ("f" and its terminating NUL, read as one
 # little-endian 16-bit word).
@@ -40,8 +41,17 @@ FLOAT32_FORMAT_WORD = ord("f")
 FLOAT32_ITEMSIZE = 4
 
 # Exported functions the entries call (through the PLT) and data they address (through the GOT).
+# Each is in the stable ABI of every CPython from 3.2 on: CPython's documentation keeps the
+# list (the "Contents of Limited API" table of its C-API reference, page "C API Stability"),
+# and each name below appears there as a function of the stable ABI. None of them is a macro
+# or an inline function, which the stable ABI would not export. The public softmax entry
+# (codegen/public_entries.py) needs the tuple, dict and call functions to hand a call on to the
+# Python function: PyObject_Vectorcall joined the stable ABI only in 3.12.
 FUNCTIONS = (
     "PyBytes_AsString", "PyObject_GetBuffer", "PyBuffer_Release", "PyErr_Clear",
     "PyEval_SaveThread", "PyEval_RestoreThread", "PyLong_FromSsize_t", "Py_IncRef",
+    "Py_DecRef", "PyLong_AsSsize_t", "PyErr_Occurred", "PyTuple_Size", "PyTuple_GetItem",
+    "PyTuple_New", "PyTuple_SetItem", "PyDict_New", "PyDict_SetItem", "PyDict_GetItem",
+    "PyObject_Call",
 )
 DATA = ("_Py_NotImplementedStruct",)

@@ -232,19 +232,15 @@ class _Entry:
         f.ret()
 
 
-def build_softmax_rows() -> Function:
-    f = Function(_signature(
-        SOFTMAX_ROWS,
-        "CPython METH_FASTCALL entry (x, out): softmax of every row of x into out through the\n"
-        "table's row driver; returns the number of rows recomputed, or NotImplemented."), X86_64)
-    entry = _Entry(f)
-    reg, arg = entry.reg, entry.arg
-    table = entry.acquire()
-    rows, n = entry.shapes(allow_scalar=False)
-    x, out, length = entry.data()
+def choose_driver(f: Function, first_row: Mem, n, length, refuse):
+    """Emit: the first table row from address `first_row` with n <= max_n and length <= max_bytes
+    (the table's last row fits every call); a driver of 0 jumps to `refuse`. Returns the stack
+    slots (driver, fallback) the row's addresses were copied to, so the table is not read again
+    (it may be freed once the GIL is released)."""
+    rax = f.physical_gp("rax")
     f.comment("the first table row with n <= max_n and len <= max_bytes")
     row = f.gp("row")
-    f.lea(row, ptr(table, TABLE_ROWS))
+    f.lea(row, first_row)
     walk, found, next_row = f.label("walk"), f.label("found"), f.label("next_row")
     f.bind(walk)
     f.cmp(n, ptr(row, ROW_MAX_N))
@@ -256,27 +252,36 @@ def build_softmax_rows() -> Function:
     f.jmp(walk)
     f.bind(found)
     driver, fallback = f.stack(8).sized(64), f.stack(8).sized(64)
-    n_saved, row_bytes = f.stack(8).sized(64), f.stack(8).sized(64)
-    state, strides = f.stack(8).sized(64), f.stack(16)
-    status, scratch_status = f.stack(4 * STATUS_CHUNK), f.stack(4)
-    rax = reg("rax")
     f.mov(rax, ptr(row, ROW_DRIVER))
     f.comment("driver 0: this call is not the entry's to run")
     f.test(rax, rax)
-    f.je(entry.reject)
+    f.je(refuse)
     f.mov(driver, rax)
     f.mov(rax, ptr(row, ROW_FALLBACK))
     f.mov(fallback, rax)
-    f.mov(n_saved, n)
-    f.comment("both row strides are n * 4 bytes (packed rows)")
+    return driver, fallback
+
+
+def run_row_chunks(f: Function, x, out, rows, n, driver: Mem, fallback: Mem):
+    """Emit: softmax of `rows` packed rows of `n` elements from x into out, STATUS_CHUNK rows per
+    call of the row driver at [driver]; rows it marks are redone at once by [fallback]. x, out
+    and rows are callee-saved registers (consumed); n a register or slot read once. Returns the
+    callee-saved register holding the number of rows recomputed."""
+    rax = f.physical_gp("rax")
+
+    def arg(index: int):
+        return f.physical_gp(SYSV_ARGS[index])
+
+    n_saved, row_bytes = f.stack(8).sized(64), f.stack(8).sized(64)
+    strides = f.stack(16)
+    status, scratch_status = f.stack(4 * STATUS_CHUNK), f.stack(4)
     f.mov(rax, n)
+    f.mov(n_saved, rax)
+    f.comment("both row strides are n * 4 bytes (packed rows)")
     f.shl(rax, 2)
     f.mov(row_bytes, rax)
     f.mov(strides.sized(64), rax)
     f.mov((strides + 8).sized(64), rax)
-    f.comment("release the GIL around the kernels")
-    f.call(f.imported("PyEval_SaveThread"))
-    f.mov(state, rax)
     recomputed, chunk = f.gp("recomputed", callee_saved=True), f.gp("chunk", callee_saved=True)
     f.mov(recomputed, 0)
     top, advance = f.label("chunk"), f.label("advance")
@@ -324,6 +329,25 @@ def build_softmax_rows() -> Function:
     f.add(out, rax)
     f.sub(rows, chunk)
     f.jne(top)
+    return recomputed
+
+
+def build_softmax_rows() -> Function:
+    f = Function(_signature(
+        SOFTMAX_ROWS,
+        "CPython METH_FASTCALL entry (x, out): softmax of every row of x into out through the\n"
+        "table's row driver; returns the number of rows recomputed, or NotImplemented."), X86_64)
+    entry = _Entry(f)
+    reg, arg = entry.reg, entry.arg
+    table = entry.acquire()
+    rows, n = entry.shapes(allow_scalar=False)
+    x, out, length = entry.data()
+    driver, fallback = choose_driver(f, ptr(table, TABLE_ROWS), n, length, entry.reject)
+    state = f.stack(8).sized(64)
+    f.comment("release the GIL around the kernels")
+    f.call(f.imported("PyEval_SaveThread"))
+    f.mov(state, reg("rax"))
+    recomputed = run_row_chunks(f, x, out, rows, n, driver, fallback)
     f.mov(arg(0), state)
     f.call(f.imported("PyEval_RestoreThread"))
     entry.release_and_return(recomputed)
@@ -364,7 +388,11 @@ def build_elementwise() -> Function:
 
 
 def build_module() -> Module:
-    """The entry module: both entries and their method-definition records."""
+    """The entry module: the entries, the records of the two the runtime wraps as they are,
+    and the public softmax (codegen/public_entries.py), whose record the runtime writes with
+    the Python function's docstring."""
+    from softjit.codegen.public_entries import build_softmax_public
+
     records = (
         MethodRecord(SOFTMAX_ROWS_RECORD, SOFTMAX_ROWS, "softmax_rows", abi.METH_FASTCALL,
                      "softmax_rows(x, out) -> rows recomputed, or NotImplemented"),
@@ -372,4 +400,4 @@ def build_module() -> Module:
                      "elementwise(x, out) -> 0, or NotImplemented"),
     )
     return Module(MODULE_NAME, X86_64, "CPython entry points of the kernels (stable ABI)",
-                  (build_softmax_rows(), build_elementwise()), records)
+                  (build_softmax_rows(), build_elementwise(), build_softmax_public()), records)

@@ -14,10 +14,10 @@ import sys
 import numpy as np
 
 from softjit.codegen import variants
-from softjit.runtime import bindings, cpu, entry_tables
+from softjit.runtime import bindings, cpu, entries, entry_tables
 from softjit.runtime import tensors
 from softjit.runtime.dispatch import ALGORITHMS, choose_algorithm, nontemporal_for, resolve_isa
-from softjit.runtime.memo import EXP_ENTRY_CALLS, SOFTMAX_ENTRY_CALLS
+from softjit.runtime.memo import EXP_ENTRY_CALLS, SOFTMAX_ENTRY_CALLS, SOFTMAX_ROUTES
 from softjit.runtime import rows as rows_module
 from softjit.runtime.inputs import as_float32_array
 from softjit.runtime.rows import recompute_rows, rows_view, run_rows, safe_overlap
@@ -215,6 +215,9 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
     entry = entry_tables.softmax_entry(algorithm, isa)
     if entry is not None and isinstance(isa_argument, str):
         SOFTMAX_ENTRY_CALLS[(algorithm, isa_argument)] = entry
+        if softmax is not _python_softmax:  # the public builtin: its route for these
+            SOFTMAX_ROUTES.setdefault(algorithm, {})[isa_argument] = (
+                entry_tables.softmax_row_table(algorithm, isa))
     out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "softmax")
     if x.size == 0:
         return out
@@ -289,3 +292,10 @@ def assembly(algorithm: str, isa: str = "auto") -> str:
         raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, "
                          f"{', '.join(cpu.ISAS)}")
     return bindings.assembly(variants.REGISTRY.softmax(algorithm, isa))
+
+
+# softjit.softmax: the generated builtin that runs the common calls natively and hands every
+# other call to the Python function above, which stays the owner of every check and error
+# (runtime/entries.py: public_softmax); the Python function where the builtin is not used.
+_python_softmax = softmax
+softmax = entries.public_softmax(_python_softmax, SOFTMAX_ROUTES) or _python_softmax

@@ -87,20 +87,24 @@ def _array_type() -> int:
     return id(np.ndarray)  # CPython: an object's id is its address
 
 
-def softmax_rows(rows) -> object | None:
-    """entry(x, out) -> rows recomputed | NotImplemented, for a table of
-    (max_n, max_bytes, driver, fallback) rows (function addresses; fallback 0 for a driver that
-    never marks rows; driver 0 refuses the calls its row fits); None when entries cannot be
-    used here."""
-    if unavailable_reason() is not None:
-        return None
+def pack_rows(rows) -> bytes:
+    """The table rows (max_n, max_bytes, driver, fallback) as the entries read them (function
+    addresses; fallback 0 for a driver that never marks rows; driver 0 refuses the calls its
+    row fits). The last row must fit every call."""
     rows = list(rows)
     if not rows or rows[-1][:2] != (layout.FITS_ALL, layout.FITS_ALL):
         raise ValueError("the last row of a softmax entry table must fit every call")
-    words = [_array_type(), 0]
-    for max_n, max_bytes, driver, fallback in rows:
-        words += [max_n, max_bytes, driver, fallback]
-    return _new_function(layout.SOFTMAX_ROWS_RECORD, struct.pack(f"<{len(words)}Q", *words))
+    words = [word for row in rows for word in row]
+    return struct.pack(f"<{len(words)}Q", *words)
+
+
+def softmax_rows(rows) -> object | None:
+    """entry(x, out) -> rows recomputed | NotImplemented, for a table of rows (pack_rows);
+    None when entries cannot be used here."""
+    if unavailable_reason() is not None:
+        return None
+    table = struct.pack("<2Q", _array_type(), 0) + pack_rows(rows)
+    return _new_function(layout.SOFTMAX_ROWS_RECORD, table)
 
 
 def elementwise(kernel: int) -> object | None:
@@ -110,3 +114,84 @@ def elementwise(kernel: int) -> object | None:
         return None
     table = struct.pack("<2Q", _array_type(), kernel)
     return _new_function(layout.ELEMENTWISE_RECORD, table)
+
+
+# ---------------------------------------------------------------------------- public softmax
+# What the public builtin's table points at, kept alive for the life of the process (the table
+# holds their addresses, not references): the names, the record, the strings of the record.
+_KEPT: list = []
+
+
+def public_softmax(general, routes: dict):
+    """softjit.softmax as the generated builtin (codegen/public_entries.py) running the common
+    calls natively and handing every other call to `general`, the Python function with the
+    same signature; None where it cannot be used: entries unavailable, numpy's array layout
+    not the one the entry reads, or the entry module not built yet (import does no kernel
+    work: a process that finds no built entry module keeps the Python function).
+
+    routes is {algorithm: {isa: rows}} (pack_rows), filled by `general` once it validated
+    them; it is emptied in place, never rebound, while the builtin lives."""
+    from softjit.runtime import asm_index
+
+    if asm_index.lookup(layout.MODULE_NAME) is None or unavailable_reason() is not None:
+        return None
+    from softjit.runtime import numpy_layout
+
+    allocate = numpy_layout.new_like_array_address()
+    if not numpy_layout.fields_as_expected():
+        return None
+    import ctypes
+
+    import numpy as np
+
+    from softjit.codegen import cpython_abi, public_entries as public
+
+    names = tuple(sys.intern(name) for name in public.KEYWORDS)
+    auto = sys.intern("auto")
+    words = [0] * public.TABLE_WORDS
+    for offset, value in (
+            (public.ARRAY_TYPE, id(np.ndarray)), (public.FLOAT32_DESCR, id(np.dtype(np.float32))),
+            (public.GENERAL, id(general)), (public.ROUTES, id(routes)),
+            (public.NAME_OUT, id(names[0])), (public.NAME_AXIS, id(names[1])),
+            (public.NAME_ALGORITHM, id(names[2])), (public.NAME_ISA, id(names[3])),
+            (public.NAME_THREADS, id(names[4])), (public.AUTO, id(auto)), (public.ONE, id(1)),
+            (public.INT_TYPE, id(int)), (public.STR_TYPE, id(str)), (public.NONE, id(None)),
+            (public.NEW_LIKE, allocate or 0), (public.GIL_MIN_BYTES, GIL_MIN_BYTES)):
+        words[offset // 8] = value
+    table = struct.pack(f"<{len(words)}Q", *words)
+    handle = _load_module()
+    address = ctypes.cast(getattr(handle, public.SOFTMAX_PUBLIC), ctypes.c_void_p).value
+    name = general.__name__.encode()
+    doc = (_text_signature(general) + (general.__doc__ or "")).encode()
+
+    class MethodDef(ctypes.Structure):
+        _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),
+                    ("ml_flags", ctypes.c_int), ("ml_doc", ctypes.c_char_p)]
+
+    flags = cpython_abi.METH_FASTCALL | cpython_abi.METH_KEYWORDS
+    record = MethodDef(name, address, flags, doc)
+    _KEPT.append((names, auto, general, routes, name, doc, record))
+    new = ctypes.pythonapi.PyCFunction_NewEx
+    new.restype = ctypes.py_object
+    new.argtypes = (ctypes.c_void_p, ctypes.py_object, ctypes.py_object)
+    function = new(ctypes.addressof(record), table, general.__module__)
+    return function
+
+
+# The builtin releases the GIL for inputs of at least this many bytes (16,384 float32): below
+# it, the release and the retake cost more than another thread could gain in the time the
+# kernel takes (measured: see docs/performance.md, "How a call reaches the kernel").
+GIL_MIN_BYTES = 64 << 10
+
+
+def _text_signature(function) -> str:
+    """The first lines of a builtin's __doc__ that inspect.signature reads: "name(params)\\n--\\n\\n"
+    (the Python function's parameters and defaults, without annotations)."""
+    import inspect
+
+    signature = inspect.signature(function)
+    plain = signature.replace(
+        parameters=[p.replace(annotation=inspect.Parameter.empty)
+                    for p in signature.parameters.values()],
+        return_annotation=inspect.Signature.empty)
+    return f"{function.__name__}{plain}\n--\n\n"

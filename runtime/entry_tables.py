@@ -70,6 +70,19 @@ def softmax_entry(algorithm: str, isa: str):
     return found
 
 
+def softmax_row_table(algorithm: str, isa: str) -> bytes:
+    """The rows of softmax_rows(algorithm, isa) packed as the public builtin reads them."""
+    key = (algorithm, isa)
+    found = memo.SOFTMAX_ROW_TABLES.get(key)
+    if found is None:
+        with _lock:
+            found = memo.SOFTMAX_ROW_TABLES.get(key)
+            if found is None:
+                found = memo.SOFTMAX_ROW_TABLES[key] = entries.pack_rows(
+                    softmax_rows(algorithm, isa))
+    return found
+
+
 def exp_entry(isa: str):
     """The entry for exp on `isa` (validated), or None where entries are not used."""
     found = memo.EXP_ENTRIES.get(isa)

@@ -21,6 +21,9 @@ RESOLVED_ISA: dict = {}  # isa argument -> concrete ISA           (dispatch.reso
 # once it validated them):
 EXP_ENTRY_CALLS: dict = {}  # isa argument -> exp entry            (api._exp_general)
 SOFTMAX_ENTRY_CALLS: dict = {}  # (algorithm, isa argument) -> entry (api._softmax_general)
+# The public softmax builtin's routes, {algorithm argument: {isa argument: rows table}}: its
+# table holds this dict's address, so it is only ever emptied in place (api._softmax_general)
+SOFTMAX_ROUTES: dict = {}
 
 # -------------------------------------------------- pure functions of their keys
 BUILT_MODULES: dict = {}  # variant -> its built Module            (bindings.module)
@@ -37,6 +40,7 @@ ROW_STRIDES: dict = {}  # row bytes -> (int64 pair, its pointer)   (bindings.row
 # The CPython entries built so far (runtime/entries.py), by concrete ISA:
 SOFTMAX_ENTRIES: dict = {}  # (algorithm, isa) -> entry          (entry_tables.softmax_entry)
 EXP_ENTRIES: dict = {}  # isa -> entry                              (entry_tables.exp_entry)
+SOFTMAX_ROW_TABLES: dict = {}  # (algorithm, isa) -> rows bytes  (entry_tables.softmax_row_table)
 
 
 def isa_changed() -> None:
@@ -44,6 +48,7 @@ def isa_changed() -> None:
     RESOLVED_ISA.clear()
     EXP_ENTRY_CALLS.clear()
     SOFTMAX_ENTRY_CALLS.clear()
+    SOFTMAX_ROUTES.clear()
 
 
 def tuned_table_changed() -> None:
@@ -51,7 +56,9 @@ def tuned_table_changed() -> None:
     TUNED_TABLES.clear()
     AUTO_ALGORITHM.clear()
     SOFTMAX_ENTRIES.clear()  # their tables hold the drivers the old table chose
+    SOFTMAX_ROW_TABLES.clear()
     SOFTMAX_ENTRY_CALLS.clear()
+    SOFTMAX_ROUTES.clear()
 
 
 def forget_calls() -> None:
@@ -62,3 +69,4 @@ def forget_calls() -> None:
     DRIVERS.clear()
     PASSES.clear()
     EXP_ENTRIES.clear()
+    SOFTMAX_ROW_TABLES.clear()

@@ -1,0 +1,289 @@
+"""softjit.softmax as the generated builtin (codegen/public_entries.py) against the Python
+function it hands every other call to: for every call form and every bad argument, the same
+result or the same exception, whichever runs it; which calls it runs natively; reference
+counts; the GIL; a fork after use."""
+from __future__ import annotations
+
+import gc
+import inspect
+import os
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import softjit
+from softjit.runtime import api, entries, memo
+
+pytestmark = pytest.mark.skipif(
+    api.softmax is api._python_softmax,
+    reason="softjit.softmax is the Python function in this process: "
+           f"{entries.unavailable_reason() or 'the entry module was not built before import'}")
+
+from test_call_paths import PythonFrames  # noqa: E402
+
+
+def data(*shape, seed=0):
+    return (np.random.default_rng(seed).standard_normal(shape) * 5).astype(np.float32)
+
+
+class Marked(np.ndarray):
+    pass
+
+
+class Name(str):
+    pass
+
+
+X1, X2, X3 = data(1000), data(8, 100, seed=1), data(2, 3, 40, seed=2)
+SPECIAL = data(4, 64, seed=3)
+SPECIAL[1, 3], SPECIAL[2, 5], SPECIAL[3] = np.nan, 3e38, -np.inf
+
+
+def _read_only():
+    y = np.empty_like(X2)
+    y.flags.writeable = False
+    return y
+
+
+# name: (arguments, keywords, runs natively). Arrays given as out are fresh for each run (the
+# callable makes them); "x" in keywords is the input itself.
+CALLS = {
+    "x": ((X1,), {}, True),
+    "x out": ((X1,), {"out": lambda: np.empty_like(X1)}, True),
+    "x out=None": ((X1,), {"out": None}, True),
+    "batch out": ((X2,), {"out": lambda: np.empty_like(X2)}, True),
+    "3-D": ((X3,), {}, True),
+    "axis -1 positional": ((X3, -1), {}, True),
+    "axis ndim-1 positional": ((X3, 2), {}, True),
+    "axis keyword": ((X1,), {"axis": 0}, True),
+    "threads=1": ((X2,), {"threads": 1}, True),
+    "named algorithm": ((X2,), {"algorithm": "two-pass"}, True),
+    "recompute": ((X2,), {"algorithm": "three-pass-recompute"}, True),
+    "isa avx2": ((X2,), {"isa": "avx2"}, True),
+    "marked rows": ((SPECIAL,), {"algorithm": "two-pass"}, True),
+    "every keyword": ((X2,), {"axis": -1, "algorithm": "three-pass-reload", "isa": "auto",
+                              "threads": 1, "out": lambda: np.empty_like(X2)}, True),
+    # valid, but the Python function's to run
+    "axis 0 of 2-D": ((X2, 0), {}, False),
+    "axis -2": ((X2,), {"axis": -2}, False),
+    "axis numpy int": ((X2,), {"axis": np.int64(1)}, False),
+    "axis None": ((X2,), {"axis": None}, False),
+    "axis tuple": ((X3,), {"axis": (1, 2)}, False),
+    "threads=2": ((X2,), {"threads": 2}, False),
+    "x as keyword": ((), {"x": X2}, False),
+    "list x": (([1.0, 2.0, 3.0],), {}, False),
+    "strided x": ((X2[:, ::2],), {}, False),
+    "subclass x": ((X2.view(Marked),), {}, False),
+    "big-endian x": ((X2.astype(">f4"),), {}, False),
+    "strided out": ((X2[:, :50],), {"out": lambda: np.empty((8, 100), np.float32)[:, ::2]},
+                    False),
+    "algorithm str subclass": ((X2,), {"algorithm": Name("two-pass")}, False),
+    "0-size": ((np.empty((0, 4), np.float32),), {}, False),
+    # bad arguments: the Python function raises
+    "no arguments": ((), {}, False),
+    "three positional": ((X2, -1, "auto"), {}, False),
+    "axis twice": ((X2, -1), {"axis": -1}, False),
+    "unknown keyword": ((X2,), {"temperature": 2.0}, False),
+    "axis=-1.0": ((X2,), {"axis": -1.0}, False),
+    "axis=True": ((X2,), {"axis": True}, False),
+    "axis=2 of 2-D": ((X2,), {"axis": 2}, False),
+    "axis 2**70": ((X2,), {"axis": 2 ** 70}, False),
+    "threads=0": ((X2,), {"threads": 0}, False),
+    "threads=True": ((X2,), {"threads": True}, False),
+    "threads=1.0": ((X2,), {"threads": 1.0}, False),
+    "unknown algorithm": ((X2,), {"algorithm": "online"}, False),
+    "unhashable algorithm": ((X2,), {"algorithm": ["auto"]}, False),
+    "algorithm None": ((X2,), {"algorithm": None}, False),
+    "unknown isa": ((X2,), {"isa": "sse2"}, False),
+    "unhashable isa": ((X2,), {"isa": {}}, False),
+    "float64 x": ((X2.astype(np.float64),), {}, False),
+    "float64 out": ((X2,), {"out": lambda: np.empty(X2.shape)}, False),
+    "int out": ((X2,), {"out": 3}, False),
+    "read-only out": ((X2,), {"out": _read_only}, False),
+    "shape mismatch": ((X2,), {"out": lambda: np.empty((100, 8), np.float32)}, False),
+    "0-d": ((np.asarray(np.float32(1)),), {}, False),
+    "masked array": ((np.ma.masked_array(X2),), {}, False),
+    "string x": (("abc",), {}, False),
+}
+
+
+def _run(function, name):
+    arguments, keywords, _ = CALLS[name]
+    keywords = {k: (v() if callable(v) else v) for k, v in keywords.items()}
+    try:
+        result = function(*arguments, **keywords)
+    except Exception as error:  # noqa: BLE001 - the point is to compare whatever is raised
+        return ("raised", type(error), str(error))
+    if "out" in keywords and keywords["out"] is not None:
+        assert result is keywords["out"]
+    return ("returned", np.asarray(result).dtype, np.asarray(result).copy())
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_the_builtin_and_the_python_function_agree(name):
+    softjit.softmax(X2), softjit.softmax(X2, algorithm="two-pass")  # routes registered
+    softjit.softmax(X2, algorithm="three-pass-recompute"), softjit.softmax(X2, isa="avx2")
+    softjit.softmax(X2, algorithm="three-pass-reload")
+    expected = _run(api._python_softmax, name)
+    with PythonFrames() as frames:
+        got = _run(softjit.softmax, name)
+    assert got[:2] == expected[:2]
+    if got[0] == "raised":
+        assert got[2] == expected[2]
+    else:
+        np.testing.assert_array_equal(got[2], expected[2])
+    if got[0] == "returned":  # (a call Python cannot bind raises before the function's frame)
+        native = not frames.entered(api._python_softmax)
+        assert native == CALLS[name][2], ("ran natively" if native
+                                          else "went to the Python function")
+
+
+def test_keywords_not_interned_go_to_the_python_function_with_the_same_result():
+    softjit.softmax(X2)
+    keywords = {"".join(["o", "u", "t"]): np.empty_like(X2)}  # a str equal to "out", not it
+    with PythonFrames() as frames:
+        result = softjit.softmax(X2, **keywords)
+    assert result is keywords["out"]
+    np.testing.assert_array_equal(result, api._python_softmax(X2))
+    assert frames.entered(api._python_softmax)
+
+
+def test_signature_name_and_doc_are_the_python_functions():
+    assert softjit.softmax.__name__ == "softmax"
+    assert softjit.softmax.__doc__ == api._python_softmax.__doc__
+    python = inspect.signature(api._python_softmax)
+    builtin = inspect.signature(softjit.softmax)
+    assert list(builtin.parameters) == list(python.parameters)
+    for name, parameter in builtin.parameters.items():
+        assert parameter.kind == python.parameters[name].kind
+        assert parameter.default == python.parameters[name].default
+
+
+def test_routes_emptied_in_place_send_calls_to_the_python_function_until_registered():
+    softjit.softmax(X2)
+    memo.isa_changed()  # what a change of SOFTJIT_ISA does
+    assert memo.SOFTMAX_ROUTES == {}
+    with PythonFrames() as frames:
+        softjit.softmax(X2)
+    assert frames.entered(api._python_softmax)
+    with PythonFrames() as frames:
+        softjit.softmax(X2)
+    assert not frames.entered(api._python_softmax)
+
+
+def test_an_overlapping_out_goes_to_the_python_function():
+    base = data(2000)
+    x, out = base[:1000], base[500:1500]
+    expected = api._python_softmax(x.copy())
+    with PythonFrames() as frames:
+        assert softjit.softmax(x, out=out) is out
+    assert frames.entered(api._python_softmax)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_reference_counts_and_memory_stay_flat():
+    x, y = data(8, 100), np.empty((8, 100), np.float32)
+    calls = (lambda: softjit.softmax(x, out=y), lambda: softjit.softmax(x),
+             lambda: softjit.softmax(x, -1, algorithm="two-pass", out=y),
+             lambda: softjit.softmax(x, threads=2),  # the Python function
+             lambda: _raises(lambda: softjit.softmax(x, axis=1.5)),
+             lambda: _raises(lambda: softjit.softmax(x, out=np.empty(3, np.float32))),
+             lambda: _raises(lambda: softjit.softmax(x, bogus=1)))
+    for call in calls:
+        call()
+    gc.collect()
+    counts = sys.getrefcount(x), sys.getrefcount(y), sys.getrefcount(None), sys.getrefcount(1)
+    objects = len(gc.get_objects())
+    for _ in range(3000):
+        for call in calls:
+            call()
+    gc.collect()
+    assert (sys.getrefcount(x), sys.getrefcount(y)) == counts[:2]
+    assert abs(sys.getrefcount(None) - counts[2]) < 50 and abs(sys.getrefcount(1) - counts[3]) < 50
+    assert len(gc.get_objects()) - objects < 100
+
+
+def _raises(call):
+    with pytest.raises((TypeError, ValueError)):
+        call()
+
+
+def test_a_new_output_is_a_fresh_c_contiguous_float32_array():
+    results = [softjit.softmax(X3) for _ in range(3)]
+    for result in results:
+        assert type(result) is np.ndarray and result.dtype == np.float32
+        assert result.shape == X3.shape and result.flags.c_contiguous and result.flags.owndata
+        assert not np.shares_memory(result, X3)
+    assert not np.shares_memory(results[0], results[1])
+
+
+def test_other_threads_run_while_a_large_call_holds_no_gil():
+    x = data(1 << 22)  # 16 MiB, far above GIL_MIN_BYTES
+    y = np.empty_like(x)
+    softjit.softmax(x, out=y)
+    ticks = []
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks.append(1)
+
+    thread = threading.Thread(target=count)
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)  # with the GIL held, the counter would wait a whole second
+    try:
+        thread.start()
+        while not ticks:
+            pass
+        before = len(ticks)
+        for _ in range(5):
+            softjit.softmax(x, out=y)
+        during = len(ticks) - before
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(previous)
+    assert during > 0, "no other thread ran during the calls: the GIL was not released"
+    np.testing.assert_array_equal(y, api._python_softmax(x))
+
+
+def test_threads_calling_the_builtin_at_once_get_correct_results():
+    inputs = [data(64, 300, seed=s) for s in range(4)] + [data(1 << 15, seed=9)]
+    expected = [api._python_softmax(x) for x in inputs]
+    failures = []
+
+    def work(index):
+        for _ in range(50):
+            if not np.array_equal(softjit.softmax(inputs[index]), expected[index]):
+                failures.append(index)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_after_use_calls_the_builtin():
+    x = data(8, 100)
+    expected = softjit.softmax(x)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        ok = 0
+        try:
+            ok = int(np.array_equal(softjit.softmax(x), expected)
+                     and np.array_equal(softjit.softmax(x, algorithm="two-pass"),
+                                        api._python_softmax(x, algorithm="two-pass")))
+        finally:
+            os.write(write, bytes([ok]))
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert answer == b"\x01"
