@@ -1,11 +1,14 @@
 """`softjit bench --calls`: what one call costs, end to end from Python, at the sizes where the
 call and not the kernel decides (attention rows, per-token calls).
 
-Every call form softjit documents is timed beside the bare kernel (the row driver running the
-same row again in one native call, no Python in between) and beside what users would call
-instead. Each candidate is a Python loop of calls on the same arrays; candidates are timed in
-interleaved rounds on one pinned core and the median per call is reported (bench/timing.py).
-Peers that are not installed are listed as such.
+Every call form softjit documents is timed beside the bare kernel and beside what users would
+call instead. The bare kernel is the row driver the public call picks (same algorithm, same
+stores, on the same x and y arrays as the out= call), run again and again inside one native
+call with no Python in between: the time of the work alone. Each call is timed as a loop
+statement compiled with its names as locals (peers.StatementTimed, as timeit does), so a
+candidate pays what the call costs in a user's loop and nothing for the harness; candidates
+are timed in interleaved rounds on one pinned core and the median per call is reported
+(bench/timing.py). Peers that are not installed are listed as such.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softjit.bench.peers import LoopTimed, NOT_INSTALLED
+from softjit.bench.peers import LoopTimed, NOT_INSTALLED, StatementTimed
 from softjit.bench.timing import measure, pin_to_one_cpu
 
 # (label, rows, n): single rows are 1-D arrays (softmax over axis 0), the batch is (8, 1000).
@@ -65,15 +68,20 @@ def candidates(x: np.ndarray, isa: str) -> dict:
     x2d, y2d = x.reshape(rows, n), y.reshape(rows, n)
     add("kernel", f"bare kernel ({algorithm} row driver, no Python)",
         lambda: softmax_driver_timed(variant, x2d, y2d))
-    add("out", "softjit.softmax(x, out=y)", lambda: LoopTimed(lambda: softjit.softmax(x, out=y)))
-    add("new", "softjit.softmax(x)", lambda: LoopTimed(lambda: softjit.softmax(x)))
+    names = {"softmax": softjit.softmax, "x": x, "y": y, "z": z, "e": e, "axis": axis,
+             "algorithm": algorithm, "exp": softjit.exp, "np_exp": np.exp}
+
+    def timed(expression):
+        return lambda: StatementTimed(expression, names)
+
+    add("out", "softjit.softmax(x, out=y)", timed("softmax(x, out=y)"))
+    add("new", "softjit.softmax(x)", timed("softmax(x)"))
     add("named", f"softjit.softmax(x, algorithm={algorithm!r}, out=y)",
-        lambda: LoopTimed(lambda: softjit.softmax(x, algorithm=algorithm, out=y)))
-    add("axis", f"softjit.softmax(x, {axis}, out=y)",
-        lambda: LoopTimed(lambda: softjit.softmax(x, axis, out=y)))
-    add("in-place", "softjit.softmax(z, out=z)", lambda: LoopTimed(lambda: softjit.softmax(z, out=z)))
-    add("exp", "softjit.exp(x, out=y)", lambda: LoopTimed(lambda: softjit.exp(x, out=e)))
-    add("np-exp", "numpy.exp(x, out=y)", lambda: LoopTimed(lambda: np.exp(x, out=e)))
+        timed("softmax(x, algorithm=algorithm, out=y)"))
+    add("axis", f"softjit.softmax(x, {axis}, out=y)", timed("softmax(x, axis, out=y)"))
+    add("in-place", "softjit.softmax(z, out=z)", timed("softmax(z, out=z)"))
+    add("exp", "softjit.exp(x, out=y)", timed("exp(x, out=e)"))
+    add("np-exp", "numpy.exp(x, out=y)", timed("np_exp(x, out=e)"))
 
     def numpy_softmax():
         m = x.max(axis=-1, keepdims=True)
@@ -91,12 +99,14 @@ def candidates(x: np.ndarray, isa: str) -> dict:
     def torch_out():
         torch = _torch()
         xt, yt = torch.from_numpy(x), torch.empty(x.shape)
-        return LoopTimed(lambda: torch.softmax(xt, axis, out=yt), convert=lambda r: r.numpy())
+        return StatementTimed("softmax(xt, axis, out=yt)", {"softmax": torch.softmax, "xt": xt,
+                              "axis": axis, "yt": yt}, convert=lambda r: r.numpy())
 
     def torch_new():
         torch = _torch()
         xt = torch.from_numpy(x)
-        return LoopTimed(lambda: torch.softmax(xt, axis), convert=lambda r: r.numpy())
+        return StatementTimed("softmax(xt, axis)", {"softmax": torch.softmax, "xt": xt,
+                              "axis": axis}, convert=lambda r: r.numpy())
 
     add("torch-out", f"torch.softmax(xt, {axis}, out=yt)", torch_out)
     add("torch", f"torch.softmax(xt, {axis})", torch_new)

@@ -126,14 +126,23 @@ def public_softmax(general, routes: dict):
     """softjit.softmax as the generated builtin (codegen/public_entries.py) running the common
     calls natively and handing every other call to `general`, the Python function with the
     same signature; None where it cannot be used: entries unavailable, numpy's array layout
-    not the one the entry reads, or the entry module not built yet (import does no kernel
-    work: a process that finds no built entry module keeps the Python function).
+    not the one the entry reads, the entry module not built yet (import does no kernel work:
+    a process that finds no built entry module keeps the Python function), or a relative
+    SOFTJIT_CACHE_DIR (which the first call resolves against the directory of that moment).
 
     routes is {algorithm: {isa: rows}} (pack_rows), filled by `general` once it validated
     them; it is emptied in place, never rebound, while the builtin lives."""
-    from softjit.runtime import asm_index
+    import os
+    import warnings
 
-    if asm_index.lookup(layout.MODULE_NAME) is None or unavailable_reason() is not None:
+    from softjit.runtime import asm_index, cachedir
+
+    if not os.path.isabs(os.environ.get(cachedir.CACHE_ENV_VARIABLE) or "/"):
+        return None  # a relative cache directory is resolved at the first call, not at import
+    with warnings.catch_warnings():  # an unusable cache is said when a call first needs it,
+        warnings.simplefilter("ignore")  # not at import
+        built = asm_index.lookup(layout.MODULE_NAME) is not None
+    if not built or unavailable_reason() is not None:
         return None
     from softjit.runtime import numpy_layout
 
