@@ -16,6 +16,9 @@ from softjit.codegen.kernels import bandwidth, driver, elementwise, log_softmax
 from softjit.codegen.kernels import softmax as passes
 
 ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
+# The batch drivers of a module's reduction passes and of its output pass, each row with its own
+# state (codegen/kernels/log_softmax.py): NAME_reduce and NAME_apply.
+REDUCE_SUFFIX, APPLY_SUFFIX = "_reduce", "_apply"
 
 
 @runtime_checkable
@@ -104,7 +107,9 @@ class PassKernel(NamedTuple):
 
 @dataclass(frozen=True)
 class Softmax(VariantBase):
-    """One softmax algorithm on one ISA: its pass kernels and the row driver, in one module.
+    """One softmax algorithm on one ISA: its pass kernels and the row driver, in one module
+    (two-pass also has the batch drivers of its first pass and of its output pass, reduce_symbol
+    and apply_symbol, for rows cut into pieces whose sums are combined by the caller).
 
     reduce_*: the pass that reads x to a sum (raddextexp, raddstoreexpminusmax,
     raddexpminusmax); output_unroll: the pass that writes y; rmax_*: the three-pass max pass;
@@ -196,16 +201,34 @@ class Softmax(VariantBase):
     def driver_symbol(self) -> str:
         return self.name
 
+    @property
+    def reduce_symbol(self) -> str:
+        """two-pass only: the driver that runs the first pass alone on a batch of rows, each
+        row's state left in a states array (abi.REDUCE_DRIVER_PARAMS), for callers that
+        combine the sums of a row's pieces themselves (softjit.dask)."""
+        return self.name + REDUCE_SUFFIX
+
+    @property
+    def apply_symbol(self) -> str:
+        """two-pass only: the driver that runs the output pass on a batch of rows, each with
+        its own state (abi.APPLY_DRIVER_PARAMS)."""
+        return self.name + APPLY_SUFFIX
+
     def functions(self) -> tuple:
         kernels = [p.build(p.symbol) for p in self.passes]
         row_driver = driver.build_driver(self.name, self.target, [p.symbol for p in self.passes],
                                          may_flag=self.algorithm == "two-pass")
-        return (*kernels, row_driver)
+        if self.algorithm != "two-pass":
+            return (*kernels, row_driver)
+        first, output = self.passes
+        reduce = log_softmax.build_reduce_driver(self.reduce_symbol, self.target, [first.symbol],
+                                                 may_flag=True)
+        apply = log_softmax.build_apply_driver(self.apply_symbol, self.target, output.symbol)
+        return (*kernels, row_driver, reduce, apply)
 
 
 # ---------------------------------------------------------------------------- log_softmax
 LOG_SOFTMAX_ALGORITHMS = ("two-pass", "three-pass")
-REDUCE_SUFFIX, APPLY_SUFFIX = "_reduce", "_apply"
 
 
 @dataclass(frozen=True)

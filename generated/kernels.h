@@ -22,6 +22,8 @@ void f32_rmax__avx512f_u64_acc2(const float* x, size_t n, float* max);
 int f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048(const float* x, float* y, size_t n, float* state);
 int f32_vscaleextexp__avx2_rr2_p5_u32(const float* x, float* y, size_t n, float* state);
 size_t f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f32_softmax_threepassreload__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_vscale_u32 (avx2): three-pass-reload softmax, float32 */
 int f32_rmax_pass__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
@@ -39,6 +41,8 @@ size_t f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_ac
 int f32_raddextexp__avx512f_rr2_p5_scalef_u256_acc2_b2048_i4(const float* x, float* y, size_t n, float* state);
 int f32_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4(const float* x, float* y, size_t n, float* state);
 size_t f32_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t f32_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f32_softmax_threepassreload__avx512f_rmax_u64_acc2_raddstoreexpminusmax_u128_acc2_b2048_i2_vscale_u64_i2 (avx512f): three-pass-reload softmax, float32 */
 int f32_rmax_pass__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
@@ -56,6 +60,8 @@ size_t f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u12
 int f32_raddextexp__avx2_rr2_p5_u32_acc1_b2048(const float* x, float* y, size_t n, float* state);
 int f32_vscaleextexp__avx2_rr2_p5_u32_nt(const float* x, float* y, size_t n, float* state);
 size_t f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4_nt (avx2): three-pass-recompute softmax, float32 */
 int f32_rmax_pass__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
@@ -67,6 +73,8 @@ size_t f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_ac
 int f32_raddextexp__avx512f_rr2_p5_scalef_u256_acc2_b2048_i4(const float* x, float* y, size_t n, float* state);
 int f32_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt(const float* x, float* y, size_t n, float* state);
 size_t f32_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t f32_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2_nt (avx512f): three-pass-recompute softmax, float32 */
 int f32_rmax_pass__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);

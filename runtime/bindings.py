@@ -127,12 +127,6 @@ def pointer(array):
     return ffi.cast("void*", array.ctypes.data)
 
 
-def byte_address(array):
-    """The address of array's first byte as a char* (byte offsets added to it address rows and
-    pieces without a numpy view per piece); the caller keeps the array alive while it is used."""
-    return _pointer_ffi().cast("char *", pointer(array))
-
-
 _STRIDES_KEPT = 64  # row lengths whose stride pairs are kept ready
 
 

@@ -77,30 +77,43 @@ LN2 = math.log(2.0)
 
 # ---------------------------------------------------------------------------- native kernels
 class _Kernels:
-    """The native calls one function (softmax, or the log functions) makes on a worker."""
+    """The native calls one function makes in a worker (looked up once a process): the first
+    pass's batch driver (abi.REDUCE_DRIVER_PARAMS) and the output pass's (abi.APPLY_DRIVER_PARAMS)
+    of softmax's two-pass module (the kernels softjit.softmax runs) or of log_softmax's (shorter
+    float32 blocks, as softjit.logsumexp), plain and with non-temporal stores; for softmax also
+    the three-pass output pass, for the rows by maximum."""
 
     def __init__(self, function: str, isa: str):
+        self.softmax = function == "softmax"
         self.isa = isa
-        if function == "softmax":
-            self.first = bindings.passes("two-pass", isa).functions[0]
-            self.reduce = None
+        self.reduce = self._module_function(False, "reduce_symbol")
+        self.apply = {nt: self._module_function(nt, "apply_symbol") for nt in (False, True)}
+        self.scale_expminusmax = {
+            nt: bindings.passes("three-pass-recompute", isa, nt).functions[2]
+            for nt in (False, True)} if self.softmax else None
+
+    def _module_function(self, nontemporal: bool, which: str):
+        if self.softmax:
+            variant = variants.REGISTRY.softmax_or_plain("two-pass", self.isa, nontemporal)
         else:
-            variant = variants.REGISTRY.log_softmax("two-pass", isa)
-            self.first = None
-            self.reduce = bindings.function(variant, variant.reduce_symbol)
+            variant = variants.REGISTRY.log_softmax("two-pass", self.isa, nontemporal)
+        return bindings.function(variant, getattr(variant, which))
 
     def first_pass(self, x2d: np.ndarray, states: np.ndarray, status: np.ndarray) -> None:
         """Every row of x2d (unit element stride, any row stride): its first-pass state, and
-        status[r] != 0 where the pass marked the row."""
+        status[r] != 0 where the pass marked the row. One native call."""
         count, n = x2d.shape
-        if self.reduce is not None:
-            self.reduce(bindings.pointer(x2d), n, count, x2d.strides[0],
-                        bindings.pointer(states), bindings.pointer(status))
-            return
-        x, state = bindings.byte_address(x2d), bindings.byte_address(states)
-        stride, size, first = x2d.strides[0], states.itemsize, self.first
-        for r in range(count):
-            status[r] = first(x + r * stride, x + r * stride, n, state + r * size)
+        p = bindings.pointer
+        self.reduce(p(x2d), n, count, x2d.strides[0], p(states), p(status))
+
+    def output_pass(self, x2d: np.ndarray, y2d: np.ndarray, states: np.ndarray) -> None:
+        """The output pass on every row of x2d into y2d, row r with states[r]. One native
+        call."""
+        count, n = x2d.shape
+        p = bindings.pointer
+        strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)
+        apply = self.apply[nontemporal_for(y2d.nbytes)]
+        apply(p(x2d), p(y2d), n, count, p(strides), p(states))
 
 
 _kernels: dict = {}
@@ -132,10 +145,21 @@ def _moved(block: np.ndarray, axes: tuple) -> np.ndarray:
 
 
 def _rows(block: np.ndarray, axes: tuple) -> np.ndarray:
-    """The block's rows (its `axes` moved last and merged) as C-contiguous (rows, m) float32."""
+    """The block's rows (its `axes` moved last and merged) as (rows, m) float32 with unit
+    element stride: a view where one row stride addresses them (a chunk of a larger array
+    along the last axis, say), else a C-contiguous copy."""
     moved = _moved(block, axes)
     k = moved.ndim - len(axes)
     shape = (math.prod(moved.shape[:k]), math.prod(moved.shape[k:]))
+    if moved.dtype == np.float32 and moved.flags.aligned:
+        view = moved.view()
+        try:
+            view.shape = shape  # raises instead of copying
+        except AttributeError:
+            pass
+        else:
+            if shape[1] <= 1 or view.strides[1] == 4:
+                return view
     return np.ascontiguousarray(moved, dtype=np.float32).reshape(shape)
 
 
@@ -337,32 +361,37 @@ def _apply_states(records: np.ndarray, axis, keepdims: bool = False) -> np.ndarr
 # ---------------------------------------------------------------------------- pass 2 per chunk
 def _second_pass(block: np.ndarray, plan: np.ndarray, axes: tuple, isa: str,
                  threads: int) -> np.ndarray:
-    """softmax of this chunk's pieces of rows, each row scaled by its plan."""
+    """softmax of this chunk's pieces of rows, each row scaled by its plan: one native call for
+    each run of two-pass rows (all of them, as a rule), the other rows one by one."""
     x2d = _rows(block, axes)
     count, m = x2d.shape
-    out = np.empty_like(x2d)
+    out = np.empty((count, m), np.float32)
     plans = np.ascontiguousarray(plan).reshape(-1)
     states = np.ascontiguousarray(plans["state"])
     modes = plans["mode"]
     if m and count:
-        nontemporal = nontemporal_for(x2d.nbytes)
-        scale_extexp = bindings.passes("two-pass", isa, nontemporal).functions[1]
-        scale_expminusmax = bindings.passes("three-pass-recompute", isa,
-                                            nontemporal).functions[2]
-        x, y = bindings.byte_address(x2d), bindings.byte_address(out)
-        state = bindings.byte_address(states)
-        row_bytes, size = 4 * m, states.itemsize
+        kernels = _kernels_for("softmax", isa)
+        scale_expminusmax = kernels.scale_expminusmax[nontemporal_for(out.nbytes)]
+        p = bindings.pointer
 
         def work(a, b):
-            for r in range(a, b):
-                mode = modes[r]
-                if mode == MODE_TWO_PASS:
-                    scale_extexp(x + r * row_bytes, y + r * row_bytes, m, state + r * size)
-                elif mode == MODE_MAX:
-                    scale_expminusmax(x + r * row_bytes, y + r * row_bytes, m, state + r * size)
-                    np.minimum(out[r], 1.0, out=out[r])  # never above 1, whatever ref was
-                else:
-                    out[r] = np.nan
+            two_pass = modes[a:b] == MODE_TWO_PASS
+            if two_pass.all():
+                kernels.output_pass(x2d[a:b], out[a:b], states[a:b])
+                return
+            # runs of equal modes: [edges[i], edges[i + 1]) relative to a
+            edges = np.concatenate(([0], np.flatnonzero(np.diff(two_pass)) + 1, [b - a]))
+            for start, end in zip(edges[:-1].tolist(), edges[1:].tolist()):
+                r0, r1 = a + start, a + end
+                if two_pass[start]:
+                    kernels.output_pass(x2d[r0:r1], out[r0:r1], states[r0:r1])
+                    continue
+                for r in range(r0, r1):
+                    if modes[r] == MODE_MAX:
+                        scale_expminusmax(p(x2d[r]), p(out[r]), m, p(states[r:r + 1]))
+                        np.minimum(out[r], 1.0, out=out[r])  # never above 1, whatever ref was
+                    else:
+                        out[r] = np.nan
 
         _on_rows(count, threads, work)
     return _unmoved(out, block.shape, axes)
@@ -373,18 +402,12 @@ def _log_second_pass(block: np.ndarray, states: np.ndarray, axes: tuple, isa: st
     """log_softmax of this chunk's pieces of rows: y = (x - a) - b with each row's (a, b)."""
     x2d = _rows(block, axes)
     count, m = x2d.shape
-    out = np.empty_like(x2d)
+    out = np.empty((count, m), np.float32)
     states = np.ascontiguousarray(states).reshape(-1)
     if m and count:
-        variant = variants.REGISTRY.log_softmax("two-pass", isa, nontemporal_for(x2d.nbytes))
-        apply = bindings.function(variant, variant.apply_symbol)
-        strides = np.array([4 * m, 4 * m], np.int64)
-        p = bindings.pointer
-
-        def work(a, b):
-            apply(p(x2d[a:b]), p(out[a:b]), m, b - a, p(strides), p(states[a:b]))
-
-        _on_rows(count, threads, work)
+        kernels = _kernels_for("log_softmax", isa)
+        _on_rows(count, threads,
+                 lambda a, b: kernels.output_pass(x2d[a:b], out[a:b], states[a:b]))
     return _unmoved(out, block.shape, axes)
 
 

@@ -49,9 +49,11 @@ def test_pass_state_offsets_are_what_the_emitted_passes_read():
 def test_drivers_and_passes_take_their_arguments_from_the_sysv_table():
     v = variants.REGISTRY.softmax("two-pass", "avx2")
     module = v.build()
+    # the passes, the row driver, then two-pass's batch drivers of the first and output pass
     assert [f.signature.params for f in module.functions] == [abi.PASS_PARAMS] * 2 + [
-        abi.DRIVER_PARAMS]
-    driver = module.functions[-1]
+        abi.DRIVER_PARAMS, abi.REDUCE_DRIVER_PARAMS, abi.APPLY_DRIVER_PARAMS]
+    driver = module.functions[2]
+    assert driver.signature.name == v.driver_symbol
     assert [a.pin for a in driver.args] == [
         stream.GP64.index(r) for r in abi.SYSV_ARGS[:len(abi.DRIVER_PARAMS)]]
     text = pipeline.render_module(module)

@@ -166,6 +166,9 @@ def test_special_values_across_chunks(isa):
     assert abs(y[0, 33] - 1.0) <= 1e-6 and not y[0, np.arange(40) != 33].any()
     with np.errstate(all="ignore"):
         single = softjit.softmax(x, isa=isa)
+        # rows of every kind in one chunk, over two threads: runs of two-pass rows in one
+        # native call each, the others one by one; the same bits
+        assert np.array_equal(run(x, (14, 10), isa=isa, threads=2), y, equal_nan=True)
     np.testing.assert_allclose(y, single, rtol=2e-5, atol=FLT_MIN)
 
 
