@@ -60,6 +60,42 @@ class Signature:
         return f"{self.returns} {self.name}({params});"
 
 
+# ---------------------------------------------------------------------------- element formats
+@dataclass(frozen=True)
+class ElementFormat:
+    """How the elements of a kernel's x and y buffers are stored. Kernels compute in float32
+    whatever the format: a 16-bit element is widened as it is loaded and rounded to nearest
+    even as it is stored (codegen/kernels/elements.py)."""
+
+    name: str  # the prefix of the variant and symbol names: f32_softmax_..., bf16_softmax_...
+    size: int  # bytes per element
+    ctype: str  # the element's C type in kernels.h (16-bit formats: their bits, uint16_t)
+    dtype_name: str  # the numpy dtype's name (bfloat16: ml_dtypes' dtype)
+
+
+F32 = ElementFormat("f32", 4, "float", "float32")
+F16 = ElementFormat("f16", 2, "uint16_t", "float16")
+BF16 = ElementFormat("bf16", 2, "uint16_t", "bfloat16")
+#: Every element format, by name.
+ELEMENT_FORMATS = {e.name: e for e in (F32, F16, BF16)}
+
+
+def element_format(name: str) -> ElementFormat:
+    try:
+        return ELEMENT_FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown element format {name!r}; valid: "
+                         f"{', '.join(ELEMENT_FORMATS)}") from None
+
+
+def _elements_as(params: tuple, element: ElementFormat) -> tuple:
+    """params with the x and y buffers typed as `element` (float32: unchanged)."""
+    if element is F32:
+        return params
+    return tuple(Param(p.ctype.replace("float", element.ctype), p.name) if p.name in ("x", "y")
+                 else p for p in params)
+
+
 # ---------------------------------------------------------------------------- signatures
 VEXP_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"))
 RMAX_PARAMS = (Param("const float*", "x"), Param("size_t", "n"), Param("float*", "max"))
@@ -102,20 +138,20 @@ PROBE_ROWS_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("si
                      Param("int64_t", "y_stride"))
 
 
-def pass_signature(name: str, doc: str) -> Signature:
-    return Signature(name, PASS_PARAMS, PASS_RETURNS, doc)
+def pass_signature(name: str, doc: str, element: ElementFormat = F32) -> Signature:
+    return Signature(name, _elements_as(PASS_PARAMS, element), PASS_RETURNS, doc)
 
 
-def driver_signature(name: str, doc: str) -> Signature:
-    return Signature(name, DRIVER_PARAMS, DRIVER_RETURNS, doc)
+def driver_signature(name: str, doc: str, element: ElementFormat = F32) -> Signature:
+    return Signature(name, _elements_as(DRIVER_PARAMS, element), DRIVER_RETURNS, doc)
 
 
-def reduce_driver_signature(name: str, doc: str) -> Signature:
-    return Signature(name, REDUCE_DRIVER_PARAMS, DRIVER_RETURNS, doc)
+def reduce_driver_signature(name: str, doc: str, element: ElementFormat = F32) -> Signature:
+    return Signature(name, _elements_as(REDUCE_DRIVER_PARAMS, element), DRIVER_RETURNS, doc)
 
 
-def apply_driver_signature(name: str, doc: str) -> Signature:
-    return Signature(name, APPLY_DRIVER_PARAMS, DRIVER_RETURNS, doc)
+def apply_driver_signature(name: str, doc: str, element: ElementFormat = F32) -> Signature:
+    return Signature(name, _elements_as(APPLY_DRIVER_PARAMS, element), DRIVER_RETURNS, doc)
 
 
 # ---------------------------------------------------------------------------- the pass state

@@ -8,7 +8,8 @@ Operand codes (comma-separated positions, '/' between alternatives):
   M   memory at W          Mh  memory at W/2           B   memory at W or a {1toN} dword broadcast
   Bq  memory at W or a {1toN} qword broadcast          m8/m16/m32/m64/m128/m256  sized memory
   G   a VSIB address [base + vindex*scale + disp] whose index is a dword vector at W (gathers)
-  R   64-bit gp register   E   32-bit gp register      A   an address (lea: no size)
+  R   64-bit gp register   E   32-bit gp register      W   16-bit gp register
+  A   an address (lea: no size)
   I   immediate            L   label or function symbol
 H is never narrower than an xmm register (vcvtps2pd xmm, xmm reads the low half of an xmm);
 Mh at W = 128 is an m64.
@@ -132,6 +133,10 @@ vpermt2ps    V,V,V/B        -     avx512f   mask vl rmw
 # half precision (float16 lanes in the low half): F16C's VEX forms, AVX-512F's EVEX ones
 vcvtph2ps    V,H/Mh         f16c  avx512f   mask vl
 vcvtps2ph    H/Mh,V,I       f16c  avx512f   mask vl
+# 16-bit elements (float16 / bfloat16 buffers): words widened to dwords, dwords narrowed
+vpmovzxwd    V,H/Mh         avx2  avx512f   mask vl
+vpmovdw      H/Mh,V         -     avx512f   mask vl
+vpackusdw    V,V,V/M        avx2  -
 vpermilps    V,V/M,I        avx   avx512f   mask vl
 vpermilpd    V,V/M,I        avx   avx512f   mask vl
 vshufps      V,V,V/M,I      avx   avx512f   mask vl
@@ -160,7 +165,8 @@ kmovd        K,E/m32        -     avx512bw
 kortestw     K,K            -     avx512f   nodest flags
 # general purpose (baseline x86-64: no feature needed)
 mov          R/E,R/E/M/I    base  -
-mov          M,R/E/I        base  -         nodest
+mov          M,R/E/W/I      base  -         nodest
+movzx        E,m16          base  -
 lea          R,A            base  -
 add          R/E,R/E/M/I    base  -         rmw flags
 sub          R/E,R/E/M/I    base  -         rmw flags

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from softjit.codegen.abi import F32, ElementFormat, element_format
 from softjit.codegen.module import Module
 from softjit.codegen.isa import OnTarget, Target
 from softjit.codegen.kernels import bandwidth, driver, elementwise, log_softmax
@@ -19,6 +20,14 @@ ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
 # The batch drivers of a module's reduction passes and of its output pass, each row with its own
 # state (codegen/kernels/log_softmax.py): NAME_reduce and NAME_apply.
 REDUCE_SUFFIX, APPLY_SUFFIX = "_reduce", "_apply"
+# three-pass-reload stores exp(x - m) into y and scales it in place: with 16-bit y the values
+# would be rounded twice (to 16 bits, then the product again), so it has no 16-bit modules.
+RELOAD = "three-pass-reload"
+
+
+def algorithms_for(element: str) -> tuple:
+    """The softmax algorithms with modules for x and y of element format `element`."""
+    return ALGORITHMS if element == F32.name else tuple(a for a in ALGORITHMS if a != RELOAD)
 
 
 @runtime_checkable
@@ -115,7 +124,8 @@ class Softmax(VariantBase):
     raddexpminusmax); output_unroll: the pass that writes y; rmax_*: the three-pass max pass;
     block_elements: about how many elements a float32 block sums before the float64 fold (a
     whole number of main-loop steps; at 2048, a float32 lane accumulator takes 2048/(lanes*K)
-    additions, so its rounding error stays near 1e-6 whatever n is).
+    additions, so its rounding error stays near 1e-6 whatever n is); element: the format of
+    x and y ("f32", or "f16" / "bf16": converted in registers, computed in float32).
     """
 
     algorithm: str
@@ -128,6 +138,7 @@ class Softmax(VariantBase):
     block_elements: int = 2048
     nontemporal: bool = False
     interleave: int = 0  # vectors whose stages interleave (0: the whole unrolled step)
+    element: str = F32.name
 
     op = "softmax"
 
@@ -135,10 +146,20 @@ class Softmax(VariantBase):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown softmax algorithm {self.algorithm!r}; "
                              f"valid: {', '.join(ALGORITHMS)}")
+        element_format(self.element)
+        if self.algorithm not in algorithms_for(self.element):
+            raise ValueError(f"{self.algorithm} writes exp(x - max) into y and scales it there: "
+                             f"with {self.element} elements that rounds twice; "
+                             f"{self.element} softmax algorithms: "
+                             f"{', '.join(algorithms_for(self.element))}")
+
+    @property
+    def format(self) -> ElementFormat:
+        return element_format(self.element)
 
     @property
     def description(self) -> str:
-        return f"{self.algorithm} softmax, float32"
+        return f"{self.algorithm} softmax, {self.format.dtype_name}"
 
     @property
     def block(self) -> int:
@@ -152,7 +173,7 @@ class Softmax(VariantBase):
     def _pass(self, op: str, params: str, build, flavoured: bool = True) -> PassKernel:
         """A pass named f32_OP__ISA[_FLAVOUR]_PARAMS; its part of the module name is OP_PARAMS."""
         flavour = f"_{exp_flavour(self.target)}" if flavoured else ""
-        return PassKernel(f"f32_{op}__{self.isa}{flavour}_{params}",
+        return PassKernel(f"{self.element}_{op}__{self.isa}{flavour}_{params}",
                           f"{op.removesuffix('_pass')}_{params}", build)
 
     @property
@@ -165,16 +186,17 @@ class Softmax(VariantBase):
                   f"{'_nt' if self.nontemporal else ''}")
         ru, ra, ou, nt = self.reduce_unroll, self.reduce_accumulators, self.output_unroll, \
             self.nontemporal
+        e = self.format
         if self.algorithm == "two-pass":
             return (
                 self._pass("raddextexp", reduce, lambda s: passes.build_raddextexp(
-                    s, t, ru, ra, self.block, g)),
+                    s, t, ru, ra, self.block, g, e)),
                 self._pass("vscaleextexp", output, lambda s: passes.build_vscaleextexp(
-                    s, t, ou, nt, g)),
+                    s, t, ou, nt, g, e)),
             )
         rmax = self._pass(
             "rmax_pass", f"{_elements(t, self.rmax_unroll)}_acc{self.rmax_accumulators}",
-            lambda s: passes.build_rmax_pass(s, t, self.rmax_unroll, self.rmax_accumulators),
+            lambda s: passes.build_rmax_pass(s, t, self.rmax_unroll, self.rmax_accumulators, e),
             flavoured=False)
         if self.algorithm == "three-pass-reload":
             return (
@@ -187,15 +209,15 @@ class Softmax(VariantBase):
         return (
             rmax,
             self._pass("raddexpminusmax", reduce, lambda s: passes.build_raddexpminusmax(
-                s, t, ru, ra, self.block, g)),
+                s, t, ru, ra, self.block, g, e)),
             self._pass("vscaleexpminusmax", output, lambda s: passes.build_vscaleexpminusmax(
-                s, t, ou, nt, g)),
+                s, t, ou, nt, g, e)),
         )
 
     @property
     def name(self) -> str:
         tail = "_".join(p.short_name for p in self.passes)
-        return f"f32_softmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
+        return f"{self.element}_softmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
 
     @property
     def driver_symbol(self) -> str:
@@ -217,13 +239,15 @@ class Softmax(VariantBase):
     def functions(self) -> tuple:
         kernels = [p.build(p.symbol) for p in self.passes]
         row_driver = driver.build_driver(self.name, self.target, [p.symbol for p in self.passes],
-                                         may_flag=self.algorithm == "two-pass")
+                                         may_flag=self.algorithm == "two-pass",
+                                         element=self.format)
         if self.algorithm != "two-pass":
             return (*kernels, row_driver)
         first, output = self.passes
         reduce = log_softmax.build_reduce_driver(self.reduce_symbol, self.target, [first.symbol],
-                                                 may_flag=True)
-        apply = log_softmax.build_apply_driver(self.apply_symbol, self.target, output.symbol)
+                                                 may_flag=True, element=self.format)
+        apply = log_softmax.build_apply_driver(self.apply_symbol, self.target, output.symbol,
+                                               element=self.format)
         return (*kernels, row_driver, reduce, apply)
 
 
@@ -253,6 +277,7 @@ class LogSoftmax(VariantBase):
     rmax_accumulators: int = 2
     terms_per_lane: int = 16
     nontemporal: bool = False
+    element: str = F32.name  # x and y: "f32", "f16" or "bf16" (as for Softmax)
 
     op = "log_softmax"
 
@@ -265,17 +290,22 @@ class LogSoftmax(VariantBase):
         if self.algorithm not in LOG_SOFTMAX_ALGORITHMS:
             raise ValueError(f"unknown log_softmax algorithm {self.algorithm!r}; "
                              f"valid: {', '.join(LOG_SOFTMAX_ALGORITHMS)}")
+        element_format(self.element)
+
+    @property
+    def format(self) -> ElementFormat:
+        return element_format(self.element)
 
     @property
     def description(self) -> str:
-        return f"{self.algorithm} log_softmax and logsumexp, float32"
+        return f"{self.algorithm} log_softmax and logsumexp, {self.format.dtype_name}"
 
     def _softmax(self) -> Softmax:
         """The softmax whose reduction passes (names, builders, block) this module shares."""
         algorithm = "two-pass" if self.algorithm == "two-pass" else "three-pass-recompute"
         return Softmax(algorithm, self.isa, self.reduce_unroll, self.reduce_accumulators,
                        self.output_unroll, self.rmax_unroll, self.rmax_accumulators,
-                       self.block_elements)
+                       self.block_elements, element=self.element)
 
     @property
     def reduce_passes(self) -> tuple:
@@ -285,10 +315,10 @@ class LogSoftmax(VariantBase):
 
     @property
     def output_pass(self) -> PassKernel:
-        t, ou, nt = self.target, self.output_unroll, self.nontemporal
+        t, ou, nt, e = self.target, self.output_unroll, self.nontemporal, self.format
         params = f"{_elements(t, ou)}{'_nt' if nt else ''}"
-        return PassKernel(f"f32_vsubsub__{self.isa}_{params}", f"vsubsub_{params}",
-                          lambda s: log_softmax.build_vsubsub(s, t, ou, nt))
+        return PassKernel(f"{self.element}_vsubsub__{self.isa}_{params}", f"vsubsub_{params}",
+                          lambda s: log_softmax.build_vsubsub(s, t, ou, nt, e))
 
     @property
     def passes(self) -> tuple:
@@ -297,7 +327,7 @@ class LogSoftmax(VariantBase):
     @property
     def name(self) -> str:
         tail = "_".join(p.short_name for p in self.passes)
-        return f"f32_logsoftmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
+        return f"{self.element}_logsoftmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
 
     @property
     def reduce_symbol(self) -> str:
@@ -311,9 +341,9 @@ class LogSoftmax(VariantBase):
         kernels = [p.build(p.symbol) for p in self.passes]
         reduce = log_softmax.build_reduce_driver(
             self.reduce_symbol, self.target, [p.symbol for p in self.reduce_passes],
-            may_flag=self.algorithm == "two-pass")
+            may_flag=self.algorithm == "two-pass", element=self.format)
         apply = log_softmax.build_apply_driver(self.apply_symbol, self.target,
-                                               self.output_pass.symbol)
+                                               self.output_pass.symbol, element=self.format)
         return (*kernels, reduce, apply)
 
 

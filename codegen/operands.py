@@ -13,6 +13,9 @@ GP64 = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
         "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
 GP32 = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi",
         "r8d", "r9d", "r10d", "r11d", "r12d", "r13d", "r14d", "r15d")
+GP16 = ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di",
+        "r8w", "r9w", "r10w", "r11w", "r12w", "r13w", "r14w", "r15w")
+GP_NAMES = {64: GP64, 32: GP32, 16: GP16}
 VEC_PREFIX = {128: "xmm", 256: "ymm", 512: "zmm"}
 PTR_WORDS = {8: "BYTE", 16: "WORD", 32: "DWORD", 64: "QWORD", 128: "XMMWORD", 256: "YMMWORD",
              512: "ZMMWORD"}
@@ -45,7 +48,7 @@ class Register:
     def view(self, bits: int) -> "RegView":
         return RegView(self, bits)
 
-    # Width views. Vectors: xmm/ymm/zmm; general-purpose: r64/r32.
+    # Width views. Vectors: xmm/ymm/zmm; general-purpose: r64/r32/r16.
     @property
     def xmm(self) -> "RegView":
         return self._vec_view(128)
@@ -63,6 +66,13 @@ class Register:
         if self.kind != "gp":
             raise TypeError(f"{self.name} is a {self.kind} register; r32 views exist for gp only")
         return RegView(self, 32)
+
+    @property
+    def r16(self) -> "RegView":
+        """The low 16 bits (16-bit elements: float16 / bfloat16 words moved one at a time)."""
+        if self.kind != "gp":
+            raise TypeError(f"{self.name} is a {self.kind} register; r16 views exist for gp only")
+        return RegView(self, 16)
 
     def _vec_view(self, bits: int) -> "RegView":
         if self.kind != "vec":
@@ -87,7 +97,7 @@ class RegView:
 
     def render(self, phys: int) -> str:
         if self.reg.kind == "gp":
-            return (GP64 if self.bits == 64 else GP32)[phys]
+            return GP_NAMES[self.bits][phys]
         if self.reg.kind == "vec":
             return f"{VEC_PREFIX[self.bits]}{phys}"
         return f"k{phys}"

@@ -171,6 +171,15 @@ class Function:
             return Mem(self._pool(name, (float_bits(value),), 4), bits=32, broadcast=True)
         return Mem(self._pool(name, (float_bits(value),) * self.target.lanes, self.target.vector_bytes))
 
+    def constant_bits(self, name: str, dword: int) -> Mem:
+        """A named dword bit pattern (an integer lane constant) as a source operand, laid out as
+        constant() lays out a float32 one."""
+        dword &= 0xFFFFFFFF
+        if self.target.has_embedded_broadcast:
+            return Mem(self._pool(name, (dword,), 4, "u32"), bits=32, broadcast=True)
+        return Mem(self._pool(name, (dword,) * self.target.lanes, self.target.vector_bytes,
+                              "u32"))
+
     def constant_f64(self, name: str, value: float) -> Mem:
         """A named float64 constant as a packed-double source operand ({1toN} on AVX-512)."""
         lo, hi = struct.unpack("<II", struct.pack("<d", value))
@@ -418,7 +427,7 @@ def _fit(op, codes, width):
                 if _FIXED_VEC.get(code) == op.bits:
                     return op
             elif op.kind == "gp":
-                if (code, op.bits) in (("R", 64), ("E", 32)):
+                if (code, op.bits) in (("R", 64), ("E", 32), ("W", 16)):
                     return op
             elif op.kind == "mask" and code == "K":
                 return op

@@ -285,6 +285,9 @@ class Decoder:
         d = ins.ops[0]
         if d.kind != "gp" or d.mask is not None:
             raise DecodeError(f"{ins.mnemonic} writes a general-purpose register here")
+        if d.bits == 16:  # a 16-bit write keeps bits 16-63: not modelled, and not emitted
+            raise DecodeError(f"{ins.mnemonic} {d.text}: 16-bit register destinations are not "
+                              f"supported (a 16-bit register is only stored: mov m16, r16)")
         return d
 
 

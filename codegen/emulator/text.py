@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from softjit.codegen.emulator.errors import AsmParseError, DecodeError
-from softjit.codegen.operands import GP32, GP64, PTR_WORDS, VEC_PREFIX
+from softjit.codegen.operands import GP16, GP32, GP64, PTR_WORDS, VEC_PREFIX
 
 PTR_BITS = {word: bits for bits, word in PTR_WORDS.items()}
 VEC_BITS = {prefix[0]: bits for bits, prefix in VEC_PREFIX.items()}  # "x" -> 128, ...
 GP64_NUMBER = {name: number for number, name in enumerate(GP64)}
 GP32_NUMBER = {name: number for number, name in enumerate(GP32)}
+GP16_NUMBER = {name: number for number, name in enumerate(GP16)}
 SECTIONS = ("rodata", "data", "bss")  # the data sections, in the order they are laid out
 
 LABEL_RE = re.compile(r"^\s*([A-Za-z_.$][\w.$@]*)\s*:(?!:)")
@@ -30,8 +31,7 @@ MEM_RE = re.compile(
     r"^(?:(BYTE|WORD|DWORD|QWORD|XMMWORD|YMMWORD|ZMMWORD)\s+(PTR|BCST)\s*)?\[([^\]]*)\]\s*(.*)$",
     re.IGNORECASE)
 DECORATION_RE = re.compile(r"\{([^}]*)\}")
-NARROW_REGISTERS = ("al", "ax", "cl", "cx", "dl", "dx", "bl", "bx", "sil", "dil", "spl", "bpl",
-                    "si", "di", "sp", "bp")
+NARROW_REGISTERS = ("al", "cl", "dl", "bl", "sil", "dil", "spl", "bpl")
 DATA_SIZES = {".byte": 1, ".short": 2, ".value": 2, ".word": 2, ".2byte": 2, ".long": 4,
               ".int": 4, ".4byte": 4, ".quad": 8, ".8byte": 8}
 
@@ -168,6 +168,8 @@ def parse_operand(s: str) -> Operand:
         op = Operand("gp", text, num=GP64_NUMBER[low], bits=64)
     elif low in GP32_NUMBER:
         op = Operand("gp", text, num=GP32_NUMBER[low], bits=32)
+    elif low in GP16_NUMBER:
+        op = Operand("gp", text, num=GP16_NUMBER[low], bits=16)
     elif VEC_RE.match(low):
         vm = VEC_RE.match(low)
         num = int(vm.group(2))
@@ -179,8 +181,8 @@ def parse_operand(s: str) -> Operand:
     elif INT_RE.match(head):
         op = Operand("imm", text, value=int(head, 0))
     elif IDENT_RE.match(head):
-        if low in NARROW_REGISTERS or re.fullmatch(r"r\d+[wb]", low):
-            raise DecodeError(f"8- and 16-bit registers are not supported: {head}")
+        if low in NARROW_REGISTERS or re.fullmatch(r"r\d+b", low):
+            raise DecodeError(f"8-bit registers are not supported: {head}")
         op = Operand("label", text, name=head)
     else:
         raise DecodeError(f"cannot parse operand {s!r}")

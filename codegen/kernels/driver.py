@@ -6,12 +6,12 @@ pass are the ABI of codegen/abi.py, which the runtime reads too.
 """
 from __future__ import annotations
 
-from softjit.codegen.abi import PASS_STATE, ROW_DONE, ROW_MARKED, driver_signature
+from softjit.codegen.abi import F32, PASS_STATE, ROW_DONE, ROW_MARKED, driver_signature
 from softjit.codegen.operands import Symbol, ptr
 from softjit.codegen.stream import Function
 
 
-def build_driver(name: str, target, passes: list, may_flag: bool) -> Function:
+def build_driver(name: str, target, passes: list, may_flag: bool, element=F32) -> Function:
     """Loop over rows calling the passes in turn; a row whose first pass returns 1 is marked in
     status (and its later passes skipped, leaving y untouched) for the caller to recompute."""
     sig = driver_signature(
@@ -19,6 +19,7 @@ def build_driver(name: str, target, passes: list, may_flag: bool) -> Function:
         "Softmax of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its result at\n"
         "y + r*row_strides[1] bytes. status[r] = 1 marks a row left for the caller to recompute;\n"
         "returns how many rows were marked.",
+        element,
     )
     f = Function(sig, target)
     keep = keep_arguments(f)

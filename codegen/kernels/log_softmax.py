@@ -21,11 +21,11 @@ native calls a batch of rows:
 """
 from __future__ import annotations
 
-from softjit.codegen.abi import (PASS_OK, PASS_STATE, apply_driver_signature,
+from softjit.codegen.abi import (F32, PASS_OK, PASS_STATE, apply_driver_signature,
                                  reduce_driver_signature)
 from softjit.codegen.kernels.driver import keep_arguments, write_row_status
 from softjit.codegen.kernels.loops import for_each_vector
-from softjit.codegen.kernels.pass_emitter import pass_function, return_value
+from softjit.codegen.kernels.pass_emitter import buffers, pass_function, return_value
 from softjit.codegen.operands import Symbol, ptr
 from softjit.codegen.stream import Function
 
@@ -34,9 +34,11 @@ STATE_OFFSET_HIGH = PASS_STATE.offset("max_or_exponent")
 STATE_OFFSET_LOW = PASS_STATE.offset("scale")
 
 
-def build_vsubsub(name: str, target, unroll: int, nontemporal: bool = False) -> Function:
+def build_vsubsub(name: str, target, unroll: int, nontemporal: bool = False,
+                  element=F32) -> Function:
     f = pass_function(name, target, "y = (x - a) - b with a = state[0], b = state[1]: log_softmax's\n"
-                                    "output pass, c = a + b = ln(sum(exp(x))) held as two floats.")
+                                    "output pass, c = a + b = ln(sum(exp(x))) held as two floats.",
+                      element)
     x, y, n, state = f.args
     a, b = f.vec("a"), f.vec("b")
     f.vbroadcastss(a, ptr(state, STATE_OFFSET_HIGH, bits=32))
@@ -54,19 +56,21 @@ def build_vsubsub(name: str, target, unroll: int, nontemporal: bool = False) -> 
         for i, v in enumerate(xs):
             tile.store(y, i, v)
 
-    for_each_vector(f, n, [x, y], unroll, step, "subsub", nontemporal_stores=nontemporal)
+    for_each_vector(f, n, [x, y], unroll, step, "subsub", nontemporal_stores=nontemporal,
+                    elements=buffers(f, element))
     return_value(f, PASS_OK)
     return f
 
 
-def build_reduce_driver(name: str, target, passes: list, may_flag: bool) -> Function:
+def build_reduce_driver(name: str, target, passes: list, may_flag: bool,
+                        element=F32) -> Function:
     """Run the reduction passes on each row, each row's state left in states[r]; a row whose
     first pass returns PASS_RECOMPUTE is marked (its later passes skipped)."""
     f = Function(reduce_driver_signature(
         name,
         "The reduction passes of `rows` rows of n floats (row r at x + r*x_row_stride bytes);\n"
         "row r's pass state goes to states + 16*r bytes. status[r] = 1 marks a row whose\n"
-        "first pass asked for recomputation; returns how many rows were marked."), target)
+        "first pass asked for recomputation; returns how many rows were marked.", element), target)
     keep = keep_arguments(f)
     marked = f.stack(8).sized(64)
     rax = f.physical_gp("rax")
@@ -98,13 +102,13 @@ def build_reduce_driver(name: str, target, passes: list, may_flag: bool) -> Func
     return f
 
 
-def build_apply_driver(name: str, target, symbol: str) -> Function:
+def build_apply_driver(name: str, target, symbol: str, element=F32) -> Function:
     """Run one output pass on each row with that row's own state (states + 16*r)."""
     f = Function(apply_driver_signature(
         name,
         "The output pass of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its\n"
-        "result at y + r*row_strides[1] bytes, its state at states + 16*r bytes. Returns 0."),
-        target)
+        "result at y + r*row_strides[1] bytes, its state at states + 16*r bytes. Returns 0.",
+        element), target)
     keep = keep_arguments(f)
     rax = f.physical_gp("rax")
     done, top = f.label("done"), f.label("row")

@@ -2,15 +2,24 @@
 
     for_each_vector(f, n, pointers, unroll, step)
 
-walks `n` float32 elements: an unrolled loop of `unroll` vectors a step, then a one-vector loop,
+walks `n` elements: an unrolled loop of `unroll` vectors a step, then a one-vector loop,
 then one masked step for the last n mod lanes elements. `step(tile)` emits the body for
 tile.count vectors and reads and writes memory only through the tile, so the same body serves
 the unrolled loop, the one-vector loop and the masked tail. Masked lanes never touch memory
 (AVX-512 k-masks, AVX2 VMASKMOVPS); loads fill them with a chosen constant (-inf makes them
 vanish from every reduction softmax does: max ignores it, exp(-inf) adds 0).
+
+Each pointer has an element format (codegen/abi.py ElementFormat; float32 unless `elements`
+names another): its offsets and increments count its element size, and the tile widens a
+float16 / bfloat16 vector to float32 as it loads it and rounds it back as it stores it
+(codegen/kernels/elements.py), so a step body always sees float32 lanes. AVX2 has no 16-bit
+masked moves: a 16-bit tail is copied word by word through a stack buffer, so it too touches
+exactly its elements.
 """
 from __future__ import annotations
 
+from softjit.codegen.abi import F32, ElementFormat
+from softjit.codegen.kernels import elements as conversions
 from softjit.codegen.operands import Masked, Mem, Register, ptr
 from softjit.codegen.stream import Function
 
@@ -37,9 +46,15 @@ class Tail:
             f.mov(back, remaining)
             f.neg(back)
             f.vmovups(self.window, ptr(table_ptr, 4 * lanes, back, 4))
+        self.remaining = remaining
+        self._words = None  # AVX2: the stack buffer 16-bit tails go through
 
-    def load(self, dest: Register, address: Mem, fill: Mem | None) -> None:
+    def load(self, dest: Register, address: Mem, fill: Mem | None,
+             element: ElementFormat = F32) -> None:
         f = self.f
+        if element is not F32:
+            self._load_converted(dest, address, fill, element)
+            return
         if f.target.has_masks:
             if fill is None:
                 f.vmovups(Masked(dest.view(dest.bits), self.k.view(16), zeroing=True), address)
@@ -53,33 +68,103 @@ class Tail:
                 f.vmovups(filler, fill)
                 f.vblendvps(dest, filler, dest, self.window)
 
-    def store(self, address: Mem, src: Register) -> None:
+    def store(self, address: Mem, src: Register, element: ElementFormat = F32) -> None:
         f = self.f
-        if f.target.has_masks:
+        if element is not F32:
+            self._store_converted(address, src, element)
+        elif f.target.has_masks:
             f.vmovups(Masked(address, self.k.view(16)), src)
         else:
             f.vmaskmovps(address, self.window, src)
+
+    # -- 16-bit elements ------------------------------------------------------------------
+    def _load_converted(self, dest: Register, address: Mem, fill: Mem | None,
+                        element: ElementFormat) -> None:
+        """dest = the first `remaining` elements at address, widened; the other lanes hold
+        fill (or 0)."""
+        f = self.f
+        if f.target.has_masks:
+            if fill is None:
+                f.vxorps(dest, dest, dest)
+            else:
+                f.vbroadcastss(dest, Mem(fill.base, bits=32))
+            conversions.load(f, element, dest, address, self.k)
+            return
+        words = self._words_buffer()
+        zero = f.vec("tail_zero")
+        f.vxorps(zero.xmm, zero.xmm, zero.xmm)
+        f.vmovups(words, zero.xmm)
+        copy_words(f, words, address, self.remaining)
+        conversions.load(f, element, dest, words)
+        if fill is not None:
+            filler = f.vec("tail_fill")
+            f.vmovups(filler, fill)
+            f.vblendvps(dest, filler, dest, self.window)
+
+    def _store_converted(self, address: Mem, src: Register, element: ElementFormat) -> None:
+        f = self.f
+        if f.target.has_masks:
+            conversions.store(f, element, address, src, self.k)
+            return
+        words = self._words_buffer()
+        conversions.store(f, element, words, src)
+        copy_words(f, address, words, self.remaining)
+
+    def _words_buffer(self) -> Mem:
+        """One vector of 16-bit elements on the stack (AVX2: 16 bytes)."""
+        if self._words is None:
+            self._words = self.f.stack(self.f.target.lanes * 2)
+        return self._words
+
+
+def copy_words(f: Function, dest: Mem, src: Mem, count: Register) -> None:
+    """dest[i] = src[i] for the 16-bit words i < count, one at a time (count is kept)."""
+    index, word = f.gp("word_index"), f.gp("word")
+    top, done = f.label("copy_words"), f.label("copy_words_done")
+    f.xor(index.r32, index.r32)
+    f.bind(top)
+    f.cmp(index, count)
+    f.jae(done)
+    f.movzx(word.r32, Mem(src.base, index.view(64), 2, src.disp, 16))
+    f.mov(Mem(dest.base, index.view(64), 2, dest.disp, 16), word.r16)
+    f.add(index, 1)
+    f.jmp(top)
+    f.bind(done)
 
 
 class Tile:
     """One step of a loop: `count` consecutive vectors at the pointers' current positions."""
 
     def __init__(self, f: Function, count: int, tail: Tail | None = None, nontemporal: bool = False,
-                 first: int = 0):
+                 first: int = 0, elements: dict | None = None):
         self.f, self.count, self.tail, self.nontemporal = f, count, tail, nontemporal
         self.first = first  # index of this tile's first vector within the loop step
+        self.elements = elements or {}  # pointer register -> ElementFormat (default float32)
+
+    def element(self, base: Register) -> ElementFormat:
+        return self.elements.get(base, F32)
+
+    def _address(self, base: Register, i: int) -> Mem:
+        return ptr(base, (self.first + i) * self.f.target.lanes * self.element(base).size)
 
     def load(self, dest: Register, base: Register, i: int, fill: Mem | None = None) -> None:
-        address = ptr(base, (self.first + i) * self.f.target.vector_bytes)
+        address, element = self._address(base, i), self.element(base)
         if self.tail is not None:
-            self.tail.load(dest, address, fill)
+            self.tail.load(dest, address, fill, element)
+        elif element is not F32:
+            conversions.load(self.f, element, dest, address)
         else:
             self.f.vmovups(dest, address)
 
     def store(self, base: Register, i: int, src: Register) -> None:
-        address = ptr(base, (self.first + i) * self.f.target.vector_bytes)
+        address, element = self._address(base, i), self.element(base)
         if self.tail is not None:
-            self.tail.store(address, src)
+            self.tail.store(address, src, element)
+        elif element is not F32:
+            if self.nontemporal:
+                conversions.store_nontemporal(self.f, element, address, src)
+            else:
+                conversions.store(self.f, element, address, src)
         elif self.nontemporal:
             self.f.vmovntps(address, src)
         else:
@@ -91,57 +176,65 @@ class Tile:
 
 
 def for_each_vector(f: Function, n: Register, pointers: list, unroll: int, step, name: str,
-                    *, nontemporal_stores: bool = False, interleave: int = 0) -> None:
+                    *, nontemporal_stores: bool = False, interleave: int = 0,
+                    elements: dict | None = None) -> None:
     """Run step over n elements (n is consumed); see the module docstring.
 
     interleave = g > 0 emits an unrolled step as tiles of g vectors: the stages of one tile are
     interleaved, tiles follow one another. Fewer values are live at once (so larger unrolls fit
     the register file) while out-of-order cores still overlap the independent tiles.
+    elements: pointer register -> ElementFormat for the pointers that are not float32.
     """
-    lanes, vbytes = f.target.lanes, f.target.vector_bytes
+    lanes = f.target.lanes
+    elements = elements or {}
+
+    def vector_bytes(p) -> int:
+        return lanes * elements.get(p, F32).size
+
     if nontemporal_stores:
-        _align_stores(f, n, pointers, step)
+        _align_stores(f, n, pointers, step, elements)
     if unroll > 1:
         with f.count_down_loop(n, unroll * lanes, f"{name}_u{unroll}"):
             group = interleave or unroll
             for first in range(0, unroll, group):
                 step(Tile(f, min(group, unroll - first), nontemporal=nontemporal_stores,
-                          first=first))
+                          first=first, elements=elements))
             for p in pointers:
-                f.add(p, unroll * vbytes)
+                f.add(p, unroll * vector_bytes(p))
     with f.count_down_loop(n, lanes, f"{name}_v1"):
-        step(Tile(f, 1, nontemporal=nontemporal_stores))
+        step(Tile(f, 1, nontemporal=nontemporal_stores, elements=elements))
         for p in pointers:
-            f.add(p, vbytes)
+            f.add(p, vector_bytes(p))
     done = f.label(f"{name}_tail_done")
     f.test(n, n)
     f.je(done)
-    step(Tile(f, 1, Tail(f, n)))
+    step(Tile(f, 1, Tail(f, n), elements=elements))
     f.bind(done)
     if nontemporal_stores:
         f.sfence()  # order the write-combining stores before anything the caller does next
 
 
-def _align_stores(f: Function, n: Register, pointers: list, step) -> None:
+def _align_stores(f: Function, n: Register, pointers: list, step, elements: dict) -> None:
     """Non-temporal stores need vector-aligned addresses: run one masked step over the elements
-    before the output pointer (the last of `pointers`) reaches a vector boundary.
+    before the output pointer (the last of `pointers`) reaches a vector boundary (of its own
+    elements: half a register's width for 16-bit ones).
 
-    The output must be 4-byte aligned (a float32 array's natural alignment; the Python layer
-    guarantees it)."""
-    vbytes = f.target.vector_bytes
+    The output must be aligned to its element size (a numpy array's natural alignment; the
+    Python layer guarantees it)."""
+    output = elements.get(pointers[-1], F32).size
     head = f.gp("head")
     f.comment("head = min(n, elements until y is vector-aligned)")
     f.mov(head, pointers[-1])
     f.neg(head)
-    f.and_(head, vbytes - 1)
-    f.shr(head, 2)
+    f.and_(head, f.target.lanes * output - 1)
+    f.shr(head, output.bit_length() - 1)
     f.cmp(head, n)
     f.cmova(head, n)
     aligned = f.label("aligned")
     f.test(head, head)
     f.je(aligned)
-    step(Tile(f, 1, Tail(f, head)))
+    step(Tile(f, 1, Tail(f, head), elements=elements))
     for p in pointers:
-        f.lea(p, ptr(p, 0, head, 4))
+        f.lea(p, ptr(p, 0, head, elements.get(p, F32).size))
     f.sub(n, head)
     f.bind(aligned)

@@ -4,7 +4,7 @@ slots, blocks). The math is in docs/algorithms.md.
 """
 from __future__ import annotations
 
-from softjit.codegen.abi import PASS_STATE, pass_signature
+from softjit.codegen.abi import F32, PASS_STATE, ElementFormat, pass_signature
 from softjit.codegen.kernels import constants as K
 from softjit.codegen.kernels.exp import ExpP5
 from softjit.codegen.operands import Mem, ptr
@@ -16,8 +16,14 @@ STATE_SCALE = PASS_STATE.offset("scale")
 STATE_SUM = PASS_STATE.offset("sum")
 
 
-def pass_function(name: str, target, doc: str) -> Function:
-    return Function(pass_signature(name, doc), target)
+def pass_function(name: str, target, doc: str, element: ElementFormat = F32) -> Function:
+    return Function(pass_signature(name, doc, element), target)
+
+
+def buffers(f: Function, element: ElementFormat) -> dict:
+    """for_each_vector's `elements` for a pass whose x and y hold `element`s."""
+    x, y = f.args[:2]
+    return {} if element is F32 else {x: element, y: element}
 
 
 def return_value(f: Function, value: int) -> None:

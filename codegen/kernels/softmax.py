@@ -17,23 +17,24 @@ thousand), then fold into float64 lane accumulators, so the float32 error never 
 """
 from __future__ import annotations
 
-from softjit.codegen.abi import PASS_OK, PASS_RECOMPUTE
+from softjit.codegen.abi import F32, PASS_OK, PASS_RECOMPUTE
 from softjit.codegen.kernels import constants as K
 from softjit.codegen.kernels.elementwise import emit_rmax
 from softjit.codegen.kernels.exp import resident_fit
 from softjit.codegen.kernels.loops import for_each_vector
 from softjit.codegen.kernels.pass_emitter import (STATE_MAX_OR_EXPONENT, STATE_SCALE, PassEmitter,
-                                                  pass_function, return_value, scalar)
+                                                  buffers, pass_function, return_value, scalar)
 from softjit.codegen.kernels.reduce import horizontal, tree
 from softjit.codegen.operands import ptr
 from softjit.codegen.stream import Function
 
 
-def build_rmax_pass(name: str, target, unroll: int, accumulators: int) -> Function:
+def build_rmax_pass(name: str, target, unroll: int, accumulators: int, element=F32) -> Function:
     f = pass_function(name, target, "state[0] = max(x[0:n]); NaN need not propagate (the next\n"
-                                    "pass turns any NaN into a NaN row).")
+                                    "pass turns any NaN into a NaN row).", element)
     x, _, n, state = f.args
-    result = emit_rmax(f, x, n, unroll, accumulators, nan_propagating=False)
+    result = emit_rmax(f, x, n, unroll, accumulators, nan_propagating=False,
+                       elements=buffers(f, element))
     f.vmovss(ptr(state, STATE_MAX_OR_EXPONENT, bits=32), result.xmm)
     return_value(f, PASS_OK)
     return f
@@ -52,16 +53,18 @@ def _resident(wanted: tuple, target) -> tuple:
     return tuple(name for name in wanted if name not in unused)
 
 
-def _build_sum_pass(name, target, unroll, accumulators, block, store: bool, interleave=0) -> Function:
+def _build_sum_pass(name, target, unroll, accumulators, block, store: bool, interleave=0,
+                    element=F32) -> Function:
     return resident_fit(lambda resident: _sum_pass(name, target, unroll, accumulators, block, store,
-                                                   interleave, resident),
+                                                   interleave, resident, element),
                         _resident(_THREE_PASS_RESIDENT, target))
 
 
-def _sum_pass(name, target, unroll, accumulators, block, store, interleave, resident) -> Function:
+def _sum_pass(name, target, unroll, accumulators, block, store, interleave, resident,
+              element) -> Function:
     what = "y = exp(x - m) and " if store else ""
     f = pass_function(name, target, f"{what}state[1] = 1 / sum(exp(x - m)), m = state[0];\n"
-                                     "float32 block sums fold into float64 lane sums.")
+                                     "float32 block sums fold into float64 lane sums.", element)
     x, y, n, state = f.args
     pe = PassEmitter(f, resident)
     m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
@@ -94,7 +97,8 @@ def _sum_pass(name, target, unroll, accumulators, block, store, interleave, resi
 
     pointers = [x, y] if store else [x]
     pe.blocks(n, block, start, lambda count: for_each_vector(
-        f, count, pointers, unroll, step, "sum", interleave=interleave), end)
+        f, count, pointers, unroll, step, "sum", interleave=interleave,
+        elements=buffers(f, element)), end)
     f.comment("state[1] = 1 / sum over lanes")
     pe.store_reciprocal(pe.sum_f64_lanes(pe.load_slot(wide[0], "sum_lo"),
                                          pe.load_slot(wide[1], "sum_hi")), state)
@@ -102,22 +106,26 @@ def _sum_pass(name, target, unroll, accumulators, block, store, interleave, resi
     return f
 
 
-def build_raddexpminusmax(name, target, unroll, accumulators, block, interleave=0) -> Function:
-    return _build_sum_pass(name, target, unroll, accumulators, block, False, interleave)
+def build_raddexpminusmax(name, target, unroll, accumulators, block, interleave=0,
+                          element=F32) -> Function:
+    return _build_sum_pass(name, target, unroll, accumulators, block, False, interleave, element)
 
 
 def build_raddstoreexpminusmax(name, target, unroll, accumulators, block, interleave=0) -> Function:
     return _build_sum_pass(name, target, unroll, accumulators, block, True, interleave)
 
 
-def build_vscaleexpminusmax(name, target, unroll, nontemporal=False, interleave=0) -> Function:
+def build_vscaleexpminusmax(name, target, unroll, nontemporal=False, interleave=0,
+                            element=F32) -> Function:
     return resident_fit(lambda resident: _vscaleexpminusmax(name, target, unroll, nontemporal,
-                                                            interleave, resident),
+                                                            interleave, resident, element),
                         _resident(_THREE_PASS_RESIDENT, target))
 
 
-def _vscaleexpminusmax(name, target, unroll, nontemporal, interleave, resident) -> Function:
-    f = pass_function(name, target, "y = exp(x - m) * s with m = state[0], s = state[1].")
+def _vscaleexpminusmax(name, target, unroll, nontemporal, interleave, resident,
+                       element) -> Function:
+    f = pass_function(name, target, "y = exp(x - m) * s with m = state[0], s = state[1].",
+                      element)
     x, y, n, state = f.args
     pe = PassEmitter(f, resident)
     m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
@@ -135,7 +143,7 @@ def _vscaleexpminusmax(name, target, unroll, nontemporal, interleave, resident) 
             tile.store(y, i, p)
 
     for_each_vector(f, n, [x, y], unroll, step, "scale", nontemporal_stores=nontemporal,
-                    interleave=interleave)
+                    interleave=interleave, elements=buffers(f, element))
     return_value(f, PASS_OK)
     return f
 
@@ -159,18 +167,20 @@ def build_vscale(name, target, unroll, nontemporal=False) -> Function:
     return f
 
 
-def build_raddextexp(name, target, unroll, accumulators, block, interleave=0) -> Function:
+def build_raddextexp(name, target, unroll, accumulators, block, interleave=0,
+                     element=F32) -> Function:
     return resident_fit(lambda resident: _raddextexp(name, target, unroll, accumulators, block,
-                                                     interleave, resident),
+                                                     interleave, resident, element),
                         _resident(_TWO_PASS_RESIDENT, target))
 
 
-def _raddextexp(name, target, unroll, accumulators, block, interleave, resident) -> Function:
+def _raddextexp(name, target, unroll, accumulators, block, interleave, resident,
+                element) -> Function:
     f = pass_function(
         name, target,
         "Two-pass pass 1: sum(exp(x)) = v * 2^e kept with a float exponent (never overflows);\n"
         "state[0] = e, state[1] = 1 / v. Returns 1 (recompute with three passes) when the row\n"
-        "holds NaN or +inf, only -inf, or magnitudes beyond the two-pass clamp.")
+        "holds NaN or +inf, only -inf, or magnitudes beyond the two-pass clamp.", element)
     x, _, n, state = f.args
     pe = PassEmitter(f, resident)
     e = pe.e
@@ -257,7 +267,8 @@ def _raddextexp(name, target, unroll, accumulators, block, interleave, resident)
 
     pe.blocks(n, block, start,
               lambda count: for_each_vector(f, count, [x], unroll, step, "extexp",
-                                            interleave=interleave), end)
+                                            interleave=interleave,
+                                            elements=buffers(f, element)), end)
 
     f.comment("e = max over lanes; v = sum over lanes of v_lane * 2^(e_lane - e)")
     run_exponent = pe.load_slot(run_slot, "e_run")
@@ -285,15 +296,17 @@ def _raddextexp(name, target, unroll, accumulators, block, interleave, resident)
     return f
 
 
-def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0) -> Function:
+def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0,
+                       element=F32) -> Function:
     return resident_fit(lambda resident: _vscaleextexp(name, target, unroll, nontemporal,
-                                                       interleave, resident),
+                                                       interleave, resident, element),
                         _resident(_TWO_PASS_RESIDENT, target))
 
 
-def _vscaleextexp(name, target, unroll, nontemporal, interleave, resident) -> Function:
+def _vscaleextexp(name, target, unroll, nontemporal, interleave, resident,
+                  element) -> Function:
     f = pass_function(name, target, "Two-pass pass 2: y = min(p(x) * r * 2^(n(x) - e), 1) with\n"
-                                     "e = state[0], r = state[1] (1/v rounded up).")
+                                     "e = state[0], r = state[1] (1/v rounded up).", element)
     x, y, n, state = f.args
     # the magic bias is folded with e into a register of its own here
     pe = PassEmitter(f, tuple(c for c in resident if c != "magic_bias"))
@@ -348,6 +361,6 @@ def _vscaleextexp(name, target, unroll, nontemporal, interleave, resident) -> Fu
             tile.store(y, i, p)
 
     for_each_vector(f, n, [x, y], unroll, step, "extexp", nontemporal_stores=nontemporal,
-                    interleave=interleave)
+                    interleave=interleave, elements=buffers(f, element))
     return_value(f, PASS_OK)
     return f

@@ -198,6 +198,8 @@ def _sample_operand(code: str, width: int, position: int, evex: bool) -> str:
         return ("rax", "rcx", "rdx")[position]
     if code == "E":
         return ("eax", "ecx", "edx")[position]
+    if code == "W":
+        return ("ax", "cx", "dx")[position]
     if code == "A":
         return "[rdi + rsi*4 + 8]"
     if code == "I":
@@ -230,7 +232,7 @@ def _table_samples():
                         choices.add(tuple(ops))
                 for ops in sorted(choices):
                     if feature == "base":
-                        width = 32 if "E" in ops else 64
+                        width = 32 if "E" in ops else 16 if "W" in ops else 64
                     texts = [_sample_operand(c, width, p, evex and feature != "base")
                              for p, c in enumerate(ops)]
                     if mnemonic == "vmovhlps" or mnemonic.startswith("vextractf128"):
@@ -395,6 +397,21 @@ def _vector_cases():
     add("vextractf128 xmm2, ymm3, 0")
     add("vextractf128 XMMWORD PTR [r13 + 4], ymm4, 1")
     add("vmovhlps xmm0, xmm1, xmm2")
+    # 16-bit elements: float16 conversions, bfloat16 words widened, dwords packed to words
+    for imm in (0, 1, 2, 3, 4):
+        add(f"vcvtps2ph xmm0, ymm1, {imm}")
+        add(f"vcvtps2ph xmm2, xmm3, {imm}")
+    add("vcvtps2ph XMMWORD PTR [r13 + 6], ymm4, 0")
+    add("vcvtph2ps ymm0, xmm1")
+    add("vcvtph2ps xmm2, xmm3")
+    add("vcvtph2ps ymm4, XMMWORD PTR [r13 + 6]")
+    add("vpmovzxwd ymm0, xmm1")
+    add("vpmovzxwd xmm2, xmm3")
+    add("vpmovzxwd ymm4, XMMWORD PTR [r13 + 2]")
+    add("vpmovzxwd xmm5, QWORD PTR [r13 + 6]")
+    add("vpackusdw ymm0, ymm1, ymm2")
+    add("vpackusdw xmm3, xmm4, xmm5")
+    add("vpackusdw xmm6, xmm7, XMMWORD PTR [r13 + 8]")
     for op in ("vaddss", "vsubss", "vmulss", "vdivss", "vmaxss", "vminss", "vcvtss2sd"):
         add(f"{op} xmm0, xmm1, xmm2")
         add(f"{op} xmm3, xmm4, DWORD PTR [r13 + 8]")
@@ -440,6 +457,10 @@ def _gp_cases():
         cases.append((f"mov {size} PTR [r13 + 4], {b}", 0))
         cases.append((f"mov {size} PTR [r13 + 12], -5", 0))
         cases.append((f"mov {a}, -5", 0))
+    cases.append(("movzx eax, WORD PTR [r13 + 6]", 0))
+    cases.append(("mov rcx, 3; movzx r9d, WORD PTR [r13 + rcx*2]", 0))
+    cases.append(("mov WORD PTR [r13 + 6], cx", 0))
+    cases.append(("mov WORD PTR [r13 + 10], r10w", 0))
     cases.append(("lea rax, [rcx + rdx*8 - 24]", 0))
     cases.append(("lea r8, [rcx + 4]", 0))
     cases.append(("lea eax, [rcx + rdx*2]", 0))
@@ -622,6 +643,24 @@ def _evex_cases():
     add("vmovshdup zmm0{k1}, zmm1")
     add("vunpckhpd zmm16{k2}{z}, zmm17, zmm18")
     add("vunpckhpd zmm0, zmm1, zmm2")
+    # 16-bit elements: float16 conversions, words widened, dwords narrowed (masked stores
+    # write only the enabled words)
+    add("vcvtph2ps zmm0, ymm1")
+    add("vcvtph2ps zmm16{k1}{z}, YMMWORD PTR [r13 + 6]")
+    add("vcvtph2ps zmm2{k2}, ymm17")
+    add("vcvtps2ph ymm0, zmm1, 0")
+    add("vcvtps2ph YMMWORD PTR [r13 + 6]{k3}, zmm4, 0")
+    add("vpmovzxwd zmm0, ymm1")
+    add("vpmovzxwd zmm16{k1}{z}, YMMWORD PTR [r13 + 2]")
+    add("vpmovzxwd zmm2{k2}, ymm17")
+    add("vpmovzxwd ymm20{k3}{z}, xmm21")
+    add("vpmovdw ymm0, zmm1")
+    add("vpmovdw ymm16{k1}{z}, zmm17")
+    add("vpmovdw ymm2{k2}, zmm3")
+    add("vpmovdw xmm4, ymm5")
+    add("vpmovdw YMMWORD PTR [r13 + 6], zmm6")
+    add("vpmovdw YMMWORD PTR [r13 + 2]{k4}, zmm7")
+    add("vpmovdw XMMWORD PTR [r13 + 10]{k5}, ymm20")
     add("kmovw k1, eax; kmovw ecx, k2")
     add("kmovd k3, edx; kmovd r8d, k3")
     for a, b in ((1, 2), (3, 3), (4, 5)):

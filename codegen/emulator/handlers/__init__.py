@@ -5,7 +5,7 @@ executes the instruction (decode.py says what a closure returns).
 """
 from softjit.codegen.emulator.handlers import (  # noqa: F401 - each registers its mnemonics
     approximate, compare_mask, control, convert, float_arith, gather, general, integer, moves,
-    shuffles)
+    shuffles, words)
 from softjit.codegen.emulator.handlers.table import HANDLERS
 
 SUPPORTED_MNEMONICS = frozenset(HANDLERS)

@@ -1,4 +1,5 @@
-"""General-purpose integer instructions on 32- and 64-bit registers: mov, lea, the ALU
+"""General-purpose integer instructions on 32- and 64-bit registers: mov (also a 16-bit
+register to memory), movzx (a word from memory), lea, the ALU
 operations with their flags (add, sub, cmp, and, or, xor, test, imul), shl/shr by an
 immediate, neg, cmovcc (a 32-bit destination is zero-extended, as on hardware)."""
 from __future__ import annotations
@@ -24,6 +25,7 @@ def _h_mov(dec, ins):
     d, s = ins.ops
     g = dec.gp
     if d.kind == "gp":
+        d = dec.gp_dest(ins)
         src = dec.gp_reader(s, d.bits)
         n = d.num
 
@@ -45,6 +47,21 @@ def _h_mov(dec, ins):
             write(addrf(), size, src())
         return run
     raise DecodeError("mov writes a register or memory")
+
+
+@handles("movzx")
+def _h_movzx(dec, ins):
+    """movzx r32, WORD PTR [m]: the word zero-extended (a 32-bit write clears the upper half)."""
+    dec.nops(ins, 2)
+    d = dec.gp_dest(ins)
+    s = ins.ops[1]
+    if d.bits != 32 or s.kind != "mem" or s.bits != 16:
+        raise DecodeError("movzx takes a 32-bit register and a WORD PTR operand")
+    read, g, n = dec.gp_reader(s, 16), dec.gp, d.num
+
+    def run():
+        g[n] = read()
+    return run
 
 
 @handles("lea")

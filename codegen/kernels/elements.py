@@ -1,0 +1,128 @@
+"""16-bit elements converted in registers: every kernel computes in float32, and a float16 or
+bfloat16 buffer (codegen/abi.py ElementFormat) is widened as it is loaded and rounded as it is
+stored, one vector of elements at a time:
+
+    float16  -> float32   VCVTPH2PS (F16C's VEX form on AVX2, AVX-512F's EVEX form): exact
+    bfloat16 -> float32   the words zero-extended to dwords (VPMOVZXWD), shifted left 16: exact
+    float32 -> float16    VCVTPS2PH with immediate 0: round to nearest even, whatever MXCSR says
+    float32 -> bfloat16   round to nearest even in integer lanes, then the dwords narrowed to
+                          words (VPMOVDW on AVX-512; VPACKUSDW of the two 128-bit halves on AVX2,
+                          whose packs stay inside a 128-bit lane)
+
+The bfloat16 rounding of a float32 bit pattern b keeps the upper half of
+    b + 0x7FFF + (bit 16 of b)
+which rounds to nearest with ties to the even upper half; a finite value past the largest
+bfloat16 carries into the exponent and becomes the infinity of its sign, and +-inf stay.
+A NaN lane is not rounded (the add could carry it into an infinity or flip its sign): it keeps
+its upper half with the quiet bit (0x00400000) set, so a NaN whose payload lies in the low half
+stays a NaN.
+
+The loads and stores here take an address of one vector of elements (16 of them on AVX-512, 8
+on AVX2) and an optional AVX-512 k mask, one bit per element: masked-out elements are neither
+read nor written (EVEX masking suppresses their faults). AVX2 has no 16-bit masked moves: its
+tails go through a stack buffer (codegen/kernels/loops.py Tail).
+"""
+from __future__ import annotations
+
+from softjit.codegen.abi import BF16, F16, F32, ElementFormat
+from softjit.codegen.operands import Masked, Mem, Register
+from softjit.codegen.stream import Function
+
+UNORDERED = 3  # vcmpps predicate: true where either operand is NaN
+ROUND_TO_NEAREST_EVEN = 0  # VCVTPS2PH immediate: round to nearest even, not MXCSR's mode
+BF16_ROUNDING_BIAS = 0x7FFF
+QUIET_BIT = 0x00400000
+
+
+def half_vector(f: Function, reg: Register):
+    """The view of reg holding one vector of 16-bit elements: half the target's width."""
+    return reg.view(max(f.target.vector_bits // 2, 128))
+
+
+def load(f: Function, element: ElementFormat, dest: Register, address: Mem, mask=None) -> None:
+    """dest = the float32 values of one vector of `element`s at address. With an AVX-512 k
+    `mask`, only its elements are read and the other lanes keep what dest held (merging)."""
+    if element is F32:
+        raise ValueError("float32 elements are loaded by the loop helper itself")
+    target = dest if mask is None else Masked(dest.view(dest.bits), mask.view(16))
+    if element is F16:
+        f.vcvtph2ps(target, address)
+    elif element is BF16:
+        f.vpmovzxwd(target, address)
+        f.vpslld(target, dest, 16)
+    else:
+        raise ValueError(f"no conversion from element format {element.name!r}")
+
+
+def store(f: Function, element: ElementFormat, address: Mem, src: Register, mask=None) -> None:
+    """One vector of `element`s at address = src rounded to nearest even (src is kept). With an
+    AVX-512 k `mask`, only its elements are written."""
+    if element is F16:
+        target = address if mask is None else Masked(address, mask.view(16))
+        f.vcvtps2ph(target, src, ROUND_TO_NEAREST_EVEN)
+    elif element is BF16:
+        words = round_to_bfloat16(f, src)
+        if f.target.has_masks:
+            target = address if mask is None else Masked(address, mask.view(16))
+            f.vpmovdw(target, words)
+        else:
+            if mask is not None:
+                raise ValueError("AVX2 has no k masks: its tails store through a stack buffer")
+            f.vmovups(address, pack_words(f, words))
+    else:
+        raise ValueError(f"no conversion to element format {element.name!r}")
+
+
+def store_nontemporal(f: Function, element: ElementFormat, address: Mem, src: Register) -> None:
+    """store(), written around the caches: the converted elements are built in a register
+    (half the width) and stored with VMOVNTPS; address must be aligned to that half."""
+    if element is F16:
+        halves = half_vector(f, f.vec("f16_halves"))
+        f.vcvtps2ph(halves, src, ROUND_TO_NEAREST_EVEN)
+    elif element is BF16:
+        words = round_to_bfloat16(f, src)
+        if f.target.has_masks:
+            halves = half_vector(f, words)
+            f.vpmovdw(halves, words)
+        else:
+            halves = pack_words(f, words)
+    else:
+        raise ValueError(f"no conversion to element format {element.name!r}")
+    f.vmovntps(address, halves)
+
+
+def round_to_bfloat16(f: Function, src: Register) -> Register:
+    """A new register whose dword lanes hold the bfloat16 patterns (0..0xFFFF) of src's
+    float32 lanes, rounded to nearest even; NaN stays NaN (see the module docstring)."""
+    words = f.vec("bf16_words")
+    f.comment("bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit")
+    f.vpsrld(words, src, 16)
+    # (VPAND has no EVEX form; VPANDD is EVEX only)
+    f.emit("vpandd" if f.target.has_masks else "vpand", words, words,
+           f.constant_bits("one_bits", 1))
+    f.vpaddd(words, words, f.constant_bits("bf16_rounding_bias", BF16_ROUNDING_BIAS))
+    quiet = f.constant_bits("quiet_nan_bit", QUIET_BIT)
+    if f.target.has_masks:
+        nan = f.mask("nan_lanes")
+        f.vpaddd(words, words, src)
+        f.vcmpps(nan, src, src, UNORDERED)
+        f.vpord(Masked(words.view(words.bits), nan.view(16)), src, quiet)
+    else:
+        nan = f.vec("nan_lanes")
+        f.vcmpps(nan, src, src, UNORDERED)
+        f.vandnps(words, nan, words)  # NaN lanes: no rounding add
+        f.vpaddd(words, words, src)
+        f.vandps(nan, nan, quiet)
+        f.vpor(words, words, nan)
+    f.vpsrld(words, words, 16)
+    return words
+
+
+def pack_words(f: Function, dwords: Register):
+    """AVX2: the xmm holding the eight dword lanes of ymm `dwords` (each 0..0xFFFF) as words,
+    in order. VPACKUSDW packs within 128-bit lanes, so the upper half is packed beside the
+    lower one from an xmm of its own."""
+    upper = f.vec("upper_dwords")
+    f.vextractf128(upper.xmm, dwords.ymm, 1)
+    f.vpackusdw(dwords.xmm, dwords.xmm, upper.xmm)
+    return dwords.xmm
