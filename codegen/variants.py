@@ -9,6 +9,7 @@ tests and the benchmarks all iterate REGISTRY and look variants up through it:
     REGISTRY.named("f32_vexp__avx2_rr2_p5_u32")        by name
     REGISTRY.for_op("vexp", "avx2")                      the default variant of an op on an ISA
     REGISTRY.softmax("two-pass", "avx2", nontemporal)    the softmax module softjit.softmax runs
+    REGISTRY.softmax("two-pass", "avx2", element="bf16") the same for bfloat16 x and y
     REGISTRY.pick("vexp" or a name, isa)                 a name, else the op's default (the CLI)
 
 Users add their own variants (softjit.codegen.register, or a package's entry point in the
@@ -28,6 +29,7 @@ from softjit.codegen.isa import ISA_NAMES, OnTarget
 from softjit.codegen.kernel_variants import (
     ALGORITHMS,
     LOG_SOFTMAX_ALGORITHMS,
+    algorithms_for,
     ROWS_SUFFIX,
     LogSoftmax,
     PassKernel,
@@ -45,8 +47,8 @@ from softjit.codegen.kernel_variants import (
 __all__ = [
     "ALGORITHMS", "ENTRY_POINT_GROUP", "LOG_SOFTMAX_ALGORITHMS", "REGISTRY", "ROWS_SUFFIX",
     "VARIANTS", "LogSoftmax", "PassKernel", "RMax", "Registry", "Softmax", "StreamCopy",
-    "StreamRead", "UserVariant", "VExp", "Variant", "VariantBase", "exp_flavour", "probes",
-    "register",
+    "StreamRead", "UserVariant", "VExp", "Variant", "VariantBase", "algorithms_for",
+    "exp_flavour", "probes", "register",
 ]
 
 # ---------------------------------------------------------------------------- user variants
@@ -178,24 +180,28 @@ class Registry:
         raise UnknownVariantError(f"no {op} kernel registered for {isa!r}; ISAs with one: "
                                   f"{', '.join(i for i in ISA_NAMES if self._has(op, i))}")
 
-    def softmax(self, algorithm: str, isa: str, nontemporal: bool = False) -> Softmax:
-        """The softmax module of `algorithm` on `isa`, with non-temporal output stores or not."""
+    def softmax(self, algorithm: str, isa: str, nontemporal: bool = False,
+                element: str = "f32") -> Softmax:
+        """The softmax module of `algorithm` on `isa`, with non-temporal output stores or not,
+        for x and y of element format `element` ("f32", "f16", "bf16")."""
         if algorithm not in ALGORITHMS:
             raise UnknownVariantError(f"unknown softmax algorithm {algorithm!r}; valid: "
                                       f"{', '.join(ALGORITHMS)}")
         for v in self.variants:
             if (v.op == "softmax" and v.algorithm == algorithm and v.isa == isa
-                    and v.nontemporal == nontemporal):
+                    and v.nontemporal == nontemporal and getattr(v, "element", "f32") == element):
                 return v
         raise UnknownVariantError(f"no {algorithm} softmax registered for {isa!r}"
-                                  f"{' with non-temporal stores' if nontemporal else ''}")
+                                  f"{' with non-temporal stores' if nontemporal else ''}"
+                                  f"{'' if element == 'f32' else f' on {element} elements'}")
 
-    def softmax_or_plain(self, algorithm: str, isa: str, nontemporal: bool) -> Softmax:
+    def softmax_or_plain(self, algorithm: str, isa: str, nontemporal: bool,
+                         element: str = "f32") -> Softmax:
         """softmax(), falling back to ordinary stores where no non-temporal module is
         registered (three-pass-reload re-reads y, so it has none)."""
-        if nontemporal and self._softmax_exists(algorithm, isa, True):
-            return self.softmax(algorithm, isa, True)
-        return self.softmax(algorithm, isa, False)
+        if nontemporal and self._softmax_exists(algorithm, isa, True, element):
+            return self.softmax(algorithm, isa, True, element)
+        return self.softmax(algorithm, isa, False, element)
 
     def pick(self, name_or_op: str, isa: str):
         """A variant by its full name (which must be of `isa` unless isa is "auto"), or else the
@@ -214,27 +220,56 @@ class Registry:
                 f"of the registered variants: {', '.join(self._by_name)}")
         return self.for_op(name_or_op, isa)
 
-    def log_softmax(self, algorithm: str, isa: str, nontemporal: bool = False) -> LogSoftmax:
+    def log_softmax(self, algorithm: str, isa: str, nontemporal: bool = False,
+                    element: str = "f32") -> LogSoftmax:
         """The log_softmax module of `algorithm` ("two-pass" or "three-pass") on `isa`, with
-        non-temporal output stores or not (falling back to ordinary ones)."""
+        non-temporal output stores or not (falling back to ordinary ones), for x and y of
+        element format `element`."""
         if algorithm not in LOG_SOFTMAX_ALGORITHMS:
             raise UnknownVariantError(f"unknown log_softmax algorithm {algorithm!r}; valid: "
                                       f"{', '.join(LOG_SOFTMAX_ALGORITHMS)}")
         found = [v for v in self.variants if v.op == "log_softmax" and v.algorithm == algorithm
-                 and v.isa == isa]
+                 and v.isa == isa and getattr(v, "element", "f32") == element]
         for v in found:
             if v.nontemporal == nontemporal:
                 return v
         if found:
             return found[0]
-        raise UnknownVariantError(f"no {algorithm} log_softmax registered for {isa!r}")
+        raise UnknownVariantError(f"no {algorithm} log_softmax registered for {isa!r}"
+                                  f"{'' if element == 'f32' else f' on {element} elements'}")
 
     def _has(self, op: str, isa: str) -> bool:
         return any(v.op == op and v.isa == isa for v in self.variants)
 
-    def _softmax_exists(self, algorithm: str, isa: str, nontemporal: bool) -> bool:
+    def _softmax_exists(self, algorithm: str, isa: str, nontemporal: bool,
+                        element: str = "f32") -> bool:
         return any(v.op == "softmax" and v.algorithm == algorithm and v.isa == isa
-                   and v.nontemporal == nontemporal for v in self.variants)
+                   and v.nontemporal == nontemporal and getattr(v, "element", "f32") == element
+                   for v in self.variants)
+
+
+def _half_variants(element: str) -> tuple:
+    """The float16 / bfloat16 modules (x and y converted in registers, computed in float32):
+    the float32 modules' parameters, without three-pass-reload (see algorithms_for)."""
+    return (
+        Softmax("two-pass", "avx2", 4, 1, 4, element=element),
+        Softmax("three-pass-recompute", "avx2", 12, 1, 12, interleave=4, element=element),
+        Softmax("two-pass", "avx512f", 16, 2, 8, interleave=4, element=element),
+        Softmax("three-pass-recompute", "avx512f", 8, 2, 16, interleave=2, element=element),
+        Softmax("two-pass", "avx2", 4, 1, 4, nontemporal=True, element=element),
+        Softmax("three-pass-recompute", "avx2", 12, 1, 12, interleave=4, nontemporal=True,
+                element=element),
+        Softmax("two-pass", "avx512f", 16, 2, 8, interleave=4, nontemporal=True,
+                element=element),
+        Softmax("three-pass-recompute", "avx512f", 8, 2, 16, interleave=2, nontemporal=True,
+                element=element),
+        LogSoftmax("two-pass", "avx2", 4, 1, 4, element=element),
+        LogSoftmax("three-pass", "avx2", 4, 2, 4, element=element),
+        LogSoftmax("two-pass", "avx512f", 8, 2, 4, element=element),
+        LogSoftmax("three-pass", "avx512f", 8, 2, 4, element=element),
+        LogSoftmax("two-pass", "avx2", 4, 1, 4, nontemporal=True, element=element),
+        LogSoftmax("two-pass", "avx512f", 8, 2, 4, nontemporal=True, element=element),
+    )
 
 
 # The registry. Softmax parameters come from `python -m softjit bench --sweep --sweep-grid wide
@@ -273,7 +308,8 @@ REGISTRY = Registry((
     LogSoftmax("three-pass", "avx512f", 8, 2, 4),
     LogSoftmax("two-pass", "avx2", 4, 1, 4, nontemporal=True),
     LogSoftmax("two-pass", "avx512f", 8, 2, 4, nontemporal=True),
-) + tuple(probe for isa in ("avx2", "avx512f") for probe in probes(isa)))
+) + tuple(probe for isa in ("avx2", "avx512f") for probe in probes(isa))
+  + tuple(v for element in ("f16", "bf16") for v in _half_variants(element)))
 
 #: The built-in variants, in registry order. REGISTRY.variants also holds the users' variants
 #: registered since (softjit.codegen.register, load_plugins): iterate REGISTRY for everything.

@@ -17,9 +17,10 @@ from softjit.codegen import variants
 from softjit.runtime import bindings, cpu, entries, entry_tables
 from softjit.runtime import tensors
 from softjit.runtime.dispatch import ALGORITHMS, choose_algorithm, nontemporal_for, resolve_isa
+from softjit.runtime.elements import algorithm_for, check_algorithm, element_of
 from softjit.runtime.memo import EXP_ENTRY_CALLS, SOFTMAX_ENTRY_CALLS, SOFTMAX_ROUTES
 from softjit.runtime import rows as rows_module
-from softjit.runtime.inputs import as_float32_array
+from softjit.runtime.inputs import as_float32_array, compute_input, requested_dtype
 from softjit.runtime.rows import recompute_rows, rows_view, run_rows, safe_overlap
 
 _FLOAT32 = np.dtype(np.float32)
@@ -51,11 +52,13 @@ def check_threads(threads, function: str) -> None:
                          f"({sys.maxsize}); got {threads!r}")
 
 
-def check_out(out, shape: tuple, function: str, dtype: np.dtype = _FLOAT32) -> np.ndarray:
+def check_out(out, shape: tuple, function: str, dtype=_FLOAT32) -> np.ndarray:
+    """out must be a writable numpy array of `shape` and `dtype` (the input's)."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"softjit.{function}: out must be a numpy.ndarray, not {type(out).__name__}")
     if out.dtype != dtype:
-        raise TypeError(f"softjit.{function}: out has dtype {out.dtype}; it must be {dtype}")
+        raise TypeError(f"softjit.{function}: out has dtype {out.dtype}; it must be {dtype}"
+                        f"{' (the input dtype)' if dtype != _FLOAT32 else ''}")
     if out.shape != shape:
         raise ValueError(f"softjit.{function}: out has shape {out.shape}; it must be {shape}")
     if not out.flags.writeable:
@@ -79,9 +82,9 @@ def writes_directly(out: np.ndarray, src: np.ndarray) -> bool:
 
 
 def _fresh_output(out, x: np.ndarray) -> bool:
-    """out is a C-contiguous, aligned, writable float32 array of x's shape sharing no memory
+    """out is a C-contiguous, aligned, writable array of x's dtype and shape sharing no memory
     with x: the contiguous path may write it directly."""
-    return (type(out) is np.ndarray and out.dtype is _FLOAT32 and out.shape == x.shape
+    return (type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape
             and out.flags.c_contiguous and out.flags.writeable and out.flags.aligned
             and not np.shares_memory(out, x))
 
@@ -183,7 +186,8 @@ def _softmax_axes(x: np.ndarray, axis, algorithm, isa, out, threads) -> np.ndarr
     axes = _axes(axis, x.ndim, "softmax")
     if len(axes) == 1:
         return _softmax_general(x, axes[0], algorithm, isa, out, threads)
-    out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "softmax")
+    out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "softmax",
+                                                                   x.dtype)
     rows = _as_rows(_moved(x, axes), len(axes))
     result = _softmax_general(rows, -1, algorithm, isa, None, threads)
     om = _moved(out, axes)
@@ -196,7 +200,10 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
         return tensors.through_tensors("softmax", x, out, lambda xa, oa: _softmax_general(
             xa, axis, algorithm, isa, oa, threads, dtype))
     isa_argument = isa
-    x = as_float32_array(x, "softmax", dtype)
+    if dtype is not None:
+        requested_dtype(dtype, "softmax")
+    x = compute_input(x, dtype, "softmax", halves="kernels")[0]
+    element = element_of(x.dtype)
     if x.ndim == 0:
         raise ValueError("softjit.softmax needs an array with at least one dimension; got a 0-d array")
     if axis is None or isinstance(axis, tuple):
@@ -210,6 +217,7 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"softjit.softmax: unknown algorithm {algorithm!r}; "
                          f"valid: {', '.join(ALGORITHMS)}")
+    check_algorithm(algorithm, element, "softmax")
     check_threads(threads, "softmax")
     isa = resolve_isa(isa)
     entry = entry_tables.softmax_entry(algorithm, isa)
@@ -218,7 +226,8 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
         if softmax is not _python_softmax:  # the public builtin: its route for these
             SOFTMAX_ROUTES.setdefault(algorithm, {})[isa_argument] = (
                 entry_tables.softmax_row_table(algorithm, isa))
-    out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "softmax")
+    out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "softmax",
+                                                                   x.dtype)
     if x.size == 0:
         return out
     if (entry is not None and threads == 1 and int(axis) % x.ndim == x.ndim - 1
@@ -234,13 +243,13 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
         xm, om = np.moveaxis(x, axis, -1), np.moveaxis(out, axis, -1)
     n = xm.shape[-1]
     if algorithm == "auto":
-        algorithm = choose_algorithm(isa, n, xm.size // n)
+        algorithm = algorithm_for(choose_algorithm(isa, n, xm.size // n), element)
     src = rows_view(xm)
     if src is None:
         src = np.ascontiguousarray(xm).reshape(-1, n)
     dst = rows_view(om)
     if dst is None or not dst.flags.aligned or not safe_overlap(dst, src):
-        tmp = np.empty(src.shape, np.float32)
+        tmp = np.empty(src.shape, src.dtype)
         run_rows(src, tmp, algorithm, isa, threads)
         om[...] = tmp.reshape(xm.shape)
     else:
@@ -255,12 +264,14 @@ def _softmax_contiguous(x: np.ndarray, isa: str, algorithm: str, out) -> np.ndar
     n = x.shape[-1]
     rows = x.size // n
     y = np.empty_like(x) if out is None else out
+    element = element_of(x.dtype)
     if algorithm == "auto":
-        algorithm = choose_algorithm(isa, n, rows)
-    if n >= rows_module.SPLIT_ROW_MIN or nontemporal_for(x.size * 4):
+        algorithm = algorithm_for(choose_algorithm(isa, n, rows), element)
+    if n >= rows_module.SPLIT_ROW_MIN or nontemporal_for(x.nbytes):
         run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1)
         return y
-    marked, status = bindings.driver(algorithm, isa).contiguous(x, y, rows, n)
+    marked, status = bindings.driver(algorithm, isa, False, element.name).contiguous(
+        x, y, rows, n)
     if marked:
         recompute_rows(x.reshape(rows, n), y.reshape(rows, n), status[:rows], isa)
     return y

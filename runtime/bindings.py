@@ -151,13 +151,22 @@ SINGLE_ROW_MARKED = np.full(1, ROW_MARKED, STATUS_DTYPE)
 
 
 # ---------------------------------------------------------------------------- softmax
+def _check_features(variant) -> None:
+    """Refuse a module that uses a CPU feature this host lacks (beyond its ISA's own)."""
+    from softjit.runtime.elements import check_host_features
+
+    check_host_features(module(variant).features, variant.name)
+
+
 class RowDriver:
     """A loaded softmax row driver (abi.DRIVER_PARAMS): call(x2d, y2d, status, strides) ->
     number of rows marked for recomputation."""
 
     def __init__(self, variant):
+        _check_features(variant)
         self.variant = variant
         self.function = function(variant, variant.driver_symbol)
+        self.element_size = variant.format.size
 
     def __call__(self, x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray,
                  strides: np.ndarray) -> int:
@@ -167,7 +176,7 @@ class RowDriver:
     def contiguous(self, x: np.ndarray, y: np.ndarray, rows: int, n: int):
         """Rows packed back to back in x and y (C-contiguous): (marked rows, status array)."""
         b = contiguous_pointer
-        strides = row_strides(4 * n)
+        strides = row_strides(self.element_size * n)
         if rows == 1:
             marked = self.function(b(x), b(y), n, 1, strides, b(_status_word))
             return marked, SINGLE_ROW_MARKED
@@ -180,8 +189,11 @@ class Passes:
     row: run(index, x, y, state) with state a PASS_STATE_DTYPE array of one element."""
 
     def __init__(self, variant):
+        _check_features(variant)
         self.variant = variant
         self.functions = [function(variant, p.symbol) for p in variant.passes]
+        # pointer arithmetic in elements of x and y (their C type)
+        self.element_pointer = f"{variant.format.ctype} *"
 
     def run(self, index: int, x: np.ndarray, y: np.ndarray, state: np.ndarray) -> int:
         p = pointer
@@ -196,29 +208,34 @@ class Passes:
         function = self.functions[index]
         cast = _pointer_ffi().cast
         x_buffer, y_buffer, state_buffer = pointer(x), pointer(y), pointer(states)
-        x_floats, y_floats = cast("float *", x_buffer), cast("float *", y_buffer)
+        x_floats = cast(self.element_pointer, x_buffer)
+        y_floats = cast(self.element_pointer, y_buffer)
         state_bytes = cast("char *", state_buffer)
         size = states.itemsize
         return [function(x_floats + a, y_floats + a, b - a, state_bytes + i * size)
                 for i, (a, b) in enumerate(bounds)]
 
 
-def driver(algorithm: str, isa: str, nontemporal: bool = False) -> RowDriver:
-    """The row driver of an algorithm; nontemporal asks for the variant with non-temporal output
-    stores and gets the plain one where none is registered."""
-    key = (algorithm, isa, nontemporal)
+def driver(algorithm: str, isa: str, nontemporal: bool = False,
+           element: str = "f32") -> RowDriver:
+    """The row driver of an algorithm for x and y of element format `element`; nontemporal asks
+    for the variant with non-temporal output stores and gets the plain one where none is
+    registered."""
+    key = (algorithm, isa, nontemporal) if element == "f32" else \
+        (algorithm, isa, nontemporal, element)
     found = memo.DRIVERS.get(key)
     if found is None:
-        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
+        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal, element)
         found = memo.DRIVERS.setdefault(key, RowDriver(variant))
     return found
 
 
-def passes(algorithm: str, isa: str, nontemporal: bool = False) -> Passes:
-    """The pass kernels of an algorithm (non-temporal stores as for driver())."""
-    key = (algorithm, isa, nontemporal)
+def passes(algorithm: str, isa: str, nontemporal: bool = False, element: str = "f32") -> Passes:
+    """The pass kernels of an algorithm (non-temporal stores and elements as for driver())."""
+    key = (algorithm, isa, nontemporal) if element == "f32" else \
+        (algorithm, isa, nontemporal, element)
     found = memo.PASSES.get(key)
     if found is None:
-        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
+        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal, element)
         found = memo.PASSES.setdefault(key, Passes(variant))
     return found

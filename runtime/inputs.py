@@ -2,8 +2,10 @@
 exp (torch tensors are turned into arrays first, by runtime/tensors.py).
 
 - float32 arrays are computed as they are;
-- float16 and bfloat16 (ml_dtypes) arrays are widened to float32 where a function takes them
-  (`halves=True`), their results rounded back to the input's dtype by the caller;
+- float16 and bfloat16 (ml_dtypes) arrays are taken as they are where a function's kernels read
+  them (`halves="kernels"`: widened to float32 in registers, results rounded back,
+  runtime/elements.py), or widened to float32 on the host (`halves=True`), their results
+  rounded back to the input's dtype by the caller;
 - lists and tuples carry no dtype of their own: their numbers become float32 (as
   torch.tensor([...]) makes float32), whatever numpy would have made of them;
 - any other dtype (float64 above all) is refused with a TypeError naming dtype=numpy.float32,
@@ -17,9 +19,10 @@ import sys
 
 import numpy as np
 
+from softjit.runtime.elements import element_of
+
 FLOAT32 = np.dtype(np.float32)
 FLOAT64 = np.dtype(np.float64)
-HALF_DTYPE_NAMES = ("float16", "bfloat16")
 
 
 def requested_dtype(dtype, function: str, allowed: tuple = (FLOAT32,)) -> np.dtype:
@@ -60,7 +63,9 @@ def compute_input(x, dtype, function: str, *, halves: bool = False):
         x = np.asarray(x)
     if x.dtype == FLOAT32:
         return x, None
-    if halves and x.dtype.name in HALF_DTYPE_NAMES:
+    if halves == "kernels" and element_of(x.dtype) is not None:
+        return x, None  # read and written by the kernels in their own dtype
+    if halves is True and element_of(x.dtype) is not None:
         return x.astype(np.float32), x.dtype
     raise TypeError(
         f"softjit.{function} computes in float32 and got dtype {x.dtype}; pass "

@@ -30,6 +30,7 @@ from softjit.codegen.kernels import constants as kernel_constants
 from softjit.runtime import bindings
 from softjit.runtime.bindings import PASS_STATE_DTYPE, ROW_STRIDES_DTYPE, STATUS_DTYPE
 from softjit.runtime.dispatch import nontemporal_for
+from softjit.runtime.elements import element_of, recompute_algorithm
 
 # Rows of at least this many elements (4 MiB) are reduced chunk by chunk, whatever `threads` is:
 # shorter rows are computed whole by one driver call (the chunks' calls and their combination
@@ -125,7 +126,7 @@ def rows_view(a: np.ndarray):
     when its rows cannot be addressed with one row stride."""
     if a.ndim == 1:
         a = a.reshape(1, -1)
-    if a.strides[-1] != 4:
+    if a.strides[-1] != a.itemsize:
         return None
     if a.ndim == 2:
         return a
@@ -153,13 +154,15 @@ def pieces(count: int, parts: int, align: int = 1) -> list:
 
 
 def run_rows(x2d: np.ndarray, y2d: np.ndarray, algorithm: str, isa: str, threads: int) -> None:
-    """y2d = softmax of every row of x2d (both (rows, n) with unit element stride)."""
+    """y2d = softmax of every row of x2d (both (rows, n) with unit element stride, of one dtype:
+    float32, float16 or bfloat16, whose kernels the driver runs)."""
     rows, n = x2d.shape
     if n >= SPLIT_ROW_MIN:
         return _run_long_rows(x2d, y2d, algorithm, isa, threads)
     strides = np.array([x2d.strides[0], y2d.strides[0]], ROW_STRIDES_DTYPE)
     status = np.empty(rows, STATUS_DTYPE)
-    run = bindings.driver(algorithm, isa, nontemporal_for(x2d.size * 4))
+    run = bindings.driver(algorithm, isa, nontemporal_for(x2d.nbytes),
+                          element_of(x2d.dtype).name)
     threads = threads_for(threads, rows)
     if threads > 1:
         marked = sum(on_threads([
@@ -173,8 +176,10 @@ def run_rows(x2d: np.ndarray, y2d: np.ndarray, algorithm: str, isa: str, threads
 
 
 def recompute_rows(x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray, isa: str) -> None:
-    """Rows the two-pass driver marked, again with three-pass-reload (any float32 input)."""
-    fallback = bindings.driver("three-pass-reload", isa)
+    """Rows the two-pass driver marked, again with three passes (any input):
+    three-pass-reload, or three-pass-recompute for 16-bit elements (elements.py)."""
+    element = element_of(x2d.dtype)
+    fallback = bindings.driver(recompute_algorithm(element), isa, False, element.name)
     strides = np.array([x2d.strides[0], y2d.strides[0]], ROW_STRIDES_DTYPE)
     for r in np.flatnonzero(status):
         fallback(x2d[r:r + 1], y2d[r:r + 1], np.empty(1, STATUS_DTYPE), strides)
@@ -204,7 +209,8 @@ def split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: i
     n = x.shape[0]
     chunks = chunk_bounds(n)
     threads = threads_for(threads, len(chunks))
-    kernels = bindings.passes(algorithm, isa, nontemporal_for(n * 4))
+    element = element_of(x.dtype)
+    kernels = bindings.passes(algorithm, isa, nontemporal_for(x.nbytes), element.name)
     row_pieces = pieces(n, threads, align=PIECE_ALIGN) if threads > 1 else None
 
     def over_pieces(index: int, state: np.ndarray) -> np.ndarray:
@@ -231,7 +237,7 @@ def split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: i
         over_chunks(0, states)
         final = _two_pass_total(states)
         if final is None:  # NaN, +inf, all -inf, or past the two-pass clamp: three passes
-            return split_row(x, y, "three-pass-reload", isa, threads)
+            return split_row(x, y, recompute_algorithm(element), isa, threads)
         over_pieces(1, final)
         return None
     # three-pass: the maximum (exact however the row is cut), then the chunk sums

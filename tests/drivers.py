@@ -4,7 +4,7 @@ emulator (the one driver-call helper of the tests).
     marked, status = drivers.call(variant, x2d, y2d)                  # natively
     marked, status = drivers.call(variant, x2d, y2d, emulator=emu)    # emulated
 
-x2d and y2d are (rows, n) float32 views with unit element stride and any row stride, positive or
+x2d and y2d are (rows, n) views (float32, or the 16-bit dtype of the variant's element format) with unit element stride and any row stride, positive or
 negative, of (possibly different) base arrays; the driver gets x's and y's row strides
 separately, as softjit.softmax passes them. In the emulator the whole base arrays are mapped
 (x read-only), so any byte the driver touches outside them faults.
@@ -30,7 +30,8 @@ def call(variant, x2d: np.ndarray, y2d: np.ndarray, emulator=None,
          status_fill: int = -5) -> tuple[int, np.ndarray]:
     """Run the variant's row driver: (its return value, the status words of the rows)."""
     rows, n = x2d.shape
-    assert y2d.shape == x2d.shape and (n <= 1 or x2d.strides[1] == y2d.strides[1] == 4)
+    assert y2d.shape == x2d.shape and y2d.dtype == x2d.dtype
+    assert n <= 1 or x2d.strides[1] == y2d.strides[1] == x2d.itemsize
     strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)
     status = np.full(rows, status_fill, np.int32)
     if emulator is None:
@@ -55,9 +56,10 @@ def call(variant, x2d: np.ndarray, y2d: np.ndarray, emulator=None,
 
 
 def rows_in(base: np.ndarray, rows: int, n: int, stride: int, offset: int = 0) -> np.ndarray:
-    """A (rows, n) view of the 1-D float32 array `base` whose rows start `stride` floats apart
-    (negative: row 0 is the last in memory), the lowest row `offset` floats into base."""
+    """A (rows, n) view of the 1-D array `base` whose rows start `stride` elements apart
+    (negative: row 0 is the last in memory), the lowest row `offset` elements into base."""
     span = (rows - 1) * abs(stride) + n
     assert offset + span <= base.size, "base is too small for these rows"
     first = offset + (rows - 1) * abs(stride) if stride < 0 else offset
-    return np.lib.stride_tricks.as_strided(base[first:], (rows, n), (4 * stride, 4))
+    size = base.itemsize
+    return np.lib.stride_tricks.as_strided(base[first:], (rows, n), (size * stride, size))

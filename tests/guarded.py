@@ -52,13 +52,20 @@ def _check(result: int, what: str) -> None:
 
 
 class GuardedArray:
-    """n float32 elements right after (place="start") or right before (place="end") a guard page."""
+    """n float32 elements right after (place="start") or right before (place="end") a guard page
+    (dtype: any 4-byte or 2-byte dtype instead, such as float16 or bfloat16; 2-byte canaries
+    are the low half of CANARY)."""
 
-    def __init__(self, n: int, place: str = "end"):
+    def __init__(self, n: int, place: str = "end", dtype=np.float32):
         if place not in ("start", "end"):
             raise ValueError(f"place must be 'start' or 'end', not {place!r}")
         self.n, self.place = n, place
-        self.data_pages = max(1, -(-4 * n // PAGE))
+        size = np.dtype(dtype).itemsize
+        if size not in (2, 4):
+            raise ValueError(f"GuardedArray holds 2- or 4-byte elements, not {np.dtype(dtype)}")
+        self.itemsize = size
+        self.canary = CANARY & ((1 << 8 * size) - 1)
+        self.data_pages = max(1, -(-size * n // PAGE))
         self.size = (self.data_pages + 2) * PAGE
         base = _libc.mmap(None, self.size, mmap.PROT_READ | mmap.PROT_WRITE,
                           mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
@@ -69,25 +76,26 @@ class GuardedArray:
         self.data_end = self.data_start + self.data_pages * PAGE
         _check(_libc.mprotect(base, PAGE, PROT_NONE), "mprotect(low guard)")
         _check(_libc.mprotect(self.data_end, PAGE, PROT_NONE), "mprotect(high guard)")
-        words = self.data_pages * PAGE // 4
-        self.whole = np.ctypeslib.as_array((ctypes.c_uint32 * words).from_address(self.data_start))
-        self.whole[:] = CANARY
+        words = self.data_pages * PAGE // size
+        word_type = ctypes.c_uint32 if size == 4 else ctypes.c_uint16
+        self.whole = np.ctypeslib.as_array((word_type * words).from_address(self.data_start))
+        self.whole[:] = self.canary
         self.offset = 0 if place == "start" else words - n
-        self.array = self.whole[self.offset:self.offset + n].view(np.float32)
-        assert self.address == (self.data_start if place == "start" else self.data_end - 4 * n)
+        self.array = self.whole[self.offset:self.offset + n].view(dtype)
+        assert self.address == (self.data_start if place == "start" else self.data_end - size * n)
 
     @property
     def address(self) -> int:
         """The array's first byte (for n == 0, where it would be)."""
-        return self.data_start + 4 * self.offset
+        return self.data_start + self.itemsize * self.offset
 
     def canaries_intact(self) -> bool:
-        return bool((self.whole[:self.offset] == CANARY).all()
-                    and (self.whole[self.offset + self.n:] == CANARY).all())
+        return bool((self.whole[:self.offset] == self.canary).all()
+                    and (self.whole[self.offset + self.n:] == self.canary).all())
 
     def touched_outside(self) -> list:
-        """Offsets (in floats, relative to the array's first element) of changed canaries."""
-        changed = np.flatnonzero(self.whole != CANARY)
+        """Offsets (in elements, relative to the array's first element) of changed canaries."""
+        changed = np.flatnonzero(self.whole != self.canary)
         outside = changed[(changed < self.offset) | (changed >= self.offset + self.n)]
         return [int(i) - self.offset for i in outside[:10]]
 

@@ -106,14 +106,17 @@ class KernelCalls:
         replaced = self._substitutes.get(bool(nontemporal), {}).get(algorithm)
         return (replaced, isa, False) if replaced else (algorithm, isa, bool(nontemporal))
 
-    def _driver(self, algorithm, isa, nontemporal=False):
-        self.requests.append(("driver", algorithm, isa, bool(nontemporal)))
-        real = self._real_driver(*self._key(algorithm, isa, nontemporal))
+    def _driver(self, algorithm, isa, nontemporal=False, element="f32"):
+        """(a request for 16-bit kernels records their element format last)"""
+        self.requests.append(("driver", algorithm, isa, bool(nontemporal))
+                             + (() if element == "f32" else (element,)))
+        real = self._real_driver(*self._key(algorithm, isa, nontemporal), element)
         return _RecordingDriver(real, (algorithm, isa, bool(nontemporal)), self)
 
-    def _passes(self, algorithm, isa, nontemporal=False):
-        self.requests.append(("passes", algorithm, isa, bool(nontemporal)))
-        real = self._real_passes(*self._key(algorithm, isa, nontemporal))
+    def _passes(self, algorithm, isa, nontemporal=False, element="f32"):
+        self.requests.append(("passes", algorithm, isa, bool(nontemporal))
+                             + (() if element == "f32" else (element,)))
+        real = self._real_passes(*self._key(algorithm, isa, nontemporal), element)
         return _RecordingPasses(real, (algorithm, isa, bool(nontemporal)), self)
 
     def _entry_driver(self, algorithm, isa, nontemporal):

@@ -1,0 +1,195 @@
+"""softjit.softmax on float16 and bfloat16 arrays (ml_dtypes; the tests that need it skip,
+saying so, without it): the kernels read and write the 16-bit elements directly, converting in
+registers and computing in float32, so every result is exactly the float32 kernels' result on
+the widened input rounded to nearest even (the law the tests check bit for bit), within the
+README's float32 accuracy plus that rounding of a float64 softmax; every tail length, layouts,
+threads, long rows and special values, on every ISA the host runs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import softjit
+from softjit.runtime import bindings, cpu, memo
+from softjit.runtime.dispatch import choose_algorithm
+from softjit.runtime.elements import algorithm_for, element_of
+from softjit.runtime.errors import SoftjitError
+
+HOST_ISAS = softjit.host_isas()
+HALVES = ("float16", "bfloat16")
+TWO_PASS_X_LIMIT = 2.0 ** 20  # rows reaching past it are recomputed with three passes
+
+
+def half_dtype(name: str) -> np.dtype:
+    if name == "float16":
+        return np.dtype(np.float16)
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes "
+                                                        "(pip install softjit[bfloat16])")
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def largest(dtype: np.dtype) -> float:
+    if dtype == np.float16:
+        return float(np.finfo(np.float16).max)
+    import ml_dtypes
+
+    return float(ml_dtypes.finfo(dtype).max)
+
+
+def same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same bits, except that any NaN matches any NaN."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    nan_a, nan_b = np.isnan(a.astype(np.float32)), np.isnan(b.astype(np.float32))
+    bits_a = np.ascontiguousarray(a).view(np.uint16)
+    bits_b = np.ascontiguousarray(b).view(np.uint16)
+    return bool(np.array_equal(nan_a, nan_b) and np.array_equal(bits_a[~nan_a], bits_b[~nan_b]))
+
+
+def law(x: np.ndarray, algorithm: str, isa: str, **kw) -> np.ndarray:
+    """What softmax(x) must be: the float32 kernels' softmax of the widened x, rounded to x's
+    dtype. Rows two-pass cannot represent are recomputed by three-pass-recompute, as the
+    16-bit kernels do (the float32 ones use three-pass-reload there)."""
+    wide = x.astype(np.float32)
+    n = x.shape[-1]
+    if algorithm == "auto":
+        algorithm = algorithm_for(choose_algorithm(isa, n), element_of(x.dtype))
+    y = softjit.softmax(wide, algorithm=algorithm, isa=isa, **kw)
+    if algorithm == "two-pass" and wide.size:
+        rows, y2 = wide.reshape(-1, n), y.reshape(-1, n)
+        special = ~np.isfinite(rows).all(axis=1) | (np.abs(rows) >= TWO_PASS_X_LIMIT).any(axis=1)
+        if special.any():
+            y2[special] = softjit.softmax(rows[special], algorithm="three-pass-recompute",
+                                          isa=isa)
+    return y.astype(x.dtype)
+
+
+def special_rows(rng, dtype, rows: int, n: int) -> np.ndarray:
+    """Normal values, with -inf masks and the dtype's largest values in row 1, a NaN in row 2,
+    a row of only -inf in row 3."""
+    x = (rng.standard_normal((rows, n)) * 5).astype(np.float32).astype(dtype)
+    if n:
+        x[1, rng.integers(0, n, 3)] = -np.inf
+        x[1, rng.integers(0, n)] = largest(dtype)
+        x[1, rng.integers(0, n)] = -largest(dtype)
+        x[2, rng.integers(0, n)] = np.nan
+        x[3] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("isa", HOST_ISAS)
+@pytest.mark.parametrize("algorithm", ["auto", "two-pass", "three-pass-recompute"])
+@pytest.mark.parametrize("half", HALVES)
+def test_correctly_rounded_from_the_float32_result_at_every_tail(half, algorithm, isa):
+    dtype = half_dtype(half)
+    rng = np.random.default_rng(41)
+    for n in list(range(0, 2 * 16 + 2)) + [100, 257, 1000, 4099]:
+        x = special_rows(rng, dtype, 5, n)
+        y = softjit.softmax(x, algorithm=algorithm, isa=isa)
+        assert y.dtype == dtype and y.shape == x.shape
+        assert same_values(y, law(x, algorithm, isa)), (n, y, law(x, algorithm, isa))
+        if n:
+            assert np.isnan(y[2].astype(np.float32)).all() and np.isnan(
+                y[3].astype(np.float32)).all()
+            assert (y[1].astype(np.float32)[np.isneginf(x[1].astype(np.float32))] == 0).all()
+
+
+@pytest.mark.parametrize("half", HALVES)
+def test_layouts_threads_and_out(half):
+    dtype = half_dtype(half)
+    rng = np.random.default_rng(42)
+    x = (rng.standard_normal((6, 7, 130)) * 4).astype(np.float32).astype(dtype)
+    for isa in HOST_ISAS:
+        expected = law(x, "three-pass-recompute", isa)
+        y = softjit.softmax(x, algorithm="three-pass-recompute", isa=isa, threads=2)
+        assert same_values(y, expected)
+        strided = x[:, ::2, ::-1]  # negative element strides: through a copy
+        assert same_values(softjit.softmax(strided, algorithm="three-pass-recompute", isa=isa),
+                           law(np.ascontiguousarray(strided), "three-pass-recompute", isa))
+        assert same_values(softjit.softmax(x, axis=1, isa=isa),
+                           np.moveaxis(law(np.ascontiguousarray(np.moveaxis(x, 1, -1)), "auto",
+                                           isa), -1, 1))
+        out = np.empty_like(x)
+        assert softjit.softmax(x, isa=isa, out=out) is out
+        assert same_values(out, law(x, "auto", isa))
+        in_place = x.copy()
+        assert softjit.softmax(in_place, isa=isa, out=in_place) is in_place
+        assert same_values(in_place, law(x, "auto", isa))
+        rows_view = x.reshape(-1, 130)[::3]  # rows a stride apart, unit element stride
+        assert same_values(softjit.softmax(rows_view, isa=isa),
+                           law(np.ascontiguousarray(rows_view), "auto", isa))
+        assert same_values(softjit.softmax(x, axis=None, isa=isa),
+                           law(x.reshape(1, -1), "auto", isa).reshape(x.shape))
+
+
+@pytest.mark.parametrize("half", HALVES)
+def test_long_rows_split_in_chunks_give_the_same_bits(half):
+    """A row of 2^20 or more elements is reduced chunk by chunk (runtime/rows.py) for any
+    threads; the float32 kernels cut it into the same chunks, so the law still holds."""
+    dtype = half_dtype(half)
+    rng = np.random.default_rng(43)
+    x = (rng.standard_normal((1, (1 << 20) + 37)) * 3).astype(np.float32).astype(dtype)
+    isa = HOST_ISAS[0]
+    for algorithm in ("two-pass", "three-pass-recompute"):
+        expected = law(x, algorithm, isa)
+        for threads in (1, 2):
+            y = softjit.softmax(x, algorithm=algorithm, isa=isa, threads=threads)
+            assert same_values(y, expected), (algorithm, threads)
+
+
+def _reference_tolerance(dtype, ref):
+    """|y - ref| allowed: the README's float32 bound (1e-5 relative where the result is at least
+    FLT_MIN) plus half a unit in the last place of the 16-bit result (2^-11 relative for
+    float16, 2^-8 for bfloat16, each at least half the dtype's smallest subnormal)."""
+    bits = 11 if dtype == np.float16 else 8
+    smallest = 2.0 ** -24 if dtype == np.float16 else 2.0 ** -133
+    return ref * (1e-5 + 2.0 ** -bits) + smallest / 2 + 2.0 ** -126
+
+
+@pytest.mark.parametrize("half", HALVES)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_within_float32_accuracy_plus_one_rounding_of_a_float64_softmax(half, data,
+                                                                        softmax_reference):
+    dtype = half_dtype(half)
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=300))
+    values = data.draw(hnp.arrays(np.float32, shape, elements=st.floats(
+        -60, 60, width=32, allow_nan=False, allow_infinity=False)))
+    x = values.astype(dtype)
+    algorithm = data.draw(st.sampled_from(["auto", "two-pass", "three-pass-recompute"]))
+    isa = data.draw(st.sampled_from(HOST_ISAS))
+    y = softjit.softmax(x, algorithm=algorithm, isa=isa).astype(np.float64)
+    ref = softmax_reference(x.astype(np.float32))
+    assert (np.abs(y - ref) <= _reference_tolerance(dtype, ref)).all()
+    assert (y <= 1).all()
+
+
+@pytest.mark.parametrize("half", HALVES)
+def test_bad_arguments_say_what_is_wrong(half):
+    dtype = half_dtype(half)
+    x = np.zeros((2, 5), dtype)
+    with pytest.raises(ValueError, match="three-pass-reload.*round"):
+        softjit.softmax(x, algorithm="three-pass-reload")
+    with pytest.raises(TypeError, match=f"must be {dtype}"):
+        softjit.softmax(x, out=np.empty((2, 5), np.float32))
+    with pytest.raises(TypeError, match="must be float32"):
+        softjit.softmax(x.astype(np.float32), out=np.empty((2, 5), dtype))
+
+
+def test_float16_without_f16c_is_refused(monkeypatch):
+    """float16 on AVX2 uses F16C (an extension of the avx2 target): a host without it gets an
+    error naming the feature, never SIGILL."""
+    if "avx2" not in HOST_ISAS:
+        pytest.skip(f"this host does not run avx2 (it runs {', '.join(HOST_ISAS)})")
+    memo.forget_calls()
+    monkeypatch.setattr(cpu, "host_features", lambda: frozenset({"avx", "avx2", "fma"}))
+    try:
+        with pytest.raises(SoftjitError, match="f16c"):
+            softjit.softmax(np.zeros(5, np.float16), isa="avx2")
+        softjit.softmax(np.zeros(5, np.float32), isa="avx2")  # float32 needs no F16C
+    finally:
+        monkeypatch.undo()
+        memo.forget_calls()
+    assert bindings.driver("two-pass", "avx2", False, "f16") is not None

@@ -1,0 +1,148 @@
+"""The float16 and bfloat16 kernels (x and y converted in registers, computed in float32)
+through softjit.codegen.emulator, on exactly-sized buffers whose rows lie a gap apart (any byte
+touched outside them faults): every registered 16-bit softmax row driver and log_softmax
+reduce / apply driver, at the tail lengths of both ISAs, unaligned, with special values. Each
+gives exactly what its float32 counterpart (the same parameters on float32 elements) gives on
+the widened input, rounded to nearest even; and where the host runs the ISA, the emulated bits
+equal the CPU's."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import drivers
+import softjit
+from softjit.codegen import variants
+from softjit.runtime import log_softmax as runtime
+
+HOST_ISAS = softjit.host_isas()
+HALF_SOFTMAX = [v for v in variants.VARIANTS if v.op == "softmax" and v.element != "f32"]
+HALF_LOG_SOFTMAX = [v for v in variants.VARIANTS if v.op == "log_softmax" and v.element != "f32"]
+# tails of both ISAs (8 and 16 lanes) around one and two vectors, and past an unrolled step
+LENGTHS = (0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 257)
+
+
+def dtype_of(element: str) -> np.dtype:
+    if element == "f16":
+        return np.dtype(np.float16)
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes "
+                                                        "(pip install softjit[bfloat16])")
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def largest(dtype: np.dtype):
+    """The dtype's largest finite value (ml_dtypes' finfo knows bfloat16; numpy's does not)."""
+    if dtype == np.float16:
+        return np.finfo(np.float16).max
+    import ml_dtypes
+
+    return ml_dtypes.finfo(dtype).max
+
+
+def float32_counterpart(variant):
+    return dataclasses.replace(variant, element="f32")
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def rows_with_gaps(rng, dtype, rows: int, n: int, gap: int, offset: int):
+    """(x2d, y2d): rows of n elements `gap` elements apart, `offset` elements into exactly
+    sized buffers; row 1 holds -inf entries and the dtype's largest values, row 2 a NaN."""
+    size = offset + rows * (n + gap)
+    x = np.empty(size, dtype)
+    x[:] = (rng.standard_normal(size) * 6).astype(np.float32).astype(dtype)
+    y = np.full(size, 7, dtype)
+    x2d = drivers.rows_in(x, rows, n, n + gap, offset)
+    y2d = drivers.rows_in(y, rows, n, n + gap, offset)
+    if n:
+        x2d[1, rng.integers(0, n, 2)] = -np.inf
+        x2d[1, rng.integers(0, n)] = largest(dtype) if n > 3 else 0
+        x2d[1, rng.integers(0, n)] = -largest(dtype) if n > 3 else 0
+        if rows > 2:
+            x2d[2, rng.integers(0, n)] = np.nan
+    return x2d, y2d
+
+
+def widened(x2d: np.ndarray):
+    """x2d's values as float32 in the same layout (rows equally far apart)."""
+    rows, n = x2d.shape
+    gap = x2d.strides[0] // x2d.itemsize - n if rows > 1 else 0
+    base = np.empty(rows * (n + gap), np.float32)
+    w = drivers.rows_in(base, rows, n, n + gap)
+    w[...] = x2d.astype(np.float32)
+    return w, drivers.rows_in(np.full_like(base, 7), rows, n, n + gap)
+
+
+def run_driver(variant, x2d, y2d, emulator, native: bool):
+    return drivers.call(variant, x2d, y2d, emulator=None if native else emulator)
+
+
+@pytest.mark.parametrize("v", HALF_SOFTMAX, ids=lambda v: v.name)
+def test_half_softmax_drivers_emulated(v, emulator):
+    dtype = dtype_of(v.element)
+    rng = np.random.default_rng(31)
+    reference = float32_counterpart(v)
+    native = v.isa in HOST_ISAS
+    for n in LENGTHS:
+        gap, offset = (n % 3) + 1, n % 5  # unaligned rows, a gap between them
+        x2d, y2d = rows_with_gaps(rng, dtype, 3, n, gap, offset)
+        marked, status = run_driver(v, x2d, y2d, emulator, native=False)
+        if native:  # the emulator and the CPU agree bit for bit
+            yn2d = drivers.rows_in(np.full(offset + 3 * (n + gap), 7, dtype), 3, n, n + gap,
+                                   offset)
+            marked_n, status_n = run_driver(v, x2d, yn2d, emulator, native=True)
+            assert marked_n == marked and np.array_equal(status_n, status)
+            assert same_bits(np.ascontiguousarray(yn2d), np.ascontiguousarray(y2d)), n
+        w2d, z2d = widened(x2d)
+        marked32, status32 = run_driver(reference, w2d, z2d, emulator, native=native)
+        assert marked == marked32 and np.array_equal(status, status32)
+        done = status == 0  # marked rows are left for the caller (y untouched)
+        rounded = z2d.astype(dtype)
+        assert same_bits(np.ascontiguousarray(y2d[done]), np.ascontiguousarray(rounded[done])), n
+        assert (y2d[~done].astype(np.float32) == 7).all()
+
+
+@pytest.mark.parametrize("v", HALF_LOG_SOFTMAX, ids=lambda v: v.name)
+def test_half_log_softmax_drivers_emulated(v, emulator):
+    dtype = dtype_of(v.element)
+    rng = np.random.default_rng(32)
+    reference = float32_counterpart(v)
+    for n in LENGTHS[1:]:
+        x = (rng.standard_normal((3, n)) * 6).astype(np.float32).astype(dtype)
+        x[1, rng.integers(0, n)] = -np.inf
+        rows = x.shape[0]
+        states = np.full((rows, 4), 7.0, np.float32)
+        status = np.full(rows, -5, np.int32)
+        marked = emulator.call(v, ("ro", x), n, rows, x.strides[0], states, status,
+                               symbol=v.reduce_symbol)
+        wide = x.astype(np.float32)
+        states32 = np.full_like(states, 7.0)
+        status32 = np.full_like(status, -5)
+        marked32 = emulator.call(reference, ("ro", wide), n, rows, wide.strides[0], states32,
+                                 status32, symbol=reference.reduce_symbol)
+        assert marked == marked32 and np.array_equal(status, status32)
+        assert np.array_equal(states, states32, equal_nan=True), n  # the same float32 sums
+        apply_states = np.zeros_like(states)
+        apply_states[:, 0] = states[:, 0]  # any finite pair (a, b): y = (x - a) - b
+        apply_states[:, 1] = np.float32(0.375)
+        y = np.full((rows, n), 7, dtype)
+        strides = np.array([x.strides[0], y.strides[0]], np.int64)
+        emulator.call(v, ("ro", x), y, n, rows, ("ro", strides), ("ro", apply_states),
+                      symbol=v.apply_symbol)
+        y32 = np.full((rows, n), 7, np.float32)
+        strides32 = np.array([wide.strides[0], y32.strides[0]], np.int64)
+        emulator.call(reference, ("ro", wide), y32, n, rows, ("ro", strides32),
+                      ("ro", apply_states), symbol=reference.apply_symbol)
+        assert same_bits(y, y32.astype(dtype)), n
+        if v.isa in HOST_ISAS:  # the emulator and the CPU agree bit for bit
+            module = runtime._Module(v)
+            native_states = np.full_like(states, 7.0)
+            module.reduce(x, native_states, np.empty(rows, np.int32))
+            assert np.array_equal(native_states, states, equal_nan=True)
+            native_y = np.full_like(y, 7)
+            module.apply(x, native_y, apply_states)
+            assert same_bits(native_y, y)
