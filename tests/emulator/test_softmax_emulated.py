@@ -121,9 +121,9 @@ class _EmulatedDriver:
 
     lock = threading.Lock()
 
-    def __init__(self, emulator, algorithm, isa, nontemporal=False):
+    def __init__(self, emulator, algorithm, isa, nontemporal=False, element="f32"):
         self.emulator = emulator
-        self.variant = variants.REGISTRY.softmax(algorithm, isa, nontemporal)
+        self.variant = variants.REGISTRY.softmax(algorithm, isa, nontemporal, element)
 
     def __call__(self, x2d, y2d, status, strides):
         rows, n = x2d.shape
@@ -137,7 +137,7 @@ class _EmulatedDriver:
 
     def contiguous(self, x, y, rows, n):
         status = np.empty(rows, np.int32)
-        strides = np.array([4 * n, 4 * n], np.int64)
+        strides = np.array([x.itemsize * n, x.itemsize * n], np.int64)
         return self(x.reshape(rows, n), y.reshape(rows, n), status, strides), status
 
 
@@ -173,13 +173,14 @@ def emulated_runtime(monkeypatch, emulator):
     memo.forget_calls()
     monkeypatch.setattr(api, "resolve_isa", lambda isa: isa)
     monkeypatch.setattr(bindings, "driver",
-                        lambda algorithm, isa, nontemporal=False:
+                        lambda algorithm, isa, nontemporal=False, element="f32":
                         _EmulatedDriver(emulator, algorithm, isa,
-                                        nontemporal and registers_nontemporal(algorithm, isa)))
+                                        nontemporal and registers_nontemporal(algorithm, isa),
+                                        element))
     monkeypatch.setattr(bindings, "passes",
-                        lambda algorithm, isa, nontemporal=False: _EmulatedPasses(
+                        lambda algorithm, isa, nontemporal=False, element="f32": _EmulatedPasses(
                             emulator, algorithm, isa,
-                            nontemporal and registers_nontemporal(algorithm, isa)))
+                            nontemporal and registers_nontemporal(algorithm, isa), element))
     # the generated entries call native kernels: keep every call on the (patched) general path
     monkeypatch.setattr(api.entry_tables, "softmax_entry", lambda algorithm, isa: None)
     _split_small_rows(monkeypatch, rows)
@@ -234,3 +235,39 @@ def test_emulated_through_the_python_layer(algorithm, isa, emulated_runtime):
             native_y = softjit.softmax(x, algorithm=algorithm, isa=isa, threads=threads,
                                        out=np.empty_like(x))
             assert np.array_equal(native_y, y, equal_nan=True), name
+
+
+@pytest.mark.parametrize("isa", ["avx512f", "avx2"])
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_precision_emulated_through_the_python_layer(half, isa, emulated_runtime):
+    """softjit.softmax on float16 / bfloat16 arrays with emulated kernels (a batch with rows the
+    two-pass kernels leave for three-pass-recompute, threads, rows split in chunks): each
+    result is the float32 result of the same emulated kernels on the widened input, rounded to
+    nearest even."""
+    if half == "float16":
+        dtype = np.dtype(np.float16)
+    else:
+        dtype = np.dtype(pytest.importorskip(
+            "ml_dtypes", reason="bfloat16 needs ml_dtypes (pip install softjit[bfloat16])"
+        ).bfloat16)
+    rng = rng_for("emulated-half", half, isa)
+    batch = uniform(rng, (6, 257), 8.0).astype(dtype)
+    batch[1, 5] = np.nan
+    batch[2, :100] = -np.inf
+    if half == "bfloat16":
+        batch[3, 7] = 1e30  # beyond the two-pass clamp: recomputed with three passes
+    long_row = uniform(rng, 3001, 8.0).astype(dtype)  # chunks of 512 (_split_small_rows)
+    for algorithm in ("two-pass", "three-pass-recompute"):
+        for x, threads in ((batch, 2), (long_row, 3)):
+            y = softjit.softmax(x, algorithm=algorithm, isa=isa, threads=threads)
+            wide = x.astype(np.float32)
+            expected = softjit.softmax(wide, algorithm=algorithm, isa=isa, threads=threads)
+            if algorithm == "two-pass" and x.ndim == 2:  # rows recomputed with three passes
+                for r in (1, 2, 3):
+                    expected[r] = softjit.softmax(wide[r], algorithm="three-pass-recompute",
+                                                  isa=isa)
+            rounded = expected.astype(dtype)
+            nan = np.isnan(rounded.astype(np.float32))
+            assert np.array_equal(nan, np.isnan(y.astype(np.float32)))
+            assert np.array_equal(y.view(np.uint16)[~nan], rounded.view(np.uint16)[~nan]), \
+                (half, isa, algorithm, x.shape)
