@@ -624,6 +624,110 @@ f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt:
 	ret
 	.size f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt, .-f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt
 
+# size_t f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+# The reduction passes of `rows` rows of n floats (row r at x + r*x_row_stride bytes);
+# row r's pass state goes to states + 16*r bytes. status[r] = 1 marks a row whose
+# first pass asked for recomputation; returns how many rows were marked.
+	.globl f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce
+	.type f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce, @function
+	.p2align 5
+f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce:
+.Lentry_f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce:
+	push rbx
+	push rbp
+	push r12
+	push r13
+	push r14
+	push r15
+	sub rsp, 24
+	mov rbx, rdi
+	mov rbp, rsi
+	mov r12, rdx
+	mov r13, rcx
+	mov r14, r8
+	mov r15, r9
+	mov QWORD PTR [rsp], 0
+	test r12, r12
+	je .Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce_done
+.Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce_row:
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f16_raddextexp__avx2_rr2_p5_u32_acc1_b2048
+	test eax, eax
+	jne .Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce_flagged
+	mov DWORD PTR [r15], 0
+	jmp .Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce_next_row
+.Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce_flagged:
+	mov DWORD PTR [r15], 1
+	mov rax, QWORD PTR [rsp]
+	add rax, 1
+	mov QWORD PTR [rsp], rax
+.Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce_next_row:
+	add rbx, r13
+	add r14, 16
+	add r15, 4
+	sub r12, 1
+	jne .Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce_row
+.Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce_done:
+	mov rax, QWORD PTR [rsp]
+	add rsp, 24
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+	.size f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce, .-f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce
+
+# size_t f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
+# The output pass of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its
+# result at y + r*row_strides[1] bytes, its state at states + 16*r bytes. Returns 0.
+	.globl f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply
+	.type f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply, @function
+	.p2align 5
+f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply:
+.Lentry_f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply:
+	push rbx
+	push rbp
+	push r12
+	push r13
+	push r14
+	push r15
+	sub rsp, 8
+	mov rbx, rdi
+	mov rbp, rsi
+	mov r12, rdx
+	mov r13, rcx
+	mov r14, r8
+	mov r15, r9
+	test r13, r13
+	je .Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply_done
+.Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply_row:
+	mov rdi, rbx
+	mov rsi, rbp
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f16_vscaleextexp__avx2_rr2_p5_u32_nt
+	add rbx, [r14]
+	add rbp, [r14 + 8]
+	add r15, 16
+	sub r13, 1
+	jne .Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply_row
+.Lf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply_done:
+	xor eax, eax
+	add rsp, 8
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+	.size f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply, .-f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply
+
 	.section .rodata
 	.p2align 5
 .Lc_f16_raddextexp__avx2_rr2_p5_u32_acc1_b2048_one:

@@ -148,6 +148,8 @@ void f32_stream_copy__avx512f_u128_nt_rows(const float* x, float* y, size_t n, s
 int f16_raddextexp__avx2_rr2_p5_u32_acc1_b2048(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int f16_vscaleextexp__avx2_rr2_p5_u32(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_apply(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4 (avx2): three-pass-recompute softmax, float16 */
 int f16_rmax_pass__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
@@ -159,6 +161,8 @@ size_t f16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_ac
 int f16_raddextexp__avx512f_rr2_p5_scalef_u256_acc2_b2048_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int f16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t f16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t f16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_apply(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f16_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2 (avx512f): three-pass-recompute softmax, float16 */
 int f16_rmax_pass__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
@@ -170,6 +174,8 @@ size_t f16_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u12
 int f16_raddextexp__avx2_rr2_p5_u32_acc1_b2048(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int f16_vscaleextexp__avx2_rr2_p5_u32_nt(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4_nt (avx2): three-pass-recompute softmax, float16 */
 int f16_rmax_pass__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
@@ -181,6 +187,8 @@ size_t f16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_ac
 int f16_raddextexp__avx512f_rr2_p5_scalef_u256_acc2_b2048_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int f16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t f16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t f16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt_apply(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f16_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2_nt (avx512f): three-pass-recompute softmax, float16 */
 int f16_rmax_pass__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
@@ -230,6 +238,8 @@ size_t f16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_
 int bf16_raddextexp__avx2_rr2_p5_u32_acc1_b2048(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int bf16_vscaleextexp__avx2_rr2_p5_u32(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t bf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t bf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t bf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_apply(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* bf16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4 (avx2): three-pass-recompute softmax, bfloat16 */
 int bf16_rmax_pass__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
@@ -241,6 +251,8 @@ size_t bf16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_a
 int bf16_raddextexp__avx512f_rr2_p5_scalef_u256_acc2_b2048_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t bf16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t bf16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t bf16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_apply(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* bf16_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2 (avx512f): three-pass-recompute softmax, bfloat16 */
 int bf16_rmax_pass__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
@@ -252,6 +264,8 @@ size_t bf16_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u1
 int bf16_raddextexp__avx2_rr2_p5_u32_acc1_b2048(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int bf16_vscaleextexp__avx2_rr2_p5_u32_nt(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t bf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t bf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t bf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* bf16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4_nt (avx2): three-pass-recompute softmax, bfloat16 */
 int bf16_rmax_pass__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
@@ -263,6 +277,8 @@ size_t bf16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_a
 int bf16_raddextexp__avx512f_rr2_p5_scalef_u256_acc2_b2048_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t bf16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+size_t bf16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t bf16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt_apply(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* bf16_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2_nt (avx512f): three-pass-recompute softmax, bfloat16 */
 int bf16_rmax_pass__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
