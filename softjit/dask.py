@@ -2,12 +2,14 @@
 running inside the workers.
 
     import dask.array as da, softjit.dask
-    y = softjit.dask.softmax(x, axis=-1)      # x: a float32 dask array, any chunking
+    y = softjit.dask.softmax(x, axis=-1)      # x: a float32 (or 16-bit) dask array, any chunks
     c = softjit.dask.logsumexp(x, axis=-1)    # x's shape without the axis
 
 Needs the optional extra `softjit[dask]` (dask[array], distributed). Everything runs through
 Dask's own array API, so any Dask scheduler runs it: threads, processes, a distributed cluster.
-`axis` is an int, a tuple of ints or None (every axis), as for softjit.softmax.
+`axis` is an int, a tuple of ints or None (every axis), as for softjit.softmax. x may be float32,
+float16 or bfloat16 (ml_dtypes): 16-bit chunks go to softjit's 16-bit kernels as they are
+(converted in the kernels' registers, no float32 copy), and the results have x's dtype.
 
 How a row split across chunks is computed (the two-pass algorithm, docs/algorithms.md):
 1. every chunk runs the two-pass first pass (raddextexp) on its pieces of the rows, one native
@@ -51,6 +53,7 @@ from softjit.codegen import abi, variants
 from softjit.runtime import bindings, rows as row_runtime
 from softjit.runtime.api import check_threads
 from softjit.runtime.dispatch import nontemporal_for, resolve_isa
+from softjit.runtime.elements import accepted_dtypes, element_of
 from softjit.runtime.log_softmax import _axes
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
@@ -80,23 +83,25 @@ class _Kernels:
     """The native calls one function makes in a worker (looked up once a process): the first
     pass's batch driver (abi.REDUCE_DRIVER_PARAMS) and the output pass's (abi.APPLY_DRIVER_PARAMS)
     of softmax's two-pass module (the kernels softjit.softmax runs) or of log_softmax's (shorter
-    float32 blocks, as softjit.logsumexp), plain and with non-temporal stores; for softmax also
-    the three-pass output pass, for the rows by maximum."""
+    float32 blocks, as softjit.logsumexp), plain and with non-temporal stores, for x's element
+    format; for softmax also the three-pass output pass, for the rows by maximum."""
 
-    def __init__(self, function: str, isa: str):
+    def __init__(self, function: str, isa: str, element: str):
         self.softmax = function == "softmax"
-        self.isa = isa
+        self.isa, self.element = isa, element
         self.reduce = self._module_function(False, "reduce_symbol")
         self.apply = {nt: self._module_function(nt, "apply_symbol") for nt in (False, True)}
         self.scale_expminusmax = {
-            nt: bindings.passes("three-pass-recompute", isa, nt).functions[2]
+            nt: bindings.passes("three-pass-recompute", isa, nt, element).functions[2]
             for nt in (False, True)} if self.softmax else None
 
     def _module_function(self, nontemporal: bool, which: str):
         if self.softmax:
-            variant = variants.REGISTRY.softmax_or_plain("two-pass", self.isa, nontemporal)
+            variant = variants.REGISTRY.softmax_or_plain("two-pass", self.isa, nontemporal,
+                                                         self.element)
         else:
-            variant = variants.REGISTRY.log_softmax("two-pass", self.isa, nontemporal)
+            variant = variants.REGISTRY.log_softmax("two-pass", self.isa, nontemporal,
+                                                    self.element)
         return bindings.function(variant, getattr(variant, which))
 
     def first_pass(self, x2d: np.ndarray, states: np.ndarray, status: np.ndarray) -> None:
@@ -119,11 +124,12 @@ class _Kernels:
 _kernels: dict = {}
 
 
-def _kernels_for(function: str, isa: str) -> _Kernels:
-    key = (function == "softmax", isa)
+def _kernels_for(function: str, isa: str, dtype: np.dtype) -> _Kernels:
+    element = element_of(dtype).name
+    key = (function == "softmax", isa, element)
     found = _kernels.get(key)
     if found is None:
-        found = _kernels.setdefault(key, _Kernels(function, isa))
+        found = _kernels.setdefault(key, _Kernels(function, isa, element))
     return found
 
 
@@ -145,22 +151,22 @@ def _moved(block: np.ndarray, axes: tuple) -> np.ndarray:
 
 
 def _rows(block: np.ndarray, axes: tuple) -> np.ndarray:
-    """The block's rows (its `axes` moved last and merged) as (rows, m) float32 with unit
+    """The block's rows (its `axes` moved last and merged) as (rows, m), its own dtype, with unit
     element stride: a view where one row stride addresses them (a chunk of a larger array
     along the last axis, say), else a C-contiguous copy."""
     moved = _moved(block, axes)
     k = moved.ndim - len(axes)
     shape = (math.prod(moved.shape[:k]), math.prod(moved.shape[k:]))
-    if moved.dtype == np.float32 and moved.flags.aligned:
+    if moved.flags.aligned:
         view = moved.view()
         try:
             view.shape = shape  # raises instead of copying
         except AttributeError:
             pass
         else:
-            if shape[1] <= 1 or view.strides[1] == 4:
+            if shape[1] <= 1 or view.strides[1] == moved.itemsize:
                 return view
-    return np.ascontiguousarray(moved, dtype=np.float32).reshape(shape)
+    return np.ascontiguousarray(moved).reshape(shape)
 
 
 def _unmoved(values: np.ndarray, block_shape: tuple, axes: tuple) -> np.ndarray:
@@ -199,7 +205,7 @@ def _first_pass(block: np.ndarray, *, axes: tuple, n: int, function: str, isa: s
     count = x2d.shape[0]
     records = np.zeros((count, len(bounds)), PIECE)
     records["max"] = -np.inf
-    kernels = _kernels_for(function, isa)
+    kernels = _kernels_for(function, isa, block.dtype)
     for j, (a, b) in enumerate(bounds):
         column = records[:, j]
         if b == a:
@@ -365,12 +371,12 @@ def _second_pass(block: np.ndarray, plan: np.ndarray, axes: tuple, isa: str,
     each run of two-pass rows (all of them, as a rule), the other rows one by one."""
     x2d = _rows(block, axes)
     count, m = x2d.shape
-    out = np.empty((count, m), np.float32)
+    out = np.empty((count, m), block.dtype)
     plans = np.ascontiguousarray(plan).reshape(-1)
     states = np.ascontiguousarray(plans["state"])
     modes = plans["mode"]
     if m and count:
-        kernels = _kernels_for("softmax", isa)
+        kernels = _kernels_for("softmax", isa, block.dtype)
         scale_expminusmax = kernels.scale_expminusmax[nontemporal_for(out.nbytes)]
         p = bindings.pointer
 
@@ -402,10 +408,10 @@ def _log_second_pass(block: np.ndarray, states: np.ndarray, axes: tuple, isa: st
     """log_softmax of this chunk's pieces of rows: y = (x - a) - b with each row's (a, b)."""
     x2d = _rows(block, axes)
     count, m = x2d.shape
-    out = np.empty((count, m), np.float32)
+    out = np.empty((count, m), block.dtype)
     states = np.ascontiguousarray(states).reshape(-1)
     if m and count:
-        kernels = _kernels_for("log_softmax", isa)
+        kernels = _kernels_for("log_softmax", isa, block.dtype)
         _on_rows(count, threads,
                  lambda a, b: kernels.output_pass(x2d[a:b], out[a:b], states[a:b]))
     return _unmoved(out, block.shape, axes)
@@ -432,9 +438,9 @@ def _checked(x, axis, threads, function: str) -> tuple:
     if not isinstance(x, da.Array):
         raise TypeError(f"softjit.dask.{function} takes a dask array, not {type(x).__name__}; "
                         f"wrap numpy data with dask.array.from_array, or call softjit.{function}")
-    if x.dtype != np.float32:
-        raise TypeError(f"softjit.dask.{function} needs float32 data, got {x.dtype}; "
-                        "convert it with x.astype(numpy.float32)")
+    if element_of(x.dtype) is None:
+        raise TypeError(f"softjit.dask.{function} takes {accepted_dtypes()} data, got "
+                        f"{x.dtype}; convert it with x.astype(numpy.float32)")
     if x.ndim == 0:
         raise ValueError(f"softjit.dask.{function} needs an array with at least one dimension; "
                          "got a 0-d array")
@@ -468,15 +474,15 @@ def _output_pass(x, per_row, function, axes: tuple, isa: str, threads: int, toke
     index = tuple(range(x.ndim))
     row_index = tuple(i for i in index if i not in axes)
     return da.blockwise(function, index, x, index, per_row, row_index, axes=axes, isa=isa,
-                        threads=threads, dtype=np.float32,
-                        meta=np.empty((0,) * x.ndim, np.float32), token=token)
+                        threads=threads, dtype=x.dtype,
+                        meta=np.empty((0,) * x.ndim, x.dtype), token=token)
 
 
 def softmax(x, axis=-1, *, isa: str = "auto", threads: int = 1,
             split_every: int | None = None):
-    """softmax along `axis` (an int, a tuple of ints or None: every axis) of a float32 Dask
-    array, lazily: a Dask array of the same shape and chunks (call .compute(), or
-    .persist()/.store() for results larger than memory).
+    """softmax along `axis` (an int, a tuple of ints or None: every axis) of a float32, float16
+    or bfloat16 Dask array, lazily: a Dask array of the same shape, chunks and dtype (call
+    .compute(), or .persist()/.store() for results larger than memory).
 
     Rows may be split across any number of chunks. isa: "auto", "avx2" or "avx512f", resolved
     where this is called (workers must run it too). threads: kernel threads per chunk inside a
@@ -490,42 +496,44 @@ def softmax(x, axis=-1, *, isa: str = "auto", threads: int = 1,
     isa, threads = resolve_isa(isa), int(threads)
     if _whole(x, axes):
         return x.map_blocks(_whole_rows, axes=axes, isa=isa, threads=threads,
-                            dtype=np.float32, meta=np.empty((0,) * x.ndim, np.float32))
+                            dtype=x.dtype, meta=np.empty((0,) * x.ndim, x.dtype))
     plan = _row_reduction(x, axes, "softmax", _plan, ROW_PLAN, isa, threads, split_every)
     return _output_pass(x, plan, _second_pass, axes, isa, threads, "softjit-softmax")
 
 
 def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", threads: int = 1,
               split_every: int | None = None):
-    """ln(sum(exp(x))) along `axis` (an int, a tuple of ints or None) of a float32 Dask array,
-    lazily: float32, x's shape without the reduced axes (kept as length 1 with keepdims). One
-    read of x (the two-pass first pass per chunk, the pieces' sums combined exactly). As
-    softjit.logsumexp: NaN for a row holding NaN, else +inf for one holding +inf, -inf for a row
-    of only -inf."""
+    """ln(sum(exp(x))) along `axis` (an int, a tuple of ints or None) of a float32, float16 or
+    bfloat16 Dask array, lazily: x's dtype (16-bit results rounded from the float32 result, as
+    softjit.logsumexp gives them), x's shape without the reduced axes (kept as length 1 with
+    keepdims). One read of x (the two-pass first pass per chunk, the pieces' sums combined
+    exactly). As softjit.logsumexp: NaN for a row holding NaN, else +inf for one holding +inf,
+    -inf for a row of only -inf."""
     axes = _checked(x, axis, threads, "logsumexp")
     isa, threads = resolve_isa(isa), int(threads)
     if _whole(x, axes):
         kept = () if keepdims else axes
         return x.map_blocks(_whole_rows_logsumexp, axes=axes, keepdims=bool(keepdims), isa=isa,
-                            threads=threads, drop_axis=kept, dtype=np.float32,
+                            threads=threads, drop_axis=kept, dtype=x.dtype,
                             chunks=tuple((1,) if i in axes else c
                                          for i, c in enumerate(x.chunks) if i not in kept),
-                            meta=np.empty((0,) * (x.ndim - len(kept)), np.float32))
-    return _row_reduction(x, axes, "logsumexp", _logsumexp_of, np.float32, isa, threads,
-                          split_every, keepdims=bool(keepdims))
+                            meta=np.empty((0,) * (x.ndim - len(kept)), x.dtype))
+    c = _row_reduction(x, axes, "logsumexp", _logsumexp_of, np.float32, isa, threads,
+                       split_every, keepdims=bool(keepdims))
+    return c if x.dtype == np.float32 else c.astype(x.dtype)  # as softjit.logsumexp rounds it
 
 
 def log_softmax(x, axis=-1, *, isa: str = "auto", threads: int = 1,
                 split_every: int | None = None):
-    """log_softmax along `axis` (an int, a tuple of ints or None) of a float32 Dask array,
-    lazily: x - logsumexp(x), x's shape and chunks. Two reads of x and one write (the output
-    pass has no exp). As softjit.log_softmax: -inf entries give -inf; rows holding NaN or +inf,
-    or only -inf, come out all NaN."""
+    """log_softmax along `axis` (an int, a tuple of ints or None) of a float32, float16 or
+    bfloat16 Dask array, lazily: x - logsumexp(x), x's shape, chunks and dtype. Two reads of x
+    and one write (the output pass has no exp). As softjit.log_softmax: -inf entries give -inf;
+    rows holding NaN or +inf, or only -inf, come out all NaN."""
     axes = _checked(x, axis, threads, "log_softmax")
     isa, threads = resolve_isa(isa), int(threads)
     if _whole(x, axes):
         return x.map_blocks(_whole_rows_log_softmax, axes=axes, isa=isa, threads=threads,
-                            dtype=np.float32, meta=np.empty((0,) * x.ndim, np.float32))
+                            dtype=x.dtype, meta=np.empty((0,) * x.ndim, x.dtype))
     states = _row_reduction(x, axes, "log_softmax", _apply_states, STATE, isa, threads,
                             split_every)
     return _output_pass(x, states, _log_second_pass, axes, isa, threads, "softjit-log-softmax")
