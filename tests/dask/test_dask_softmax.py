@@ -51,6 +51,9 @@ def test_wide_magnitudes(isa):
 def test_whole_rows_bitwise_equal_to_softjit(isa):
     x = np.random.default_rng(1).standard_normal((9, 513)).astype(np.float32)
     assert np.array_equal(run(x, (4, 513), isa=isa), softjit.softmax(x, isa=isa))
+    c, y = run_log(x, (4, 513), isa=isa)
+    assert np.array_equal(c, softjit.logsumexp(x, isa=isa))
+    assert np.array_equal(y, softjit.log_softmax(x, isa=isa))
 
 
 def _long_rows(rows: int, seed: int) -> np.ndarray:
