@@ -52,13 +52,16 @@ def check_threads(threads, function: str) -> None:
                          f"({sys.maxsize}); got {threads!r}")
 
 
+_INPUT_DTYPE = " (the input's dtype)"
+
+
 def check_out(out, shape: tuple, function: str, dtype=_FLOAT32) -> np.ndarray:
     """out must be a writable numpy array of `shape` and `dtype` (the input's)."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"softjit.{function}: out must be a numpy.ndarray, not {type(out).__name__}")
     if out.dtype != dtype:
         raise TypeError(f"softjit.{function}: out has dtype {out.dtype}; it must be {dtype}"
-                        f"{' (the input dtype)' if dtype != _FLOAT32 else ''}")
+                        f"{_INPUT_DTYPE if dtype != _FLOAT32 else ''}")
     if out.shape != shape:
         raise ValueError(f"softjit.{function}: out has shape {out.shape}; it must be {shape}")
     if not out.flags.writeable:
@@ -202,7 +205,7 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
     isa_argument = isa
     if dtype is not None:
         requested_dtype(dtype, "softmax")
-    x = compute_input(x, dtype, "softmax", halves="kernels")[0]
+    x = compute_input(x, dtype, "softmax", halves=True)
     element = element_of(x.dtype)
     if x.ndim == 0:
         raise ValueError("softjit.softmax needs an array with at least one dimension; got a 0-d array")

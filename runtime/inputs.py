@@ -3,9 +3,8 @@ exp (torch tensors are turned into arrays first, by runtime/tensors.py).
 
 - float32 arrays are computed as they are;
 - float16 and bfloat16 (ml_dtypes) arrays are taken as they are where a function's kernels read
-  them (`halves="kernels"`: widened to float32 in registers, results rounded back,
-  runtime/elements.py), or widened to float32 on the host (`halves=True`), their results
-  rounded back to the input's dtype by the caller;
+  them (`halves=True`: softmax, log_softmax, logsumexp): the kernels widen them to float32 in
+  registers and round the results back (runtime/elements.py);
 - lists and tuples carry no dtype of their own: their numbers become float32 (as
   torch.tensor([...]) makes float32), whatever numpy would have made of them;
 - any other dtype (float64 above all) is refused with a TypeError naming dtype=numpy.float32,
@@ -47,8 +46,8 @@ def _numpy_name(dtype):
     return dtype
 
 
-def compute_input(x, dtype, function: str, *, halves: bool = False):
-    """(x as an array to compute on, the half dtype its results go back to or None).
+def compute_input(x, dtype, function: str, *, halves: bool = False) -> np.ndarray:
+    """x as an array to compute on (halves: a float16 / bfloat16 array as it is).
 
     dtype: None or float32 (checked by the caller with requested_dtype): with float32, whatever
     numpy can convert becomes float32."""
@@ -58,15 +57,13 @@ def compute_input(x, dtype, function: str, *, halves: bool = False):
             f"softjit.{function} does not take masked arrays (the mask would be ignored); pass "
             f"x.filled(-numpy.inf) for softmax (masked entries get probability 0) or x.filled(v)")
     if dtype is not None or isinstance(x, (list, tuple)):
-        return _converted(x, function), None
+        return _converted(x, function)
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)
     if x.dtype == FLOAT32:
-        return x, None
-    if halves == "kernels" and element_of(x.dtype) is not None:
-        return x, None  # read and written by the kernels in their own dtype
-    if halves is True and element_of(x.dtype) is not None:
-        return x.astype(np.float32), x.dtype
+        return x
+    if halves and element_of(x.dtype) is not None:
+        return x  # read and written by the kernels in their own dtype
     raise TypeError(
         f"softjit.{function} computes in float32 and got dtype {x.dtype}; pass "
         f"dtype=numpy.float32 to compute in float32 (a float32 result), or convert with "
@@ -88,4 +85,4 @@ def as_float32_array(x, function: str, dtype=None) -> np.ndarray:
     """x as a float32 array by the rule above, for functions that take no half dtypes."""
     if dtype is not None:
         requested_dtype(dtype, function)
-    return compute_input(x, dtype, function)[0]
+    return compute_input(x, dtype, function)

@@ -21,6 +21,7 @@ from softjit.codegen import variants
 from softjit.runtime import bindings, tensors
 from softjit.runtime.api import resolve_isa
 from softjit.runtime.api import check_out, check_threads, is_integer
+from softjit.runtime.elements import check_host_features, element_of
 from softjit.runtime.inputs import FLOAT32, FLOAT64, compute_input, requested_dtype
 
 ALGORITHMS = ("auto",) + variants.LOG_SOFTMAX_ALGORITHMS
@@ -34,6 +35,7 @@ class _Module:
     """The reduce and apply drivers of one log_softmax module."""
 
     def __init__(self, variant):
+        check_host_features(bindings.module(variant).features, variant.name)
         self.reduce_function = bindings.function(variant, variant.reduce_symbol)
         self.apply_function = bindings.function(variant, variant.apply_symbol)
         self.buffer = bindings.pointer
@@ -69,11 +71,14 @@ def _stride_pair(x_stride: int, y_stride: int):
 _modules: dict = {}
 
 
-def _module(algorithm: str, isa: str, nontemporal: bool = False) -> _Module:
-    key = (algorithm, isa, nontemporal)
+def _module(algorithm: str, isa: str, nontemporal: bool = False, element: str = "f32") -> _Module:
+    """The module for x and y of element format `element` (float16 / bfloat16: converted in
+    the kernels' registers, runtime/elements.py)."""
+    key = (algorithm, isa, nontemporal, element)
     m = _modules.get(key)
     if m is None:
-        m = _modules[key] = _Module(variants.REGISTRY.log_softmax(algorithm, isa, nontemporal))
+        m = _modules[key] = _Module(variants.REGISTRY.log_softmax(algorithm, isa, nontemporal,
+                                                                  element))
     return m
 
 
@@ -94,7 +99,8 @@ def _reduce(x2d: np.ndarray, algorithm: str, isa: str, threads: int):
     rows = x2d.shape[0]
     states = np.empty((rows, STATE_FLOATS), np.float32)
     status = np.zeros(rows, np.int32)
-    module = _module(algorithm, isa)
+    element = element_of(x2d.dtype).name
+    module = _module(algorithm, isa, element=element)
     if threads <= 1 or rows <= 1:
         any_marked = module.reduce(x2d, states, status)
     else:
@@ -105,7 +111,7 @@ def _reduce(x2d: np.ndarray, algorithm: str, isa: str, threads: int):
     three_pass = status != 0
     if any_marked:
         marked = np.flatnonzero(three_pass)
-        fallback = _module("three-pass", isa)
+        fallback = _module("three-pass", isa, element=element)
         one = np.empty(1, np.int32)
         for r in marked:
             fallback.reduce(x2d[r:r + 1], states[r:r + 1], one)
@@ -114,6 +120,7 @@ def _reduce(x2d: np.ndarray, algorithm: str, isa: str, threads: int):
 
 def _special_value(row: np.ndarray) -> float:
     """ln(sum(exp(row))) of a row holding a NaN, a +inf or only -inf (or nothing)."""
+    row = row.astype(np.float32, copy=False)  # (a 16-bit row: its values, as float32)
     if np.isnan(row).any():
         return math.nan
     if np.isposinf(row).any():
@@ -217,7 +224,7 @@ def _as_rows(xm: np.ndarray, k: int) -> np.ndarray:
     try:
         view = xm.view()
         view.shape = (rows, n)  # raises instead of copying
-        if n <= 1 or view.strides[1] == 4:
+        if n <= 1 or view.strides[1] == xm.itemsize:
             return view
     except AttributeError:
         pass
@@ -260,10 +267,7 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
             xa, axis, algorithm=algorithm, isa=isa, out=oa, threads=threads, dtype=dtype))
     if dtype is not None:
         requested_dtype(dtype, "log_softmax")
-    x, half = compute_input(x, dtype, "log_softmax", halves=True)
-    if half is not None:
-        y = log_softmax(x, axis, algorithm=algorithm, isa=isa, threads=threads)
-        return _half_result(y, half, out, "log_softmax")
+    x = compute_input(x, dtype, "log_softmax", halves=True)
     if x.ndim == 0:
         raise ValueError("softjit.log_softmax needs an array with at least one dimension; got a "
                          "0-d array")
@@ -272,7 +276,8 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
         raise ValueError(f"softjit.log_softmax: unknown algorithm {algorithm!r}; "
                          f"valid: {', '.join(ALGORITHMS)}")
     isa = _check_common(isa, threads, "log_softmax")
-    out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "log_softmax")
+    out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "log_softmax",
+                                                                   x.dtype)
     if x.size == 0:
         return out
     k = len(axes)
@@ -283,7 +288,7 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
               and (not np.shares_memory(dst, src)
                    or (dst.ctypes.data == src.ctypes.data and dst.strides == src.strides)))
     if not direct:
-        dst = np.empty(src.shape, np.float32)
+        dst = np.empty(src.shape, src.dtype)
     _log_softmax_rows(src, dst, _choose(algorithm, src.shape[1]), isa, threads)
     if not direct:
         om[...] = dst.reshape(om.shape)
@@ -294,33 +299,13 @@ def _log_softmax_rows(src: np.ndarray, dst: np.ndarray, algorithm: str, isa: str
                       threads: int) -> None:
     """dst = log_softmax of the rows of src ((rows, n) views, unit element stride)."""
     _, states = _row_constants(src, algorithm, isa, threads)
-    nontemporal = dst.size * 4 >= NONTEMPORAL_MIN_BYTES and algorithm == "two-pass"
-    module = _module(algorithm, isa, nontemporal)
+    nontemporal = dst.size * dst.itemsize >= NONTEMPORAL_MIN_BYTES and algorithm == "two-pass"
+    module = _module(algorithm, isa, nontemporal, element_of(dst.dtype).name)
     if threads <= 1 or src.shape[0] <= 1:
         module.apply(src, dst, states)
     else:
         _in_pieces(src.shape[0], threads,
                    lambda a, b: module.apply(src[a:b], dst[a:b], states[a:b]))
-
-
-# ---------------------------------------------------------------------------- dtypes
-# Half-precision inputs are computed in float32 and their results rounded (to nearest even)
-# back to the input's dtype. This conversion happens on the host (numpy's astype), not yet in
-# the kernels' registers.
-def _half_result(result: np.ndarray, half: np.dtype, out, function: str):
-    """The float32 result rounded to `half` (into out when given: an array of that dtype)."""
-    if out is None:
-        return result.astype(half)
-    if not isinstance(out, np.ndarray) or out.dtype != half:
-        raise TypeError(f"softjit.{function}: out must be a numpy array of the input's dtype "
-                        f"{half}, not {getattr(out, 'dtype', type(out).__name__)}")
-    if out.shape != result.shape:
-        raise ValueError(f"softjit.{function}: out has shape {out.shape}; it must be "
-                         f"{result.shape}")
-    if not out.flags.writeable:
-        raise ValueError(f"softjit.{function}: out is read-only")
-    out[...] = result.astype(half)
-    return out
 
 
 _NDARRAY = np.ndarray
@@ -353,10 +338,9 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
                                 "dtype=numpy.float64 gives float64 results of a float32 "
                                 "computation: pass x.astype(numpy.float32) (or "
                                 "dtype=numpy.float32 for float32 results)")
-    x, half = compute_input(x, dtype, "logsumexp", halves=True)
-    if half is not None and result_dtype == FLOAT32:
-        c = logsumexp(x, axis, keepdims=keepdims, isa=isa, threads=threads)
-        return _half_result(c, half, out, "logsumexp")
+    x = compute_input(x, dtype, "logsumexp", halves=True)
+    if result_dtype == FLOAT32 and x.dtype != FLOAT32:
+        result_dtype = x.dtype  # float16 / bfloat16 in, the same out (torch.logsumexp's rule)
     if x.ndim == 0:
         x = x.reshape(1)
     axes = _axes(axis, x.ndim, "logsumexp")
@@ -373,7 +357,9 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
     else:
         src = _as_rows(xm, k)
         c, _ = _row_constants(src, "two-pass", isa, threads)
-    result = c.astype(result_dtype).reshape(shape)
+    # a 16-bit result is the float32 result rounded once more (to nearest even)
+    result = c.astype(np.float32 if result_dtype.itemsize < 4 else result_dtype).astype(
+        result_dtype, copy=False).reshape(shape)
     if out is None:
         return result
     out[...] = result

@@ -193,3 +193,86 @@ def test_float16_without_f16c_is_refused(monkeypatch):
         monkeypatch.undo()
         memo.forget_calls()
     assert bindings.driver("two-pass", "avx2", False, "f16") is not None
+
+
+# ---------------------------------------------------------------------------- log_softmax, logsumexp
+def log_law(x: np.ndarray, algorithm: str, isa: str) -> np.ndarray:
+    """log_softmax(x) must be the float32 kernels' log_softmax of the widened x, rounded (a
+    result beyond the 16-bit range, such as -65504 - 65504 in float16, becomes -inf)."""
+    y = softjit.log_softmax(x.astype(np.float32), algorithm=algorithm, isa=isa)
+    with np.errstate(over="ignore"):
+        return y.astype(x.dtype)
+
+
+@pytest.mark.parametrize("isa", HOST_ISAS)
+@pytest.mark.parametrize("algorithm", ["auto", "two-pass", "three-pass"])
+@pytest.mark.parametrize("half", HALVES)
+def test_log_softmax_and_logsumexp_correctly_rounded_at_every_tail(half, algorithm, isa):
+    dtype = half_dtype(half)
+    rng = np.random.default_rng(45)
+    for n in list(range(1, 2 * 16 + 2)) + [100, 257, 1000, 4099]:
+        x = special_rows(rng, dtype, 5, n)
+        y = softjit.log_softmax(x, algorithm=algorithm, isa=isa)
+        assert y.dtype == dtype and same_values(y, log_law(x, algorithm, isa)), n
+        c = softjit.logsumexp(x, isa=isa)
+        expected = softjit.logsumexp(x.astype(np.float32), isa=isa).astype(dtype)
+        assert c.dtype == dtype and same_values(c, expected), n
+        assert np.isneginf(c[3].astype(np.float32)) and np.isnan(c[2].astype(np.float32))
+        assert np.isneginf(y[1].astype(np.float32)[np.isneginf(x[1].astype(np.float32))]).all()
+
+
+@pytest.mark.parametrize("half", HALVES)
+def test_log_softmax_layouts_threads_and_out(half):
+    dtype = half_dtype(half)
+    rng = np.random.default_rng(46)
+    x = (rng.standard_normal((6, 7, 130)) * 4).astype(np.float32).astype(dtype)
+    for isa in HOST_ISAS:
+        expected = log_law(x, "auto", isa)
+        assert same_values(softjit.log_softmax(x, isa=isa, threads=2), expected)
+        out = np.empty_like(x)
+        assert softjit.log_softmax(x, isa=isa, out=out) is out and same_values(out, expected)
+        in_place = x.copy()
+        assert softjit.log_softmax(in_place, isa=isa, out=in_place) is in_place
+        assert same_values(in_place, expected)
+        strided = x[:, ::2, ::-1]
+        assert same_values(softjit.log_softmax(strided, isa=isa),
+                           log_law(np.ascontiguousarray(strided), "auto", isa))
+        assert same_values(softjit.log_softmax(x, axis=(0, 2), isa=isa),
+                           softjit.log_softmax(x.astype(np.float32), axis=(0, 2),
+                                               isa=isa).astype(dtype))
+        c = softjit.logsumexp(x, axis=(1, 2), keepdims=True, isa=isa, threads=2)
+        assert c.shape == (6, 1, 1) and c.dtype == dtype
+        assert same_values(c, softjit.logsumexp(x.astype(np.float32), axis=(1, 2),
+                                                keepdims=True, isa=isa).astype(dtype))
+        c_out = np.empty((6, 7), dtype)
+        assert softjit.logsumexp(x, isa=isa, out=c_out) is c_out
+        wide = softjit.logsumexp(x, isa=isa, dtype=np.float64)  # float64 results, not rounded
+        assert wide.dtype == np.float64
+        assert np.allclose(wide, softjit.logsumexp(x.astype(np.float32), isa=isa,
+                                                   dtype=np.float64), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="input's dtype"):
+        softjit.log_softmax(x, out=np.empty(x.shape, np.float32))
+    with pytest.raises(TypeError, match="input's dtype"):
+        softjit.logsumexp(x, out=np.empty((6, 7), np.float32))
+
+
+@pytest.mark.parametrize("half", HALVES)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_log_softmax_within_float32_accuracy_plus_one_rounding(half, data):
+    """Against a float64 log_softmax of the same values: the README's 2e-6 * max(1, |y|), plus
+    half a unit in the last place of the 16-bit result."""
+    dtype = half_dtype(half)
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=300))
+    values = data.draw(hnp.arrays(np.float32, shape, elements=st.floats(
+        -60, 60, width=32, allow_nan=False, allow_infinity=False)))
+    x = values.astype(dtype)
+    algorithm = data.draw(st.sampled_from(["auto", "two-pass", "three-pass"]))
+    isa = data.draw(st.sampled_from(HOST_ISAS))
+    y = softjit.log_softmax(x, algorithm=algorithm, isa=isa).astype(np.float64)
+    x64 = x.astype(np.float64)
+    top = x64.max(axis=-1, keepdims=True)
+    ref = x64 - (top + np.log(np.exp(x64 - top).sum(axis=-1, keepdims=True)))
+    bits = 11 if dtype == np.float16 else 8
+    assert (np.abs(y - ref) <= 2e-6 * np.maximum(1, np.abs(ref)) + np.abs(ref) * 2.0 ** -bits
+            + 2.0 ** -25).all()
