@@ -1,6 +1,8 @@
 """`python -m softjit bench --functions`: log_softmax and logsumexp against softjit's own softmax
 of the same row and the libraries users would call instead (scipy.special, torch), in cache
-(10^5 elements) and out of it (64M elements, a 256 MiB row).
+(10^5 elements) and out of it (64M elements, a 256 MiB row); and softmax of the same row in
+bfloat16 and float16 (converted in the kernels' registers) against softjit's float32 softmax
+and torch.softmax on bfloat16 / float16 tensors.
 
 Each call is timed from Python per call (what a user pays), on one pinned core, in interleaved
 rounds (bench/timing.py), and reported as medians with each candidate's ratio to softjit's.
@@ -60,6 +62,44 @@ def candidates(function: str, x: np.ndarray, y: np.ndarray) -> tuple:
     return found, skipped
 
 
+def _bfloat16():
+    if importlib.util.find_spec("ml_dtypes") is None:
+        return None
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def half_candidates(x: np.ndarray) -> tuple:
+    """({label: Timed}, {label: why skipped}): softmax of the float32 row x as softjit computes
+    it in float32 (the label "softjit.softmax", the reference of the ratios), in bfloat16 and
+    float16 (x rounded to them), and torch.softmax on tensors of those dtypes."""
+    import softjit
+
+    found, skipped = {}, {}
+    y = np.empty_like(x)
+    found["softjit.softmax"] = LoopTimed(lambda: softjit.softmax(x, out=y))
+    torch = _torch()
+    bfloat16 = _bfloat16()
+    halves = {"float16": np.dtype(np.float16)}
+    if bfloat16 is not None:
+        halves = {"bfloat16": bfloat16, **halves}
+    else:
+        skipped["softjit.softmax bfloat16"] = "ml_dtypes is not installed " \
+                                              "(pip install softjit[bfloat16])"
+    for name, dtype in halves.items():
+        xh = x.astype(dtype)
+        yh = np.empty_like(xh)
+        found[f"softjit.softmax {name}"] = LoopTimed(lambda xh=xh, yh=yh: softjit.softmax(
+            xh, out=yh))
+        if torch is None:
+            skipped[f"torch.softmax {name}"] = "torch is not installed (see the README)"
+            continue
+        t = torch.from_numpy(xh.view(np.int16)).view(getattr(torch, name))
+        found[f"torch.softmax {name}"] = LoopTimed(lambda t=t: torch.softmax(t, -1))
+    return found, skipped
+
+
 def run(sizes=DEFAULT_SIZES, repeats: int = 9, cpu_index: int | None = None) -> list:
     """[{function, n, medians_ns: {label: ns}, skipped: {label: why}}]."""
     pinned = pin_to_one_cpu(cpu_index)
@@ -68,8 +108,9 @@ def run(sizes=DEFAULT_SIZES, repeats: int = 9, cpu_index: int | None = None) -> 
     for n in sizes:
         x = rng.standard_normal(n).astype(np.float32)
         y = np.empty_like(x)
-        for function in ("log_softmax", "logsumexp"):
-            timed, skipped = candidates(function, x, y)
+        for function in ("log_softmax", "logsumexp", "softmax"):
+            timed, skipped = (half_candidates(x) if function == "softmax"
+                              else candidates(function, x, y))
             big = n * 4 > (32 << 20)
             numbers = {k: 1 if big else calibrate(t, IN_CACHE_SAMPLE_NS) for k, t in timed.items()}
             samples = measure_interleaved(timed, repeats if not big else max(3, repeats // 2),

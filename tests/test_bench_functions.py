@@ -6,7 +6,13 @@ from softjit.bench import functions
 
 def test_functions_bench_reports_every_candidate():
     results = functions.run(sizes=(1000,), repeats=1)
-    assert [r["function"] for r in results] == ["log_softmax", "logsumexp"]
+    assert [r["function"] for r in results] == ["log_softmax", "logsumexp", "softmax"]
+    halves = results.pop()  # softmax in bfloat16 and float16 against float32 and torch
+    assert halves["medians_ns"]["softjit.softmax"] > 0
+    for name in ("bfloat16", "float16"):
+        for label in (f"softjit.softmax {name}", f"torch.softmax {name}"):
+            assert label in halves["medians_ns"] or label in halves["skipped"], label
+    assert "softjit.softmax float16" in halves["medians_ns"]
     for r in results:
         assert r["medians_ns"][f"softjit.{r['function']}"] > 0
         assert "softjit.softmax two-pass" in r["medians_ns"]
