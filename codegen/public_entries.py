@@ -1,12 +1,14 @@
-"""softjit.softmax itself as a generated builtin: a METH_FASTCALL | METH_KEYWORDS function that
-takes the documented arguments, runs the common calls natively and hands every other call, as
-given, to the Python function that owns the checks and the error messages.
+"""softjit.softmax and softjit.exp themselves as generated builtins: METH_FASTCALL |
+METH_KEYWORDS functions that take the documented arguments, run the common calls natively and
+hand every other call, as given, to the Python function that owns the checks and the error
+messages.
 
-    PyObject *softmax(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                      PyObject *kwnames)
+    PyObject *entry(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
 
-The call is run natively when all of these hold (anything else goes to the Python function,
-which raises what a bad argument deserves or runs the general path):
+softmax(x, axis=-1, *, algorithm, isa, out, threads) is run natively when all of these hold
+(anything else goes to the Python function, which raises what a bad argument deserves or runs
+the general path):
 
 - one or two positional arguments (x, axis), keywords only among out, axis, algorithm, isa and
   threads, each named by the very interned string object the table holds (any keyword the entry
@@ -21,6 +23,10 @@ which raises what a bad argument deserves or runs the general path):
   dict, {algorithm: {isa: rows}}, which the Python function fills once it has validated them;
   rows is a bytes object of table rows as the softmax_rows entry's (codegen/entries.py), and
   the row this call fits has a driver.
+
+exp(x, *, isa, out) likewise: one positional argument, keywords out and isa; x of any number of
+dimensions (0-d too), not empty; the routes dict is {isa: kernel}, kernel a bytes object whose
+first word is the address of the kernel f(x, y, n).
 
 The arrays' fields are read where numpy keeps them (codegen/numpy_abi.py) rather than through
 buffer requests. The GIL is released around the kernels when x holds at least the table's
@@ -41,12 +47,14 @@ from softjit.codegen.operands import ptr
 from softjit.codegen.stream import Function
 
 SOFTMAX_PUBLIC = "softjit_softmax_public_entry"
+EXP_PUBLIC = "softjit_exp_public_entry"
 
-# The table (`self`), byte offsets of 64-bit words: object addresses, then numbers.
+# The table (`self`), byte offsets of 64-bit words: object addresses, then numbers. Both
+# builtins' tables have this layout.
 ARRAY_TYPE = 0  # numpy.ndarray
 FLOAT32_DESCR = 8  # numpy.dtype(numpy.float32)
 GENERAL = 16  # the Python function every other call goes to
-ROUTES = 24  # {algorithm: {isa: rows bytes}}
+ROUTES = 24  # softmax: {algorithm: {isa: rows bytes}}; exp: {isa: kernel bytes}
 NAME_OUT, NAME_AXIS, NAME_ALGORITHM, NAME_ISA, NAME_THREADS = 32, 40, 48, 56, 64  # interned
 AUTO = 72  # the str "auto": algorithm and isa when not given
 ONE = 80  # the int 1
@@ -63,104 +71,279 @@ _X_FLAGS = np_abi.C_CONTIGUOUS | np_abi.ALIGNED
 _OUT_FLAGS = _X_FLAGS | np_abi.WRITEABLE
 
 
-def build_softmax_public() -> Function:
-    f = Function(Signature(
-        SOFTMAX_PUBLIC,
-        (Param("void*", "self"), Param("void* const*", "args"), Param("ptrdiff_t", "nargs"),
-         Param("void*", "kwnames")), "void*",
-        "CPython METH_FASTCALL | METH_KEYWORDS softmax(x, axis=-1, *, algorithm, isa, out,\n"
-        "threads): runs the common calls natively, hands the others to the Python function."),
-        X86_64)
-    rax = f.physical_gp("rax")
+class _Public:
+    """One public builtin being emitted: its stack slots, the table register, the label of the
+    general path, and the steps both builtins share."""
 
-    def arg(index: int):
-        return f.physical_gp(SYSV_ARGS[index])
+    def __init__(self, name: str, doc: str):
+        f = self.f = Function(Signature(
+            name, (Param("void*", "self"), Param("void* const*", "args"),
+                   Param("ptrdiff_t", "nargs"), Param("void*", "kwnames")), "void*", doc), X86_64)
+        self.rax = f.physical_gp("rax")
+        self.general = f.label("general")
+        slot = self.slot
+        self.s_args, self.s_nargs, self.s_kwnames, self.s_count = slot(), slot(), slot(), slot()
+        self.s_table, self.s_x, self.s_out, self.s_isa = slot(), slot(), slot(), slot()
+        self.s_ndim, self.s_length, self.s_state = slot(), slot(), slot()
 
-    def slot():
-        return f.stack(8).sized(64)
+    def slot(self):
+        return self.f.stack(8).sized(64)
 
-    def call(name: str, *arguments):
+    def arg(self, index: int):
+        return self.f.physical_gp(SYSV_ARGS[index])
+
+    def call(self, name: str, *arguments):
         for index, value in enumerate(arguments):
-            f.mov(arg(index), value)
-        f.call(f.imported(name))
+            self.f.mov(self.arg(index), value)
+        self.f.call(self.f.imported(name))
 
-    general = f.label("general")
-    self_, args, nargs, kwnames = f.args
-    s_nargs, s_kwnames, s_count = slot(), slot(), slot()
-    s_x, s_out, s_axis, s_algorithm, s_isa, s_threads = (slot() for _ in range(6))
-    s_ndim, s_length, s_state = slot(), slot(), slot()
-    s_args, s_table = slot(), slot()
-    kept_args = f.gp("args", callee_saved=True)
-    table = f.gp("table", callee_saved=True)
-    f.mov(kept_args, args)
-    f.mov(s_args, args)
-    f.mov(s_nargs, nargs)
-    f.mov(s_kwnames, kwnames)
-    f.comment("the table is the bytes object self")
-    call("PyBytes_AsString", self_)
-    f.mov(table, rax)
-    f.mov(s_table, rax)
+    def start(self, most_positional: int, extra_positional=()):
+        """Keep the arguments, read the table; x = args[0], extra_positional[i] =
+        args[i + 1] or 0; at least one and at most most_positional positional arguments.
+        Returns the callee-saved registers (args, table), live until the keywords are read."""
+        f, rax, general = self.f, self.rax, self.general
+        self_, args, nargs, kwnames = f.args
+        kept_args = f.gp("args", callee_saved=True)
+        table = f.gp("table", callee_saved=True)
+        f.mov(kept_args, args)
+        f.mov(self.s_args, args)
+        f.mov(self.s_nargs, nargs)
+        f.mov(self.s_kwnames, kwnames)
+        f.comment("the table is the bytes object self")
+        self.call("PyBytes_AsString", self_)
+        f.mov(table, rax)
+        f.mov(self.s_table, rax)
+        f.comment(f"positional: 1 to {most_positional}")
+        t = f.gp("t")
+        f.mov(t, self.s_nargs)
+        f.cmp(t, 1)
+        f.jb(general)
+        f.cmp(t, most_positional)
+        f.ja(general)
+        for position, target in enumerate(extra_positional, start=1):
+            f.mov(target, 0)
+            absent = f.label("absent")
+            f.cmp(t, position)
+            f.jbe(absent)
+            value = f.gp("value")
+            f.mov(value, ptr(kept_args, 8 * position))
+            f.mov(target, value)
+            f.bind(absent)
+        value = f.gp("value")
+        f.mov(value, ptr(kept_args, 0))
+        f.mov(self.s_x, value)
+        f.mov(self.s_out, 0)
+        f.mov(value, ptr(table, AUTO))
+        f.mov(self.s_isa, value)
+        return kept_args, table
 
-    f.comment("positional: x, or x and axis")
-    t = f.gp("t")
-    f.mov(t, s_nargs)
-    f.cmp(t, 1)
-    f.jb(general)
-    f.cmp(t, 2)
-    f.ja(general)
-    f.mov(s_axis, 0)
-    one_positional = f.label("one_positional")
-    f.cmp(t, 1)
-    f.je(one_positional)
-    f.mov(t, ptr(kept_args, 8))
-    f.mov(s_axis, t)
-    f.bind(one_positional)
-    f.mov(t, ptr(kept_args, 0))
-    f.mov(s_x, t)
-    f.mov(s_out, 0)
+    def keywords(self, kept_args, table, known: tuple, positional_too=()):
+        """Read the keywords: `known` is ((name offset, slot), ...); a slot in positional_too
+        already given (non-zero) is a keyword given twice; any other name goes to general."""
+        f, rax, general = self.f, self.rax, self.general
+        f.comment("keywords: each name compared with the table's interned names")
+        done = f.label("keywords_done")
+        t = f.gp("t")
+        f.mov(t, self.s_kwnames)
+        f.test(t, t)
+        f.je(done)
+        self.call("PyTuple_Size", t)
+        f.mov(self.s_count, rax)
+        index = f.gp("keyword", callee_saved=True)
+        f.mov(index, 0)
+        keyword, next_keyword = f.label("keyword"), f.label("next_keyword")
+        f.bind(keyword)
+        f.cmp(index, self.s_count)
+        f.jae(done)
+        self.call("PyTuple_GetItem", self.s_kwnames, index)
+        f.comment("its value: args[nargs + i]")
+        t, value = f.gp("t"), f.gp("value")
+        f.mov(t, self.s_nargs)
+        f.add(t, index)
+        f.mov(value, ptr(kept_args, 0, t, 8))
+        for offset, target in known:
+            other = f.label("other_name")
+            f.cmp(rax, ptr(table, offset))
+            f.jne(other)
+            if target in positional_too:
+                f.comment("given positionally too: the Python function says so")
+                f.cmp(target, 0)
+                f.jne(general)
+            f.mov(target, value)
+            f.jmp(next_keyword)
+            f.bind(other)
+        f.comment("a keyword this entry does not know")
+        f.jmp(general)
+        f.bind(next_keyword)
+        f.add(index, 1)
+        f.jmp(keyword)
+        f.bind(done)
+        f.comment("out=None: a new output")
+        t = f.gp("t")
+        out_given = f.label("out_given")
+        f.mov(t, self.s_out)
+        f.cmp(t, ptr(table, NONE))
+        f.jne(out_given)
+        f.mov(self.s_out, 0)
+        f.bind(out_given)
+
+    def check_x(self, table):
+        """x: exactly ndarray, float32, C-contiguous, aligned. Keeps its ndim; returns the
+        register holding x (valid until the next call)."""
+        f = self.f
+        f.comment("x: exactly ndarray, float32, C-contiguous and aligned")
+        x = f.gp("x_object")
+        f.mov(x, self.s_x)
+        _check_array(f, x, table, _X_FLAGS, self.general)
+        ndim = f.gp("ndim")
+        f.mov(ndim.r32, ptr(x, np_abi.ARRAY_NDIM, bits=32))
+        f.mov(self.s_ndim, ndim)
+        return x
+
+    def length(self, elements):
+        """s_length = elements * 4 (bytes of x)."""
+        f = self.f
+        t = f.gp("t")
+        f.mov(t, elements)
+        f.shl(t, 2)
+        f.mov(self.s_length, t)
+
+    def check_out(self, table):
+        """out, when given: exactly ndarray, float32, C-contiguous, aligned, writable, of x's
+        shape; x itself or sharing no byte with it."""
+        f, general = self.f, self.general
+        f.comment("out, when given: exactly ndarray, float32, C-contiguous, aligned, writable, "
+                  "x's shape")
+        out_checked = f.label("out_checked")
+        out, t = f.gp("out_object"), f.gp("t")
+        f.mov(out, self.s_out)
+        f.test(out, out)
+        f.je(out_checked)
+        _check_array(f, out, table, _OUT_FLAGS, general)
+        f.mov(t.r32, ptr(out, np_abi.ARRAY_NDIM, bits=32))
+        f.cmp(t, self.s_ndim)
+        f.jne(general)
+        x_dims, out_dims, j, extent = f.gp("x_dims"), f.gp("out_dims"), f.gp("j"), f.gp("extent")
+        f.mov(x_dims, self.s_x)
+        f.mov(x_dims, ptr(x_dims, np_abi.ARRAY_DIMENSIONS))
+        f.mov(out_dims, ptr(out, np_abi.ARRAY_DIMENSIONS))
+        f.mov(j, 0)
+        same, shapes_equal = f.label("same_shape"), f.label("shapes_equal")
+        f.bind(same)
+        f.cmp(j, self.s_ndim)
+        f.jae(shapes_equal)
+        f.mov(extent, ptr(x_dims, 0, j, 8))
+        f.cmp(extent, ptr(out_dims, 0, j, 8))
+        f.jne(general)
+        f.add(j, 1)
+        f.jmp(same)
+        f.bind(shapes_equal)
+        f.comment("out is x's memory itself (in place) or shares no byte with it: x < out + len "
+                  "and out < x + len is an overlap")
+        x_data, out_data, end = f.gp("x_data"), f.gp("out_data"), f.gp("end")
+        f.mov(x_data, self.s_x)
+        f.mov(x_data, ptr(x_data, np_abi.ARRAY_DATA))
+        f.mov(out_data, self.s_out)
+        f.mov(out_data, ptr(out_data, np_abi.ARRAY_DATA))
+        f.cmp(x_data, out_data)
+        f.je(out_checked)
+        f.mov(end, out_data)
+        f.add(end, self.s_length)
+        f.cmp(x_data, end)
+        f.jae(out_checked)
+        f.mov(end, x_data)
+        f.add(end, self.s_length)
+        f.cmp(out_data, end)
+        f.jb(general)
+        f.bind(out_checked)
+
+    def check_str(self, table, given):
+        f = self.f
+        t, kind = f.gp("t"), f.gp("kind")
+        f.mov(t, given)
+        f.mov(kind, ptr(t, abi.OBJECT_TYPE))
+        f.cmp(kind, ptr(table, STR_TYPE))
+        f.jne(self.general)
+
+    def output(self):
+        """out (a new reference), or a new array like x; then the GIL released from
+        GIL_MIN_BYTES. Returns callee-saved registers (x data, out data)."""
+        f, rax, general = self.f, self.rax, self.general
+        f.comment("the output: out (a new reference), or a new array like x")
+        allocated, have_out, run = f.label("allocated"), f.label("have_out"), f.label("run")
+        t = f.gp("t")
+        f.mov(t, self.s_out)
+        f.test(t, t)
+        f.jne(have_out)
+        f.mov(rax, self.s_table)
+        f.mov(rax, ptr(rax, NEW_LIKE))
+        f.test(rax, rax)
+        f.je(general)
+        f.mov(self.arg(0), self.s_x)
+        f.mov(self.arg(1), np_abi.NPY_CORDER)
+        f.mov(self.arg(2), 0)
+        f.mov(self.arg(3), 0)
+        f.call(rax)
+        f.test(rax, rax)
+        f.jne(allocated)
+        f.comment("no memory: the Python function tries again and raises numpy's error")
+        f.call(f.imported("PyErr_Clear"))
+        f.jmp(general)
+        f.bind(have_out)
+        self.call("Py_IncRef", self.s_out)
+        f.jmp(run)
+        f.bind(allocated)
+        f.mov(self.s_out, rax)
+        f.bind(run)
+        data_x = f.gp("data_x", callee_saved=True)
+        data_out = f.gp("data_out", callee_saved=True)
+        t = f.gp("t")
+        f.mov(t, self.s_x)
+        f.mov(data_x, ptr(t, np_abi.ARRAY_DATA))
+        f.mov(t, self.s_out)
+        f.mov(data_out, ptr(t, np_abi.ARRAY_DATA))
+        f.comment("release the GIL around the kernels from GIL_MIN_BYTES")
+        kept = f.label("gil_kept")
+        f.mov(self.s_state, 0)
+        f.mov(t, self.s_table)
+        f.mov(t, ptr(t, GIL_MIN_BYTES))
+        f.cmp(t, self.s_length)
+        f.ja(kept)
+        f.call(f.imported("PyEval_SaveThread"))
+        f.mov(self.s_state, rax)
+        f.bind(kept)
+        return data_x, data_out
+
+    def finish(self):
+        """Take the GIL back if it was released, return out; then the general path."""
+        f = self.f
+        retaken = f.label("gil_retaken")
+        f.mov(self.arg(0), self.s_state)
+        f.test(self.arg(0), self.arg(0))
+        f.je(retaken)
+        f.call(f.imported("PyEval_RestoreThread"))
+        f.bind(retaken)
+        f.mov(self.rax, self.s_out)
+        f.ret()
+        _general(f, self.general, self.s_args, self.s_table, self.s_nargs, self.s_kwnames)
+        return f
+
+
+def build_softmax_public() -> Function:
+    e = _Public(SOFTMAX_PUBLIC,
+                "CPython METH_FASTCALL | METH_KEYWORDS softmax(x, axis=-1, *, algorithm, isa,\n"
+                "out, threads): runs the common calls natively, hands the others to the Python\n"
+                "function.")
+    f, rax, general = e.f, e.rax, e.general
+    s_axis, s_algorithm, s_threads = e.slot(), e.slot(), e.slot()
+    kept_args, table = e.start(2, (s_axis,))
     f.mov(s_threads, 0)
-    f.mov(t, ptr(table, AUTO))
-    f.mov(s_algorithm, t)
-    f.mov(s_isa, t)
-
-    f.comment("keywords: each name compared with the table's interned names")
-    keywords_done = f.label("keywords_done")
-    f.mov(t, s_kwnames)
-    f.test(t, t)
-    f.je(keywords_done)
-    call("PyTuple_Size", t)
-    f.mov(s_count, rax)
-    index = f.gp("keyword", callee_saved=True)
-    f.mov(index, 0)
-    keyword, next_keyword = f.label("keyword"), f.label("next_keyword")
-    f.bind(keyword)
-    f.cmp(index, s_count)
-    f.jae(keywords_done)
-    call("PyTuple_GetItem", s_kwnames, index)
-    f.comment("its value: args[nargs + i]")
-    t, k = f.gp("t"), f.gp("value")
-    f.mov(t, s_nargs)
-    f.add(t, index)
-    f.mov(k, ptr(kept_args, 0, t, 8))
-    for offset, target in ((NAME_OUT, s_out), (NAME_ALGORITHM, s_algorithm), (NAME_ISA, s_isa),
-                           (NAME_THREADS, s_threads), (NAME_AXIS, s_axis)):
-        other = f.label("other_name")
-        f.cmp(rax, ptr(table, offset))
-        f.jne(other)
-        if target is s_axis:
-            f.comment("axis given twice (positionally too): the Python function says so")
-            f.cmp(s_axis, 0)
-            f.jne(general)
-        f.mov(target, k)
-        f.jmp(next_keyword)
-        f.bind(other)
-    f.comment("a keyword this entry does not know")
-    f.jmp(general)
-    f.bind(next_keyword)
-    f.add(index, 1)
-    f.jmp(keyword)
-    f.bind(keywords_done)
-
+    auto = f.gp("auto")
+    f.mov(auto, ptr(table, AUTO))
+    f.mov(s_algorithm, auto)
+    e.keywords(kept_args, table, ((NAME_OUT, e.s_out), (NAME_ALGORITHM, s_algorithm),
+                                  (NAME_ISA, e.s_isa), (NAME_THREADS, s_threads),
+                                  (NAME_AXIS, s_axis)), positional_too=(s_axis,))
     f.comment("threads: absent or the int 1")
     t = f.gp("t")
     threads_ok = f.label("threads_ok")
@@ -170,24 +353,14 @@ def build_softmax_public() -> Function:
     f.cmp(t, ptr(table, ONE))
     f.jne(general)
     f.bind(threads_ok)
-    f.comment("out=None: a new output")
-    out_given = f.label("out_given")
-    f.mov(t, s_out)
-    f.cmp(t, ptr(table, NONE))
-    f.jne(out_given)
-    f.mov(s_out, 0)
-    f.bind(out_given)
 
-    f.comment("x: exactly ndarray, float32, C-contiguous and aligned, at least one dimension")
-    x = f.gp("x_object")
-    f.mov(x, s_x)
-    _check_array(f, x, table, _X_FLAGS, general)
+    x = e.check_x(table)
+    f.comment("at least one dimension; rows = product of all dimensions but the last, n = the "
+              "last; neither 0")
     ndim = f.gp("ndim")
-    f.mov(ndim.r32, ptr(x, np_abi.ARRAY_NDIM, bits=32))
+    f.mov(ndim, e.s_ndim)
     f.test(ndim, ndim)
     f.je(general)
-    f.mov(s_ndim, ndim)
-    f.comment("rows = product of all dimensions but the last, n = the last; neither 0")
     rows, n = f.gp("rows", callee_saved=True), f.gp("n", callee_saved=True)
     dims, i = f.gp("dims"), f.gp("i")
     f.mov(dims, ptr(x, np_abi.ARRAY_DIMENSIONS))
@@ -207,22 +380,21 @@ def build_softmax_public() -> Function:
     f.je(general)
     f.test(rows, rows)
     f.je(general)
-    t = f.gp("t")
-    f.mov(t, rows)
-    f.imul(t, n)
-    f.shl(t, 2)
-    f.mov(s_length, t)
+    elements = f.gp("elements")
+    f.mov(elements, rows)
+    f.imul(elements, n)
+    e.length(elements)
 
     f.comment("axis: absent, or exactly an int equal to -1 or ndim - 1")
     axis_ok, axis_value = f.label("axis_ok"), f.label("axis_value")
-    t, k = f.gp("t"), f.gp("kind")
+    t, kind = f.gp("t"), f.gp("kind")
     f.mov(t, s_axis)
     f.test(t, t)
     f.je(axis_ok)
-    f.mov(k, ptr(t, abi.OBJECT_TYPE))
-    f.cmp(k, ptr(table, INT_TYPE))
+    f.mov(kind, ptr(t, abi.OBJECT_TYPE))
+    f.cmp(kind, ptr(table, INT_TYPE))
     f.jne(general)
-    call("PyLong_AsSsize_t", t)
+    e.call("PyLong_AsSsize_t", t)
     f.cmp(rax, -1)
     f.jne(axis_value)
     f.comment("-1: the value, or an int too large for Py_ssize_t (an error is set)")
@@ -233,129 +405,75 @@ def build_softmax_public() -> Function:
     f.jmp(general)
     f.bind(axis_value)
     t = f.gp("t")
-    f.mov(t, s_ndim)
+    f.mov(t, e.s_ndim)
     f.sub(t, 1)
     f.cmp(rax, t)
     f.jne(general)
     f.bind(axis_ok)
 
-    f.comment("out, when given: exactly ndarray, float32, C-contiguous, aligned, writable, "
-              "x's shape")
-    out_checked = f.label("out_checked")
-    out, t = f.gp("out_object"), f.gp("t")
-    f.mov(out, s_out)
-    f.test(out, out)
-    f.je(out_checked)
-    _check_array(f, out, table, _OUT_FLAGS, general)
-    f.mov(t.r32, ptr(out, np_abi.ARRAY_NDIM, bits=32))
-    f.cmp(t, s_ndim)
-    f.jne(general)
-    x_dims, out_dims, j, extent = f.gp("x_dims"), f.gp("out_dims"), f.gp("j"), f.gp("extent")
-    f.mov(x_dims, s_x)
-    f.mov(x_dims, ptr(x_dims, np_abi.ARRAY_DIMENSIONS))
-    f.mov(out_dims, ptr(out, np_abi.ARRAY_DIMENSIONS))
-    f.mov(j, 0)
-    same, shapes_equal = f.label("same_shape"), f.label("shapes_equal")
-    f.bind(same)
-    f.cmp(j, s_ndim)
-    f.jae(shapes_equal)
-    f.mov(extent, ptr(x_dims, 0, j, 8))
-    f.cmp(extent, ptr(out_dims, 0, j, 8))
-    f.jne(general)
-    f.add(j, 1)
-    f.jmp(same)
-    f.bind(shapes_equal)
-    f.comment("out is x's memory itself (in place) or shares no byte with it: x < out + len "
-              "and out < x + len is an overlap")
-    x_data, out_data, end = f.gp("x_data"), f.gp("out_data"), f.gp("end")
-    f.mov(x_data, s_x)
-    f.mov(x_data, ptr(x_data, np_abi.ARRAY_DATA))
-    f.mov(out_data, s_out)
-    f.mov(out_data, ptr(out_data, np_abi.ARRAY_DATA))
-    f.cmp(x_data, out_data)
-    f.je(out_checked)
-    f.mov(end, out_data)
-    f.add(end, s_length)
-    f.cmp(x_data, end)
-    f.jae(out_checked)
-    f.mov(end, x_data)
-    f.add(end, s_length)
-    f.cmp(out_data, end)
-    f.jb(general)
-    f.bind(out_checked)
-
+    e.check_out(table)
     f.comment("algorithm and isa: str objects with a registered route")
-    for given in (s_algorithm, s_isa):
-        t, k = f.gp("t"), f.gp("kind")
-        f.mov(t, given)
-        f.mov(k, ptr(t, abi.OBJECT_TYPE))
-        f.cmp(k, ptr(table, STR_TYPE))
-        f.jne(general)
-    call("PyDict_GetItem", ptr(table, ROUTES), s_algorithm)
+    e.check_str(table, s_algorithm)
+    e.check_str(table, e.s_isa)
+    e.call("PyDict_GetItem", ptr(table, ROUTES), s_algorithm)
     f.test(rax, rax)
     f.je(general)
-    call("PyDict_GetItem", rax, s_isa)
+    e.call("PyDict_GetItem", rax, e.s_isa)
     f.test(rax, rax)
     f.je(general)
-    call("PyBytes_AsString", rax)
+    e.call("PyBytes_AsString", rax)
     length = f.gp("length")
-    f.mov(length, s_length)
+    f.mov(length, e.s_length)
     driver, fallback = choose_driver(f, ptr(rax, 0), n, length, general)
+    data_x, data_out = e.output()
+    run_row_chunks(f, data_x, data_out, rows, n, driver, fallback)
+    return e.finish()
 
-    f.comment("the output: out (a new reference), or a new array like x")
-    allocated, have_out = f.label("allocated"), f.label("have_out")
-    t = f.gp("t")
-    f.mov(t, s_out)
-    f.test(t, t)
-    f.jne(have_out)
-    f.mov(rax, ptr(table, NEW_LIKE))
+
+def build_exp_public() -> Function:
+    e = _Public(EXP_PUBLIC,
+                "CPython METH_FASTCALL | METH_KEYWORDS exp(x, *, isa, out): runs the common\n"
+                "calls natively, hands the others to the Python function.")
+    f, rax, general = e.f, e.rax, e.general
+    kept_args, table = e.start(1)
+    e.keywords(kept_args, table, ((NAME_OUT, e.s_out), (NAME_ISA, e.s_isa)))
+    x = e.check_x(table)
+    f.comment("elements = product of the dimensions (1 for a 0-d array); not 0")
+    elements, dims, i = f.gp("elements"), f.gp("dims"), f.gp("i")
+    f.mov(dims, ptr(x, np_abi.ARRAY_DIMENSIONS))
+    f.mov(elements, 1)
+    f.mov(i, 0)
+    dimension, counted = f.label("dimension"), f.label("counted")
+    f.bind(dimension)
+    f.cmp(i, e.s_ndim)
+    f.jae(counted)
+    f.imul(elements, ptr(dims, 0, i, 8))
+    f.add(i, 1)
+    f.jmp(dimension)
+    f.bind(counted)
+    f.test(elements, elements)
+    f.je(general)
+    e.length(elements)
+    e.check_out(table)
+    f.comment("isa: a str object with a registered kernel")
+    e.check_str(table, e.s_isa)
+    e.call("PyDict_GetItem", ptr(table, ROUTES), e.s_isa)
     f.test(rax, rax)
     f.je(general)
-    f.mov(arg(0), s_x)
-    f.mov(arg(1), np_abi.NPY_CORDER)
-    f.mov(arg(2), 0)
-    f.mov(arg(3), 0)
+    e.call("PyBytes_AsString", rax)
+    kernel = e.slot()
+    address = f.gp("kernel")
+    f.mov(address, ptr(rax, 0))
+    f.mov(kernel, address)
+    data_x, data_out = e.output()
+    f.comment("kernel(x, out, len / 4)")
+    f.mov(e.arg(0), data_x)
+    f.mov(e.arg(1), data_out)
+    f.mov(e.arg(2), e.s_length)
+    f.shr(e.arg(2), 2)
+    f.mov(rax, kernel)
     f.call(rax)
-    f.test(rax, rax)
-    f.jne(allocated)
-    f.comment("no memory: the Python function tries again and raises numpy's error")
-    f.call(f.imported("PyErr_Clear"))
-    f.jmp(general)
-    f.bind(have_out)
-    call("Py_IncRef", s_out)
-    run = f.label("run")
-    f.jmp(run)
-    f.bind(allocated)
-    f.mov(s_out, rax)
-    f.bind(run)
-
-    data_x, data_out = f.gp("data_x", callee_saved=True), f.gp("data_out", callee_saved=True)
-    t = f.gp("t")
-    f.mov(t, s_x)
-    f.mov(data_x, ptr(t, np_abi.ARRAY_DATA))
-    f.mov(t, s_out)
-    f.mov(data_out, ptr(t, np_abi.ARRAY_DATA))
-    f.comment("release the GIL around the kernels from GIL_MIN_BYTES")
-    kept = f.label("gil_kept")
-    f.mov(s_state, 0)
-    f.mov(t, s_length)
-    f.cmp(t, ptr(table, GIL_MIN_BYTES))
-    f.jb(kept)
-    f.call(f.imported("PyEval_SaveThread"))
-    f.mov(s_state, rax)
-    f.bind(kept)
-    run_row_chunks(f, data_x, data_out, rows, n, driver, fallback)
-    retaken = f.label("gil_retaken")
-    f.mov(arg(0), s_state)
-    f.test(arg(0), arg(0))
-    f.je(retaken)
-    f.call(f.imported("PyEval_RestoreThread"))
-    f.bind(retaken)
-    f.mov(rax, s_out)
-    f.ret()
-
-    _general(f, general, s_args, s_table, s_nargs, s_kwnames)
-    return f
+    return e.finish()
 
 
 def _check_array(f: Function, array, table, flags: int, general) -> None:
@@ -372,8 +490,6 @@ def _check_array(f: Function, array, table, flags: int, general) -> None:
     f.and_(kind.r32, flags)
     f.cmp(kind.r32, flags)
     f.jne(general)
-
-
 def _general(f: Function, general, s_args, s_table, s_nargs, s_kwnames) -> None:
     """Emit the general path: return general(*args, **dict(zip(kwnames, args[nargs:]))),
     the call exactly as given; NULL (an exception set) if building the arguments fails."""

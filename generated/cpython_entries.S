@@ -393,8 +393,9 @@ softjit_elementwise_entry:
 	.size softjit_elementwise_entry, .-softjit_elementwise_entry
 
 # void* softjit_softmax_public_entry(void* self, void* const* args, ptrdiff_t nargs, void* kwnames);
-# CPython METH_FASTCALL | METH_KEYWORDS softmax(x, axis=-1, *, algorithm, isa, out,
-# threads): runs the common calls natively, hands the others to the Python function.
+# CPython METH_FASTCALL | METH_KEYWORDS softmax(x, axis=-1, *, algorithm, isa,
+# out, threads): runs the common calls natively, hands the others to the Python
+# function.
 	.globl softjit_softmax_public_entry
 	.type softjit_softmax_public_entry, @function
 	.p2align 5
@@ -408,59 +409,60 @@ softjit_softmax_public_entry:
 	push r15
 	sub rsp, 1416
 	mov rbx, rsi
-	mov QWORD PTR [rsp + 192], rsi
-	mov QWORD PTR [rsp], rdx
-	mov QWORD PTR [rsp + 16], rcx
+	mov QWORD PTR [rsp], rsi
+	mov QWORD PTR [rsp + 16], rdx
+	mov QWORD PTR [rsp + 32], rcx
 	# the table is the bytes object self
 	mov rdi, rdi
 	call PyBytes_AsString@PLT
 	mov rbp, rax
-	mov QWORD PTR [rsp + 208], rax
-	# positional: x, or x and axis
-	mov r10, QWORD PTR [rsp]
+	mov QWORD PTR [rsp + 64], rax
+	# positional: 1 to 2
+	mov r10, QWORD PTR [rsp + 16]
 	cmp r10, 1
 	jb .Lsoftjit_softmax_public_entry_general
 	cmp r10, 2
 	ja .Lsoftjit_softmax_public_entry_general
-	mov QWORD PTR [rsp + 80], 0
+	mov QWORD PTR [rsp + 176], 0
 	cmp r10, 1
-	je .Lsoftjit_softmax_public_entry_one_positional
+	jbe .Lsoftjit_softmax_public_entry_absent
 	mov r10, [rbx + 8]
-	mov QWORD PTR [rsp + 80], r10
-.Lsoftjit_softmax_public_entry_one_positional:
+	mov QWORD PTR [rsp + 176], r10
+.Lsoftjit_softmax_public_entry_absent:
 	mov r10, [rbx]
-	mov QWORD PTR [rsp + 48], r10
-	mov QWORD PTR [rsp + 64], 0
-	mov QWORD PTR [rsp + 128], 0
+	mov QWORD PTR [rsp + 80], r10
+	mov QWORD PTR [rsp + 96], 0
 	mov r10, [rbp + 72]
-	mov QWORD PTR [rsp + 96], r10
 	mov QWORD PTR [rsp + 112], r10
+	mov QWORD PTR [rsp + 208], 0
+	mov r10, [rbp + 72]
+	mov QWORD PTR [rsp + 192], r10
 	# keywords: each name compared with the table's interned names
-	mov r10, QWORD PTR [rsp + 16]
+	mov r10, QWORD PTR [rsp + 32]
 	test r10, r10
 	je .Lsoftjit_softmax_public_entry_keywords_done
 	mov rdi, r10
 	call PyTuple_Size@PLT
-	mov QWORD PTR [rsp + 32], rax
+	mov QWORD PTR [rsp + 48], rax
 	mov r12, 0
 .Lsoftjit_softmax_public_entry_keyword:
-	cmp r12, QWORD PTR [rsp + 32]
+	cmp r12, QWORD PTR [rsp + 48]
 	jae .Lsoftjit_softmax_public_entry_keywords_done
-	mov rdi, QWORD PTR [rsp + 16]
+	mov rdi, QWORD PTR [rsp + 32]
 	mov rsi, r12
 	call PyTuple_GetItem@PLT
 	# its value: args[nargs + i]
-	mov r10, QWORD PTR [rsp]
+	mov r10, QWORD PTR [rsp + 16]
 	add r10, r12
 	mov r10, [rbx + r10*8]
 	cmp rax, [rbp + 32]
 	jne .Lsoftjit_softmax_public_entry_other_name
-	mov QWORD PTR [rsp + 64], r10
+	mov QWORD PTR [rsp + 96], r10
 	jmp .Lsoftjit_softmax_public_entry_next_keyword
 .Lsoftjit_softmax_public_entry_other_name:
 	cmp rax, [rbp + 48]
 	jne .Lsoftjit_softmax_public_entry_other_name_1
-	mov QWORD PTR [rsp + 96], r10
+	mov QWORD PTR [rsp + 192], r10
 	jmp .Lsoftjit_softmax_public_entry_next_keyword
 .Lsoftjit_softmax_public_entry_other_name_1:
 	cmp rax, [rbp + 56]
@@ -470,15 +472,15 @@ softjit_softmax_public_entry:
 .Lsoftjit_softmax_public_entry_other_name_2:
 	cmp rax, [rbp + 64]
 	jne .Lsoftjit_softmax_public_entry_other_name_3
-	mov QWORD PTR [rsp + 128], r10
+	mov QWORD PTR [rsp + 208], r10
 	jmp .Lsoftjit_softmax_public_entry_next_keyword
 .Lsoftjit_softmax_public_entry_other_name_3:
 	cmp rax, [rbp + 40]
 	jne .Lsoftjit_softmax_public_entry_other_name_4
-	# axis given twice (positionally too): the Python function says so
-	cmp QWORD PTR [rsp + 80], 0
+	# given positionally too: the Python function says so
+	cmp QWORD PTR [rsp + 176], 0
 	jne .Lsoftjit_softmax_public_entry_general
-	mov QWORD PTR [rsp + 80], r10
+	mov QWORD PTR [rsp + 176], r10
 	jmp .Lsoftjit_softmax_public_entry_next_keyword
 .Lsoftjit_softmax_public_entry_other_name_4:
 	# a keyword this entry does not know
@@ -487,21 +489,21 @@ softjit_softmax_public_entry:
 	add r12, 1
 	jmp .Lsoftjit_softmax_public_entry_keyword
 .Lsoftjit_softmax_public_entry_keywords_done:
+	# out=None: a new output
+	mov r10, QWORD PTR [rsp + 96]
+	cmp r10, [rbp + 104]
+	jne .Lsoftjit_softmax_public_entry_out_given
+	mov QWORD PTR [rsp + 96], 0
+.Lsoftjit_softmax_public_entry_out_given:
 	# threads: absent or the int 1
-	mov r10, QWORD PTR [rsp + 128]
+	mov r10, QWORD PTR [rsp + 208]
 	test r10, r10
 	je .Lsoftjit_softmax_public_entry_threads_ok
 	cmp r10, [rbp + 80]
 	jne .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_threads_ok:
-	# out=None: a new output
-	mov r10, QWORD PTR [rsp + 64]
-	cmp r10, [rbp + 104]
-	jne .Lsoftjit_softmax_public_entry_out_given
-	mov QWORD PTR [rsp + 64], 0
-.Lsoftjit_softmax_public_entry_out_given:
-	# x: exactly ndarray, float32, C-contiguous and aligned, at least one dimension
-	mov r10, QWORD PTR [rsp + 48]
+	# x: exactly ndarray, float32, C-contiguous and aligned
+	mov r10, QWORD PTR [rsp + 80]
 	mov r11, [r10 + 8]
 	cmp r11, [rbp]
 	jne .Lsoftjit_softmax_public_entry_general
@@ -513,10 +515,11 @@ softjit_softmax_public_entry:
 	cmp r11d, 257
 	jne .Lsoftjit_softmax_public_entry_general
 	mov r11d, DWORD PTR [r10 + 24]
+	mov QWORD PTR [rsp + 128], r11
+	# at least one dimension; rows = product of all dimensions but the last, n = the last; neither 0
+	mov r11, QWORD PTR [rsp + 128]
 	test r11, r11
 	je .Lsoftjit_softmax_public_entry_general
-	mov QWORD PTR [rsp + 144], r11
-	# rows = product of all dimensions but the last, n = the last; neither 0
 	mov r10, [r10 + 32]
 	sub r11, 1
 	mov rbx, 1
@@ -535,10 +538,11 @@ softjit_softmax_public_entry:
 	je .Lsoftjit_softmax_public_entry_general
 	mov r10, rbx
 	imul r10, r12
+	mov r10, r10
 	shl r10, 2
-	mov QWORD PTR [rsp + 160], r10
+	mov QWORD PTR [rsp + 144], r10
 	# axis: absent, or exactly an int equal to -1 or ndim - 1
-	mov r10, QWORD PTR [rsp + 80]
+	mov r10, QWORD PTR [rsp + 176]
 	test r10, r10
 	je .Lsoftjit_softmax_public_entry_axis_ok
 	mov r11, [r10 + 8]
@@ -555,13 +559,13 @@ softjit_softmax_public_entry:
 	call PyErr_Clear@PLT
 	jmp .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_axis_value:
-	mov r10, QWORD PTR [rsp + 144]
+	mov r10, QWORD PTR [rsp + 128]
 	sub r10, 1
 	cmp rax, r10
 	jne .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_axis_ok:
 	# out, when given: exactly ndarray, float32, C-contiguous, aligned, writable, x's shape
-	mov r10, QWORD PTR [rsp + 64]
+	mov r10, QWORD PTR [rsp + 96]
 	test r10, r10
 	je .Lsoftjit_softmax_public_entry_out_checked
 	mov r11, [r10 + 8]
@@ -575,14 +579,14 @@ softjit_softmax_public_entry:
 	cmp r11d, 1281
 	jne .Lsoftjit_softmax_public_entry_general
 	mov r11d, DWORD PTR [r10 + 24]
-	cmp r11, QWORD PTR [rsp + 144]
+	cmp r11, QWORD PTR [rsp + 128]
 	jne .Lsoftjit_softmax_public_entry_general
-	mov r11, QWORD PTR [rsp + 48]
+	mov r11, QWORD PTR [rsp + 80]
 	mov r11, [r11 + 32]
 	mov r10, [r10 + 32]
 	mov r13, 0
 .Lsoftjit_softmax_public_entry_same_shape:
-	cmp r13, QWORD PTR [rsp + 144]
+	cmp r13, QWORD PTR [rsp + 128]
 	jae .Lsoftjit_softmax_public_entry_shapes_equal
 	mov r14, [r11 + r13*8]
 	cmp r14, [r10 + r13*8]
@@ -591,23 +595,23 @@ softjit_softmax_public_entry:
 	jmp .Lsoftjit_softmax_public_entry_same_shape
 .Lsoftjit_softmax_public_entry_shapes_equal:
 	# out is x's memory itself (in place) or shares no byte with it: x < out + len and out < x + len is an overlap
-	mov r10, QWORD PTR [rsp + 48]
+	mov r10, QWORD PTR [rsp + 80]
 	mov r10, [r10 + 16]
-	mov r11, QWORD PTR [rsp + 64]
+	mov r11, QWORD PTR [rsp + 96]
 	mov r11, [r11 + 16]
 	cmp r10, r11
 	je .Lsoftjit_softmax_public_entry_out_checked
 	mov r13, r11
-	add r13, QWORD PTR [rsp + 160]
+	add r13, QWORD PTR [rsp + 144]
 	cmp r10, r13
 	jae .Lsoftjit_softmax_public_entry_out_checked
 	mov r13, r10
-	add r13, QWORD PTR [rsp + 160]
+	add r13, QWORD PTR [rsp + 144]
 	cmp r11, r13
 	jb .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_out_checked:
 	# algorithm and isa: str objects with a registered route
-	mov r10, QWORD PTR [rsp + 96]
+	mov r10, QWORD PTR [rsp + 192]
 	mov r10, [r10 + 8]
 	cmp r10, [rbp + 96]
 	jne .Lsoftjit_softmax_public_entry_general
@@ -616,7 +620,7 @@ softjit_softmax_public_entry:
 	cmp r10, [rbp + 96]
 	jne .Lsoftjit_softmax_public_entry_general
 	mov rdi, [rbp + 24]
-	mov rsi, QWORD PTR [rsp + 96]
+	mov rsi, QWORD PTR [rsp + 192]
 	call PyDict_GetItem@PLT
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_general
@@ -627,7 +631,7 @@ softjit_softmax_public_entry:
 	je .Lsoftjit_softmax_public_entry_general
 	mov rdi, rax
 	call PyBytes_AsString@PLT
-	mov r10, QWORD PTR [rsp + 160]
+	mov r10, QWORD PTR [rsp + 144]
 	# the first table row with n <= max_n and len <= max_bytes
 	lea r11, [rax]
 .Lsoftjit_softmax_public_entry_walk:
@@ -647,13 +651,14 @@ softjit_softmax_public_entry:
 	mov rax, [r11 + 24]
 	mov QWORD PTR [rsp + 240], rax
 	# the output: out (a new reference), or a new array like x
-	mov r10, QWORD PTR [rsp + 64]
+	mov r10, QWORD PTR [rsp + 96]
 	test r10, r10
 	jne .Lsoftjit_softmax_public_entry_have_out
-	mov rax, [rbp + 112]
+	mov rax, QWORD PTR [rsp + 64]
+	mov rax, [rax + 112]
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_general
-	mov rdi, QWORD PTR [rsp + 48]
+	mov rdi, QWORD PTR [rsp + 80]
 	mov rsi, 0
 	mov rdx, 0
 	mov rcx, 0
@@ -664,23 +669,24 @@ softjit_softmax_public_entry:
 	call PyErr_Clear@PLT
 	jmp .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_have_out:
-	mov rdi, QWORD PTR [rsp + 64]
+	mov rdi, QWORD PTR [rsp + 96]
 	call Py_IncRef@PLT
 	jmp .Lsoftjit_softmax_public_entry_run
 .Lsoftjit_softmax_public_entry_allocated:
-	mov QWORD PTR [rsp + 64], rax
+	mov QWORD PTR [rsp + 96], rax
 .Lsoftjit_softmax_public_entry_run:
-	mov r10, QWORD PTR [rsp + 48]
+	mov r10, QWORD PTR [rsp + 80]
+	mov rbp, [r10 + 16]
+	mov r10, QWORD PTR [rsp + 96]
 	mov r13, [r10 + 16]
-	mov r10, QWORD PTR [rsp + 64]
-	mov r14, [r10 + 16]
 	# release the GIL around the kernels from GIL_MIN_BYTES
-	mov QWORD PTR [rsp + 176], 0
-	mov r10, QWORD PTR [rsp + 160]
-	cmp r10, [rbp + 120]
-	jb .Lsoftjit_softmax_public_entry_gil_kept
+	mov QWORD PTR [rsp + 160], 0
+	mov r10, QWORD PTR [rsp + 64]
+	mov r10, [r10 + 120]
+	cmp r10, QWORD PTR [rsp + 144]
+	ja .Lsoftjit_softmax_public_entry_gil_kept
 	call PyEval_SaveThread@PLT
-	mov QWORD PTR [rsp + 176], rax
+	mov QWORD PTR [rsp + 160], rax
 .Lsoftjit_softmax_public_entry_gil_kept:
 	mov rax, r12
 	mov QWORD PTR [rsp + 256], rax
@@ -689,16 +695,16 @@ softjit_softmax_public_entry:
 	mov QWORD PTR [rsp + 272], rax
 	mov QWORD PTR [rsp + 288], rax
 	mov QWORD PTR [rsp + 296], rax
-	mov rbp, 0
+	mov r12, 0
 .Lsoftjit_softmax_public_entry_chunk:
 	# chunk = min(rows left, 256); driver(x, out, n, chunk, strides, status)
-	mov r12, 256
-	cmp rbx, r12
-	cmovb r12, rbx
-	mov rdi, r13
-	mov rsi, r14
+	mov r14, 256
+	cmp rbx, r14
+	cmovb r14, rbx
+	mov rdi, rbp
+	mov rsi, r13
 	mov rdx, QWORD PTR [rsp + 256]
-	mov rcx, r12
+	mov rcx, r14
 	lea r8, [rsp + 288]
 	lea r9, [rsp + 304]
 	mov rax, QWORD PTR [rsp + 224]
@@ -712,32 +718,32 @@ softjit_softmax_public_entry:
 	je .Lsoftjit_softmax_public_entry_skip
 	mov rax, QWORD PTR [rsp + 272]
 	imul rax, r15
-	lea rdi, [r13 + rax]
-	lea rsi, [r14 + rax]
+	lea rdi, [rbp + rax]
+	lea rsi, [r13 + rax]
 	mov rdx, QWORD PTR [rsp + 256]
 	mov rcx, 1
 	lea r8, [rsp + 288]
 	lea r9, [rsp + 1328]
 	mov rax, QWORD PTR [rsp + 240]
 	call rax
-	add rbp, 1
+	add r12, 1
 .Lsoftjit_softmax_public_entry_skip:
 	add r15, 1
-	cmp r15, r12
+	cmp r15, r14
 	jb .Lsoftjit_softmax_public_entry_scan
 .Lsoftjit_softmax_public_entry_advance:
 	mov rax, QWORD PTR [rsp + 272]
-	imul rax, r12
+	imul rax, r14
+	add rbp, rax
 	add r13, rax
-	add r14, rax
-	sub rbx, r12
+	sub rbx, r14
 	jne .Lsoftjit_softmax_public_entry_chunk
-	mov rdi, QWORD PTR [rsp + 176]
+	mov rdi, QWORD PTR [rsp + 160]
 	test rdi, rdi
 	je .Lsoftjit_softmax_public_entry_gil_retaken
 	call PyEval_RestoreThread@PLT
 .Lsoftjit_softmax_public_entry_gil_retaken:
-	mov rax, QWORD PTR [rsp + 64]
+	mov rax, QWORD PTR [rsp + 96]
 	add rsp, 1416
 	pop r15
 	pop r14
@@ -748,8 +754,8 @@ softjit_softmax_public_entry:
 	ret
 .Lsoftjit_softmax_public_entry_general:
 	# every other call: the Python function, with the arguments as given
-	mov rbx, QWORD PTR [rsp + 192]
-	mov rdi, QWORD PTR [rsp]
+	mov rbx, QWORD PTR [rsp]
+	mov rdi, QWORD PTR [rsp + 16]
 	call PyTuple_New@PLT
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_done
@@ -757,7 +763,7 @@ softjit_softmax_public_entry:
 	mov QWORD PTR [rsp + 1360], 0
 	mov rbp, 0
 .Lsoftjit_softmax_public_entry_positional:
-	cmp rbp, QWORD PTR [rsp]
+	cmp rbp, QWORD PTR [rsp + 16]
 	jae .Lsoftjit_softmax_public_entry_positional_done
 	# PyTuple_SetItem steals a reference: give it one
 	mov rdi, [rbx + rbp*8]
@@ -769,26 +775,26 @@ softjit_softmax_public_entry:
 	add rbp, 1
 	jmp .Lsoftjit_softmax_public_entry_positional
 .Lsoftjit_softmax_public_entry_positional_done:
-	mov rax, QWORD PTR [rsp + 16]
+	mov rax, QWORD PTR [rsp + 32]
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_call
 	call PyDict_New@PLT
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_failed
 	mov QWORD PTR [rsp + 1360], rax
-	mov rdi, QWORD PTR [rsp + 16]
+	mov rdi, QWORD PTR [rsp + 32]
 	call PyTuple_Size@PLT
 	mov QWORD PTR [rsp + 1392], rax
 	mov rbp, 0
 .Lsoftjit_softmax_public_entry_keyword_1:
 	cmp rbp, QWORD PTR [rsp + 1392]
 	jae .Lsoftjit_softmax_public_entry_call
-	mov rdi, QWORD PTR [rsp + 16]
+	mov rdi, QWORD PTR [rsp + 32]
 	mov rsi, rbp
 	call PyTuple_GetItem@PLT
 	mov rdi, QWORD PTR [rsp + 1360]
 	mov rsi, rax
-	mov r10, QWORD PTR [rsp]
+	mov r10, QWORD PTR [rsp + 16]
 	add r10, rbp
 	mov rdx, [rbx + r10*8]
 	call PyDict_SetItem@PLT
@@ -797,7 +803,7 @@ softjit_softmax_public_entry:
 	add rbp, 1
 	jmp .Lsoftjit_softmax_public_entry_keyword_1
 .Lsoftjit_softmax_public_entry_call:
-	mov rdi, QWORD PTR [rsp + 208]
+	mov rdi, QWORD PTR [rsp + 64]
 	mov rdi, [rdi + 16]
 	mov rsi, QWORD PTR [rsp + 1344]
 	mov rdx, QWORD PTR [rsp + 1360]
@@ -838,6 +844,311 @@ softjit_softmax_public_entry:
 	pop rbx
 	ret
 	.size softjit_softmax_public_entry, .-softjit_softmax_public_entry
+
+# void* softjit_exp_public_entry(void* self, void* const* args, ptrdiff_t nargs, void* kwnames);
+# CPython METH_FASTCALL | METH_KEYWORDS exp(x, *, isa, out): runs the common
+# calls natively, hands the others to the Python function.
+	.globl softjit_exp_public_entry
+	.type softjit_exp_public_entry, @function
+	.p2align 5
+softjit_exp_public_entry:
+.Lentry_softjit_exp_public_entry:
+	push rbx
+	push rbp
+	push r12
+	sub rsp, 256
+	mov rbx, rsi
+	mov QWORD PTR [rsp], rsi
+	mov QWORD PTR [rsp + 16], rdx
+	mov QWORD PTR [rsp + 32], rcx
+	# the table is the bytes object self
+	mov rdi, rdi
+	call PyBytes_AsString@PLT
+	mov rbp, rax
+	mov QWORD PTR [rsp + 64], rax
+	# positional: 1 to 1
+	mov r8, QWORD PTR [rsp + 16]
+	cmp r8, 1
+	jb .Lsoftjit_exp_public_entry_general
+	cmp r8, 1
+	ja .Lsoftjit_exp_public_entry_general
+	mov r8, [rbx]
+	mov QWORD PTR [rsp + 80], r8
+	mov QWORD PTR [rsp + 96], 0
+	mov r8, [rbp + 72]
+	mov QWORD PTR [rsp + 112], r8
+	# keywords: each name compared with the table's interned names
+	mov r8, QWORD PTR [rsp + 32]
+	test r8, r8
+	je .Lsoftjit_exp_public_entry_keywords_done
+	mov rdi, r8
+	call PyTuple_Size@PLT
+	mov QWORD PTR [rsp + 48], rax
+	mov r12, 0
+.Lsoftjit_exp_public_entry_keyword:
+	cmp r12, QWORD PTR [rsp + 48]
+	jae .Lsoftjit_exp_public_entry_keywords_done
+	mov rdi, QWORD PTR [rsp + 32]
+	mov rsi, r12
+	call PyTuple_GetItem@PLT
+	# its value: args[nargs + i]
+	mov r8, QWORD PTR [rsp + 16]
+	add r8, r12
+	mov r8, [rbx + r8*8]
+	cmp rax, [rbp + 32]
+	jne .Lsoftjit_exp_public_entry_other_name
+	mov QWORD PTR [rsp + 96], r8
+	jmp .Lsoftjit_exp_public_entry_next_keyword
+.Lsoftjit_exp_public_entry_other_name:
+	cmp rax, [rbp + 56]
+	jne .Lsoftjit_exp_public_entry_other_name_1
+	mov QWORD PTR [rsp + 112], r8
+	jmp .Lsoftjit_exp_public_entry_next_keyword
+.Lsoftjit_exp_public_entry_other_name_1:
+	# a keyword this entry does not know
+	jmp .Lsoftjit_exp_public_entry_general
+.Lsoftjit_exp_public_entry_next_keyword:
+	add r12, 1
+	jmp .Lsoftjit_exp_public_entry_keyword
+.Lsoftjit_exp_public_entry_keywords_done:
+	# out=None: a new output
+	mov r8, QWORD PTR [rsp + 96]
+	cmp r8, [rbp + 104]
+	jne .Lsoftjit_exp_public_entry_out_given
+	mov QWORD PTR [rsp + 96], 0
+.Lsoftjit_exp_public_entry_out_given:
+	# x: exactly ndarray, float32, C-contiguous and aligned
+	mov r8, QWORD PTR [rsp + 80]
+	mov r9, [r8 + 8]
+	cmp r9, [rbp]
+	jne .Lsoftjit_exp_public_entry_general
+	mov r9, [r8 + 56]
+	cmp r9, [rbp + 8]
+	jne .Lsoftjit_exp_public_entry_general
+	mov r9d, DWORD PTR [r8 + 64]
+	and r9d, 257
+	cmp r9d, 257
+	jne .Lsoftjit_exp_public_entry_general
+	mov r9d, DWORD PTR [r8 + 24]
+	mov QWORD PTR [rsp + 128], r9
+	# elements = product of the dimensions (1 for a 0-d array); not 0
+	mov r8, [r8 + 32]
+	mov r9, 1
+	mov r10, 0
+.Lsoftjit_exp_public_entry_dimension:
+	cmp r10, QWORD PTR [rsp + 128]
+	jae .Lsoftjit_exp_public_entry_counted
+	imul r9, [r8 + r10*8]
+	add r10, 1
+	jmp .Lsoftjit_exp_public_entry_dimension
+.Lsoftjit_exp_public_entry_counted:
+	test r9, r9
+	je .Lsoftjit_exp_public_entry_general
+	mov r8, r9
+	shl r8, 2
+	mov QWORD PTR [rsp + 144], r8
+	# out, when given: exactly ndarray, float32, C-contiguous, aligned, writable, x's shape
+	mov r8, QWORD PTR [rsp + 96]
+	test r8, r8
+	je .Lsoftjit_exp_public_entry_out_checked
+	mov r9, [r8 + 8]
+	cmp r9, [rbp]
+	jne .Lsoftjit_exp_public_entry_general
+	mov r9, [r8 + 56]
+	cmp r9, [rbp + 8]
+	jne .Lsoftjit_exp_public_entry_general
+	mov r9d, DWORD PTR [r8 + 64]
+	and r9d, 1281
+	cmp r9d, 1281
+	jne .Lsoftjit_exp_public_entry_general
+	mov r9d, DWORD PTR [r8 + 24]
+	cmp r9, QWORD PTR [rsp + 128]
+	jne .Lsoftjit_exp_public_entry_general
+	mov r9, QWORD PTR [rsp + 80]
+	mov r9, [r9 + 32]
+	mov r8, [r8 + 32]
+	mov r10, 0
+.Lsoftjit_exp_public_entry_same_shape:
+	cmp r10, QWORD PTR [rsp + 128]
+	jae .Lsoftjit_exp_public_entry_shapes_equal
+	mov r11, [r9 + r10*8]
+	cmp r11, [r8 + r10*8]
+	jne .Lsoftjit_exp_public_entry_general
+	add r10, 1
+	jmp .Lsoftjit_exp_public_entry_same_shape
+.Lsoftjit_exp_public_entry_shapes_equal:
+	# out is x's memory itself (in place) or shares no byte with it: x < out + len and out < x + len is an overlap
+	mov r8, QWORD PTR [rsp + 80]
+	mov r8, [r8 + 16]
+	mov r9, QWORD PTR [rsp + 96]
+	mov r9, [r9 + 16]
+	cmp r8, r9
+	je .Lsoftjit_exp_public_entry_out_checked
+	mov r10, r9
+	add r10, QWORD PTR [rsp + 144]
+	cmp r8, r10
+	jae .Lsoftjit_exp_public_entry_out_checked
+	mov r10, r8
+	add r10, QWORD PTR [rsp + 144]
+	cmp r9, r10
+	jb .Lsoftjit_exp_public_entry_general
+.Lsoftjit_exp_public_entry_out_checked:
+	# isa: a str object with a registered kernel
+	mov r8, QWORD PTR [rsp + 112]
+	mov r8, [r8 + 8]
+	cmp r8, [rbp + 96]
+	jne .Lsoftjit_exp_public_entry_general
+	mov rdi, [rbp + 24]
+	mov rsi, QWORD PTR [rsp + 112]
+	call PyDict_GetItem@PLT
+	test rax, rax
+	je .Lsoftjit_exp_public_entry_general
+	mov rdi, rax
+	call PyBytes_AsString@PLT
+	mov r8, [rax]
+	mov QWORD PTR [rsp + 176], r8
+	# the output: out (a new reference), or a new array like x
+	mov r8, QWORD PTR [rsp + 96]
+	test r8, r8
+	jne .Lsoftjit_exp_public_entry_have_out
+	mov rax, QWORD PTR [rsp + 64]
+	mov rax, [rax + 112]
+	test rax, rax
+	je .Lsoftjit_exp_public_entry_general
+	mov rdi, QWORD PTR [rsp + 80]
+	mov rsi, 0
+	mov rdx, 0
+	mov rcx, 0
+	call rax
+	test rax, rax
+	jne .Lsoftjit_exp_public_entry_allocated
+	# no memory: the Python function tries again and raises numpy's error
+	call PyErr_Clear@PLT
+	jmp .Lsoftjit_exp_public_entry_general
+.Lsoftjit_exp_public_entry_have_out:
+	mov rdi, QWORD PTR [rsp + 96]
+	call Py_IncRef@PLT
+	jmp .Lsoftjit_exp_public_entry_run
+.Lsoftjit_exp_public_entry_allocated:
+	mov QWORD PTR [rsp + 96], rax
+.Lsoftjit_exp_public_entry_run:
+	mov r8, QWORD PTR [rsp + 80]
+	mov rbx, [r8 + 16]
+	mov r8, QWORD PTR [rsp + 96]
+	mov rbp, [r8 + 16]
+	# release the GIL around the kernels from GIL_MIN_BYTES
+	mov QWORD PTR [rsp + 160], 0
+	mov r8, QWORD PTR [rsp + 64]
+	mov r8, [r8 + 120]
+	cmp r8, QWORD PTR [rsp + 144]
+	ja .Lsoftjit_exp_public_entry_gil_kept
+	call PyEval_SaveThread@PLT
+	mov QWORD PTR [rsp + 160], rax
+.Lsoftjit_exp_public_entry_gil_kept:
+	# kernel(x, out, len / 4)
+	mov rdi, rbx
+	mov rsi, rbp
+	mov rdx, QWORD PTR [rsp + 144]
+	shr rdx, 2
+	mov rax, QWORD PTR [rsp + 176]
+	call rax
+	mov rdi, QWORD PTR [rsp + 160]
+	test rdi, rdi
+	je .Lsoftjit_exp_public_entry_gil_retaken
+	call PyEval_RestoreThread@PLT
+.Lsoftjit_exp_public_entry_gil_retaken:
+	mov rax, QWORD PTR [rsp + 96]
+	add rsp, 256
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+.Lsoftjit_exp_public_entry_general:
+	# every other call: the Python function, with the arguments as given
+	mov rbx, QWORD PTR [rsp]
+	mov rdi, QWORD PTR [rsp + 16]
+	call PyTuple_New@PLT
+	test rax, rax
+	je .Lsoftjit_exp_public_entry_done
+	mov QWORD PTR [rsp + 192], rax
+	mov QWORD PTR [rsp + 208], 0
+	mov rbp, 0
+.Lsoftjit_exp_public_entry_positional:
+	cmp rbp, QWORD PTR [rsp + 16]
+	jae .Lsoftjit_exp_public_entry_positional_done
+	# PyTuple_SetItem steals a reference: give it one
+	mov rdi, [rbx + rbp*8]
+	call Py_IncRef@PLT
+	mov rdi, QWORD PTR [rsp + 192]
+	mov rsi, rbp
+	mov rdx, [rbx + rbp*8]
+	call PyTuple_SetItem@PLT
+	add rbp, 1
+	jmp .Lsoftjit_exp_public_entry_positional
+.Lsoftjit_exp_public_entry_positional_done:
+	mov rax, QWORD PTR [rsp + 32]
+	test rax, rax
+	je .Lsoftjit_exp_public_entry_call
+	call PyDict_New@PLT
+	test rax, rax
+	je .Lsoftjit_exp_public_entry_failed
+	mov QWORD PTR [rsp + 208], rax
+	mov rdi, QWORD PTR [rsp + 32]
+	call PyTuple_Size@PLT
+	mov QWORD PTR [rsp + 240], rax
+	mov rbp, 0
+.Lsoftjit_exp_public_entry_keyword_1:
+	cmp rbp, QWORD PTR [rsp + 240]
+	jae .Lsoftjit_exp_public_entry_call
+	mov rdi, QWORD PTR [rsp + 32]
+	mov rsi, rbp
+	call PyTuple_GetItem@PLT
+	mov rdi, QWORD PTR [rsp + 208]
+	mov rsi, rax
+	mov r8, QWORD PTR [rsp + 16]
+	add r8, rbp
+	mov rdx, [rbx + r8*8]
+	call PyDict_SetItem@PLT
+	test eax, eax
+	jne .Lsoftjit_exp_public_entry_failed
+	add rbp, 1
+	jmp .Lsoftjit_exp_public_entry_keyword_1
+.Lsoftjit_exp_public_entry_call:
+	mov rdi, QWORD PTR [rsp + 64]
+	mov rdi, [rdi + 16]
+	mov rsi, QWORD PTR [rsp + 192]
+	mov rdx, QWORD PTR [rsp + 208]
+	call PyObject_Call@PLT
+	mov QWORD PTR [rsp + 224], rax
+	mov rdi, QWORD PTR [rsp + 192]
+	call Py_DecRef@PLT
+	mov rdi, QWORD PTR [rsp + 208]
+	test rdi, rdi
+	je .Lsoftjit_exp_public_entry_no_dict
+	call Py_DecRef@PLT
+.Lsoftjit_exp_public_entry_no_dict:
+	mov rax, QWORD PTR [rsp + 224]
+	add rsp, 256
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+.Lsoftjit_exp_public_entry_failed:
+	mov rdi, QWORD PTR [rsp + 192]
+	call Py_DecRef@PLT
+	mov rdi, QWORD PTR [rsp + 208]
+	test rdi, rdi
+	je .Lsoftjit_exp_public_entry_no_dict_1
+	call Py_DecRef@PLT
+.Lsoftjit_exp_public_entry_no_dict_1:
+	mov rax, 0
+.Lsoftjit_exp_public_entry_done:
+	add rsp, 256
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+	.size softjit_exp_public_entry, .-softjit_exp_public_entry
 
 	.section .data.rel.ro,"aw"
 	.p2align 3

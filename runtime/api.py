@@ -18,7 +18,7 @@ from softjit.runtime import bindings, cpu, entries, entry_tables
 from softjit.runtime import tensors
 from softjit.runtime.dispatch import ALGORITHMS, choose_algorithm, nontemporal_for, resolve_isa
 from softjit.runtime.elements import algorithm_for, check_algorithm, element_of
-from softjit.runtime.memo import EXP_ENTRY_CALLS, SOFTMAX_ENTRY_CALLS, SOFTMAX_ROUTES
+from softjit.runtime.memo import EXP_ENTRY_CALLS, EXP_ROUTES, SOFTMAX_ENTRY_CALLS, SOFTMAX_ROUTES
 from softjit.runtime import rows as rows_module
 from softjit.runtime.inputs import as_float32_array, compute_input, requested_dtype
 from softjit.runtime.rows import recompute_rows, rows_view, run_rows, safe_overlap
@@ -127,6 +127,8 @@ def _exp_general(x, isa, out, dtype=None) -> np.ndarray:
     entry = entry_tables.exp_entry(isa)
     if entry is not None and isinstance(isa_argument, str):
         EXP_ENTRY_CALLS[isa_argument] = entry
+        if exp is not _python_exp:  # the public builtin: its kernel for this isa argument
+            EXP_ROUTES[isa_argument] = entry_tables.exp_kernel(isa)
     out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "exp")
     if x.size == 0:
         return out
@@ -308,8 +310,10 @@ def assembly(algorithm: str, isa: str = "auto") -> str:
     return bindings.assembly(variants.REGISTRY.softmax(algorithm, isa))
 
 
-# softjit.softmax: the generated builtin that runs the common calls natively and hands every
-# other call to the Python function above, which stays the owner of every check and error
-# (runtime/entries.py: public_softmax); the Python function where the builtin is not used.
-_python_softmax = softmax
+# softjit.softmax and softjit.exp: the generated builtins that run the common calls natively
+# and hand every other call to the Python functions above, which stay the owners of every
+# check and error (runtime/entries.py: public_builtin); the Python functions where the
+# builtins are not used.
+_python_softmax, _python_exp = softmax, exp
 softmax = entries.public_softmax(_python_softmax, SOFTMAX_ROUTES) or _python_softmax
+exp = entries.public_exp(_python_exp, EXP_ROUTES) or _python_exp

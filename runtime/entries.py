@@ -116,38 +116,47 @@ def elementwise(kernel: int) -> object | None:
     return _new_function(layout.ELEMENTWISE_RECORD, table)
 
 
-# ---------------------------------------------------------------------------- public softmax
-# What the public builtin's table points at, kept alive for the life of the process (the table
-# holds their addresses, not references): the names, the record, the strings of the record.
+# ---------------------------------------------------------------------------- public builtins
+# What the public builtins' tables point at, kept alive for the life of the process (a table
+# holds their addresses, not references): the names, the records, the strings of the records.
 _KEPT: list = []
 
 
 def public_softmax(general, routes: dict):
-    """softjit.softmax as the generated builtin (codegen/public_entries.py) running the common
-    calls natively and handing every other call to `general`, the Python function with the
-    same signature; None where it cannot be used: entries unavailable, numpy's array layout
-    not the one the entry reads, the entry module not built yet (import does no kernel work:
-    a process that finds no built entry module keeps the Python function), or a relative
-    SOFTJIT_CACHE_DIR (which the first call resolves against the directory of that moment).
+    """softjit.softmax as the generated builtin (codegen/public_entries.py); routes is
+    {algorithm: {isa: rows}} (pack_rows). See public_builtin."""
+    from softjit.codegen import public_entries
 
-    routes is {algorithm: {isa: rows}} (pack_rows), filled by `general` once it validated
-    them; it is emptied in place, never rebound, while the builtin lives."""
-    import os
-    import warnings
+    return public_builtin(public_entries.SOFTMAX_PUBLIC, general, routes)
 
-    from softjit.runtime import asm_index, cachedir
 
-    if not os.path.isabs(os.environ.get(cachedir.CACHE_ENV_VARIABLE) or "/"):
-        return None  # a relative cache directory is resolved at the first call, not at import
-    with warnings.catch_warnings():  # an unusable cache is said when a call first needs it,
-        warnings.simplefilter("ignore")  # not at import
-        built = asm_index.lookup(layout.MODULE_NAME) is not None
-    if not built or unavailable_reason() is not None:
-        return None
-    from softjit.runtime import numpy_layout
+def public_exp(general, routes: dict):
+    """softjit.exp as the generated builtin; routes is {isa: kernel} (pack_kernel)."""
+    from softjit.codegen import public_entries
 
-    allocate = numpy_layout.new_like_array_address()
-    if not numpy_layout.fields_as_expected():
+    return public_builtin(public_entries.EXP_PUBLIC, general, routes)
+
+
+def pack_kernel(kernel: int) -> bytes:
+    """An exp route: the kernel's address as the public exp reads it."""
+    return struct.pack("<Q", kernel)
+
+
+def public_builtin(symbol: str, general, routes: dict):
+    """The generated builtin `symbol` (codegen/public_entries.py) running the common calls
+    natively and handing every other call to `general`, the Python function with the same
+    signature, name and docstring; None where it cannot be used: entries unavailable, numpy's
+    array layout not the one the entry reads, the entry module not built yet (import does no
+    kernel work: a process that finds no built entry module keeps the Python functions), or a
+    relative SOFTJIT_CACHE_DIR (which the first call resolves against the directory of that
+    moment).
+
+    routes is filled by `general` once it validated the arguments it is keyed by; it is
+    emptied in place, never rebound, while the builtin lives."""
+    if "numpy new-like" not in _state:  # (no lock: unavailable_reason takes it; the answer
+        _state["numpy new-like"] = _usable_numpy()  # is the same whoever works it out first)
+    allocate = _state["numpy new-like"]
+    if allocate is None:
         return None
     import ctypes
 
@@ -165,11 +174,11 @@ def public_softmax(general, routes: dict):
             (public.NAME_ALGORITHM, id(names[2])), (public.NAME_ISA, id(names[3])),
             (public.NAME_THREADS, id(names[4])), (public.AUTO, id(auto)), (public.ONE, id(1)),
             (public.INT_TYPE, id(int)), (public.STR_TYPE, id(str)), (public.NONE, id(None)),
-            (public.NEW_LIKE, allocate or 0), (public.GIL_MIN_BYTES, GIL_MIN_BYTES)):
+            (public.NEW_LIKE, allocate), (public.GIL_MIN_BYTES, GIL_MIN_BYTES)):
         words[offset // 8] = value
     table = struct.pack(f"<{len(words)}Q", *words)
     handle = _load_module()
-    address = ctypes.cast(getattr(handle, public.SOFTMAX_PUBLIC), ctypes.c_void_p).value
+    address = ctypes.cast(getattr(handle, symbol), ctypes.c_void_p).value
     name = general.__name__.encode()
     doc = (_text_signature(general) + (general.__doc__ or "")).encode()
 
@@ -183,8 +192,30 @@ def public_softmax(general, routes: dict):
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype = ctypes.py_object
     new.argtypes = (ctypes.c_void_p, ctypes.py_object, ctypes.py_object)
-    function = new(ctypes.addressof(record), table, general.__module__)
-    return function
+    return new(ctypes.addressof(record), table, general.__module__)
+
+
+def _usable_numpy() -> int | None:
+    """The address of numpy's PyArray_NewLikeArray when the public builtins can be used here
+    (see public_builtin), else None."""
+    import os
+    import warnings
+
+    from softjit.runtime import asm_index, cachedir
+
+    if not os.path.isabs(os.environ.get(cachedir.CACHE_ENV_VARIABLE) or "/"):
+        return None  # a relative cache directory is resolved at the first call, not at import
+    with warnings.catch_warnings():  # an unusable cache is said when a call first needs it,
+        warnings.simplefilter("ignore")  # not at import
+        built = asm_index.lookup(layout.MODULE_NAME) is not None
+    if not built or unavailable_reason() is not None:
+        return None
+    from softjit.runtime import numpy_layout
+
+    allocate = numpy_layout.new_like_array_address()
+    if allocate is None or not numpy_layout.fields_as_expected():
+        return None
+    return allocate
 
 
 # The builtin releases the GIL for inputs of at least this many bytes (16,384 float32): below

@@ -83,6 +83,18 @@ def softmax_row_table(algorithm: str, isa: str) -> bytes:
     return found
 
 
+def exp_kernel(isa: str) -> bytes:
+    """The exp kernel of `isa` as the public exp builtin reads it (entries.pack_kernel)."""
+    found = memo.EXP_KERNELS.get(isa)
+    if found is None:
+        with _lock:
+            found = memo.EXP_KERNELS.get(isa)
+            if found is None:
+                found = memo.EXP_KERNELS[isa] = entries.pack_kernel(
+                    native.function_address(variants.REGISTRY.for_op("vexp", isa)))
+    return found
+
+
 def exp_entry(isa: str):
     """The entry for exp on `isa` (validated), or None where entries are not used."""
     found = memo.EXP_ENTRIES.get(isa)

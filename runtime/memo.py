@@ -24,6 +24,7 @@ SOFTMAX_ENTRY_CALLS: dict = {}  # (algorithm, isa argument) -> entry (api._softm
 # The public softmax builtin's routes, {algorithm argument: {isa argument: rows table}}: its
 # table holds this dict's address, so it is only ever emptied in place (api._softmax_general)
 SOFTMAX_ROUTES: dict = {}
+EXP_ROUTES: dict = {}  # the public exp builtin's, {isa argument: kernel} (api._exp_general)
 
 # -------------------------------------------------- pure functions of their keys
 BUILT_MODULES: dict = {}  # variant -> its built Module            (bindings.module)
@@ -41,6 +42,7 @@ ROW_STRIDES: dict = {}  # row bytes -> (int64 pair, its pointer)   (bindings.row
 SOFTMAX_ENTRIES: dict = {}  # (algorithm, isa) -> entry          (entry_tables.softmax_entry)
 EXP_ENTRIES: dict = {}  # isa -> entry                              (entry_tables.exp_entry)
 SOFTMAX_ROW_TABLES: dict = {}  # (algorithm, isa) -> rows bytes  (entry_tables.softmax_row_table)
+EXP_KERNELS: dict = {}  # isa -> kernel bytes                     (entry_tables.exp_kernel)
 
 
 def isa_changed() -> None:
@@ -49,6 +51,7 @@ def isa_changed() -> None:
     EXP_ENTRY_CALLS.clear()
     SOFTMAX_ENTRY_CALLS.clear()
     SOFTMAX_ROUTES.clear()
+    EXP_ROUTES.clear()
 
 
 def tuned_table_changed() -> None:
@@ -70,3 +73,4 @@ def forget_calls() -> None:
     PASSES.clear()
     EXP_ENTRIES.clear()
     SOFTMAX_ROW_TABLES.clear()
+    EXP_KERNELS.clear()

@@ -1,8 +1,9 @@
 """The public functions' two paths: the generated entry (first) and the general path (cffi).
 
 Every documented call form gives the same bits on both, actually runs through the entry where
-entries are used (softjit.softmax: the public builtin runs it natively, without entering the
-Python function; softjit.exp: its Python first path accepts it), and every bad argument raises
+entries are used (the public builtins run them natively, without entering the Python
+functions; where those are not used, the Python functions' first path accepts them), and every
+bad argument raises
 the same error whichever path saw it first; the argument checks are the same for both (threads
 a positive int, axis an int, never bool/float).
 """
@@ -73,18 +74,21 @@ class PythonFrames:
 
 
 def ran_natively(call) -> tuple:
-    """(result, True when softjit.softmax's builtin ran the call without the Python function)."""
+    """(result, True when a public builtin, softjit.softmax's or softjit.exp's, ran the call
+    without its Python function)."""
     with PythonFrames() as frames:
         result = call()
-    return result, (api.softmax is not api._python_softmax
-                    and any(f is api.softmax for f in frames.builtins)
-                    and not frames.entered(api._python_softmax))
+    return result, any(
+        builtin is not python and any(f is builtin for f in frames.builtins)
+        and not frames.entered(python)
+        for builtin, python in ((api.softmax, api._python_softmax), (api.exp, api._python_exp)))
 
 
 def disable_entries(monkeypatch):
     """The process as one where entries are not used: the general path for every call."""
-    monkeypatch.setattr(api, "softmax", api._python_softmax)
-    monkeypatch.setattr(softjit, "softmax", api._python_softmax)
+    for name in ("softmax", "exp"):
+        monkeypatch.setattr(api, name, getattr(api, f"_python_{name}"))
+        monkeypatch.setattr(softjit, name, getattr(api, f"_python_{name}"))
     monkeypatch.setattr(api, "SOFTMAX_ENTRY_CALLS", {})
     monkeypatch.setattr(api, "EXP_ENTRY_CALLS", {})
     monkeypatch.setitem(entries._state, "reason", "disabled by the test")

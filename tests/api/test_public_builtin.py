@@ -1,7 +1,7 @@
-"""softjit.softmax as the generated builtin (codegen/public_entries.py) against the Python
-function it hands every other call to: for every call form and every bad argument, the same
-result or the same exception, whichever runs it; which calls it runs natively; reference
-counts; the GIL; a fork after use."""
+"""softjit.softmax and softjit.exp as generated builtins (codegen/public_entries.py) against
+the Python functions they hand every other call to: for every call form and every bad
+argument, the same result or the same exception, whichever runs it; which calls they run
+natively; reference counts; the GIL; a fork after use."""
 from __future__ import annotations
 
 import gc
@@ -109,9 +109,44 @@ CALLS = {
 }
 
 
-def _run(function, name):
-    arguments, keywords, _ = CALLS[name]
-    keywords = {k: (v() if callable(v) else v) for k, v in keywords.items()}
+EXP_CALLS = {
+    "x": ((X1,), {}, True),
+    "x out": ((X2,), {"out": lambda: np.empty_like(X2)}, True),
+    "x out=None": ((X3,), {"out": None}, True),
+    "0-d": ((np.asarray(np.float32(2)),), {}, True),
+    "isa avx2": ((X2,), {"isa": "avx2"}, True),
+    "isa and out": ((X2,), {"isa": "auto", "out": lambda: np.empty_like(X2)}, True),
+    "in place": ((X1.copy(),), {"out": "x"}, True),
+    "special values": ((SPECIAL,), {}, True),
+    # valid, but the Python function's to run
+    "dtype float32": ((X2,), {"dtype": np.float32}, False),
+    "list x": (([0.0, 1.0],), {}, False),
+    "strided x": ((X2[:, ::2],), {}, False),
+    "subclass x": ((X2.view(Marked),), {}, False),
+    "0-size": ((np.empty((0, 3), np.float32),), {}, False),
+    "isa str subclass": ((X2,), {"isa": Name("auto")}, False),
+    "strided out": ((X2[:, :50],), {"out": lambda: np.empty((8, 100), np.float32)[:, ::2]},
+                    False),
+    # bad arguments
+    "no arguments": ((), {}, False),
+    "two positional": ((X2, "auto"), {}, False),
+    "unknown keyword": ((X2,), {"axis": -1}, False),
+    "float64 x": ((X2.astype(np.float64),), {}, False),
+    "read-only out": ((X2,), {"out": _read_only}, False),
+    "shape mismatch": ((X2,), {"out": lambda: np.empty(800, np.float32)}, False),
+    "int out": ((X2,), {"out": 3}, False),
+    "unknown isa": ((X2,), {"isa": "sse2"}, False),
+    "unhashable isa": ((X2,), {"isa": {}}, False),
+}
+
+
+def _run(function, name, calls=CALLS):
+    arguments, keywords, _ = calls[name]
+    if keywords.get("out") == "x":
+        arguments = (arguments[0].copy(),)
+        keywords = {**keywords, "out": arguments[0]}
+    keywords = {k: (v() if callable(v) and not isinstance(v, type) else v)
+                for k, v in keywords.items()}
     try:
         result = function(*arguments, **keywords)
     except Exception as error:  # noqa: BLE001 - the point is to compare whatever is raised
@@ -138,6 +173,24 @@ def test_the_builtin_and_the_python_function_agree(name):
         native = not frames.entered(api._python_softmax)
         assert native == CALLS[name][2], ("ran natively" if native
                                           else "went to the Python function")
+
+
+@pytest.mark.parametrize("name", sorted(EXP_CALLS))
+def test_the_exp_builtin_and_the_python_function_agree(name):
+    if api.exp is api._python_exp:
+        pytest.skip("softjit.exp is the Python function in this process")
+    softjit.exp(X2), softjit.exp(X2, isa="avx2")  # kernels registered
+    expected = _run(api._python_exp, name, EXP_CALLS)
+    with PythonFrames() as frames:
+        got = _run(softjit.exp, name, EXP_CALLS)
+    assert got[:2] == expected[:2]
+    if got[0] == "raised":
+        assert got[2] == expected[2]
+    else:
+        np.testing.assert_array_equal(got[2], expected[2])
+        native = not frames.entered(api._python_exp)
+        assert native == EXP_CALLS[name][2], ("ran natively" if native
+                                              else "went to the Python function")
 
 
 def test_keywords_not_interned_go_to_the_python_function_with_the_same_result():
@@ -188,6 +241,8 @@ def test_reference_counts_and_memory_stay_flat():
     calls = (lambda: softjit.softmax(x, out=y), lambda: softjit.softmax(x),
              lambda: softjit.softmax(x, -1, algorithm="two-pass", out=y),
              lambda: softjit.softmax(x, threads=2),  # the Python function
+             lambda: softjit.exp(x, out=y), lambda: softjit.exp(x),
+             lambda: _raises(lambda: softjit.exp(x, out=np.empty(3, np.float32))),
              lambda: _raises(lambda: softjit.softmax(x, axis=1.5)),
              lambda: _raises(lambda: softjit.softmax(x, out=np.empty(3, np.float32))),
              lambda: _raises(lambda: softjit.softmax(x, bogus=1)))
@@ -210,8 +265,9 @@ def _raises(call):
         call()
 
 
-def test_a_new_output_is_a_fresh_c_contiguous_float32_array():
-    results = [softjit.softmax(X3) for _ in range(3)]
+@pytest.mark.parametrize("function", ["softmax", "exp"])
+def test_a_new_output_is_a_fresh_c_contiguous_float32_array(function):
+    results = [getattr(softjit, function)(X3) for _ in range(3)]
     for result in results:
         assert type(result) is np.ndarray and result.dtype == np.float32
         assert result.shape == X3.shape and result.flags.c_contiguous and result.flags.owndata
@@ -219,10 +275,12 @@ def test_a_new_output_is_a_fresh_c_contiguous_float32_array():
     assert not np.shares_memory(results[0], results[1])
 
 
-def test_other_threads_run_while_a_large_call_holds_no_gil():
+@pytest.mark.parametrize("function", ["softmax", "exp"])
+def test_other_threads_run_while_a_large_call_holds_no_gil(function):
+    call, python = getattr(softjit, function), getattr(api, f"_python_{function}")
     x = data(1 << 22)  # 16 MiB, far above GIL_MIN_BYTES
     y = np.empty_like(x)
-    softjit.softmax(x, out=y)
+    call(x, out=y)
     ticks = []
     stop = threading.Event()
 
@@ -239,14 +297,14 @@ def test_other_threads_run_while_a_large_call_holds_no_gil():
             pass
         before = len(ticks)
         for _ in range(5):
-            softjit.softmax(x, out=y)
+            call(x, out=y)
         during = len(ticks) - before
     finally:
         stop.set()
         thread.join()
         sys.setswitchinterval(previous)
     assert during > 0, "no other thread ran during the calls: the GIL was not released"
-    np.testing.assert_array_equal(y, api._python_softmax(x))
+    np.testing.assert_array_equal(y, python(x))
 
 
 def test_threads_calling_the_builtin_at_once_get_correct_results():

@@ -93,16 +93,16 @@ def test_entries_use_only_the_declared_stable_abi_symbols():
 
 
 def test_every_path_of_an_entry_returns_through_the_epilogue():
-    # Each function has two returns (a result, NotImplemented) and the public softmax three
-    # (its result, the Python function's, NULL when the arguments for it cannot be built),
+    # Each function has two returns (a result, NotImplemented) and the public builtins three
+    # (their result, the Python function's, NULL when the arguments for it cannot be built),
     # all after the frame's pops.
-    from softjit.codegen.public_entries import SOFTMAX_PUBLIC
+    from softjit.codegen.public_entries import EXP_PUBLIC, SOFTMAX_PUBLIC
 
     for function in ENTRY_MODULE.functions:
         body = ENTRY_TEXT.split(f"{function.name}:\n", 1)[1].split(".size", 1)[0]
         lines = [line.strip() for line in body.splitlines()]
         returns = [i for i, line in enumerate(lines) if line == "ret"]
-        assert len(returns) == (3 if function.name == SOFTMAX_PUBLIC else 2)
+        assert len(returns) == (3 if function.name in (SOFTMAX_PUBLIC, EXP_PUBLIC) else 2)
         for index in returns:
             assert lines[index - 1].startswith("pop ")
 
