@@ -59,7 +59,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "onnxruntime and LiteRT, at n = 16 ... 10,000 and 8 x 1,000")
     parser.add_argument("--functions", action="store_true",
                         help="instead of the suite: log_softmax and logsumexp against softjit's "
-                             "softmax, scipy.special and torch, at n = 10^5 and 64M")
+                             "softmax, scipy.special and torch, at n = 10^5 and 64M (or --sizes)")
     parser.add_argument("--dask", action="store_true",
                         help="instead of the suite: softjit.dask.softmax against the plain Dask "
                              "composition on a lazy 2^31-element float32 array (8 GiB, rows "
@@ -102,8 +102,12 @@ def run_bench(args: argparse.Namespace) -> int:
         from softjit.bench.functions import format_results as format_functions
         from softjit.bench.functions import run as run_functions
 
+        from softjit.bench.suite import parse_sizes
+
+        sizes = {"sizes": [c.n if c.rows == 1 else (c.rows, c.n) for c in
+                           parse_sizes(args.sizes)]} if args.sizes else {}
         sys.stdout.write(format_functions(run_functions(
-            **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu)))
+            **sizes, **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu)))
         return 0
     if args.dask:
         from softjit.bench.dask_bench import format_results as format_dask

@@ -1,8 +1,9 @@
 """`python -m softjit bench --functions`: log_softmax and logsumexp against softjit's own softmax
-of the same row and the libraries users would call instead (scipy.special, torch), in cache
-(10^5 elements) and out of it (64M elements, a 256 MiB row); and softmax of the same row in
-bfloat16 and float16 (converted in the kernels' registers) against softjit's float32 softmax
-and torch.softmax on bfloat16 / float16 tensors.
+of the same rows and the libraries users would call instead (scipy.special, torch), in cache
+(10^5 elements) and out of it (64M elements, a 256 MiB row) by default, --sizes takes row
+lengths and ROWSxN batches (1e3,1e5,4096x1000), each function along the last axis; and softmax
+of the same rows in bfloat16 and float16 (converted in the kernels' registers) against
+softjit's float32 softmax and torch.softmax on bfloat16 / float16 tensors.
 
 Each call is timed from Python per call (what a user pays), on one pinned core, in interleaved
 rounds (bench/timing.py), and reported as medians with each candidate's ratio to softjit's.
@@ -31,7 +32,7 @@ def _torch():
 
 
 def candidates(function: str, x: np.ndarray, y: np.ndarray) -> tuple:
-    """({label: Timed}, {label: why skipped}) for one function on one row x (y: an output)."""
+    """({label: Timed}, {label: why skipped}) for one function on x's rows (y: an output)."""
     import softjit
 
     found, skipped = {}, {}
@@ -101,21 +102,24 @@ def half_candidates(x: np.ndarray) -> tuple:
 
 
 def run(sizes=DEFAULT_SIZES, repeats: int = 9, cpu_index: int | None = None) -> list:
-    """[{function, n, medians_ns: {label: ns}, skipped: {label: why}}]."""
+    """[{function, n, rows, medians_ns: {label: ns}, skipped: {label: why}}]; a size is a row
+    length or a (rows, n) batch."""
     pinned = pin_to_one_cpu(cpu_index)
     rng = np.random.default_rng(0)
     results = []
-    for n in sizes:
-        x = rng.standard_normal(n).astype(np.float32)
+    for size in sizes:
+        rows, n = size if isinstance(size, tuple) else (1, size)
+        shape = (rows, n) if isinstance(size, tuple) else (n,)
+        x = rng.standard_normal(shape).astype(np.float32)
         y = np.empty_like(x)
         for function in ("log_softmax", "logsumexp", "softmax"):
             timed, skipped = (half_candidates(x) if function == "softmax"
                               else candidates(function, x, y))
-            big = n * 4 > (32 << 20)
+            big = x.nbytes > (32 << 20)
             numbers = {k: 1 if big else calibrate(t, IN_CACHE_SAMPLE_NS) for k, t in timed.items()}
             samples = measure_interleaved(timed, repeats if not big else max(3, repeats // 2),
                                           numbers)
-            results.append({"function": function, "n": n, "cpu": pinned,
+            results.append({"function": function, "n": n, "rows": rows, "cpu": pinned,
                             "medians_ns": {k: s.median for k, s in samples.items()},
                             "skipped": skipped})
     return results
@@ -126,7 +130,9 @@ def format_results(results: list) -> str:
     for r in results:
         medians = r["medians_ns"]
         own = medians.get(f"softjit.{r['function']}")
-        lines.append(f"{r['function']}, n = {r['n']:,} (pinned to CPU {r['cpu']}), medians:")
+        batch = f"{r['rows']:,} rows of " if r.get("rows", 1) > 1 else ""
+        lines.append(f"{r['function']}, {batch}n = {r['n']:,} (pinned to CPU {r['cpu']}), "
+                     f"medians:")
         for label, ns in medians.items():
             ratio = f"{ns / own:6.2f}x softjit.{r['function']}'s time" if own else ""
             lines.append(f"  {label:<34} {ns / 1e3:12.1f} us  {ratio}")

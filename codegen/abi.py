@@ -119,16 +119,23 @@ ROW_STRIDES_CTYPE = "int64_t"  # row_strides: (x row stride, y row stride) in by
 STATUS_CTYPE = "int32_t"  # status: one word per row
 ROW_DONE, ROW_MARKED = 0, 1
 
-# log_softmax and logsumexp (codegen/kernels/log_softmax.py) run a batch in two drivers. The
-# reduce driver leaves each row's pass state in states + r*PASS_STATE.size bytes (status and the
-# return value as the softmax driver's); the apply driver runs an output pass on each row with
-# that row's own state.
+# log_softmax and logsumexp (codegen/kernels/log_softmax.py): a batch is one call of a driver.
+# The logsumexp driver (REDUCE_DRIVER_PARAMS) leaves each row's log-sum-exp state
+# (LOG_SUM_EXP_STATE) in states + r*LOG_SUM_EXP_STATE.size bytes, status[r] = ROW_MARKED for a
+# row the three-pass passes reduced, and returns how many; the log_softmax driver computes each
+# row's state there too, then runs the output pass on the row with it. softjit.dask, whose rows'
+# sums come from several chunks, uses the reduce driver (the same parameters: each row's
+# PASS_STATE, rows whose first pass asks for recomputation marked as the softmax driver marks
+# them) and the apply driver (only the output pass, with states the caller made).
 REDUCE_DRIVER_PARAMS = (Param("const float*", "x"), Param("size_t", "n"), Param("size_t", "rows"),
                         Param("int64_t", "x_row_stride"), Param("float*", "states"),
                         Param("int32_t*", "status"))
 APPLY_DRIVER_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
                        Param("size_t", "rows"), Param("const int64_t*", "row_strides"),
                        Param("const float*", "states"))
+LOG_SOFTMAX_DRIVER_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
+                             Param("size_t", "rows"), Param("const int64_t*", "row_strides"),
+                             Param("float*", "states"))
 
 # Bandwidth probes and the driver that calls one once per row (strides may be 0).
 STREAM_READ_PARAMS = (Param("const float*", "x"), Param("size_t", "n"), Param("float*", "out"))
@@ -152,6 +159,10 @@ def reduce_driver_signature(name: str, doc: str, element: ElementFormat = F32) -
 
 def apply_driver_signature(name: str, doc: str, element: ElementFormat = F32) -> Signature:
     return Signature(name, _elements_as(APPLY_DRIVER_PARAMS, element), DRIVER_RETURNS, doc)
+
+
+def log_softmax_driver_signature(name: str, doc: str, element: ElementFormat = F32) -> Signature:
+    return Signature(name, _elements_as(LOG_SOFTMAX_DRIVER_PARAMS, element), DRIVER_RETURNS, doc)
 
 
 # ---------------------------------------------------------------------------- the pass state
@@ -200,6 +211,19 @@ PASS_STATE = StateLayout(
         StateField("sum", 8, "the sum itself, float32 (two-pass: v), so that the pieces of one "
                              "row split over threads can be combined"),
         StateField("unused", 12, "padding to 16 bytes"),
+    ),
+    size=16,
+)
+
+# The state a log_softmax row driver leaves per row, made by the row's logarithm from a
+# PASS_STATE in the same 16 bytes: c = ln(sum(exp(x))) in float64, and c as two float32 terms
+# a + b for the output pass y = (x - a) - b.
+LOG_SUM_EXP_STATE = StateLayout(
+    fields=(
+        StateField("high", 0, "a: c rounded to float32 (three-pass: the row maximum m); NaN for a "
+                              "row holding NaN or +inf, or only -inf"),
+        StateField("low", 4, "b: float32(c - a) (three-pass: float32(ln sum))"),
+        StateField("log_sum_exp", 8, "c, float64", ctype="double", numpy_type="<f8"),
     ),
     size=16,
 )

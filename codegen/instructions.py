@@ -152,6 +152,7 @@ vmaxss       X,X,X/m32      avx   avx512f
 vminss       X,X,X/m32      avx   avx512f
 vaddsd       X,X,X/m64      avx   avx512f
 vmulsd       X,X,X/m64      avx   avx512f
+vsubsd       X,X,X/m64      avx   avx512f
 vdivsd       X,X,X/m64      avx   avx512f
 vcvtss2sd    X,X,X/m32      avx   avx512f
 vcvtsd2ss    X,X,X/m64      avx   avx512f

@@ -253,15 +253,17 @@ class Softmax(VariantBase):
 
 # ---------------------------------------------------------------------------- log_softmax
 LOG_SOFTMAX_ALGORITHMS = ("two-pass", "three-pass")
+LOGSUMEXP_SUFFIX, LOG_SOFTMAX_SUFFIX = "_logsumexp", "_rows"
 
 
 @dataclass(frozen=True)
 class LogSoftmax(VariantBase):
     """log_softmax (and logsumexp, which runs only its reduce driver) on one ISA: the reduction
-    passes of a softmax algorithm, the subtracting output pass vsubsub and the two row drivers
-    of codegen/kernels/log_softmax.py, in one module.
+    passes of a softmax algorithm, the row's logarithm, the subtracting output pass vsubsub and
+    the two row drivers of codegen/kernels/log_softmax.py, in one module.
 
-    two-pass reduces with raddextexp (one read of x); three-pass with rmax and raddexpminusmax.
+    two-pass reduces with raddextexp (one read of x), and the rows it gives back with the
+    three-pass passes; three-pass with rmax and raddexpminusmax.
     The parameters mean what they mean for Softmax, except that blocks are shorter by default:
     ln(sum) turns the sum's relative error into y's absolute error, and a float32 lane
     accumulator that takes T additions a block is off by up to about T * 2^-24 relative (terms
@@ -300,18 +302,32 @@ class LogSoftmax(VariantBase):
     def description(self) -> str:
         return f"{self.algorithm} log_softmax and logsumexp, {self.format.dtype_name}"
 
-    def _softmax(self) -> Softmax:
-        """The softmax whose reduction passes (names, builders, block) this module shares."""
-        algorithm = "two-pass" if self.algorithm == "two-pass" else "three-pass-recompute"
+    def _softmax(self, algorithm: str | None = None) -> Softmax:
+        """The softmax whose reduction passes (names, builders, block) this module shares: by
+        default its own algorithm's, "three-pass-recompute" for the three-pass reduction."""
+        if algorithm is None:
+            algorithm = "two-pass" if self.algorithm == "two-pass" else "three-pass-recompute"
         return Softmax(algorithm, self.isa, self.reduce_unroll, self.reduce_accumulators,
                        self.output_unroll, self.rmax_unroll, self.rmax_accumulators,
                        self.block_elements, element=self.element)
 
     @property
     def reduce_passes(self) -> tuple:
-        """The PassKernels the reduce driver calls, in order."""
+        """The PassKernels of the module's own reduction, in order (two-pass: raddextexp;
+        three-pass: rmax, raddexpminusmax)."""
         shared = self._softmax().passes
         return shared[:1] if self.algorithm == "two-pass" else shared[:2]
+
+    @property
+    def three_pass_passes(self) -> tuple:
+        """rmax and raddexpminusmax: the three-pass module's reduction, and the two-pass
+        module's for the rows its first pass gives back."""
+        return self._softmax("three-pass-recompute").passes[:2]
+
+    def _ln_pass(self, three_pass: bool) -> PassKernel:
+        op = "lnexpminusmax" if three_pass else "lnextexp"
+        return PassKernel(f"f32_{op}__{self.isa}", op,
+                          lambda s: log_softmax.build_ln_state(s, self.target, three_pass))
 
     @property
     def output_pass(self) -> PassKernel:
@@ -322,11 +338,23 @@ class LogSoftmax(VariantBase):
 
     @property
     def passes(self) -> tuple:
-        return (*self.reduce_passes, self.output_pass)
+        """Every pass kernel of the module (the row plan below says which a row runs)."""
+        two_pass = self.algorithm == "two-pass"
+        return (*(self.reduce_passes if two_pass else ()), *self.three_pass_passes,
+                *((self._ln_pass(False),) if two_pass else ()), self._ln_pass(True),
+                self.output_pass)
+
+    @property
+    def row_plan(self) -> "log_softmax.RowPlan":
+        two_pass = self.algorithm == "two-pass"
+        return log_softmax.RowPlan(
+            self.reduce_passes[0].symbol if two_pass else None,
+            tuple(p.symbol for p in self.three_pass_passes),
+            self._ln_pass(False).symbol if two_pass else None, self._ln_pass(True).symbol)
 
     @property
     def name(self) -> str:
-        tail = "_".join(p.short_name for p in self.passes)
+        tail = "_".join(p.short_name for p in (*self.reduce_passes, self.output_pass))
         return f"{self.element}_logsoftmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
 
     @property
@@ -337,14 +365,27 @@ class LogSoftmax(VariantBase):
     def apply_symbol(self) -> str:
         return self.name + APPLY_SUFFIX
 
+    @property
+    def logsumexp_symbol(self) -> str:
+        return self.name + LOGSUMEXP_SUFFIX
+
+    @property
+    def log_softmax_symbol(self) -> str:
+        return self.name + LOG_SOFTMAX_SUFFIX
+
     def functions(self) -> tuple:
         kernels = [p.build(p.symbol) for p in self.passes]
+        logsumexp = log_softmax.build_logsumexp_driver(self.logsumexp_symbol, self.target,
+                                                       self.row_plan, element=self.format)
+        rows = log_softmax.build_log_softmax_driver(self.log_softmax_symbol, self.target,
+                                                    self.row_plan, self.output_pass.symbol,
+                                                    element=self.format)
         reduce = log_softmax.build_reduce_driver(
             self.reduce_symbol, self.target, [p.symbol for p in self.reduce_passes],
             may_flag=self.algorithm == "two-pass", element=self.format)
         apply = log_softmax.build_apply_driver(self.apply_symbol, self.target,
                                                self.output_pass.symbol, element=self.format)
-        return (*kernels, reduce, apply)
+        return (*kernels, logsumexp, rows, reduce, apply)
 
 
 # ---------------------------------------------------------------------------- bandwidth probes

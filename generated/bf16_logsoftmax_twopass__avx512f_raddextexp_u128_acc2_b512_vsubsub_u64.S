@@ -344,6 +344,472 @@ bf16_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b512:
 	ret
 	.size bf16_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b512, .-bf16_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b512
 
+# int bf16_rmax_pass__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+# state[0] = max(x[0:n]); NaN need not propagate (the next
+# pass turns any NaN into a NaN row).
+	.globl bf16_rmax_pass__avx512f_u64_acc2
+	.type bf16_rmax_pass__avx512f_u64_acc2, @function
+	.p2align 5
+bf16_rmax_pass__avx512f_u64_acc2:
+.Lentry_bf16_rmax_pass__avx512f_u64_acc2:
+	# max = -inf in every lane of every accumulator
+	vbroadcastss zmm0, DWORD PTR [rip + .Lc_bf16_rmax_pass__avx512f_u64_acc2_minus_inf]
+	vbroadcastss zmm1, DWORD PTR [rip + .Lc_bf16_rmax_pass__avx512f_u64_acc2_minus_inf]
+	# max = max(max, x), accumulator i mod K for vector i
+	cmp rdx, 64
+	jb .Lbf16_rmax_pass__avx512f_u64_acc2_max_u4_done
+.Lbf16_rmax_pass__avx512f_u64_acc2_max_u4:
+	vpmovzxwd zmm2, YMMWORD PTR [rdi]
+	vpslld zmm2, zmm2, 16
+	vpmovzxwd zmm3, YMMWORD PTR [rdi + 32]
+	vpslld zmm3, zmm3, 16
+	vpmovzxwd zmm4, YMMWORD PTR [rdi + 64]
+	vpslld zmm4, zmm4, 16
+	vpmovzxwd zmm5, YMMWORD PTR [rdi + 96]
+	vpslld zmm5, zmm5, 16
+	vmaxps zmm0, zmm2, zmm0
+	vmaxps zmm1, zmm3, zmm1
+	vmaxps zmm0, zmm4, zmm0
+	vmaxps zmm1, zmm5, zmm1
+	add rdi, 128
+	sub rdx, 64
+	cmp rdx, 64
+	jae .Lbf16_rmax_pass__avx512f_u64_acc2_max_u4
+.Lbf16_rmax_pass__avx512f_u64_acc2_max_u4_done:
+	cmp rdx, 16
+	jb .Lbf16_rmax_pass__avx512f_u64_acc2_max_v1_done
+.Lbf16_rmax_pass__avx512f_u64_acc2_max_v1:
+	vpmovzxwd zmm2, YMMWORD PTR [rdi]
+	vpslld zmm2, zmm2, 16
+	vmaxps zmm0, zmm2, zmm0
+	add rdi, 32
+	sub rdx, 16
+	cmp rdx, 16
+	jae .Lbf16_rmax_pass__avx512f_u64_acc2_max_v1
+.Lbf16_rmax_pass__avx512f_u64_acc2_max_v1_done:
+	test rdx, rdx
+	je .Lbf16_rmax_pass__avx512f_u64_acc2_max_tail_done
+	lea rsi, [rip + .Lc_bf16_rmax_pass__avx512f_u64_acc2_tail_kmasks]
+	kmovw k1, WORD PTR [rsi + rdx*4]
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_bf16_rmax_pass__avx512f_u64_acc2_minus_inf]
+	vpmovzxwd zmm2{k1}, YMMWORD PTR [rdi]
+	vpslld zmm2{k1}, zmm2, 16
+	vmaxps zmm0, zmm2, zmm0
+.Lbf16_rmax_pass__avx512f_u64_acc2_max_tail_done:
+	# max over accumulators, then over lanes
+	vmaxps zmm0, zmm1, zmm0
+	vextractf64x4 ymm1, zmm0, 1
+	vmaxps ymm0, ymm1, ymm0
+	vextractf32x4 xmm1, ymm0, 1
+	vmaxps xmm0, xmm1, xmm0
+	vpermilps xmm1, xmm0, 78
+	vmaxps xmm0, xmm1, xmm0
+	vpermilps xmm1, xmm0, 177
+	vmaxps xmm0, xmm1, xmm0
+	vmovss DWORD PTR [rcx], xmm0
+	mov eax, 0
+	vzeroupper
+	ret
+	.size bf16_rmax_pass__avx512f_u64_acc2, .-bf16_rmax_pass__avx512f_u64_acc2
+
+# int bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512(const uint16_t* x, uint16_t* y, size_t n, float* state);
+# state[1] = 1 / sum(exp(x - m)), m = state[0];
+# float32 block sums fold into float64 lane sums.
+	.globl bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512
+	.type bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512, @function
+	.p2align 5
+bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512:
+.Lentry_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512:
+	sub rsp, 136
+	# constants kept in registers for the whole call
+	vbroadcastss zmm0, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_log2e]
+	vbroadcastss zmm1, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c4]
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c3]
+	vbroadcastss zmm3, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c2]
+	vbroadcastss zmm4, DWORD PTR [rcx]
+	vbroadcastss zmm5, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_d_min]
+	vxorps zmm6, zmm6, zmm6
+	vmovups ZMMWORD PTR [rsp], zmm6
+	vmovups ZMMWORD PTR [rsp + 64], zmm6
+.Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_block:
+	# next block: count = min(n, 512), n -= count
+	mov rsi, 512
+	cmp rdx, rsi
+	cmovb rsi, rdx
+	sub rdx, rsi
+	vxorps zmm6, zmm6, zmm6
+	vxorps zmm7, zmm7, zmm7
+	cmp rsi, 128
+	jb .Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_sum_u8_done
+.Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_sum_u8:
+	vpmovzxwd zmm8, YMMWORD PTR [rdi]
+	vpslld zmm8, zmm8, 16
+	vpmovzxwd zmm9, YMMWORD PTR [rdi + 32]
+	vpslld zmm9, zmm9, 16
+	vpmovzxwd zmm10, YMMWORD PTR [rdi + 64]
+	vpslld zmm10, zmm10, 16
+	vpmovzxwd zmm11, YMMWORD PTR [rdi + 96]
+	vpslld zmm11, zmm11, 16
+	vpmovzxwd zmm12, YMMWORD PTR [rdi + 128]
+	vpslld zmm12, zmm12, 16
+	vpmovzxwd zmm13, YMMWORD PTR [rdi + 160]
+	vpslld zmm13, zmm13, 16
+	vpmovzxwd zmm14, YMMWORD PTR [rdi + 192]
+	vpslld zmm14, zmm14, 16
+	vpmovzxwd zmm15, YMMWORD PTR [rdi + 224]
+	vpslld zmm15, zmm15, 16
+	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
+	vsubps zmm8, zmm8, zmm4
+	vsubps zmm9, zmm9, zmm4
+	vsubps zmm10, zmm10, zmm4
+	vsubps zmm11, zmm11, zmm4
+	vsubps zmm12, zmm12, zmm4
+	vsubps zmm13, zmm13, zmm4
+	vsubps zmm14, zmm14, zmm4
+	vsubps zmm15, zmm15, zmm4
+	vmaxps zmm8, zmm5, zmm8
+	vmaxps zmm9, zmm5, zmm9
+	vmaxps zmm10, zmm5, zmm10
+	vmaxps zmm11, zmm5, zmm11
+	vmaxps zmm12, zmm5, zmm12
+	vmaxps zmm13, zmm5, zmm13
+	vmaxps zmm14, zmm5, zmm14
+	vmaxps zmm15, zmm5, zmm15
+	# n = round(x * log2e)
+	vmulps zmm16, zmm8, zmm0
+	vmulps zmm17, zmm9, zmm0
+	vmulps zmm18, zmm10, zmm0
+	vmulps zmm19, zmm11, zmm0
+	vmulps zmm20, zmm12, zmm0
+	vmulps zmm21, zmm13, zmm0
+	vmulps zmm22, zmm14, zmm0
+	vmulps zmm23, zmm15, zmm0
+	vrndscaleps zmm16, zmm16, 8
+	vrndscaleps zmm17, zmm17, 8
+	vrndscaleps zmm18, zmm18, 8
+	vrndscaleps zmm19, zmm19, 8
+	vrndscaleps zmm20, zmm20, 8
+	vrndscaleps zmm21, zmm21, 8
+	vrndscaleps zmm22, zmm22, 8
+	vrndscaleps zmm23, zmm23, 8
+	# t = x - n*ln2 (one FMA: n is small here)
+	vfmadd231ps zmm8, zmm16, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2]
+	vfmadd231ps zmm9, zmm17, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2]
+	vfmadd231ps zmm10, zmm18, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2]
+	vfmadd231ps zmm11, zmm19, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2]
+	vfmadd231ps zmm12, zmm20, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2]
+	vfmadd231ps zmm13, zmm21, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2]
+	vfmadd231ps zmm14, zmm22, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2]
+	vfmadd231ps zmm15, zmm23, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vbroadcastss zmm24, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5]
+	vbroadcastss zmm25, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5]
+	vbroadcastss zmm26, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5]
+	vbroadcastss zmm27, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5]
+	vbroadcastss zmm28, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5]
+	vbroadcastss zmm29, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5]
+	vbroadcastss zmm30, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5]
+	vbroadcastss zmm31, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5]
+	vfmadd213ps zmm24, zmm8, zmm1
+	vfmadd213ps zmm25, zmm9, zmm1
+	vfmadd213ps zmm26, zmm10, zmm1
+	vfmadd213ps zmm27, zmm11, zmm1
+	vfmadd213ps zmm28, zmm12, zmm1
+	vfmadd213ps zmm29, zmm13, zmm1
+	vfmadd213ps zmm30, zmm14, zmm1
+	vfmadd213ps zmm31, zmm15, zmm1
+	vfmadd213ps zmm24, zmm8, zmm2
+	vfmadd213ps zmm25, zmm9, zmm2
+	vfmadd213ps zmm26, zmm10, zmm2
+	vfmadd213ps zmm27, zmm11, zmm2
+	vfmadd213ps zmm28, zmm12, zmm2
+	vfmadd213ps zmm29, zmm13, zmm2
+	vfmadd213ps zmm30, zmm14, zmm2
+	vfmadd213ps zmm31, zmm15, zmm2
+	vfmadd213ps zmm24, zmm8, zmm3
+	vfmadd213ps zmm25, zmm9, zmm3
+	vfmadd213ps zmm26, zmm10, zmm3
+	vfmadd213ps zmm27, zmm11, zmm3
+	vfmadd213ps zmm28, zmm12, zmm3
+	vfmadd213ps zmm29, zmm13, zmm3
+	vfmadd213ps zmm30, zmm14, zmm3
+	vfmadd213ps zmm31, zmm15, zmm3
+	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1]
+	vfmadd213ps zmm25, zmm9, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1]
+	vfmadd213ps zmm26, zmm10, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1]
+	vfmadd213ps zmm27, zmm11, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1]
+	vfmadd213ps zmm28, zmm12, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1]
+	vfmadd213ps zmm29, zmm13, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1]
+	vfmadd213ps zmm30, zmm14, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1]
+	vfmadd213ps zmm31, zmm15, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1]
+	vfmadd213ps zmm24, zmm8, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one]
+	vfmadd213ps zmm25, zmm9, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one]
+	vfmadd213ps zmm26, zmm10, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one]
+	vfmadd213ps zmm27, zmm11, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one]
+	vfmadd213ps zmm28, zmm12, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one]
+	vfmadd213ps zmm29, zmm13, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one]
+	vfmadd213ps zmm30, zmm14, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one]
+	vfmadd213ps zmm31, zmm15, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one]
+	# exp(d) = p * 2^n
+	vscalefps zmm24, zmm24, zmm16
+	vscalefps zmm25, zmm25, zmm17
+	vscalefps zmm26, zmm26, zmm18
+	vscalefps zmm27, zmm27, zmm19
+	vscalefps zmm28, zmm28, zmm20
+	vscalefps zmm29, zmm29, zmm21
+	vscalefps zmm30, zmm30, zmm22
+	vscalefps zmm31, zmm31, zmm23
+	# sum += exp(x - m)
+	vaddps zmm6, zmm6, zmm24
+	vaddps zmm7, zmm7, zmm25
+	vaddps zmm6, zmm6, zmm26
+	vaddps zmm7, zmm7, zmm27
+	vaddps zmm6, zmm6, zmm28
+	vaddps zmm7, zmm7, zmm29
+	vaddps zmm6, zmm6, zmm30
+	vaddps zmm7, zmm7, zmm31
+	add rdi, 256
+	sub rsi, 128
+	cmp rsi, 128
+	jae .Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_sum_u8
+.Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_sum_u8_done:
+	cmp rsi, 16
+	jb .Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_sum_v1_done
+.Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_sum_v1:
+	vpmovzxwd zmm8, YMMWORD PTR [rdi]
+	vpslld zmm8, zmm8, 16
+	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
+	vsubps zmm8, zmm8, zmm4
+	vmaxps zmm8, zmm5, zmm8
+	# n = round(x * log2e)
+	vmulps zmm9, zmm8, zmm0
+	vrndscaleps zmm9, zmm9, 8
+	# t = x - n*ln2 (one FMA: n is small here)
+	vfmadd231ps zmm8, zmm9, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vbroadcastss zmm10, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5]
+	vfmadd213ps zmm10, zmm8, zmm1
+	vfmadd213ps zmm10, zmm8, zmm2
+	vfmadd213ps zmm10, zmm8, zmm3
+	vfmadd213ps zmm10, zmm8, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1]
+	vfmadd213ps zmm10, zmm8, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one]
+	# exp(d) = p * 2^n
+	vscalefps zmm10, zmm10, zmm9
+	# sum += exp(x - m)
+	vaddps zmm6, zmm6, zmm10
+	add rdi, 32
+	sub rsi, 16
+	cmp rsi, 16
+	jae .Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_sum_v1
+.Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_sum_v1_done:
+	test rsi, rsi
+	je .Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_sum_tail_done
+	lea r8, [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_tail_kmasks]
+	kmovw k1, WORD PTR [r8 + rsi*4]
+	vbroadcastss zmm8, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_inf]
+	vpmovzxwd zmm8{k1}, YMMWORD PTR [rdi]
+	vpslld zmm8{k1}, zmm8, 16
+	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
+	vsubps zmm8, zmm8, zmm4
+	vmaxps zmm8, zmm5, zmm8
+	# n = round(x * log2e)
+	vmulps zmm9, zmm8, zmm0
+	vrndscaleps zmm9, zmm9, 8
+	# t = x - n*ln2 (one FMA: n is small here)
+	vfmadd231ps zmm8, zmm9, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vbroadcastss zmm10, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5]
+	vfmadd213ps zmm10, zmm8, zmm1
+	vfmadd213ps zmm10, zmm8, zmm2
+	vfmadd213ps zmm10, zmm8, zmm3
+	vfmadd213ps zmm10, zmm8, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1]
+	vfmadd213ps zmm10, zmm8, DWORD BCST [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one]
+	# exp(d) = p * 2^n
+	vscalefps zmm10, zmm10, zmm9
+	# sum += exp(x - m)
+	vaddps zmm6, zmm6, zmm10
+.Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_sum_tail_done:
+	# block sum -> float64 lane sums
+	vaddps zmm6, zmm6, zmm7
+	vextractf64x4 ymm7, zmm6, 1
+	vcvtps2pd zmm6, ymm6
+	vcvtps2pd zmm7, ymm7
+	vaddpd zmm6, zmm6, ZMMWORD PTR [rsp]
+	vmovups ZMMWORD PTR [rsp], zmm6
+	vaddpd zmm7, zmm7, ZMMWORD PTR [rsp + 64]
+	vmovups ZMMWORD PTR [rsp + 64], zmm7
+	test rdx, rdx
+	jne .Lbf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_block
+	# state[1] = 1 / sum over lanes
+	vmovups zmm0, ZMMWORD PTR [rsp]
+	vmovups zmm1, ZMMWORD PTR [rsp + 64]
+	vaddpd zmm0, zmm0, zmm1
+	vextractf64x4 ymm1, zmm0, 1
+	vaddpd ymm0, ymm0, ymm1
+	vextractf32x4 xmm1, ymm0, 1
+	vaddpd xmm0, xmm0, xmm1
+	vunpckhpd xmm1, xmm0, xmm0
+	vaddsd xmm0, xmm0, xmm1
+	vcvtsd2ss xmm1, xmm1, xmm0
+	vmovss DWORD PTR [rcx + 8], xmm1
+	vmovsd xmm1, QWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one_f64]
+	vdivsd xmm1, xmm1, xmm0
+	vcvtsd2ss xmm1, xmm1, xmm1
+	vmovss DWORD PTR [rcx + 4], xmm1
+	mov eax, 0
+	vzeroupper
+	add rsp, 136
+	ret
+	.size bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512, .-bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512
+
+# int f32_lnextexp__avx512f(const float* x, float* y, size_t n, float* state);
+# The log-sum-exp state of a row from its two-pass state:
+# c = ln(v) + e ln 2, a = float32(c), b = float32(c - a); c as float64 at state + 8.
+	.globl f32_lnextexp__avx512f
+	.type f32_lnextexp__avx512f, @function
+	.p2align 5
+f32_lnextexp__avx512f:
+.Lentry_f32_lnextexp__avx512f:
+	vmovss xmm0, DWORD PTR [rcx]
+	vmovss xmm1, DWORD PTR [rcx + 8]
+	# s = 2^k * r: k, r in [1, 2) from the bit fields; r / 2, k + 1 where r > sqrt(2)
+	vmovd edx, xmm1
+	mov rsi, rdx
+	shr rsi, 23
+	and rdx, 8388607
+	or rdx, 1065353216
+	lea rdi, [rdx - 8388608]
+	lea r8, [rsi + 1]
+	cmp rdx, 1068827891
+	cmova rdx, rdi
+	cmova rsi, r8
+	vmovd xmm1, esi
+	vcvtdq2ps xmm1, xmm1
+	vsubss xmm1, xmm1, DWORD PTR [rip + .Lc_f32_lnextexp__avx512f_exponent_bias]
+	vmovd xmm2, edx
+	vcvtss2sd xmm2, xmm2, xmm2
+	# ln r = t * sum_j 2 t^(2j) / (2j + 1), t = (r - 1) / (r + 1)
+	vaddsd xmm3, xmm2, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_minus_one_f64]
+	vaddsd xmm2, xmm2, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_one_f64]
+	vdivsd xmm3, xmm3, xmm2
+	vmulsd xmm2, xmm3, xmm3
+	vmovsd xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c10]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c9]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c8]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c7]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c6]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c5]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c4]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c3]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c2]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c1]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_atanh_c0]
+	vmulsd xmm4, xmm4, xmm3
+	# K = k + e (exact: both are integers below 2^24)
+	vaddss xmm1, xmm1, xmm0
+	# c = K * LN2_HI + (K * LN2_LO + ln r)
+	vcvtss2sd xmm0, xmm1, xmm1
+	vmulsd xmm1, xmm0, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_ln2_lo]
+	vaddsd xmm1, xmm1, xmm4
+	vmulsd xmm0, xmm0, QWORD PTR [rip + .Lc_f32_lnextexp__avx512f_ln2_hi]
+	vaddsd xmm1, xmm1, xmm0
+	# a = float32(c), b = float32(c - a)
+	vcvtsd2ss xmm0, xmm1, xmm1
+	vcvtss2sd xmm2, xmm0, xmm0
+	vsubsd xmm2, xmm1, xmm2
+	vcvtsd2ss xmm2, xmm2, xmm2
+	vmovss DWORD PTR [rcx], xmm0
+	vmovss DWORD PTR [rcx + 4], xmm2
+	vmovsd QWORD PTR [rcx + 8], xmm1
+	mov eax, 0
+	ret
+	.size f32_lnextexp__avx512f, .-f32_lnextexp__avx512f
+
+# int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+# The log-sum-exp state of a row from its three-pass state:
+# c = m + ln(sum), a = m, b = ln(sum) (NaN where m or sum is not finite); c as float64 at state + 8.
+	.globl f32_lnexpminusmax__avx512f
+	.type f32_lnexpminusmax__avx512f, @function
+	.p2align 5
+f32_lnexpminusmax__avx512f:
+.Lentry_f32_lnexpminusmax__avx512f:
+	vmovss xmm0, DWORD PTR [rcx]
+	vmovss xmm1, DWORD PTR [rcx + 8]
+	# s = 2^k * r: k, r in [1, 2) from the bit fields; r / 2, k + 1 where r > sqrt(2)
+	vmovd edx, xmm1
+	mov rsi, rdx
+	shr rsi, 23
+	and rdx, 8388607
+	or rdx, 1065353216
+	lea rdi, [rdx - 8388608]
+	lea r8, [rsi + 1]
+	cmp rdx, 1068827891
+	cmova rdx, rdi
+	cmova rsi, r8
+	vmovd xmm2, esi
+	vcvtdq2ps xmm2, xmm2
+	vsubss xmm2, xmm2, DWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_exponent_bias]
+	vmovd xmm3, edx
+	vcvtss2sd xmm3, xmm3, xmm3
+	# ln r = t * sum_j 2 t^(2j) / (2j + 1), t = (r - 1) / (r + 1)
+	vaddsd xmm4, xmm3, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_minus_one_f64]
+	vaddsd xmm3, xmm3, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_one_f64]
+	vdivsd xmm4, xmm4, xmm3
+	vmulsd xmm3, xmm4, xmm4
+	vmovsd xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c10]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c9]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c8]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c7]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c6]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c5]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c4]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c3]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c2]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c1]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c0]
+	vmulsd xmm5, xmm5, xmm4
+	# c = K * LN2_HI + (K * LN2_LO + ln r)
+	vcvtss2sd xmm2, xmm2, xmm2
+	vmulsd xmm3, xmm2, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_ln2_lo]
+	vaddsd xmm3, xmm3, xmm5
+	vmulsd xmm2, xmm2, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_ln2_hi]
+	vaddsd xmm3, xmm3, xmm2
+	# not finite (NaN, +inf, only -inf): nan_or_zero = (m - m) + (sum - sum) is NaN
+	vsubss xmm2, xmm0, xmm0
+	vsubss xmm1, xmm1, xmm1
+	vaddss xmm2, xmm2, xmm1
+	# a = m (+ NaN), b = float32(ln sum), c = m + ln sum (+ NaN)
+	vaddss xmm0, xmm0, xmm2
+	vcvtsd2ss xmm2, xmm3, xmm3
+	vcvtss2sd xmm1, xmm0, xmm0
+	vaddsd xmm3, xmm3, xmm1
+	vmovss DWORD PTR [rcx], xmm0
+	vmovss DWORD PTR [rcx + 4], xmm2
+	vmovsd QWORD PTR [rcx + 8], xmm3
+	mov eax, 0
+	ret
+	.size f32_lnexpminusmax__avx512f, .-f32_lnexpminusmax__avx512f
+
 # int bf16_vsubsub__avx512f_u64(const uint16_t* x, uint16_t* y, size_t n, float* state);
 # y = (x - a) - b with a = state[0], b = state[1]: log_softmax's
 # output pass, c = a + b = ln(sum(exp(x))) held as two floats.
@@ -463,6 +929,161 @@ bf16_vsubsub__avx512f_u64:
 	vzeroupper
 	ret
 	.size bf16_vsubsub__avx512f_u64, .-bf16_vsubsub__avx512f_u64
+
+# size_t bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+# The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):
+# row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the
+# three-pass passes reduced; returns how many rows were marked.
+	.globl bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp
+	.type bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp, @function
+	.p2align 5
+bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp:
+.Lentry_bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp:
+	push rbx
+	push rbp
+	push r12
+	push r13
+	push r14
+	push r15
+	sub rsp, 24
+	mov rbx, rdi
+	mov rbp, rsi
+	mov r12, rdx
+	mov r13, rcx
+	mov r14, r8
+	mov r15, r9
+	mov QWORD PTR [rsp], 0
+	test r12, r12
+	je .Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp_done
+.Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp_row:
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_bf16_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b512
+	test eax, eax
+	jne .Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp_three_pass
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f32_lnextexp__avx512f
+	mov DWORD PTR [r15], 0
+	jmp .Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp_state_done
+.Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp_three_pass:
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_bf16_rmax_pass__avx512f_u64_acc2
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f32_lnexpminusmax__avx512f
+	mov DWORD PTR [r15], 1
+	mov rax, QWORD PTR [rsp]
+	add rax, 1
+	mov QWORD PTR [rsp], rax
+.Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp_state_done:
+	add rbx, r13
+	add r14, 16
+	add r15, 4
+	sub r12, 1
+	jne .Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp_row
+.Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp_done:
+	mov rax, QWORD PTR [rsp]
+	add rsp, 24
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+	.size bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp, .-bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp
+
+# size_t bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+# log_softmax of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its
+# result at y + r*row_strides[1] bytes; row r's log-sum-exp state is left at states +
+# 16*r bytes. Returns 0.
+	.globl bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows
+	.type bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows, @function
+	.p2align 5
+bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows:
+.Lentry_bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows:
+	push rbx
+	push rbp
+	push r12
+	push r13
+	push r14
+	push r15
+	sub rsp, 8
+	mov rbx, rdi
+	mov rbp, rsi
+	mov r12, rdx
+	mov r13, rcx
+	mov r14, r8
+	mov r15, r9
+	test r13, r13
+	je .Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows_done
+.Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows_row:
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_bf16_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b512
+	test eax, eax
+	jne .Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows_three_pass
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f32_lnextexp__avx512f
+	jmp .Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows_state_done
+.Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows_three_pass:
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_bf16_rmax_pass__avx512f_u64_acc2
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f32_lnexpminusmax__avx512f
+.Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows_state_done:
+	mov rdi, rbx
+	mov rsi, rbp
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_bf16_vsubsub__avx512f_u64
+	add rbx, [r14]
+	add rbp, [r14 + 8]
+	add r15, 16
+	sub r13, 1
+	jne .Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows_row
+.Lbf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows_done:
+	xor eax, eax
+	add rsp, 8
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+	.size bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows, .-bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows
 
 # size_t bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 # The reduction passes of `rows` rows of n floats (row r at x + r*x_row_stride bytes);
@@ -632,6 +1253,174 @@ bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_apply:
 	.p2align 2
 .Lc_bf16_raddextexp__avx512f_rr2_p5_scalef_u128_acc2_b512_e_low:
 	.long 0xC9B8A3F8  # -0x1.7147Fp+20 = -1512575
+	.p2align 2
+.Lc_bf16_rmax_pass__avx512f_u64_acc2_minus_inf:
+	.long 0xFF800000  # -inf
+	.p2align 2
+.Lc_bf16_rmax_pass__avx512f_u64_acc2_tail_kmasks:
+	.long 0x00000000  # 
+	.long 0x00000001  # lane mask
+	.long 0x00000003  # lane mask
+	.long 0x00000007  # lane mask
+	.long 0x0000000F  # lane mask
+	.long 0x0000001F  # lane mask
+	.long 0x0000003F  # lane mask
+	.long 0x0000007F  # lane mask
+	.long 0x000000FF  # lane mask
+	.long 0x000001FF  # lane mask
+	.long 0x000003FF  # lane mask
+	.long 0x000007FF  # lane mask
+	.long 0x00000FFF  # lane mask
+	.long 0x00001FFF  # lane mask
+	.long 0x00003FFF  # lane mask
+	.long 0x00007FFF  # lane mask
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_log2e:
+	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c4:
+	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c3:
+	.long 0x3E2AAD40  # 0x1.555A8p-3 = 0.166676521
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c2:
+	.long 0x3EFFFEE3  # 0x1.FFFDC6p-2 = 0.499991506
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_d_min:
+	.long 0xC2D00000  # -0x1.Ap+6 = -104
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_inf:
+	.long 0xFF800000  # -inf
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_minus_ln2:
+	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c5:
+	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_c1:
+	.long 0x3F7FFFFB  # 0x1.FFFFF6p-1 = 0.999999702
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one:
+	.long 0x3F800000  # 0x1.0p+0 = 1
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_tail_kmasks:
+	.long 0x00000000  # 
+	.long 0x00000001  # lane mask
+	.long 0x00000003  # lane mask
+	.long 0x00000007  # lane mask
+	.long 0x0000000F  # lane mask
+	.long 0x0000001F  # lane mask
+	.long 0x0000003F  # lane mask
+	.long 0x0000007F  # lane mask
+	.long 0x000000FF  # lane mask
+	.long 0x000001FF  # lane mask
+	.long 0x000003FF  # lane mask
+	.long 0x000007FF  # lane mask
+	.long 0x00000FFF  # lane mask
+	.long 0x00001FFF  # lane mask
+	.long 0x00003FFF  # lane mask
+	.long 0x00007FFF  # lane mask
+	.p2align 3
+.Lc_bf16_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one_f64:
+	.quad 0x3FF0000000000000  # 1.0
+	.p2align 2
+.Lc_f32_lnextexp__avx512f_exponent_bias:
+	.long 0x42FE0000  # 0x1.FCp+6 = 127
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_minus_one_f64:
+	.quad 0xBFF0000000000000  # -1.0
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_one_f64:
+	.quad 0x3FF0000000000000  # 1.0
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c10:
+	.quad 0x3FB8618618618618  # 0.09523809523809523
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c9:
+	.quad 0x3FBAF286BCA1AF28  # 0.10526315789473684
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c8:
+	.quad 0x3FBE1E1E1E1E1E1E  # 0.11764705882352941
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c7:
+	.quad 0x3FC1111111111111  # 0.13333333333333333
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c6:
+	.quad 0x3FC3B13B13B13B14  # 0.15384615384615385
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c5:
+	.quad 0x3FC745D1745D1746  # 0.18181818181818182
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c4:
+	.quad 0x3FCC71C71C71C71C  # 0.2222222222222222
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c3:
+	.quad 0x3FD2492492492492  # 0.2857142857142857
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c2:
+	.quad 0x3FD999999999999A  # 0.4
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c1:
+	.quad 0x3FE5555555555555  # 0.6666666666666666
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_atanh_c0:
+	.quad 0x4000000000000000  # 2.0
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_ln2_lo:
+	.quad 0x3DEA39EF35793C76  # 1.9082149292705877e-10
+	.p2align 3
+.Lc_f32_lnextexp__avx512f_ln2_hi:
+	.quad 0x3FE62E42FEE00000  # 0.6931471803691238
+	.p2align 2
+.Lc_f32_lnexpminusmax__avx512f_exponent_bias:
+	.long 0x42FE0000  # 0x1.FCp+6 = 127
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_minus_one_f64:
+	.quad 0xBFF0000000000000  # -1.0
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_one_f64:
+	.quad 0x3FF0000000000000  # 1.0
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c10:
+	.quad 0x3FB8618618618618  # 0.09523809523809523
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c9:
+	.quad 0x3FBAF286BCA1AF28  # 0.10526315789473684
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c8:
+	.quad 0x3FBE1E1E1E1E1E1E  # 0.11764705882352941
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c7:
+	.quad 0x3FC1111111111111  # 0.13333333333333333
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c6:
+	.quad 0x3FC3B13B13B13B14  # 0.15384615384615385
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c5:
+	.quad 0x3FC745D1745D1746  # 0.18181818181818182
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c4:
+	.quad 0x3FCC71C71C71C71C  # 0.2222222222222222
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c3:
+	.quad 0x3FD2492492492492  # 0.2857142857142857
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c2:
+	.quad 0x3FD999999999999A  # 0.4
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c1:
+	.quad 0x3FE5555555555555  # 0.6666666666666666
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c0:
+	.quad 0x4000000000000000  # 2.0
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_ln2_lo:
+	.quad 0x3DEA39EF35793C76  # 1.9082149292705877e-10
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_ln2_hi:
+	.quad 0x3FE62E42FEE00000  # 0.6931471803691238
 	.p2align 2
 .Lc_bf16_vsubsub__avx512f_u64_one_bits:
 	.long 0x00000001  # lane mask

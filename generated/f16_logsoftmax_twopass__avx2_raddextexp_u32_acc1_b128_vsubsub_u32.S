@@ -306,6 +306,433 @@ f16_raddextexp__avx2_rr2_p5_u32_acc1_b128:
 	ret
 	.size f16_raddextexp__avx2_rr2_p5_u32_acc1_b128, .-f16_raddextexp__avx2_rr2_p5_u32_acc1_b128
 
+# int f16_rmax_pass__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+# state[0] = max(x[0:n]); NaN need not propagate (the next
+# pass turns any NaN into a NaN row).
+	.globl f16_rmax_pass__avx2_u32_acc2
+	.type f16_rmax_pass__avx2_u32_acc2, @function
+	.p2align 5
+f16_rmax_pass__avx2_u32_acc2:
+.Lentry_f16_rmax_pass__avx2_u32_acc2:
+	sub rsp, 24
+	# max = -inf in every lane of every accumulator
+	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f16_rmax_pass__avx2_u32_acc2_minus_inf]
+	vmovaps ymm1, YMMWORD PTR [rip + .Lc_f16_rmax_pass__avx2_u32_acc2_minus_inf]
+	# max = max(max, x), accumulator i mod K for vector i
+	cmp rdx, 32
+	jb .Lf16_rmax_pass__avx2_u32_acc2_max_u4_done
+.Lf16_rmax_pass__avx2_u32_acc2_max_u4:
+	vcvtph2ps ymm2, XMMWORD PTR [rdi]
+	vcvtph2ps ymm3, XMMWORD PTR [rdi + 16]
+	vcvtph2ps ymm4, XMMWORD PTR [rdi + 32]
+	vcvtph2ps ymm5, XMMWORD PTR [rdi + 48]
+	vmaxps ymm0, ymm2, ymm0
+	vmaxps ymm1, ymm3, ymm1
+	vmaxps ymm0, ymm4, ymm0
+	vmaxps ymm1, ymm5, ymm1
+	add rdi, 64
+	sub rdx, 32
+	cmp rdx, 32
+	jae .Lf16_rmax_pass__avx2_u32_acc2_max_u4
+.Lf16_rmax_pass__avx2_u32_acc2_max_u4_done:
+	cmp rdx, 8
+	jb .Lf16_rmax_pass__avx2_u32_acc2_max_v1_done
+.Lf16_rmax_pass__avx2_u32_acc2_max_v1:
+	vcvtph2ps ymm2, XMMWORD PTR [rdi]
+	vmaxps ymm0, ymm2, ymm0
+	add rdi, 16
+	sub rdx, 8
+	cmp rdx, 8
+	jae .Lf16_rmax_pass__avx2_u32_acc2_max_v1
+.Lf16_rmax_pass__avx2_u32_acc2_max_v1_done:
+	test rdx, rdx
+	je .Lf16_rmax_pass__avx2_u32_acc2_max_tail_done
+	lea rsi, [rip + .Lc_f16_rmax_pass__avx2_u32_acc2_tail_window]
+	mov r8, rdx
+	neg r8
+	vmovups ymm2, YMMWORD PTR [rsi + r8*4 + 32]
+	vxorps xmm3, xmm3, xmm3
+	vmovups XMMWORD PTR [rsp], xmm3
+	xor esi, esi
+.Lf16_rmax_pass__avx2_u32_acc2_copy_words:
+	cmp rsi, rdx
+	jae .Lf16_rmax_pass__avx2_u32_acc2_copy_words_done
+	movzx r8d, WORD PTR [rdi + rsi*2]
+	mov WORD PTR [rsp + rsi*2], r8w
+	add rsi, 1
+	jmp .Lf16_rmax_pass__avx2_u32_acc2_copy_words
+.Lf16_rmax_pass__avx2_u32_acc2_copy_words_done:
+	vcvtph2ps ymm3, XMMWORD PTR [rsp]
+	vmovups ymm4, YMMWORD PTR [rip + .Lc_f16_rmax_pass__avx2_u32_acc2_minus_inf]
+	vblendvps ymm3, ymm4, ymm3, ymm2
+	vmaxps ymm0, ymm3, ymm0
+.Lf16_rmax_pass__avx2_u32_acc2_max_tail_done:
+	# max over accumulators, then over lanes
+	vmaxps ymm0, ymm1, ymm0
+	vextractf128 xmm1, ymm0, 1
+	vmaxps xmm0, xmm1, xmm0
+	vpermilps xmm1, xmm0, 78
+	vmaxps xmm0, xmm1, xmm0
+	vpermilps xmm1, xmm0, 177
+	vmaxps xmm0, xmm1, xmm0
+	vmovss DWORD PTR [rcx], xmm0
+	mov eax, 0
+	vzeroupper
+	add rsp, 24
+	ret
+	.size f16_rmax_pass__avx2_u32_acc2, .-f16_rmax_pass__avx2_u32_acc2
+
+# int f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128(const uint16_t* x, uint16_t* y, size_t n, float* state);
+# state[1] = 1 / sum(exp(x - m)), m = state[0];
+# float32 block sums fold into float64 lane sums.
+	.globl f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128
+	.type f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128, @function
+	.p2align 5
+f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128:
+.Lentry_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128:
+	sub rsp, 88
+	# constants kept in registers for the whole call
+	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_magic_bias]
+	vbroadcastss ymm1, DWORD PTR [rcx]
+	vmovaps ymm2, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_d_min]
+	vxorps ymm3, ymm3, ymm3
+	vmovups YMMWORD PTR [rsp], ymm3
+	vmovups YMMWORD PTR [rsp + 32], ymm3
+.Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_block:
+	# next block: count = min(n, 128), n -= count
+	mov rsi, 128
+	cmp rdx, rsi
+	cmovb rsi, rdx
+	sub rdx, rsi
+	vxorps ymm3, ymm3, ymm3
+	cmp rsi, 32
+	jb .Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_sum_u4_done
+.Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_sum_u4:
+	vcvtph2ps ymm4, XMMWORD PTR [rdi]
+	vcvtph2ps ymm5, XMMWORD PTR [rdi + 16]
+	vcvtph2ps ymm6, XMMWORD PTR [rdi + 32]
+	vcvtph2ps ymm7, XMMWORD PTR [rdi + 48]
+	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
+	vsubps ymm4, ymm4, ymm1
+	vsubps ymm5, ymm5, ymm1
+	vsubps ymm6, ymm6, ymm1
+	vsubps ymm7, ymm7, ymm1
+	vmaxps ymm4, ymm2, ymm4
+	vmaxps ymm5, ymm2, ymm5
+	vmaxps ymm6, ymm2, ymm6
+	vmaxps ymm7, ymm2, ymm7
+	# n = round(x * log2e)
+	vmovaps ymm8, ymm0
+	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_log2e]
+	vmovaps ymm9, ymm0
+	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_log2e]
+	vmovaps ymm10, ymm0
+	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_log2e]
+	vmovaps ymm11, ymm0
+	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_log2e]
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
+	# t = x - n*ln2 (one FMA: n is small here)
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vmovups ymm12, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c5]
+	vmovups ymm13, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c5]
+	vmovups ymm14, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c5]
+	vmovups ymm15, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c5]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c4]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c4]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c4]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c4]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c3]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c3]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c3]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c3]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c2]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c2]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c2]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c2]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c1]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c1]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c1]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c1]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_one]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_one]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_one]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_one]
+	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vpslld ymm8, ymm8, 23
+	vpslld ymm9, ymm9, 23
+	vpslld ymm10, ymm10, 23
+	vpslld ymm11, ymm11, 23
+	vmulps ymm12, ymm12, ymm8
+	vmulps ymm13, ymm13, ymm9
+	vmulps ymm14, ymm14, ymm10
+	vmulps ymm15, ymm15, ymm11
+	# sum += exp(x - m)
+	vaddps ymm3, ymm3, ymm12
+	vaddps ymm3, ymm3, ymm13
+	vaddps ymm3, ymm3, ymm14
+	vaddps ymm3, ymm3, ymm15
+	add rdi, 64
+	sub rsi, 32
+	cmp rsi, 32
+	jae .Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_sum_u4
+.Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_sum_u4_done:
+	cmp rsi, 8
+	jb .Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_sum_v1_done
+.Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_sum_v1:
+	vcvtph2ps ymm4, XMMWORD PTR [rdi]
+	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
+	vsubps ymm4, ymm4, ymm1
+	vmaxps ymm4, ymm2, ymm4
+	# n = round(x * log2e)
+	vmovaps ymm5, ymm0
+	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_log2e]
+	vsubps ymm6, ymm5, ymm0
+	# t = x - n*ln2 (one FMA: n is small here)
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c5]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c4]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c3]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c2]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c1]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_one]
+	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vpslld ymm5, ymm5, 23
+	vmulps ymm6, ymm6, ymm5
+	# sum += exp(x - m)
+	vaddps ymm3, ymm3, ymm6
+	add rdi, 16
+	sub rsi, 8
+	cmp rsi, 8
+	jae .Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_sum_v1
+.Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_sum_v1_done:
+	test rsi, rsi
+	je .Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_sum_tail_done
+	lea r8, [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_tail_window]
+	mov r9, rsi
+	neg r9
+	vmovups ymm4, YMMWORD PTR [r8 + r9*4 + 32]
+	vxorps xmm5, xmm5, xmm5
+	vmovups XMMWORD PTR [rsp + 64], xmm5
+	xor r8d, r8d
+.Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_copy_words:
+	cmp r8, rsi
+	jae .Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_copy_words_done
+	movzx r9d, WORD PTR [rdi + r8*2]
+	mov WORD PTR [rsp + r8*2 + 64], r9w
+	add r8, 1
+	jmp .Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_copy_words
+.Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_copy_words_done:
+	vcvtph2ps ymm5, XMMWORD PTR [rsp + 64]
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_minus_inf]
+	vblendvps ymm5, ymm6, ymm5, ymm4
+	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
+	vsubps ymm5, ymm5, ymm1
+	vmaxps ymm5, ymm2, ymm5
+	# n = round(x * log2e)
+	vmovaps ymm4, ymm0
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_log2e]
+	vsubps ymm6, ymm4, ymm0
+	# t = x - n*ln2 (one FMA: n is small here)
+	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c5]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c4]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c3]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c2]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c1]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_one]
+	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vpslld ymm4, ymm4, 23
+	vmulps ymm6, ymm6, ymm4
+	# sum += exp(x - m)
+	vaddps ymm3, ymm3, ymm6
+.Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_sum_tail_done:
+	# block sum -> float64 lane sums
+	vextractf128 xmm4, ymm3, 1
+	vcvtps2pd ymm3, xmm3
+	vcvtps2pd ymm4, xmm4
+	vaddpd ymm3, ymm3, YMMWORD PTR [rsp]
+	vmovups YMMWORD PTR [rsp], ymm3
+	vaddpd ymm4, ymm4, YMMWORD PTR [rsp + 32]
+	vmovups YMMWORD PTR [rsp + 32], ymm4
+	test rdx, rdx
+	jne .Lf16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_block
+	# state[1] = 1 / sum over lanes
+	vmovups ymm0, YMMWORD PTR [rsp]
+	vmovups ymm1, YMMWORD PTR [rsp + 32]
+	vaddpd ymm0, ymm0, ymm1
+	vextractf128 xmm1, ymm0, 1
+	vaddpd xmm0, xmm0, xmm1
+	vunpckhpd xmm1, xmm0, xmm0
+	vaddsd xmm0, xmm0, xmm1
+	vcvtsd2ss xmm1, xmm1, xmm0
+	vmovss DWORD PTR [rcx + 8], xmm1
+	vmovsd xmm1, QWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_one_f64]
+	vdivsd xmm1, xmm1, xmm0
+	vcvtsd2ss xmm1, xmm1, xmm1
+	vmovss DWORD PTR [rcx + 4], xmm1
+	mov eax, 0
+	vzeroupper
+	add rsp, 88
+	ret
+	.size f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128, .-f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128
+
+# int f32_lnextexp__avx2(const float* x, float* y, size_t n, float* state);
+# The log-sum-exp state of a row from its two-pass state:
+# c = ln(v) + e ln 2, a = float32(c), b = float32(c - a); c as float64 at state + 8.
+	.globl f32_lnextexp__avx2
+	.type f32_lnextexp__avx2, @function
+	.p2align 5
+f32_lnextexp__avx2:
+.Lentry_f32_lnextexp__avx2:
+	vmovss xmm0, DWORD PTR [rcx]
+	vmovss xmm1, DWORD PTR [rcx + 8]
+	# s = 2^k * r: k, r in [1, 2) from the bit fields; r / 2, k + 1 where r > sqrt(2)
+	vmovd edx, xmm1
+	mov rsi, rdx
+	shr rsi, 23
+	and rdx, 8388607
+	or rdx, 1065353216
+	lea rdi, [rdx - 8388608]
+	lea r8, [rsi + 1]
+	cmp rdx, 1068827891
+	cmova rdx, rdi
+	cmova rsi, r8
+	vmovd xmm1, esi
+	vcvtdq2ps xmm1, xmm1
+	vsubss xmm1, xmm1, DWORD PTR [rip + .Lc_f32_lnextexp__avx2_exponent_bias]
+	vmovd xmm2, edx
+	vcvtss2sd xmm2, xmm2, xmm2
+	# ln r = t * sum_j 2 t^(2j) / (2j + 1), t = (r - 1) / (r + 1)
+	vaddsd xmm3, xmm2, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_minus_one_f64]
+	vaddsd xmm2, xmm2, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_one_f64]
+	vdivsd xmm3, xmm3, xmm2
+	vmulsd xmm2, xmm3, xmm3
+	vmovsd xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c10]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c9]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c8]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c7]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c6]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c5]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c4]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c3]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c2]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c1]
+	vmulsd xmm4, xmm4, xmm2
+	vaddsd xmm4, xmm4, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_atanh_c0]
+	vmulsd xmm4, xmm4, xmm3
+	# K = k + e (exact: both are integers below 2^24)
+	vaddss xmm1, xmm1, xmm0
+	# c = K * LN2_HI + (K * LN2_LO + ln r)
+	vcvtss2sd xmm0, xmm1, xmm1
+	vmulsd xmm1, xmm0, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_ln2_lo]
+	vaddsd xmm1, xmm1, xmm4
+	vmulsd xmm0, xmm0, QWORD PTR [rip + .Lc_f32_lnextexp__avx2_ln2_hi]
+	vaddsd xmm1, xmm1, xmm0
+	# a = float32(c), b = float32(c - a)
+	vcvtsd2ss xmm0, xmm1, xmm1
+	vcvtss2sd xmm2, xmm0, xmm0
+	vsubsd xmm2, xmm1, xmm2
+	vcvtsd2ss xmm2, xmm2, xmm2
+	vmovss DWORD PTR [rcx], xmm0
+	vmovss DWORD PTR [rcx + 4], xmm2
+	vmovsd QWORD PTR [rcx + 8], xmm1
+	mov eax, 0
+	ret
+	.size f32_lnextexp__avx2, .-f32_lnextexp__avx2
+
+# int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
+# The log-sum-exp state of a row from its three-pass state:
+# c = m + ln(sum), a = m, b = ln(sum) (NaN where m or sum is not finite); c as float64 at state + 8.
+	.globl f32_lnexpminusmax__avx2
+	.type f32_lnexpminusmax__avx2, @function
+	.p2align 5
+f32_lnexpminusmax__avx2:
+.Lentry_f32_lnexpminusmax__avx2:
+	vmovss xmm0, DWORD PTR [rcx]
+	vmovss xmm1, DWORD PTR [rcx + 8]
+	# s = 2^k * r: k, r in [1, 2) from the bit fields; r / 2, k + 1 where r > sqrt(2)
+	vmovd edx, xmm1
+	mov rsi, rdx
+	shr rsi, 23
+	and rdx, 8388607
+	or rdx, 1065353216
+	lea rdi, [rdx - 8388608]
+	lea r8, [rsi + 1]
+	cmp rdx, 1068827891
+	cmova rdx, rdi
+	cmova rsi, r8
+	vmovd xmm2, esi
+	vcvtdq2ps xmm2, xmm2
+	vsubss xmm2, xmm2, DWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_exponent_bias]
+	vmovd xmm3, edx
+	vcvtss2sd xmm3, xmm3, xmm3
+	# ln r = t * sum_j 2 t^(2j) / (2j + 1), t = (r - 1) / (r + 1)
+	vaddsd xmm4, xmm3, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_minus_one_f64]
+	vaddsd xmm3, xmm3, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_one_f64]
+	vdivsd xmm4, xmm4, xmm3
+	vmulsd xmm3, xmm4, xmm4
+	vmovsd xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c10]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c9]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c8]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c7]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c6]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c5]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c4]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c3]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c2]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c1]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_atanh_c0]
+	vmulsd xmm5, xmm5, xmm4
+	# c = K * LN2_HI + (K * LN2_LO + ln r)
+	vcvtss2sd xmm2, xmm2, xmm2
+	vmulsd xmm3, xmm2, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_ln2_lo]
+	vaddsd xmm3, xmm3, xmm5
+	vmulsd xmm2, xmm2, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx2_ln2_hi]
+	vaddsd xmm3, xmm3, xmm2
+	# not finite (NaN, +inf, only -inf): nan_or_zero = (m - m) + (sum - sum) is NaN
+	vsubss xmm2, xmm0, xmm0
+	vsubss xmm1, xmm1, xmm1
+	vaddss xmm2, xmm2, xmm1
+	# a = m (+ NaN), b = float32(ln sum), c = m + ln sum (+ NaN)
+	vaddss xmm0, xmm0, xmm2
+	vcvtsd2ss xmm2, xmm3, xmm3
+	vcvtss2sd xmm1, xmm0, xmm0
+	vaddsd xmm3, xmm3, xmm1
+	vmovss DWORD PTR [rcx], xmm0
+	vmovss DWORD PTR [rcx + 4], xmm2
+	vmovsd QWORD PTR [rcx + 8], xmm3
+	mov eax, 0
+	ret
+	.size f32_lnexpminusmax__avx2, .-f32_lnexpminusmax__avx2
+
 # int f16_vsubsub__avx2_u32(const uint16_t* x, uint16_t* y, size_t n, float* state);
 # y = (x - a) - b with a = state[0], b = state[1]: log_softmax's
 # output pass, c = a + b = ln(sum(exp(x))) held as two floats.
@@ -394,6 +821,161 @@ f16_vsubsub__avx2_u32:
 	add rsp, 24
 	ret
 	.size f16_vsubsub__avx2_u32, .-f16_vsubsub__avx2_u32
+
+# size_t f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+# The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):
+# row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the
+# three-pass passes reduced; returns how many rows were marked.
+	.globl f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp
+	.type f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp, @function
+	.p2align 5
+f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp:
+.Lentry_f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp:
+	push rbx
+	push rbp
+	push r12
+	push r13
+	push r14
+	push r15
+	sub rsp, 24
+	mov rbx, rdi
+	mov rbp, rsi
+	mov r12, rdx
+	mov r13, rcx
+	mov r14, r8
+	mov r15, r9
+	mov QWORD PTR [rsp], 0
+	test r12, r12
+	je .Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp_done
+.Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp_row:
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f16_raddextexp__avx2_rr2_p5_u32_acc1_b128
+	test eax, eax
+	jne .Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp_three_pass
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f32_lnextexp__avx2
+	mov DWORD PTR [r15], 0
+	jmp .Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp_state_done
+.Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp_three_pass:
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f16_rmax_pass__avx2_u32_acc2
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f32_lnexpminusmax__avx2
+	mov DWORD PTR [r15], 1
+	mov rax, QWORD PTR [rsp]
+	add rax, 1
+	mov QWORD PTR [rsp], rax
+.Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp_state_done:
+	add rbx, r13
+	add r14, 16
+	add r15, 4
+	sub r12, 1
+	jne .Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp_row
+.Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp_done:
+	mov rax, QWORD PTR [rsp]
+	add rsp, 24
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+	.size f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp, .-f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp
+
+# size_t f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+# log_softmax of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its
+# result at y + r*row_strides[1] bytes; row r's log-sum-exp state is left at states +
+# 16*r bytes. Returns 0.
+	.globl f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows
+	.type f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows, @function
+	.p2align 5
+f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows:
+.Lentry_f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows:
+	push rbx
+	push rbp
+	push r12
+	push r13
+	push r14
+	push r15
+	sub rsp, 8
+	mov rbx, rdi
+	mov rbp, rsi
+	mov r12, rdx
+	mov r13, rcx
+	mov r14, r8
+	mov r15, r9
+	test r13, r13
+	je .Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows_done
+.Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows_row:
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f16_raddextexp__avx2_rr2_p5_u32_acc1_b128
+	test eax, eax
+	jne .Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows_three_pass
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f32_lnextexp__avx2
+	jmp .Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows_state_done
+.Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows_three_pass:
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f16_rmax_pass__avx2_u32_acc2
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f32_lnexpminusmax__avx2
+.Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows_state_done:
+	mov rdi, rbx
+	mov rsi, rbp
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f16_vsubsub__avx2_u32
+	add rbx, [r14]
+	add rbp, [r14 + 8]
+	add r15, 16
+	sub r13, 1
+	jne .Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows_row
+.Lf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows_done:
+	xor eax, eax
+	add rsp, 8
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+	.size f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows, .-f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows
 
 # size_t f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 # The reduction passes of `rows` rows of n floats (row r at x + r*x_row_stride bytes);
@@ -612,6 +1194,267 @@ f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_apply:
 .Lc_f16_raddextexp__avx2_rr2_p5_u32_acc1_b128_e_low:
 	.rept 8
 	.long 0xC9B8A3F8  # -0x1.7147Fp+20 = -1512575
+	.endr
+	.p2align 5
+.Lc_f16_rmax_pass__avx2_u32_acc2_minus_inf:
+	.rept 8
+	.long 0xFF800000  # -inf
+	.endr
+	.p2align 5
+.Lc_f16_rmax_pass__avx2_u32_acc2_tail_window:
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_magic_bias:
+	.rept 8
+	.long 0x4B40007F  # 0x1.8000FEp+23 = 12583039
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_d_min:
+	.rept 8
+	.long 0xC2B00000  # -0x1.6p+6 = -88
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_minus_inf:
+	.rept 8
+	.long 0xFF800000  # -inf
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_log2e:
+	.rept 8
+	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_minus_ln2:
+	.rept 8
+	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c5:
+	.rept 8
+	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c4:
+	.rept 8
+	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c3:
+	.rept 8
+	.long 0x3E2AAD40  # 0x1.555A8p-3 = 0.166676521
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c2:
+	.rept 8
+	.long 0x3EFFFEE3  # 0x1.FFFDC6p-2 = 0.499991506
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_c1:
+	.rept 8
+	.long 0x3F7FFFFB  # 0x1.FFFFF6p-1 = 0.999999702
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_one:
+	.rept 8
+	.long 0x3F800000  # 0x1.0p+0 = 1
+	.endr
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_tail_window:
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.p2align 5
+.Lc_f16_raddexpminusmax__avx2_rr2_p5_u32_acc1_b128_one_f64:
+	.rept 4
+	.quad 0x3FF0000000000000  # 1.0
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_exponent_bias:
+	.rept 8
+	.long 0x42FE0000  # 0x1.FCp+6 = 127
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_minus_one_f64:
+	.rept 4
+	.quad 0xBFF0000000000000  # -1.0
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_one_f64:
+	.rept 4
+	.quad 0x3FF0000000000000  # 1.0
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c10:
+	.rept 4
+	.quad 0x3FB8618618618618  # 0.09523809523809523
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c9:
+	.rept 4
+	.quad 0x3FBAF286BCA1AF28  # 0.10526315789473684
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c8:
+	.rept 4
+	.quad 0x3FBE1E1E1E1E1E1E  # 0.11764705882352941
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c7:
+	.rept 4
+	.quad 0x3FC1111111111111  # 0.13333333333333333
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c6:
+	.rept 4
+	.quad 0x3FC3B13B13B13B14  # 0.15384615384615385
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c5:
+	.rept 4
+	.quad 0x3FC745D1745D1746  # 0.18181818181818182
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c4:
+	.rept 4
+	.quad 0x3FCC71C71C71C71C  # 0.2222222222222222
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c3:
+	.rept 4
+	.quad 0x3FD2492492492492  # 0.2857142857142857
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c2:
+	.rept 4
+	.quad 0x3FD999999999999A  # 0.4
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c1:
+	.rept 4
+	.quad 0x3FE5555555555555  # 0.6666666666666666
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_atanh_c0:
+	.rept 4
+	.quad 0x4000000000000000  # 2.0
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_ln2_lo:
+	.rept 4
+	.quad 0x3DEA39EF35793C76  # 1.9082149292705877e-10
+	.endr
+	.p2align 5
+.Lc_f32_lnextexp__avx2_ln2_hi:
+	.rept 4
+	.quad 0x3FE62E42FEE00000  # 0.6931471803691238
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_exponent_bias:
+	.rept 8
+	.long 0x42FE0000  # 0x1.FCp+6 = 127
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_minus_one_f64:
+	.rept 4
+	.quad 0xBFF0000000000000  # -1.0
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_one_f64:
+	.rept 4
+	.quad 0x3FF0000000000000  # 1.0
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c10:
+	.rept 4
+	.quad 0x3FB8618618618618  # 0.09523809523809523
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c9:
+	.rept 4
+	.quad 0x3FBAF286BCA1AF28  # 0.10526315789473684
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c8:
+	.rept 4
+	.quad 0x3FBE1E1E1E1E1E1E  # 0.11764705882352941
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c7:
+	.rept 4
+	.quad 0x3FC1111111111111  # 0.13333333333333333
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c6:
+	.rept 4
+	.quad 0x3FC3B13B13B13B14  # 0.15384615384615385
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c5:
+	.rept 4
+	.quad 0x3FC745D1745D1746  # 0.18181818181818182
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c4:
+	.rept 4
+	.quad 0x3FCC71C71C71C71C  # 0.2222222222222222
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c3:
+	.rept 4
+	.quad 0x3FD2492492492492  # 0.2857142857142857
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c2:
+	.rept 4
+	.quad 0x3FD999999999999A  # 0.4
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c1:
+	.rept 4
+	.quad 0x3FE5555555555555  # 0.6666666666666666
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_atanh_c0:
+	.rept 4
+	.quad 0x4000000000000000  # 2.0
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_ln2_lo:
+	.rept 4
+	.quad 0x3DEA39EF35793C76  # 1.9082149292705877e-10
+	.endr
+	.p2align 5
+.Lc_f32_lnexpminusmax__avx2_ln2_hi:
+	.rept 4
+	.quad 0x3FE62E42FEE00000  # 0.6931471803691238
 	.endr
 	.p2align 5
 .Lc_f16_vsubsub__avx2_u32_tail_window:

@@ -306,6 +306,81 @@ f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512:
 	ret
 	.size f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512, .-f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512
 
+# int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+# The log-sum-exp state of a row from its three-pass state:
+# c = m + ln(sum), a = m, b = ln(sum) (NaN where m or sum is not finite); c as float64 at state + 8.
+	.globl f32_lnexpminusmax__avx512f
+	.type f32_lnexpminusmax__avx512f, @function
+	.p2align 5
+f32_lnexpminusmax__avx512f:
+.Lentry_f32_lnexpminusmax__avx512f:
+	vmovss xmm0, DWORD PTR [rcx]
+	vmovss xmm1, DWORD PTR [rcx + 8]
+	# s = 2^k * r: k, r in [1, 2) from the bit fields; r / 2, k + 1 where r > sqrt(2)
+	vmovd edx, xmm1
+	mov rsi, rdx
+	shr rsi, 23
+	and rdx, 8388607
+	or rdx, 1065353216
+	lea rdi, [rdx - 8388608]
+	lea r8, [rsi + 1]
+	cmp rdx, 1068827891
+	cmova rdx, rdi
+	cmova rsi, r8
+	vmovd xmm2, esi
+	vcvtdq2ps xmm2, xmm2
+	vsubss xmm2, xmm2, DWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_exponent_bias]
+	vmovd xmm3, edx
+	vcvtss2sd xmm3, xmm3, xmm3
+	# ln r = t * sum_j 2 t^(2j) / (2j + 1), t = (r - 1) / (r + 1)
+	vaddsd xmm4, xmm3, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_minus_one_f64]
+	vaddsd xmm3, xmm3, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_one_f64]
+	vdivsd xmm4, xmm4, xmm3
+	vmulsd xmm3, xmm4, xmm4
+	vmovsd xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c10]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c9]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c8]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c7]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c6]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c5]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c4]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c3]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c2]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c1]
+	vmulsd xmm5, xmm5, xmm3
+	vaddsd xmm5, xmm5, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_atanh_c0]
+	vmulsd xmm5, xmm5, xmm4
+	# c = K * LN2_HI + (K * LN2_LO + ln r)
+	vcvtss2sd xmm2, xmm2, xmm2
+	vmulsd xmm3, xmm2, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_ln2_lo]
+	vaddsd xmm3, xmm3, xmm5
+	vmulsd xmm2, xmm2, QWORD PTR [rip + .Lc_f32_lnexpminusmax__avx512f_ln2_hi]
+	vaddsd xmm3, xmm3, xmm2
+	# not finite (NaN, +inf, only -inf): nan_or_zero = (m - m) + (sum - sum) is NaN
+	vsubss xmm2, xmm0, xmm0
+	vsubss xmm1, xmm1, xmm1
+	vaddss xmm2, xmm2, xmm1
+	# a = m (+ NaN), b = float32(ln sum), c = m + ln sum (+ NaN)
+	vaddss xmm0, xmm0, xmm2
+	vcvtsd2ss xmm2, xmm3, xmm3
+	vcvtss2sd xmm1, xmm0, xmm0
+	vaddsd xmm3, xmm3, xmm1
+	vmovss DWORD PTR [rcx], xmm0
+	vmovss DWORD PTR [rcx + 4], xmm2
+	vmovsd QWORD PTR [rcx + 8], xmm3
+	mov eax, 0
+	ret
+	.size f32_lnexpminusmax__avx512f, .-f32_lnexpminusmax__avx512f
+
 # int f32_vsubsub__avx512f_u64(const float* x, float* y, size_t n, float* state);
 # y = (x - a) - b with a = state[0], b = state[1]: log_softmax's
 # output pass, c = a + b = ln(sum(exp(x))) held as two floats.
@@ -370,6 +445,129 @@ f32_vsubsub__avx512f_u64:
 	vzeroupper
 	ret
 	.size f32_vsubsub__avx512f_u64, .-f32_vsubsub__avx512f_u64
+
+# size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+# The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):
+# row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the
+# three-pass passes reduced; returns how many rows were marked.
+	.globl f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp
+	.type f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp, @function
+	.p2align 5
+f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp:
+.Lentry_f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp:
+	push rbx
+	push rbp
+	push r12
+	push r13
+	push r14
+	push r15
+	sub rsp, 24
+	mov rbx, rdi
+	mov rbp, rsi
+	mov r12, rdx
+	mov r13, rcx
+	mov r14, r8
+	mov r15, r9
+	mov QWORD PTR [rsp], 0
+	test r12, r12
+	je .Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp_done
+.Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp_row:
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f32_rmax_pass__avx512f_u64_acc2
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512
+	mov rdi, rbx
+	mov rsi, r14
+	mov rdx, rbp
+	mov rcx, r14
+	call .Lentry_f32_lnexpminusmax__avx512f
+	mov DWORD PTR [r15], 0
+.Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp_state_done:
+	add rbx, r13
+	add r14, 16
+	add r15, 4
+	sub r12, 1
+	jne .Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp_row
+.Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp_done:
+	mov rax, QWORD PTR [rsp]
+	add rsp, 24
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+	.size f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp, .-f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_logsumexp
+
+# size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+# log_softmax of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its
+# result at y + r*row_strides[1] bytes; row r's log-sum-exp state is left at states +
+# 16*r bytes. Returns 0.
+	.globl f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows
+	.type f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows, @function
+	.p2align 5
+f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows:
+.Lentry_f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows:
+	push rbx
+	push rbp
+	push r12
+	push r13
+	push r14
+	push r15
+	sub rsp, 8
+	mov rbx, rdi
+	mov rbp, rsi
+	mov r12, rdx
+	mov r13, rcx
+	mov r14, r8
+	mov r15, r9
+	test r13, r13
+	je .Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows_done
+.Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows_row:
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f32_rmax_pass__avx512f_u64_acc2
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512
+	mov rdi, rbx
+	mov rsi, r15
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f32_lnexpminusmax__avx512f
+.Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows_state_done:
+	mov rdi, rbx
+	mov rsi, rbp
+	mov rdx, r12
+	mov rcx, r15
+	call .Lentry_f32_vsubsub__avx512f_u64
+	add rbx, [r14]
+	add rbp, [r14 + 8]
+	add r15, 16
+	sub r13, 1
+	jne .Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows_row
+.Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows_done:
+	xor eax, eax
+	add rsp, 8
+	pop r15
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+	.size f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows, .-f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_rows
 
 # size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_vsubsub_u64_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 # The reduction passes of `rows` rows of n floats (row r at x + r*x_row_stride bytes);
@@ -545,6 +743,54 @@ f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_v
 	.p2align 3
 .Lc_f32_raddexpminusmax__avx512f_rr2_p5_scalef_u128_acc2_b512_one_f64:
 	.quad 0x3FF0000000000000  # 1.0
+	.p2align 2
+.Lc_f32_lnexpminusmax__avx512f_exponent_bias:
+	.long 0x42FE0000  # 0x1.FCp+6 = 127
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_minus_one_f64:
+	.quad 0xBFF0000000000000  # -1.0
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_one_f64:
+	.quad 0x3FF0000000000000  # 1.0
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c10:
+	.quad 0x3FB8618618618618  # 0.09523809523809523
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c9:
+	.quad 0x3FBAF286BCA1AF28  # 0.10526315789473684
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c8:
+	.quad 0x3FBE1E1E1E1E1E1E  # 0.11764705882352941
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c7:
+	.quad 0x3FC1111111111111  # 0.13333333333333333
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c6:
+	.quad 0x3FC3B13B13B13B14  # 0.15384615384615385
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c5:
+	.quad 0x3FC745D1745D1746  # 0.18181818181818182
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c4:
+	.quad 0x3FCC71C71C71C71C  # 0.2222222222222222
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c3:
+	.quad 0x3FD2492492492492  # 0.2857142857142857
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c2:
+	.quad 0x3FD999999999999A  # 0.4
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c1:
+	.quad 0x3FE5555555555555  # 0.6666666666666666
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_atanh_c0:
+	.quad 0x4000000000000000  # 2.0
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_ln2_lo:
+	.quad 0x3DEA39EF35793C76  # 1.9082149292705877e-10
+	.p2align 3
+.Lc_f32_lnexpminusmax__avx512f_ln2_hi:
+	.quad 0x3FE62E42FEE00000  # 0.6931471803691238
 	.p2align 2
 .Lc_f32_vsubsub__avx512f_u64_tail_kmasks:
 	.long 0x00000000  # 

@@ -1,12 +1,12 @@
 """softjit.log_softmax and softjit.logsumexp: rows of any float32 array through the log_softmax
 modules (codegen/kernels/log_softmax.py).
 
-A batch of rows takes two native calls: the reduce driver leaves each row's sum as a pass state,
-the host turns the states into c = ln(sum(exp(x))) per row in float64 (one logarithm a row), and
-(log_softmax only) the apply driver writes y = x - c. Rows the two-pass reduction marks (NaN,
-+inf, only -inf, magnitudes past the two-pass clamp) are reduced again with three passes
-(rmax, then the sum of exp(x - max)); rows whose three-pass state is not finite hold a NaN, a
-+inf or only -inf, and get their special value from the row itself.
+A batch of rows is one native call. The log_softmax driver reduces each row (two-pass: one read
+of x; rows that pass gives back are reduced again with three passes in the same call), turns
+its sum into c = ln(sum(exp(x))) in float64 (one logarithm a row, in the kernel) and writes
+y = x - c while the row is in cache. The logsumexp driver stops at c, which the host reads as
+float64; rows whose c is NaN hold a NaN, a +inf or only -inf, and get their special value from
+the row itself.
 
 threads=k splits the rows of a batch over k threads (each row's result does not depend on which
 thread ran it, so results are identical for any k); one long row is not split.
@@ -14,10 +14,12 @@ thread ran it, so results are identical for any k); one long row is not split.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
 from softjit.codegen import variants
+from softjit.codegen.abi import LOG_SUM_EXP_STATE
 from softjit.runtime import bindings, tensors
 from softjit.runtime.api import resolve_isa
 from softjit.runtime.api import check_out, check_threads, is_integer
@@ -25,30 +27,63 @@ from softjit.runtime.elements import check_host_features, element_of
 from softjit.runtime.inputs import FLOAT32, FLOAT64, compute_input, requested_dtype
 
 ALGORITHMS = ("auto",) + variants.LOG_SOFTMAX_ALGORITHMS
-LN2 = math.log(2.0)
-# Outputs at least this large are written with non-temporal stores (as softmax does).
+# Outputs at least this large are written with non-temporal stores (as softmax does), when their
+# rows are at least NONTEMPORAL_MIN_ROW_BYTES long: the output pass fences its stores at the end
+# of every row, which costs more than write-allocate saves on short rows (4096 x 1000: 1.36 ms
+# with plain stores, 1.77 ms non-temporal; 8192 x 4096: 14.3 and 13.5 ms; one row of 64M: 31.7
+# and 25.9 ms; on the development host, Zen 4).
 NONTEMPORAL_MIN_BYTES = 16 << 20
-STATE_FLOATS = 4  # abi.PASS_STATE: 16 bytes, read here as (m or e, 1/sum, sum, unused)
+NONTEMPORAL_MIN_ROW_BYTES = 16 << 10
+STATE_DTYPE = LOG_SUM_EXP_STATE.numpy_dtype()  # (a, b, c): the row's c is states["log_sum_exp"]
 
 
 class _Module:
-    """The reduce and apply drivers of one log_softmax module."""
+    """The two row drivers of one log_softmax module."""
 
     def __init__(self, variant):
         check_host_features(bindings.module(variant).features, variant.name)
-        self.reduce_function = bindings.function(variant, variant.reduce_symbol)
-        self.apply_function = bindings.function(variant, variant.apply_symbol)
+        self.reduce_function = bindings.function(variant, variant.logsumexp_symbol)
+        self.rows_function = bindings.function(variant, variant.log_softmax_symbol)
         self.buffer = bindings.pointer
+        self.contiguous_buffer = bindings.contiguous_pointer
 
     def reduce(self, x2d: np.ndarray, states: np.ndarray, status: np.ndarray) -> int:
+        """Every row's log-sum-exp state; returns how many rows the three-pass passes reduced
+        (marked in status) in a two-pass module."""
         b = self.buffer
         return self.reduce_function(b(x2d), x2d.shape[1], x2d.shape[0], x2d.strides[0],
                                     b(states), b(status))
 
-    def apply(self, x2d: np.ndarray, y2d: np.ndarray, states: np.ndarray) -> None:
+    def log_softmax(self, x2d: np.ndarray, y2d: np.ndarray, states: np.ndarray) -> None:
+        """y2d = log_softmax of the rows of x2d; states: one scratch state a row."""
         b = self.buffer
-        self.apply_function(b(x2d), b(y2d), x2d.shape[1], x2d.shape[0],
-                            _stride_pair(x2d.strides[0], y2d.strides[0]), b(states))
+        self.rows_function(b(x2d), b(y2d), x2d.shape[1], x2d.shape[0],
+                           _stride_pair(x2d.strides[0], y2d.strides[0]), b(states))
+
+
+class _Scratch:
+    """One thread's own states and status words for batches of up to ROWS rows, with their
+    pointers made once: a small call would otherwise spend more on making them than on its
+    rows. (A thread's calls run one at a time; other threads have their own.)"""
+
+    ROWS = 64
+
+    def __init__(self):
+        self.states = np.empty(self.ROWS, STATE_DTYPE)
+        self.status = np.empty(self.ROWS, np.int32)
+        self.states_pointer = bindings.pointer(self.states)
+        self.status_pointer = bindings.pointer(self.status)
+
+
+_thread_local = threading.local()
+
+
+def _scratch() -> _Scratch:
+    """This thread's scratch, made at its first use (not at import: that would load cffi)."""
+    found = getattr(_thread_local, "scratch", None)
+    if found is None:
+        found = _thread_local.scratch = _Scratch()
+    return found
 
 
 _stride_pairs: dict = {}
@@ -56,8 +91,8 @@ _STRIDE_PAIRS_KEPT = 64
 
 
 def _stride_pair(x_stride: int, y_stride: int):
-    """The (x, y) row-stride pair as a pointer for the apply driver, made once per pair (the
-    arrays stay referenced here while their pointers are in use; the cache is bounded)."""
+    """The (x, y) row-stride pair as a pointer for the log_softmax driver, made once per pair
+    (the arrays stay referenced here while their pointers are in use; the cache is bounded)."""
     key = (x_stride, y_stride)
     found = _stride_pairs.get(key)
     if found is None:
@@ -93,29 +128,13 @@ def _in_pieces(rows: int, threads: int, work) -> None:
     on_threads([(lambda a=a, b=b: work(a, b)) for a, b in _pieces(rows, threads)])
 
 
-def _reduce(x2d: np.ndarray, algorithm: str, isa: str, threads: int):
-    """Every row's state, float64 (rows, 4), and which rows have a three-pass state (the others
-    a two-pass one)."""
-    rows = x2d.shape[0]
-    states = np.empty((rows, STATE_FLOATS), np.float32)
-    status = np.zeros(rows, np.int32)
-    element = element_of(x2d.dtype).name
-    module = _module(algorithm, isa, element=element)
-    if threads <= 1 or rows <= 1:
-        any_marked = module.reduce(x2d, states, status)
-    else:
-        _in_pieces(rows, threads, lambda a, b: module.reduce(x2d[a:b], states[a:b], status[a:b]))
-        any_marked = status.any()
-    if algorithm == "three-pass":
-        return states, np.ones(rows, bool)
-    three_pass = status != 0
-    if any_marked:
-        marked = np.flatnonzero(three_pass)
-        fallback = _module("three-pass", isa, element=element)
-        one = np.empty(1, np.int32)
-        for r in marked:
-            fallback.reduce(x2d[r:r + 1], states[r:r + 1], one)
-    return states, three_pass
+def _rows_module(algorithm: str, isa: str, output_bytes: int, row_bytes: int,
+                 element: str = "f32") -> _Module:
+    """The module whose log_softmax driver writes an output of output_bytes in rows of
+    row_bytes: non-temporal stores for long outputs of long rows (two-pass has such a variant)."""
+    return _module(algorithm, isa, output_bytes >= NONTEMPORAL_MIN_BYTES
+                   and row_bytes >= NONTEMPORAL_MIN_ROW_BYTES and algorithm == "two-pass",
+                   element)
 
 
 def _special_value(row: np.ndarray) -> float:
@@ -128,60 +147,30 @@ def _special_value(row: np.ndarray) -> float:
     return -math.inf
 
 
-def _row_constants(x2d: np.ndarray, algorithm: str, isa: str, threads: int):
-    """(c as float64 per row, the apply states: a + b = c as float32 terms, NaN rows marked)."""
-    states, three_pass = _reduce(x2d, algorithm, isa, threads)
-    if x2d.shape[0] <= _SCALAR_ROWS:
-        return _row_constants_scalar(x2d, states, three_pass)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        states = states.astype(np.float64)
-        first, total = states[:, 0], states[:, 2]  # m or e; the sum or v
-        log_total = np.log(total)
-        c = np.where(three_pass, first + log_total, log_total + first * LN2)
-        special = three_pass & ~(np.isfinite(first) & np.isfinite(total))
-        for r in np.flatnonzero(special):
-            c[r] = _special_value(x2d[r])
-        high = c.astype(np.float32)
-        low = (c - high).astype(np.float32)
-        # three-pass rows: a = m exactly, b = ln sum (x - m is exact near the maximum)
-        high = np.where(three_pass, first.astype(np.float32), high)
-        low = np.where(three_pass, log_total.astype(np.float32), low)
-    apply_states = np.zeros((x2d.shape[0], STATE_FLOATS), np.float32)
-    apply_states[:, 0] = high
-    apply_states[:, 1] = low
-    apply_states[special, 0] = np.nan  # log_softmax of a special row: NaN throughout
-    return c, apply_states
-
-
-# Batches up to this many rows take the per-row arithmetic in Python floats (numpy's per-call
-# cost on tiny arrays would exceed it); larger ones the same arithmetic vectorised.
-_SCALAR_ROWS = 4
-
-
-def _row_constants_scalar(x2d: np.ndarray, states: np.ndarray, three_pass: np.ndarray):
-    """_row_constants' arithmetic row by row, in Python floats (the same float64 operations)."""
-    # np.log, not math.log: the same logarithm as the vectorised path, so that a row's result
-    # does not depend on the size of its batch
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log(states[:, 2].astype(np.float64)).tolist()
-    c, terms = [], []
-    for r, ((first, _, total, _), log_total) in enumerate(zip(states.tolist(), logs)):
-        if three_pass[r]:
-            if math.isfinite(first) and math.isfinite(total):
-                c.append(first + log_total)
-                terms += (first, log_total, 0.0, 0.0)
-            else:
-                c.append(_special_value(x2d[r]))
-                terms += (math.nan, 0.0, 0.0, 0.0)
+def _row_logsumexp(x2d: np.ndarray, isa: str, threads: int) -> np.ndarray:
+    """c = ln(sum(exp(row))) per row, float64 (the two-pass module of x2d's element format)."""
+    rows = x2d.shape[0]
+    module = _module("two-pass", isa, element=element_of(x2d.dtype).name)
+    if rows <= _Scratch.ROWS and threads <= 1:
+        b = module.buffer
+        scratch = _scratch()
+        marked = module.reduce_function(b(x2d), x2d.shape[1], rows, x2d.strides[0],
+                                        scratch.states_pointer, scratch.status_pointer)
+        c = scratch.states["log_sum_exp"][:rows].copy()
+    else:
+        states = np.empty(rows, STATE_DTYPE)
+        status = np.empty(rows, np.int32)
+        if threads <= 1:
+            marked = module.reduce(x2d, states, status)
         else:
-            row_c = log_total + first * LN2
-            high = float(_F32(row_c))
-            c.append(row_c)
-            terms += (high, row_c - high, 0.0, 0.0)
-    return np.array(c), np.array(terms, np.float32).reshape(-1, STATE_FLOATS)
-
-
-_F32 = np.float32
+            _in_pieces(rows, threads,
+                       lambda a, b: module.reduce(x2d[a:b], states[a:b], status[a:b]))
+            marked = status.any()
+        c = states["log_sum_exp"]
+    if marked:  # only rows the three-pass passes reduced can hold a NaN, +inf or only -inf
+        for r in np.flatnonzero(np.isnan(c)):
+            c[r] = _special_value(x2d[r])
+    return c
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -213,6 +202,8 @@ def _check_common(isa, threads, function: str) -> str:
 def _moved(a: np.ndarray, axes: tuple) -> np.ndarray:
     """a with `axes` moved to the end, in order."""
     k = len(axes)
+    if axes == tuple(range(a.ndim - k, a.ndim)):
+        return a  # already there
     return np.moveaxis(a, axes, tuple(range(a.ndim - k, a.ndim)))
 
 
@@ -231,10 +222,21 @@ def _as_rows(xm: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(xm).reshape(rows, n)
 
 
-def _choose(algorithm: str, n: int) -> str:
-    # The two-pass reduction reads x once and its output pass has no exp: it won in cache and
-    # out of it on the development host (see the README's log_softmax figures).
-    return "two-pass" if algorithm == "auto" else algorithm
+# "auto" on AVX2 takes the three-pass reduction for rows up to this many elements.
+AVX2_THREE_PASS_MAX_ROW = 1 << 20
+
+
+def _choose(algorithm: str, n: int, isa: str) -> str:
+    """The algorithm "auto" means for rows of n on isa. Measured on the development host (Zen
+    4, one pinned core): on AVX-512 the two-pass reduction (one read of x to the sum) was as
+    fast or faster at every length; on AVX2 the three-pass one (max, then sum) was 8-11% faster
+    up to n = 10^6 (4096 x 1000: 1.68 against 1.82 ms; 10^6: 355 against 387 us) and slower
+    beyond, where its extra read of x comes from memory (4 * 10^6: 2.42 against 2.16 ms)."""
+    if algorithm != "auto":
+        return algorithm
+    if isa == "avx2" and n <= AVX2_THREE_PASS_MAX_ROW:
+        return "three-pass"
+    return "two-pass"
 
 
 # ---------------------------------------------------------------------------- public functions
@@ -256,11 +258,18 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
         y = _empty_like(x) if out is None else out
         if y is x or (y.__class__ is _NDARRAY and y.dtype is _FLOAT32 and y.shape == x.shape
                       and y.flags.c_contiguous and y.flags.writeable and y.flags.aligned
-                      and not np.shares_memory(y, x)):
-            isa = resolve_isa(isa)
+                      and not np.may_share_memory(y, x)):  # (exact for C-contiguous arrays)
             n = x.shape[-1]
-            x2d, y2d = x.reshape(-1, n), y.reshape(-1, n)
-            _log_softmax_rows(x2d, y2d, _choose(algorithm, n), isa, 1)
+            rows = x.size // n
+            isa = resolve_isa(isa)
+            module = _rows_module(_choose(algorithm, n, isa), isa, x.size * 4, n * 4)
+            if rows <= _Scratch.ROWS:
+                b = module.contiguous_buffer
+                module.rows_function(b(x), b(y), n, rows, _stride_pair(4 * n, 4 * n),
+                                     _scratch().states_pointer)
+            else:
+                module.log_softmax(x.reshape(rows, n), y.reshape(rows, n),
+                                   np.empty(rows, STATE_DTYPE))
             return y
     if tensors.is_tensor(x) or tensors.is_tensor(out):
         return tensors.through_tensors("log_softmax", x, out, lambda xa, oa: log_softmax(
@@ -289,7 +298,7 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
                    or (dst.ctypes.data == src.ctypes.data and dst.strides == src.strides)))
     if not direct:
         dst = np.empty(src.shape, src.dtype)
-    _log_softmax_rows(src, dst, _choose(algorithm, src.shape[1]), isa, threads)
+    _log_softmax_rows(src, dst, _choose(algorithm, src.shape[1], isa), isa, threads)
     if not direct:
         om[...] = dst.reshape(om.shape)
     return out
@@ -298,14 +307,14 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
 def _log_softmax_rows(src: np.ndarray, dst: np.ndarray, algorithm: str, isa: str,
                       threads: int) -> None:
     """dst = log_softmax of the rows of src ((rows, n) views, unit element stride)."""
-    _, states = _row_constants(src, algorithm, isa, threads)
-    nontemporal = dst.size * dst.itemsize >= NONTEMPORAL_MIN_BYTES and algorithm == "two-pass"
-    module = _module(algorithm, isa, nontemporal, element_of(dst.dtype).name)
+    module = _rows_module(algorithm, isa, dst.size * dst.itemsize, dst.shape[1] * dst.itemsize,
+                          element_of(dst.dtype).name)
+    states = np.empty(src.shape[0], STATE_DTYPE)
     if threads <= 1 or src.shape[0] <= 1:
-        module.apply(src, dst, states)
+        module.log_softmax(src, dst, states)
     else:
         _in_pieces(src.shape[0], threads,
-                   lambda a, b: module.apply(src[a:b], dst[a:b], states[a:b]))
+                   lambda a, b: module.log_softmax(src[a:b], dst[a:b], states[a:b]))
 
 
 _NDARRAY = np.ndarray
@@ -325,6 +334,14 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
     numpy.float64: float32 input, float64 results computed from the same row sums without
     rounding through float32 (absolute error about 1e-6 whatever |result| is).
     """
+    if (dtype is None and out is None and keepdims is False and x.__class__ is _NDARRAY
+            and x.dtype is _FLOAT32 and threads.__class__ is int and threads == 1
+            and axis.__class__ is int and x.ndim and axis in (-1, x.ndim - 1)
+            and x.flags.c_contiguous and x.flags.aligned and x.size):
+        # contiguous rows along the last axis: no axis moves, no views to check
+        n = x.shape[-1]
+        c = _row_logsumexp(x.reshape(-1, n), resolve_isa(isa), 1)
+        return c.astype(np.float32).reshape(x.shape[:-1])
     if tensors.is_tensor(x) or tensors.is_tensor(out):
         return tensors.through_tensors("logsumexp", x, out, lambda xa, oa: logsumexp(
             xa, axis, keepdims=keepdims, isa=isa, out=oa, threads=threads, dtype=dtype))
@@ -355,8 +372,7 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
     if xm.size == 0:
         c = np.full(rows, -math.inf)
     else:
-        src = _as_rows(xm, k)
-        c, _ = _row_constants(src, "two-pass", isa, threads)
+        c = _row_logsumexp(_as_rows(xm, k), isa, threads)
     # a 16-bit result is the float32 result rounded once more (to nearest even)
     result = c.astype(np.float32 if result_dtype.itemsize < 4 else result_dtype).astype(
         result_dtype, copy=False).reshape(shape)

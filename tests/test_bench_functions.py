@@ -20,3 +20,10 @@ def test_functions_bench_reports_every_candidate():
             assert label in r["medians_ns"] or label in r["skipped"]
     text = functions.format_results(results)
     assert "softjit.log_softmax two-pass" in text and "n = 1,000" in text
+
+
+def test_functions_bench_takes_batches():
+    results = functions.run(sizes=((3, 100),), repeats=1)
+    assert [(r["function"], r["rows"], r["n"]) for r in results] == [
+        ("log_softmax", 3, 100), ("logsumexp", 3, 100), ("softmax", 3, 100)]
+    assert "3 rows of n = 100" in functions.format_results(results)

@@ -100,13 +100,14 @@ def test_logsumexp_float64_results():
         softjit.logsumexp(x.astype(np.float64), dtype=np.float64)
 
 
-def test_logsumexp_float64_is_exact_where_the_sum_is():
+@pytest.mark.parametrize("isa", softjit.host_isas())
+def test_logsumexp_float64_is_exact_where_the_sum_is(isa):
     """Rows whose sum of exp is exact in float32 (entries 0 and -inf: exp(0) = 1 exactly, so the
     sum is a count k) give ln(k) to float64 accuracy; rows shifted past the two-pass range
     (|x| > 2^20, the three-pass reduction: c = max + ln(sum)) give max + ln(k), which a float32
     result could not hold (its spacing there is 0.125). Asserted: within 4 float64 ULPs of the
-    float64 reference, i.e. relative error below 1e-15 (nothing is rounded but the logarithm
-    and one addition)."""
+    float64 reference, i.e. relative error below 1e-15: the kernel's logarithm is within 2
+    float64 ULPs (codegen/kernels/log_softmax.py) and one addition rounds."""
     rows = []
     for k in (1, 2, 3, 7, 1000):
         row = np.full(1024, -np.inf, np.float32)
@@ -115,13 +116,14 @@ def test_logsumexp_float64_is_exact_where_the_sum_is():
     zeros = np.stack(rows)
     for shift in (0.0, 3_000_000.0, -3_000_000.0):
         x = zeros + np.float32(shift)
-        got = softjit.logsumexp(x, dtype=np.float64)
+        got = softjit.logsumexp(x, dtype=np.float64, isa=isa)
         want = np.array([shift + math.log(k) for k in (1, 2, 3, 7, 1000)])
         ulp = np.spacing(np.abs(want))
         assert np.all(np.abs(got - want) <= 4 * ulp), (shift, got - want)
 
 
-def test_logsumexp_float64_absolute_error():
+@pytest.mark.parametrize("isa", softjit.host_isas())
+def test_logsumexp_float64_absolute_error(isa):
     """General rows: the float32 row sums carry about 1e-7 relative error, which ln turns into
     an absolute error; the float64 result adds no rounding of its own, so it is within 2e-6 of
     the float64 reference in absolute terms at any |c| (relative 1e-12 once |c| >= 2e6), where
@@ -129,6 +131,20 @@ def test_logsumexp_float64_absolute_error():
     rng = np.random.default_rng(2)
     for offset in (0.0, 100.0, 5e5, -2e6, 2e7):
         x = (rng.standard_normal((8, 999)) * 4 + offset).astype(np.float32)
-        got = softjit.logsumexp(x, dtype=np.float64)
+        got = softjit.logsumexp(x, dtype=np.float64, isa=isa)
         want = reference_logsumexp(x)
         assert np.max(np.abs(got - want)) <= 2e-6, (offset, np.max(np.abs(got - want)))
+
+
+@pytest.mark.parametrize("isa", softjit.host_isas())
+def test_the_kernels_logarithm_of_every_count(isa):
+    """Row k holds k zeros and -inf elsewhere, so its sum is exactly k (exp(0) = 1 exactly)
+    and logsumexp(dtype=float64) is the kernel's own logarithm of k: within 2 float64 ULPs of
+    ln k for every k up to 2048 (every exponent and 2048 mantissas of the reduction)."""
+    counts = np.arange(1, 2049)
+    x = np.where(np.arange(2048)[None, :] < counts[:, None], 0.0, -np.inf).astype(np.float32)
+    got = softjit.logsumexp(x, dtype=np.float64, isa=isa)
+    want = np.log(counts.astype(np.float64))
+    assert got[0] == 0.0
+    ulps = np.abs(got - want)[1:] / np.spacing(want[1:])
+    assert ulps.max() <= 2, (ulps.max(), counts[1:][ulps.argmax()])

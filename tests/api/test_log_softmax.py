@@ -176,17 +176,32 @@ def test_properties(x, isa, algorithm, threads, data):
 
 
 def test_a_row_does_not_depend_on_its_batch():
-    """Small batches take the host arithmetic in Python floats, large ones vectorised: the same
-    row gives the same bits either way."""
+    """Batches of up to 64 rows use each thread's scratch states, larger ones their own, and
+    threads share the rows of a batch: the same row gives the same bits in every case."""
     rng = np.random.default_rng(16)
-    x = (rng.standard_normal((40, 300)) * rng.uniform(0.1, 1e4, (40, 1))).astype(np.float32)
+    x = (rng.standard_normal((100, 300)) * rng.uniform(0.1, 1e4, (100, 1))).astype(np.float32)
     x[3, 5] = 3e6  # a row the two-pass reduction hands to three passes
     for algorithm in ALGORITHMS:
         batch = softjit.log_softmax(x, algorithm=algorithm)
-        lse = softjit.logsumexp(x)
-        for r in range(0, 40, 3):
+        assert np.array_equal(softjit.log_softmax(x, algorithm=algorithm, threads=3), batch)
+        lse = softjit.logsumexp(x, dtype=np.float64)
+        for r in range(0, 100, 7):
             assert np.array_equal(softjit.log_softmax(x[r], algorithm=algorithm), batch[r])
-            assert np.array_equal(softjit.logsumexp(x[r:r + 2]), lse[r:r + 2])
+            assert np.array_equal(softjit.log_softmax(x[r:r + 70], algorithm=algorithm),
+                                  batch[r:r + 70])
+            assert np.array_equal(softjit.logsumexp(x[r:r + 2], dtype=np.float64), lse[r:r + 2])
+
+
+def test_non_temporal_output_gives_the_same_bits():
+    """A 16 MiB output of rows of 16 KiB or more is written with non-temporal stores (the
+    two-pass module's _nt variant); each row alone is written with plain stores."""
+    rng = np.random.default_rng(17)
+    x = (rng.standard_normal((1024, 4096)) * 20).astype(np.float32)
+    x[7, 9] = np.nan
+    y = softjit.log_softmax(x)
+    for r in (0, 7, 500, 1023):
+        assert np.array_equal(softjit.log_softmax(x[r]), y[r], equal_nan=True)
+    check_log_softmax(y[::97], x[::97])
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -15,7 +15,7 @@ import pytest
 import drivers
 import softjit
 from softjit.codegen import variants
-from softjit.runtime import log_softmax as runtime
+from softjit.runtime import bindings, log_softmax as runtime
 
 HOST_ISAS = softjit.host_isas()
 HALF_SOFTMAX = [v for v in variants.VARIANTS if v.op == "softmax" and v.element != "f32"]
@@ -138,11 +138,27 @@ def test_half_log_softmax_drivers_emulated(v, emulator):
         emulator.call(reference, ("ro", wide), y32, n, rows, ("ro", strides32),
                       ("ro", apply_states), symbol=reference.apply_symbol)
         assert same_bits(y, y32.astype(dtype)), n
+        # the log_softmax driver (reduction, the row's logarithm, output pass in one call):
+        # the float32 module's bits on the widened rows, rounded once
+        y_rows = np.full((rows, n), 7, dtype)
+        emulator.call(v, ("ro", x), y_rows, n, rows, ("ro", strides),
+                      np.zeros(rows, runtime.STATE_DTYPE).view(np.float32),
+                      symbol=v.log_softmax_symbol)
+        y_rows32 = np.full((rows, n), 7, np.float32)
+        emulator.call(reference, ("ro", wide), y_rows32, n, rows, ("ro", strides32),
+                      np.zeros(rows, runtime.STATE_DTYPE).view(np.float32),
+                      symbol=reference.log_softmax_symbol)
+        assert same_bits(y_rows, y_rows32.astype(dtype)), n
         if v.isa in HOST_ISAS:  # the emulator and the CPU agree bit for bit
-            module = runtime._Module(v)
+            p = bindings.pointer
             native_states = np.full_like(states, 7.0)
-            module.reduce(x, native_states, np.empty(rows, np.int32))
+            bindings.function(v, v.reduce_symbol)(p(x), n, rows, x.strides[0], p(native_states),
+                                                  p(np.empty(rows, np.int32)))
             assert np.array_equal(native_states, states, equal_nan=True)
             native_y = np.full_like(y, 7)
-            module.apply(x, native_y, apply_states)
+            bindings.function(v, v.apply_symbol)(p(x), p(native_y), n, rows, p(strides),
+                                                 p(apply_states))
             assert same_bits(native_y, y)
+            native_rows = np.full_like(y, 7)
+            runtime._Module(v).log_softmax(x, native_rows, np.zeros(rows, runtime.STATE_DTYPE))
+            assert same_bits(native_rows, y_rows)
