@@ -68,8 +68,11 @@ def candidates(x: np.ndarray, isa: str) -> dict:
     x2d, y2d = x.reshape(rows, n), y.reshape(rows, n)
     add("kernel", f"bare kernel ({algorithm} row driver, no Python)",
         lambda: softmax_driver_timed(variant, x2d, y2d))
+    from softjit.runtime import api
+
     names = {"softmax": softjit.softmax, "x": x, "y": y, "z": z, "e": e, "axis": axis,
-             "algorithm": algorithm, "exp": softjit.exp, "np_exp": np.exp}
+             "algorithm": algorithm, "exp": softjit.exp, "np_exp": np.exp,
+             "python_softmax": api._python_softmax}
 
     def timed(expression):
         return lambda: StatementTimed(expression, names)
@@ -80,6 +83,8 @@ def candidates(x: np.ndarray, isa: str) -> dict:
         timed("softmax(x, algorithm=algorithm, out=y)"))
     add("axis", f"softjit.softmax(x, {axis}, out=y)", timed("softmax(x, axis, out=y)"))
     add("in-place", "softjit.softmax(z, out=z)", timed("softmax(z, out=z)"))
+    add("python", "softjit.softmax(x, out=y) without the builtin (the Python function)",
+        timed("python_softmax(x, out=y)"))
     add("exp", "softjit.exp(x, out=y)", timed("exp(x, out=e)"))
     add("np-exp", "numpy.exp(x, out=y)", timed("np_exp(x, out=e)"))
 
@@ -223,6 +228,7 @@ def format_results(document: dict) -> str:
         ("in place / out=", "in-place", "out"),
         ("numpy.exp(out=) / softjit.exp(out=)", "np-exp", "exp"),
         ("softjit out= / bare kernel", "out", "kernel"),
+        ("without the builtin / with it, out=", "python", "out"),
     )
     for name, a, b in checks:
         lines.append(f"  {name:40s} " + "  ".join(f"{s}: {_ratio(cells, a, b, s)}" for s in sizes))
