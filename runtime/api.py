@@ -127,8 +127,8 @@ def _exp_general(x, isa, out, dtype=None) -> np.ndarray:
     entry = entry_tables.exp_entry(isa)
     if entry is not None and isinstance(isa_argument, str):
         EXP_ENTRY_CALLS[isa_argument] = entry
-        if exp is not _python_exp:  # the public builtin: its kernel for this isa argument
-            EXP_ROUTES[isa_argument] = entry_tables.exp_kernel(isa)
+        if exp is not _python_exp and type(isa_argument) is str:  # the builtin's kernel
+            EXP_ROUTES[isa_argument] = entry_tables.exp_kernel(isa)  # (exact str keys only)
     out = np.empty(x.shape, np.float32) if out is None else check_out(out, x.shape, "exp")
     if x.size == 0:
         return out
@@ -228,7 +228,10 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
     entry = entry_tables.softmax_entry(algorithm, isa)
     if entry is not None and isinstance(isa_argument, str):
         SOFTMAX_ENTRY_CALLS[(algorithm, isa_argument)] = entry
-        if softmax is not _python_softmax:  # the public builtin: its route for these
+        # the public builtin's route for these; only exact str keys, so that its lookups never
+        # run Python code (a str subclass could define __eq__)
+        if (softmax is not _python_softmax and type(algorithm) is str
+                and type(isa_argument) is str):
             SOFTMAX_ROUTES.setdefault(algorithm, {})[isa_argument] = (
                 entry_tables.softmax_row_table(algorithm, isa))
     out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "softmax",

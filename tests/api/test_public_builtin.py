@@ -203,6 +203,23 @@ def test_keywords_not_interned_go_to_the_python_function_with_the_same_result():
     assert frames.entered(api._python_softmax)
 
 
+def test_routes_have_exact_str_keys_only():
+    class Noisy(str):  # a key whose __eq__ would run Python code inside the builtin's lookups
+        def __eq__(self, other):
+            return str.__eq__(self, other)
+
+        __hash__ = str.__hash__
+
+    x = data(4, 16)
+    softjit.softmax(x, algorithm=Noisy("two-pass"), isa=Noisy("auto"))
+    softjit.exp(x, isa=Noisy("avx2"))
+    for key, isas in memo.SOFTMAX_ROUTES.items():
+        assert type(key) is str and all(type(isa) is str for isa in isas)
+    assert all(type(isa) is str for isa in memo.EXP_ROUTES)
+    np.testing.assert_array_equal(softjit.softmax(x, algorithm="two-pass"),
+                                  api._python_softmax(x, algorithm="two-pass"))
+
+
 def test_signature_name_and_doc_are_the_python_functions():
     assert softjit.softmax.__name__ == "softmax"
     assert softjit.softmax.__doc__ == api._python_softmax.__doc__
