@@ -362,3 +362,23 @@ def test_a_child_forked_after_use_calls_the_builtin():
     os.close(read)
     os.waitpid(pid, 0)
     assert answer == b"\x01"
+
+
+@pytest.mark.slow
+def test_a_million_calls_keep_reference_counts_and_memory_flat():
+    import resource
+
+    x, y = data(8, 100), np.empty((8, 100), np.float32)
+    calls = (lambda: softjit.softmax(x, out=y), lambda: softjit.softmax(x),
+             lambda: softjit.exp(x, out=y), lambda: softjit.exp(x))
+    for call in calls:
+        for _ in range(10_000):  # warm: every allocation size seen, numpy's caches filled
+            call()
+    counts = sys.getrefcount(x), sys.getrefcount(y)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    for call in calls:
+        for _ in range(1_000_000):
+            call()
+    assert (sys.getrefcount(x), sys.getrefcount(y)) == counts
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
+    assert grown < 8 * 1024, f"peak memory grew by {grown} KiB over 4 x 10^6 calls"
