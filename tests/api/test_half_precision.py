@@ -259,9 +259,10 @@ def test_log_softmax_layouts_threads_and_out(half):
 @pytest.mark.parametrize("half", HALVES)
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
-def test_log_softmax_within_float32_accuracy_plus_one_rounding(half, data):
-    """Against a float64 log_softmax of the same values: the README's 2e-6 * max(1, |y|), plus
-    half a unit in the last place of the 16-bit result."""
+def test_log_softmax_and_logsumexp_within_float32_accuracy_plus_one_rounding(half, data):
+    """Against a float64 log_softmax and logsumexp of the same values: the README's bounds
+    (2e-6 * max(1, |y|), 1e-6 * max(1, |c|)), plus half a unit in the last place of the 16-bit
+    result."""
     dtype = half_dtype(half)
     shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=300))
     values = data.draw(hnp.arrays(np.float32, shape, elements=st.floats(
@@ -276,3 +277,8 @@ def test_log_softmax_within_float32_accuracy_plus_one_rounding(half, data):
     bits = 11 if dtype == np.float16 else 8
     assert (np.abs(y - ref) <= 2e-6 * np.maximum(1, np.abs(ref)) + np.abs(ref) * 2.0 ** -bits
             + 2.0 ** -25).all()
+    # logsumexp: the README's 1e-6 * max(1, |c|), plus half a unit of the 16-bit result
+    c = softjit.logsumexp(x, isa=isa).astype(np.float64)
+    c_ref = (top + np.log(np.exp(x64 - top).sum(axis=-1, keepdims=True)))[..., 0]
+    assert (np.abs(c - c_ref) <= 1e-6 * np.maximum(1, np.abs(c_ref))
+            + np.abs(c_ref) * 2.0 ** -bits + 2.0 ** -25).all()
