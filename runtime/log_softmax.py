@@ -128,6 +128,12 @@ def _in_pieces(rows: int, threads: int, work) -> None:
     on_threads([(lambda a=a, b=b: work(a, b)) for a, b in _pieces(rows, threads)])
 
 
+def _element_name(dtype: np.dtype) -> str:
+    """The element format's name of a dtype the kernels take (float32 without asking numpy for
+    the dtype's name, which costs a microsecond)."""
+    return "f32" if dtype is _FLOAT32 else element_of(dtype).name
+
+
 def _rows_module(algorithm: str, isa: str, output_bytes: int, row_bytes: int,
                  element: str = "f32") -> _Module:
     """The module whose log_softmax driver writes an output of output_bytes in rows of
@@ -150,7 +156,7 @@ def _special_value(row: np.ndarray) -> float:
 def _row_logsumexp(x2d: np.ndarray, isa: str, threads: int) -> np.ndarray:
     """c = ln(sum(exp(row))) per row, float64 (the two-pass module of x2d's element format)."""
     rows = x2d.shape[0]
-    module = _module("two-pass", isa, element=element_of(x2d.dtype).name)
+    module = _module("two-pass", isa, element=_element_name(x2d.dtype))
     if rows <= _Scratch.ROWS and threads <= 1:
         b = module.buffer
         scratch = _scratch()
@@ -308,7 +314,7 @@ def _log_softmax_rows(src: np.ndarray, dst: np.ndarray, algorithm: str, isa: str
                       threads: int) -> None:
     """dst = log_softmax of the rows of src ((rows, n) views, unit element stride)."""
     module = _rows_module(algorithm, isa, dst.size * dst.itemsize, dst.shape[1] * dst.itemsize,
-                          element_of(dst.dtype).name)
+                          _element_name(dst.dtype))
     states = np.empty(src.shape[0], STATE_DTYPE)
     if threads <= 1 or src.shape[0] <= 1:
         module.log_softmax(src, dst, states)
