@@ -17,7 +17,7 @@ from softjit.codegen import variants
 from softjit.runtime import bindings, cpu, entries, entry_tables
 from softjit.runtime import tensors
 from softjit.runtime.dispatch import ALGORITHMS, choose_algorithm, nontemporal_for, resolve_isa
-from softjit.runtime.elements import algorithm_for, check_algorithm, element_of
+from softjit.runtime.elements import algorithm_for, check_algorithm, element_named, element_of
 from softjit.runtime.memo import EXP_ENTRY_CALLS, EXP_ROUTES, SOFTMAX_ENTRY_CALLS, SOFTMAX_ROUTES
 from softjit.runtime import rows as rows_module
 from softjit.runtime.inputs import as_float32_array, compute_input, requested_dtype
@@ -286,11 +286,13 @@ def _softmax_contiguous(x: np.ndarray, isa: str, algorithm: str, out) -> np.ndar
 
 
 # ---------------------------------------------------------------------------- assembly
-def assembly(algorithm: str, isa: str = "auto") -> str:
+def assembly(algorithm: str, isa: str = "auto", *, dtype="float32") -> str:
     """The emitted assembly of every pass kernel (and the row driver) that `algorithm` uses.
 
     Besides the softmax algorithms: "log_softmax" and "logsumexp" (the two-pass log_softmax
-    module, whose reduce driver logsumexp runs) and "log_softmax-three-pass"."""
+    module, whose reduce driver logsumexp runs) and "log_softmax-three-pass". dtype: the kernels
+    of "float32", "float16" or "bfloat16" arrays (a name or a numpy dtype)."""
+    element = element_named(dtype, "assembly")
     functions = {"log_softmax": "two-pass", "logsumexp": "two-pass",
                  "log_softmax-three-pass": "three-pass"}
     if isinstance(algorithm, str) and algorithm in functions:
@@ -298,7 +300,8 @@ def assembly(algorithm: str, isa: str = "auto") -> str:
         if isa not in cpu.ISAS:
             raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, "
                              f"{', '.join(cpu.ISAS)}")
-        return bindings.assembly(variants.REGISTRY.log_softmax(functions[algorithm], isa))
+        return bindings.assembly(variants.REGISTRY.log_softmax(functions[algorithm], isa,
+                                                               element=element.name))
     if algorithm == "auto":
         raise ValueError("softjit.assembly: name an algorithm: "
                          + ", ".join(variants.ALGORITHMS))
@@ -310,7 +313,8 @@ def assembly(algorithm: str, isa: str = "auto") -> str:
     elif isa not in cpu.ISAS:
         raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, "
                          f"{', '.join(cpu.ISAS)}")
-    return bindings.assembly(variants.REGISTRY.softmax(algorithm, isa))
+    check_algorithm(algorithm, element, "assembly")
+    return bindings.assembly(variants.REGISTRY.softmax(algorithm, isa, element=element.name))
 
 
 # softjit.softmax and softjit.exp: the generated builtins that run the common calls natively

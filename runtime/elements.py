@@ -31,6 +31,17 @@ def element_of(dtype: np.dtype) -> ElementFormat | None:
     return _BY_DTYPE_NAME.get(dtype.name) if dtype.kind in "fV" else None
 
 
+def element_named(dtype, function: str) -> ElementFormat:
+    """The element format of a dtype given by name ("bfloat16") or as a dtype (numpy.float16)."""
+    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None) or getattr(
+        dtype, "__name__", repr(dtype))
+    found = _BY_DTYPE_NAME.get(name)
+    if found is None:
+        raise ValueError(f"softjit.{function}: dtype={dtype!r} has no kernels; valid: "
+                         f"{accepted_dtypes()}")
+    return found
+
+
 def accepted_dtypes() -> str:
     return ", ".join(e.dtype_name for e in ELEMENT_FORMATS.values())
 

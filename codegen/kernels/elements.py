@@ -25,10 +25,9 @@ tails go through a stack buffer (codegen/kernels/loops.py Tail).
 from __future__ import annotations
 
 from softjit.codegen.abi import BF16, F16, F32, ElementFormat
+from softjit.codegen.kernels.reduce import UNORDERED
 from softjit.codegen.operands import Masked, Mem, Register
 from softjit.codegen.stream import Function
-
-UNORDERED = 3  # vcmpps predicate: true where either operand is NaN
 ROUND_TO_NEAREST_EVEN = 0  # VCVTPS2PH immediate: round to nearest even, not MXCSR's mode
 BF16_ROUNDING_BIAS = 0x7FFF
 QUIET_BIT = 0x00400000

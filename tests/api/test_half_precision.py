@@ -282,3 +282,18 @@ def test_log_softmax_and_logsumexp_within_float32_accuracy_plus_one_rounding(hal
     c_ref = (top + np.log(np.exp(x64 - top).sum(axis=-1, keepdims=True)))[..., 0]
     assert (np.abs(c - c_ref) <= 1e-6 * np.maximum(1, np.abs(c_ref))
             + np.abs(c_ref) * 2.0 ** -bits + 2.0 ** -25).all()
+
+
+def test_assembly_of_the_16_bit_kernels():
+    """softjit.assembly(..., dtype=...) shows the kernels a float16 / bfloat16 call runs (any
+    ISA, on any host): widened as loaded, rounded as stored."""
+    assert "vpmovzxwd" in softjit.assembly("two-pass", "avx2", dtype="bfloat16")
+    assert "vpackusdw" in softjit.assembly("three-pass-recompute", "avx2", dtype="bfloat16")
+    assert "vpmovdw" in softjit.assembly("two-pass", "avx512f", dtype="bfloat16")
+    text = softjit.assembly("log_softmax", "avx512f", dtype=np.float16)
+    assert "vcvtph2ps" in text and "vcvtps2ph" in text and "f16_" in text
+    assert "vcvtph2ps" not in softjit.assembly("two-pass", "avx2")  # float32 by default
+    with pytest.raises(ValueError, match="three-pass-reload.*round"):
+        softjit.assembly("three-pass-reload", "avx2", dtype="float16")
+    with pytest.raises(ValueError, match="float64.*valid: float32, float16, bfloat16"):
+        softjit.assembly("two-pass", "avx2", dtype=np.float64)
