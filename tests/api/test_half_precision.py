@@ -297,3 +297,36 @@ def test_assembly_of_the_16_bit_kernels():
         softjit.assembly("three-pass-reload", "avx2", dtype="float16")
     with pytest.raises(ValueError, match="float64.*valid: float32, float16, bfloat16"):
         softjit.assembly("two-pass", "avx2", dtype=np.float64)
+
+
+@pytest.mark.parametrize("half", HALVES)
+def test_user_kernels_read_and_write_16_bit_buffers(half):
+    """for_each_vector(..., elements=) (docs/kernels.md): a softjit.jit kernel doubling a 16-bit
+    buffer, natively and in the emulator, at lengths around the tails of both ISAs."""
+    from softjit import In, Out, Size
+    from softjit.codegen import for_each_vector
+    from softjit.codegen.abi import BF16, F16
+
+    dtype = half_dtype(half)
+    element, declared = (F16, "float16") if half == "float16" else (BF16, "uint16")
+
+    def twice(f):
+        x, y, n = f.args
+
+        def step(tile):
+            vs = f.vecs("v", tile.count)
+            for i, v in enumerate(vs):
+                tile.load(v, x, i)
+                f.vaddps(v, v, v)
+                tile.store(y, i, v)
+        for_each_vector(f, n, [x, y], 4, step, "twice", elements={x: element, y: element})
+        f.ret()
+
+    kernel = softjit.jit(twice, args=[In("x", declared, "n"), Out("y", declared, "n"),
+                                      Size("n")])
+    for n in (0, 1, 7, 8, 9, 15, 16, 17, 33, 70):
+        x = (np.arange(n, dtype=np.float32) - 20).astype(dtype)
+        bits = x.view(np.uint16) if half == "bfloat16" else x
+        for y in [kernel.emulate(bits, isa="avx512f")] + [
+                kernel(bits, isa=isa) for isa in HOST_ISAS]:
+            assert same_values(y.view(dtype), (2 * x.astype(np.float32)).astype(dtype)), n
