@@ -52,6 +52,10 @@ FUNCTIONS = (
     "PyEval_SaveThread", "PyEval_RestoreThread", "PyLong_FromSsize_t", "Py_IncRef",
     "Py_DecRef", "PyLong_AsSsize_t", "PyErr_Occurred", "PyTuple_Size", "PyTuple_GetItem",
     "PyTuple_New", "PyTuple_SetItem", "PyDict_New", "PyDict_SetItem", "PyDict_GetItem",
-    "PyObject_Call",
+    "PyObject_Call", "PyModule_GetState",
 )
+
+# The C-API version a module definition is created for (PyModule_Create2's second argument):
+# 1013 in every CPython 3.x, so the runtime's table modules never draw a version warning.
+PYTHON_API_VERSION = 1013
 DATA = ("_Py_NotImplementedStruct",)

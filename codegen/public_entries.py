@@ -33,7 +33,9 @@ buffer requests. The GIL is released around the kernels when x holds at least th
 GIL_MIN_BYTES: below that the release and the retake cost more than they could give another
 thread. Returns out (a new reference).
 
-`self` is a bytes object of 64-bit words (built by runtime/entries.py); the objects it names are
+`self` is a module object whose module state holds the table, 64-bit words (built by
+runtime/entries.py): a module, so that the builtin pickles and prints by its own name
+(softjit.runtime.api.softmax) as a module-level builtin does. The objects the table names are
 kept alive by the runtime for the life of the process.
 """
 from __future__ import annotations
@@ -109,8 +111,8 @@ class _Public:
         f.mov(self.s_args, args)
         f.mov(self.s_nargs, nargs)
         f.mov(self.s_kwnames, kwnames)
-        f.comment("the table is the bytes object self")
-        self.call("PyBytes_AsString", self_)
+        f.comment("the table is the state of the module object self")
+        self.call("PyModule_GetState", self_)
         f.mov(table, rax)
         f.mov(self.s_table, rax)
         f.comment(f"positional: 1 to {most_positional}")

@@ -188,11 +188,48 @@ def public_builtin(symbol: str, general, routes: dict):
 
     flags = cpython_abi.METH_FASTCALL | cpython_abi.METH_KEYWORDS
     record = MethodDef(name, address, flags, doc)
-    _KEPT.append((names, auto, general, routes, name, doc, record))
+    holder, definition = _table_module(table)
+    _KEPT.append((names, auto, general, routes, name, doc, record, holder, definition))
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype = ctypes.py_object
     new.argtypes = (ctypes.c_void_p, ctypes.py_object, ctypes.py_object)
-    return new(ctypes.addressof(record), table, general.__module__)
+    return new(ctypes.addressof(record), holder, general.__module__)
+
+
+def _table_module(table: bytes) -> tuple:
+    """(a module object whose state is a copy of `table`, its definition, kept alive with it).
+
+    A builtin whose `self` is a module pickles, copies and prints by its own name and module
+    (pickle finds softjit.runtime.api.softmax again), where one bound to a bytes object would
+    pickle as an attribute of that bytes object and fail."""
+    import ctypes
+
+    from softjit.codegen import cpython_abi
+
+    class ModuleDefBase(ctypes.Structure):  # PyModuleDef_Base: an object header, then
+        _fields_ = [("ob_refcnt", ctypes.c_ssize_t), ("ob_type", ctypes.c_void_p),  # m_init,
+                    ("m_init", ctypes.c_void_p), ("m_index", ctypes.c_ssize_t),  # m_index and
+                    ("m_copy", ctypes.c_void_p)]  # m_copy (stable ABI)
+
+    class ModuleDef(ctypes.Structure):  # PyModuleDef (stable ABI)
+        _fields_ = [("m_base", ModuleDefBase), ("m_name", ctypes.c_char_p),
+                    ("m_doc", ctypes.c_char_p), ("m_size", ctypes.c_ssize_t),
+                    ("m_methods", ctypes.c_void_p), ("m_slots", ctypes.c_void_p),
+                    ("m_traverse", ctypes.c_void_p), ("m_clear", ctypes.c_void_p),
+                    ("m_free", ctypes.c_void_p)]
+
+    definition = ModuleDef()
+    definition.m_base.ob_refcnt = 1
+    definition.m_name = b"softjit.runtime.entries.table"
+    definition.m_doc = b"the table of a softjit public builtin, in the module state"
+    definition.m_size = len(table)
+    create = ctypes.pythonapi.PyModule_Create2
+    create.restype, create.argtypes = ctypes.py_object, (ctypes.c_void_p, ctypes.c_int)
+    holder = create(ctypes.addressof(definition), cpython_abi.PYTHON_API_VERSION)
+    get_state = ctypes.pythonapi.PyModule_GetState
+    get_state.restype, get_state.argtypes = ctypes.c_void_p, (ctypes.py_object,)
+    ctypes.memmove(get_state(holder), table, len(table))
+    return holder, definition
 
 
 def _usable_numpy() -> int | None:

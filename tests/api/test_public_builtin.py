@@ -231,6 +231,20 @@ def test_signature_name_and_doc_are_the_python_functions():
         assert parameter.default == python.parameters[name].default
 
 
+@pytest.mark.parametrize("function", ["softmax", "exp"])
+def test_the_builtins_pickle_copy_and_print_as_module_level_functions(function):
+    import copy
+    import pickle
+
+    builtin = getattr(softjit, function)
+    if builtin is getattr(api, f"_python_{function}"):
+        pytest.skip(f"softjit.{function} is the Python function in this process")
+    assert pickle.loads(pickle.dumps(builtin)) is builtin  # how multiprocessing and Dask send it
+    assert copy.deepcopy(builtin) is builtin
+    assert builtin.__qualname__ == function and builtin.__module__ == "softjit.runtime.api"
+    assert repr(builtin) == f"<built-in function {function}>"
+
+
 def test_routes_emptied_in_place_send_calls_to_the_python_function_until_registered():
     softjit.softmax(X2)
     memo.isa_changed()  # what a change of SOFTJIT_ISA does
