@@ -3,7 +3,8 @@
 - the SysV AMD64 calling convention: integer argument registers, callee-saved registers;
 - C signatures (Param lists) of every kind of kernel softjit generates: vexp, rmax, the softmax
   passes and their row driver, the bandwidth probes and their row drivers;
-- the pass state: the 16 bytes one softmax pass leaves for the next (PASS_STATE);
+- the pass state: the 16 bytes one softmax pass leaves for the next (PASS_STATE), which also
+  carries the input scale of the scaled kernels (softmax(scale * x));
 - the row driver's stride pair, its per-row status word and the passes' return codes.
 
 The generators (codegen/kernels/) build functions from these signatures and address the state
@@ -116,6 +117,11 @@ DRIVER_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t
                  Param("int32_t*", "status"))
 DRIVER_RETURNS = "size_t"
 ROW_STRIDES_CTYPE = "int64_t"  # row_strides: (x row stride, y row stride) in bytes
+# A scaled row driver (softmax(scale * x)) reads one more word through row_strides: the float32
+# input scale, in the low four bytes of a third int64 at this byte offset. It copies the scale
+# into the pass state's "input_scale" before each row's passes.
+ROW_STRIDES_INPUT_SCALE = 16
+ROW_STRIDES_SCALED_WORDS = 3  # int64 words of a scaled driver's row_strides
 STATUS_CTYPE = "int32_t"  # status: one word per row
 ROW_DONE, ROW_MARKED = 0, 1
 
@@ -210,7 +216,9 @@ PASS_STATE = StateLayout(
         StateField("scale", 4, "the output scale 1 / sum (two-pass: 1 / v)"),
         StateField("sum", 8, "the sum itself, float32 (two-pass: v), so that the pieces of one "
                              "row split over threads can be combined"),
-        StateField("unused", 12, "padding to 16 bytes"),
+        StateField("input_scale", 12,
+                   "scaled kernels: the float32 factor every element of x is multiplied by as it "
+                   "is loaded, in every pass (softmax(scale * x)); unscaled kernels ignore it"),
     ),
     size=16,
 )

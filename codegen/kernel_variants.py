@@ -125,7 +125,10 @@ class Softmax(VariantBase):
     block_elements: about how many elements a float32 block sums before the float64 fold (a
     whole number of main-loop steps; at 2048, a float32 lane accumulator takes 2048/(lanes*K)
     additions, so its rounding error stays near 1e-6 whatever n is); element: the format of
-    x and y ("f32", or "f16" / "bf16": converted in registers, computed in float32).
+    x and y ("f32", or "f16" / "bf16": converted in registers, computed in float32); scaled:
+    softmax(s * x), every pass multiplying x by the input scale s as it loads it (the driver
+    reads s after the row stride pair, abi.ROW_STRIDES_INPUT_SCALE), "_scaled" in the names
+    (float32 only).
     """
 
     algorithm: str
@@ -139,6 +142,7 @@ class Softmax(VariantBase):
     nontemporal: bool = False
     interleave: int = 0  # vectors whose stages interleave (0: the whole unrolled step)
     element: str = F32.name
+    scaled: bool = False
 
     op = "softmax"
 
@@ -147,6 +151,7 @@ class Softmax(VariantBase):
             raise ValueError(f"unknown softmax algorithm {self.algorithm!r}; "
                              f"valid: {', '.join(ALGORITHMS)}")
         element_format(self.element)
+        _check_scaled(self)
         if self.algorithm not in algorithms_for(self.element):
             raise ValueError(f"{self.algorithm} writes exp(x - max) into y and scales it there: "
                              f"with {self.element} elements that rounds twice; "
@@ -159,7 +164,8 @@ class Softmax(VariantBase):
 
     @property
     def description(self) -> str:
-        return f"{self.algorithm} softmax, {self.format.dtype_name}"
+        scaled = " of scale * x" if self.scaled else ""
+        return f"{self.algorithm} softmax{scaled}, {self.format.dtype_name}"
 
     @property
     def block(self) -> int:
@@ -170,10 +176,14 @@ class Softmax(VariantBase):
         g = self.interleave
         return f"_i{g}" if 0 < g < unroll else ""
 
-    def _pass(self, op: str, params: str, build, flavoured: bool = True) -> PassKernel:
-        """A pass named f32_OP__ISA[_FLAVOUR]_PARAMS; its part of the module name is OP_PARAMS."""
+    def _pass(self, op: str, params: str, build, flavoured: bool = True,
+              reads_x: bool = True) -> PassKernel:
+        """A pass named f32_OP[_scaled]__ISA[_FLAVOUR]_PARAMS (_scaled: it multiplies x by the
+        input scale; a pass that reads no x has no scaled form); its part of the module name is
+        OP_PARAMS."""
         flavour = f"_{exp_flavour(self.target)}" if flavoured else ""
-        return PassKernel(f"{self.element}_{op}__{self.isa}{flavour}_{params}",
+        scaled = "_scaled" if self.scaled and reads_x else ""
+        return PassKernel(f"{self.element}_{op}{scaled}__{self.isa}{flavour}_{params}",
                           f"{op.removesuffix('_pass')}_{params}", build)
 
     @property
@@ -186,38 +196,41 @@ class Softmax(VariantBase):
                   f"{'_nt' if self.nontemporal else ''}")
         ru, ra, ou, nt = self.reduce_unroll, self.reduce_accumulators, self.output_unroll, \
             self.nontemporal
-        e = self.format
+        e, sc = self.format, self.scaled
         if self.algorithm == "two-pass":
             return (
                 self._pass("raddextexp", reduce, lambda s: passes.build_raddextexp(
-                    s, t, ru, ra, self.block, g, e)),
+                    s, t, ru, ra, self.block, g, e, sc)),
                 self._pass("vscaleextexp", output, lambda s: passes.build_vscaleextexp(
-                    s, t, ou, nt, g, e)),
+                    s, t, ou, nt, g, e, sc)),
             )
         rmax = self._pass(
             "rmax_pass", f"{_elements(t, self.rmax_unroll)}_acc{self.rmax_accumulators}",
-            lambda s: passes.build_rmax_pass(s, t, self.rmax_unroll, self.rmax_accumulators, e),
+            lambda s: passes.build_rmax_pass(s, t, self.rmax_unroll, self.rmax_accumulators, e,
+                                             sc),
             flavoured=False)
         if self.algorithm == "three-pass-reload":
             return (
                 rmax,
                 self._pass("raddstoreexpminusmax", reduce, lambda s:
-                           passes.build_raddstoreexpminusmax(s, t, ru, ra, self.block, g)),
+                           passes.build_raddstoreexpminusmax(s, t, ru, ra, self.block, g, sc)),
                 self._pass("vscale", output, lambda s: passes.build_vscale(s, t, ou, nt),
-                           flavoured=False),
+                           flavoured=False, reads_x=False),
             )
         return (
             rmax,
             self._pass("raddexpminusmax", reduce, lambda s: passes.build_raddexpminusmax(
-                s, t, ru, ra, self.block, g, e)),
+                s, t, ru, ra, self.block, g, e, sc)),
             self._pass("vscaleexpminusmax", output, lambda s: passes.build_vscaleexpminusmax(
-                s, t, ou, nt, g, e)),
+                s, t, ou, nt, g, e, sc)),
         )
 
     @property
     def name(self) -> str:
         tail = "_".join(p.short_name for p in self.passes)
-        return f"{self.element}_softmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
+        scaled = "_scaled" if self.scaled else ""
+        return (f"{self.element}_softmax_{self.algorithm.replace('-', '')}{scaled}__{self.isa}_"
+                f"{tail}")
 
     @property
     def driver_symbol(self) -> str:
@@ -225,9 +238,9 @@ class Softmax(VariantBase):
 
     @property
     def reduce_symbol(self) -> str:
-        """two-pass only: the driver that runs the first pass alone on a batch of rows, each
-        row's state left in a states array (abi.REDUCE_DRIVER_PARAMS), for callers that
-        combine the sums of a row's pieces themselves (softjit.dask)."""
+        """two-pass only (not scaled): the driver that runs the first pass alone on a batch of
+        rows, each row's state left in a states array (abi.REDUCE_DRIVER_PARAMS), for callers
+        that combine the sums of a row's pieces themselves (softjit.dask)."""
         return self.name + REDUCE_SUFFIX
 
     @property
@@ -238,10 +251,13 @@ class Softmax(VariantBase):
 
     def functions(self) -> tuple:
         kernels = [p.build(p.symbol) for p in self.passes]
+        # A scaled three-pass max pass flags rows whose max is not finite (a product that may
+        # have overflowed): its driver marks them as two-pass's marks its rows.
         row_driver = driver.build_driver(self.name, self.target, [p.symbol for p in self.passes],
-                                         may_flag=self.algorithm == "two-pass",
-                                         element=self.format)
-        if self.algorithm != "two-pass":
+                                         may_flag=self.algorithm == "two-pass" or self.scaled,
+                                         element=self.format, scaled=self.scaled)
+        if self.algorithm != "two-pass" or self.scaled:
+            # (softjit.dask's batch drivers: of unscaled two-pass modules only)
             return (*kernels, row_driver)
         first, output = self.passes
         reduce = log_softmax.build_reduce_driver(self.reduce_symbol, self.target, [first.symbol],
@@ -249,6 +265,13 @@ class Softmax(VariantBase):
         apply = log_softmax.build_apply_driver(self.apply_symbol, self.target, output.symbol,
                                                element=self.format)
         return (*kernels, row_driver, reduce, apply)
+
+
+def _check_scaled(variant) -> None:
+    """Scaled modules read float32 x: no kernel multiplies widened 16-bit elements by a scale."""
+    if variant.scaled and variant.element != F32.name:
+        raise ValueError(f"a scaled softmax module reads float32 x; element "
+                         f"{variant.element!r} has no scaled form")
 
 
 # ---------------------------------------------------------------------------- log_softmax

@@ -10,6 +10,7 @@ tests and the benchmarks all iterate REGISTRY and look variants up through it:
     REGISTRY.for_op("vexp", "avx2")                      the default variant of an op on an ISA
     REGISTRY.softmax("two-pass", "avx2", nontemporal)    the softmax module softjit.softmax runs
     REGISTRY.softmax("two-pass", "avx2", element="bf16") the same for bfloat16 x and y
+    REGISTRY.softmax("two-pass", "avx2", scaled=True)    ... and the one softmax(x, scale=s) runs
     REGISTRY.pick("vexp" or a name, isa)                 a name, else the op's default (the CLI)
 
 Users add their own variants (softjit.codegen.register, or a package's entry point in the
@@ -19,7 +20,7 @@ prebuilt manifest.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 from softjit.codegen.module import Module
@@ -181,27 +182,30 @@ class Registry:
                                   f"{', '.join(i for i in ISA_NAMES if self._has(op, i))}")
 
     def softmax(self, algorithm: str, isa: str, nontemporal: bool = False,
-                element: str = "f32") -> Softmax:
+                element: str = "f32", scaled: bool = False) -> Softmax:
         """The softmax module of `algorithm` on `isa`, with non-temporal output stores or not,
-        for x and y of element format `element` ("f32", "f16", "bf16")."""
+        for x and y of element format `element` ("f32", "f16", "bf16"), of x or (scaled) of
+        scale * x."""
         if algorithm not in ALGORITHMS:
             raise UnknownVariantError(f"unknown softmax algorithm {algorithm!r}; valid: "
                                       f"{', '.join(ALGORITHMS)}")
         for v in self.variants:
             if (v.op == "softmax" and v.algorithm == algorithm and v.isa == isa
-                    and v.nontemporal == nontemporal and getattr(v, "element", "f32") == element):
+                    and v.nontemporal == nontemporal and getattr(v, "element", "f32") == element
+                    and v.scaled == scaled):
                 return v
-        raise UnknownVariantError(f"no {algorithm} softmax registered for {isa!r}"
+        raise UnknownVariantError(f"no {algorithm}{' scaled' if scaled else ''} softmax "
+                                  f"registered for {isa!r}"
                                   f"{' with non-temporal stores' if nontemporal else ''}"
                                   f"{'' if element == 'f32' else f' on {element} elements'}")
 
     def softmax_or_plain(self, algorithm: str, isa: str, nontemporal: bool,
-                         element: str = "f32") -> Softmax:
+                         element: str = "f32", scaled: bool = False) -> Softmax:
         """softmax(), falling back to ordinary stores where no non-temporal module is
         registered (three-pass-reload re-reads y, so it has none)."""
-        if nontemporal and self._softmax_exists(algorithm, isa, True, element):
-            return self.softmax(algorithm, isa, True, element)
-        return self.softmax(algorithm, isa, False, element)
+        if nontemporal and self._softmax_exists(algorithm, isa, True, element, scaled):
+            return self.softmax(algorithm, isa, True, element, scaled)
+        return self.softmax(algorithm, isa, False, element, scaled)
 
     def pick(self, name_or_op: str, isa: str):
         """A variant by its full name (which must be of `isa` unless isa is "auto"), or else the
@@ -242,10 +246,10 @@ class Registry:
         return any(v.op == op and v.isa == isa for v in self.variants)
 
     def _softmax_exists(self, algorithm: str, isa: str, nontemporal: bool,
-                        element: str = "f32") -> bool:
+                        element: str = "f32", scaled: bool = False) -> bool:
         return any(v.op == "softmax" and v.algorithm == algorithm and v.isa == isa
                    and v.nontemporal == nontemporal and getattr(v, "element", "f32") == element
-                   for v in self.variants)
+                   and v.scaled == scaled for v in self.variants)
 
 
 def _half_variants(element: str) -> tuple:
@@ -282,12 +286,14 @@ def _half_variants(element: str) -> tuple:
 # (exp.resident_fit). Zen 3 hosts run the same AVX2 kernels: 4 FMA-latency chains per tile, and
 # the out-of-order core overlaps tiles and iterations.
 # The first softmax variant of an (algorithm, isa, store kind) is the one softjit.softmax runs.
-REGISTRY = Registry((
+_ELEMENTWISE = (
     VExp("avx2", 4),
     VExp("avx512f", 4),
     VExp("avx512f", 8),
     RMax("avx2", 4, 2),
     RMax("avx512f", 4, 2),
+)
+_SOFTMAX_FAMILY = (
     Softmax("two-pass", "avx2", 4, 1, 4),
     Softmax("three-pass-reload", "avx2", 4, 2, 4),
     Softmax("three-pass-recompute", "avx2", 12, 1, 12, interleave=4),
@@ -310,8 +316,18 @@ REGISTRY = Registry((
     LogSoftmax("three-pass", "avx512f", 8, 2, 4),
     LogSoftmax("two-pass", "avx2", 4, 1, 4, nontemporal=True),
     LogSoftmax("two-pass", "avx512f", 4, 2, 4, nontemporal=True),
-) + tuple(probe for isa in ("avx2", "avx512f") for probe in probes(isa))
-  + tuple(v for element in ("f16", "bf16") for v in _half_variants(element)))
+)
+# softmax(x, scale=s): a scaled twin of every float32 softmax module, with the same parameters
+# (the multiply rides on each load of x). They are registered, so prebuilt like the rest: a
+# wheel serves scale= without binutils. The unscaled modules stay as they were, byte for byte,
+# and calls without scale= never touch the twins. 16-bit inputs with scale= are widened on the
+# host (runtime/api.py). (log_softmax and logsumexp take scale= on the host for now: their
+# drivers keep the row's logarithm where a scaled pass would read its scale.)
+REGISTRY = Registry(_ELEMENTWISE + _SOFTMAX_FAMILY
+                    + tuple(replace(v, scaled=True) for v in _SOFTMAX_FAMILY
+                            if v.op == "softmax")
+                    + tuple(probe for isa in ("avx2", "avx512f") for probe in probes(isa))
+                    + tuple(v for element in ("f16", "bf16") for v in _half_variants(element)))
 
 #: The built-in variants, in registry order. REGISTRY.variants also holds the users' variants
 #: registered since (softjit.codegen.register, load_plugins): iterate REGISTRY for everything.

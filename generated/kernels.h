@@ -150,6 +150,62 @@ size_t f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_nt_r
 size_t f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_nt_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 size_t f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_nt_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
+/* f32_softmax_twopass_scaled__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32 (avx2): two-pass softmax of scale * x, float32 */
+int f32_raddextexp_scaled__avx2_rr2_p5_u32_acc1_b2048(const float* x, float* y, size_t n, float* state);
+int f32_vscaleextexp_scaled__avx2_rr2_p5_u32(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_twopass_scaled__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+
+/* f32_softmax_threepassreload_scaled__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_vscale_u32 (avx2): three-pass-reload softmax of scale * x, float32 */
+int f32_rmax_pass_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048(const float* x, float* y, size_t n, float* state);
+int f32_vscale__avx2_u32(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassreload_scaled__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_vscale_u32(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+
+/* f32_softmax_threepassrecompute_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4 (avx2): three-pass-recompute softmax of scale * x, float32 */
+int f32_rmax_pass_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4(const float* x, float* y, size_t n, float* state);
+int f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassrecompute_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+
+/* f32_softmax_twopass_scaled__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4 (avx512f): two-pass softmax of scale * x, float32 */
+int f32_raddextexp_scaled__avx512f_rr2_p5_scalef_u256_acc2_b2048_i4(const float* x, float* y, size_t n, float* state);
+int f32_vscaleextexp_scaled__avx512f_rr2_p5_scalef_u128_i4(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_twopass_scaled__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+
+/* f32_softmax_threepassreload_scaled__avx512f_rmax_u64_acc2_raddstoreexpminusmax_u128_acc2_b2048_i2_vscale_u64_i2 (avx512f): three-pass-reload softmax of scale * x, float32 */
+int f32_rmax_pass_scaled__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddstoreexpminusmax_scaled__avx512f_rr2_p5_scalef_u128_acc2_b2048_i2(const float* x, float* y, size_t n, float* state);
+int f32_vscale__avx512f_u64_i2(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassreload_scaled__avx512f_rmax_u64_acc2_raddstoreexpminusmax_u128_acc2_b2048_i2_vscale_u64_i2(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+
+/* f32_softmax_threepassrecompute_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2 (avx512f): three-pass-recompute softmax of scale * x, float32 */
+int f32_rmax_pass_scaled__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax_scaled__avx512f_rr2_p5_scalef_u128_acc2_b2048_i2(const float* x, float* y, size_t n, float* state);
+int f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassrecompute_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+
+/* f32_softmax_twopass_scaled__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt (avx2): two-pass softmax of scale * x, float32 */
+int f32_raddextexp_scaled__avx2_rr2_p5_u32_acc1_b2048(const float* x, float* y, size_t n, float* state);
+int f32_vscaleextexp_scaled__avx2_rr2_p5_u32_nt(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_twopass_scaled__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+
+/* f32_softmax_threepassrecompute_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4_nt (avx2): three-pass-recompute softmax of scale * x, float32 */
+int f32_rmax_pass_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4(const float* x, float* y, size_t n, float* state);
+int f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_nt(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassrecompute_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+
+/* f32_softmax_twopass_scaled__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt (avx512f): two-pass softmax of scale * x, float32 */
+int f32_raddextexp_scaled__avx512f_rr2_p5_scalef_u256_acc2_b2048_i4(const float* x, float* y, size_t n, float* state);
+int f32_vscaleextexp_scaled__avx512f_rr2_p5_scalef_u128_i4_nt(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_twopass_scaled__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+
+/* f32_softmax_threepassrecompute_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2_nt (avx512f): three-pass-recompute softmax of scale * x, float32 */
+int f32_rmax_pass_scaled__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax_scaled__avx512f_rr2_p5_scalef_u128_acc2_b2048_i2(const float* x, float* y, size_t n, float* state);
+int f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassrecompute_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+
 /* f32_stream_read__avx2_u64_acc4 (avx2): read bandwidth probe: the sum of a row */
 void f32_stream_read__avx2_u64_acc4(const float* x, size_t n, float* out);
 void f32_stream_read__avx2_u64_acc4_rows(const float* x, float* y, size_t n, size_t rows, int64_t x_stride, int64_t y_stride);

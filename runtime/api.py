@@ -22,6 +22,7 @@ from softjit.runtime.memo import EXP_ENTRY_CALLS, EXP_ROUTES, SOFTMAX_ENTRY_CALL
 from softjit.runtime import rows as rows_module
 from softjit.runtime.inputs import as_float32_array, compute_input, requested_dtype
 from softjit.runtime.rows import recompute_rows, rows_view, run_rows, safe_overlap
+from softjit.runtime.scaled import check_scale
 
 _FLOAT32 = np.dtype(np.float32)
 _NDARRAY = np.ndarray
@@ -145,7 +146,7 @@ def _exp_general(x, isa, out, dtype=None) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- softmax
 def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", out=None,
-            threads: int = 1, dtype=None) -> np.ndarray:
+            threads: int = 1, scale=None, dtype=None) -> np.ndarray:
     """softmax along `axis` of a float32 array (or torch CPU tensor): exp(x - max) / sum(exp(x -
     max)). dtype=numpy.float32 computes other dtypes (float64) in float32.
 
@@ -158,6 +159,11 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     number of CPUs this process may run on (os.sched_getaffinity) and at most the number of
     pieces there are (the rows of a batch, or the chunks of a row of SPLIT_ROW_MIN = 2^20 or more
     elements), so any larger value is safe. The results are bitwise identical for every threads.
+
+    scale: a temperature, softmax(scale * x): a finite real number (None: 1). Every element of x
+    is multiplied by float32(scale) as the kernels load it, so where those products are finite
+    the result has the bits of softmax(numpy.float32(scale) * x); rows where a product
+    overflows are computed in float64 (runtime/scaled.py).
     """
     # First path: the generated entry of this (algorithm, isa), for a contiguous last axis. The
     # entry is registered only after the general path validated the same algorithm and isa, and
@@ -165,7 +171,7 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
     # this path accepts the general path accepts too; anything the entry refuses goes there.
     # `threads is _ONE`: the int 1 (CPython keeps one object for each small int), not True, 1.0
     # or numpy.int64(1), which the general path validates first.
-    if threads is _ONE and dtype is None and (axis is _LAST or (
+    if scale is None and threads is _ONE and dtype is None and (axis is _LAST or (
             axis.__class__ is int and x.__class__ is _NDARRAY and axis == x.ndim - 1)):
         try:
             entry = SOFTMAX_ENTRY_CALLS.get((algorithm, isa))
@@ -179,10 +185,10 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
                 y = _empty(x.shape, _FLOAT32)
                 if entry(x, y) is not NotImplemented:
                     return y
-    return _softmax_general(x, axis, algorithm, isa, out, threads, dtype)
+    return _softmax_general(x, axis, algorithm, isa, out, threads, dtype, scale)
 
 
-def _softmax_axes(x: np.ndarray, axis, algorithm, isa, out, threads) -> np.ndarray:
+def _softmax_axes(x: np.ndarray, axis, algorithm, isa, out, threads, scale) -> np.ndarray:
     """softmax over several axes at once (None: all of them), as scipy.special.softmax takes
     them: the axes move to the end and merge into one row axis (a view when x's layout allows,
     else a copy); the rows' softmax is written back through out's matching view."""
@@ -190,20 +196,21 @@ def _softmax_axes(x: np.ndarray, axis, algorithm, isa, out, threads) -> np.ndarr
 
     axes = _axes(axis, x.ndim, "softmax")
     if len(axes) == 1:
-        return _softmax_general(x, axes[0], algorithm, isa, out, threads)
+        return _softmax_general(x, axes[0], algorithm, isa, out, threads, scale=scale)
     out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "softmax",
                                                                    x.dtype)
     rows = _as_rows(_moved(x, axes), len(axes))
-    result = _softmax_general(rows, -1, algorithm, isa, None, threads)
+    result = _softmax_general(rows, -1, algorithm, isa, None, threads, scale=scale)
     om = _moved(out, axes)
     om[...] = result.reshape(om.shape)
     return out
 
 
-def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.ndarray:
+def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None,
+                     scale=None) -> np.ndarray:
     if tensors.is_tensor(x) or tensors.is_tensor(out):
         return tensors.through_tensors("softmax", x, out, lambda xa, oa: _softmax_general(
-            xa, axis, algorithm, isa, oa, threads, dtype))
+            xa, axis, algorithm, isa, oa, threads, dtype, scale))
     isa_argument = isa
     if dtype is not None:
         requested_dtype(dtype, "softmax")
@@ -212,7 +219,7 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
     if x.ndim == 0:
         raise ValueError("softjit.softmax needs an array with at least one dimension; got a 0-d array")
     if axis is None or isinstance(axis, tuple):
-        return _softmax_axes(x, axis, algorithm, isa_argument, out, threads)
+        return _softmax_axes(x, axis, algorithm, isa_argument, out, threads, scale)
     if not is_integer(axis):
         raise TypeError(f"softjit.softmax: axis must be an integer, None or a tuple of integers, "
                         f"not {axis!r}")
@@ -224,8 +231,11 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
                          f"valid: {', '.join(ALGORITHMS)}")
     check_algorithm(algorithm, element, "softmax")
     check_threads(threads, "softmax")
+    input_scale = check_scale(scale, "softmax")
+    if input_scale is not None and x.dtype != _FLOAT32:
+        return _scaled_16_bit(x, axis, algorithm, isa_argument, out, threads, scale)
     isa = resolve_isa(isa)
-    entry = entry_tables.softmax_entry(algorithm, isa)
+    entry = entry_tables.softmax_entry(algorithm, isa) if input_scale is None else None
     if entry is not None and isinstance(isa_argument, str):
         SOFTMAX_ENTRY_CALLS[(algorithm, isa_argument)] = entry
         # the public builtin's route for these; only exact str keys, so that its lookups never
@@ -241,9 +251,9 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
     if (entry is not None and threads == 1 and int(axis) % x.ndim == x.ndim - 1
             and entry(x, out) is not NotImplemented):
         return out  # a call the first path did not take (first of its kind, numpy ints, lists)
-    if (threads == 1 and x.flags.c_contiguous and x.flags.aligned and int(axis) % x.ndim == x.ndim - 1
-            and (out is x or _fresh_output(out, x))):
-        return _softmax_contiguous(x, isa, algorithm, out)
+    if (threads == 1 and x.flags.c_contiguous and x.flags.aligned
+            and int(axis) % x.ndim == x.ndim - 1 and (out is x or _fresh_output(out, x))):
+        return _softmax_contiguous(x, isa, algorithm, out, input_scale)
     axis = int(axis) % x.ndim
     if axis == x.ndim - 1:
         xm, om = x, out
@@ -258,14 +268,27 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None) -> np.nd
     dst = rows_view(om)
     if dst is None or not dst.flags.aligned or not safe_overlap(dst, src):
         tmp = np.empty(src.shape, src.dtype)
-        run_rows(src, tmp, algorithm, isa, threads)
+        run_rows(src, tmp, algorithm, isa, threads, input_scale)
         om[...] = tmp.reshape(xm.shape)
     else:
-        run_rows(src, dst, algorithm, isa, threads)
+        run_rows(src, dst, algorithm, isa, threads, input_scale)
     return out
 
 
-def _softmax_contiguous(x: np.ndarray, isa: str, algorithm: str, out) -> np.ndarray:
+def _scaled_16_bit(x: np.ndarray, axis, algorithm, isa, out, threads, scale) -> np.ndarray:
+    """softmax(scale * x) of float16 / bfloat16 x: no kernel multiplies 16-bit elements by a
+    scale, so x is widened to float32 on the host, computed by the scaled float32 kernels and
+    rounded to nearest even back to x's dtype (what the 16-bit kernels do in registers)."""
+    out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "softmax",
+                                                                   x.dtype)
+    result = _softmax_general(x.astype(np.float32), axis, algorithm, isa, None, threads,
+                              scale=scale)
+    out[...] = result.astype(x.dtype)
+    return out
+
+
+def _softmax_contiguous(x: np.ndarray, isa: str, algorithm: str, out,
+                        input_scale=None) -> np.ndarray:
     """softmax over the last axis of a C-contiguous array into a new array, into x itself, or
     into a separate C-contiguous out, through cffi: the contiguous calls where no entry is used
     (see runtime/entries.py), kept to the few operations they need."""
@@ -276,23 +299,29 @@ def _softmax_contiguous(x: np.ndarray, isa: str, algorithm: str, out) -> np.ndar
     if algorithm == "auto":
         algorithm = algorithm_for(choose_algorithm(isa, n, rows), element)
     if n >= rows_module.SPLIT_ROW_MIN or nontemporal_for(x.nbytes):
-        run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1)
+        run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1, input_scale)
         return y
-    marked, status = bindings.driver(algorithm, isa, False, element.name).contiguous(
-        x, y, rows, n)
+    if input_scale is None:
+        marked, status = bindings.driver(algorithm, isa, False, element.name).contiguous(
+            x, y, rows, n)
+    else:
+        marked, status = bindings.driver(algorithm, isa, False, element.name,
+                                         scaled=True).contiguous(x, y, rows, n, input_scale)
     if marked:
-        recompute_rows(x.reshape(rows, n), y.reshape(rows, n), status[:rows], isa)
+        recompute_rows(x.reshape(rows, n), y.reshape(rows, n), status[:rows], isa, input_scale)
     return y
 
 
 # ---------------------------------------------------------------------------- assembly
-def assembly(algorithm: str, isa: str = "auto", *, dtype="float32") -> str:
+def assembly(algorithm: str, isa: str = "auto", *, dtype="float32", scaled: bool = False) -> str:
     """The emitted assembly of every pass kernel (and the row driver) that `algorithm` uses.
 
     Besides the softmax algorithms: "log_softmax" and "logsumexp" (the two-pass log_softmax
     module, whose reduce driver logsumexp runs) and "log_softmax-three-pass". dtype: the kernels
-    of "float32", "float16" or "bfloat16" arrays (a name or a numpy dtype)."""
+    of "float32", "float16" or "bfloat16" arrays (a name or a numpy dtype). scaled: the kernels
+    softmax(x, scale=s) runs (softmax(scale * x)), for a float32 softmax algorithm."""
     element = element_named(dtype, "assembly")
+    scaled = bool(scaled)
     functions = {"log_softmax": "two-pass", "logsumexp": "two-pass",
                  "log_softmax-three-pass": "three-pass"}
     if isinstance(algorithm, str) and algorithm in functions:
@@ -300,6 +329,9 @@ def assembly(algorithm: str, isa: str = "auto", *, dtype="float32") -> str:
         if isa not in cpu.ISAS:
             raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, "
                              f"{', '.join(cpu.ISAS)}")
+        if scaled:
+            raise ValueError(f"softjit.assembly: {algorithm} has no scaled kernels (its scale= "
+                             f"is applied on the host for now); scaled=True names softmax's")
         return bindings.assembly(variants.REGISTRY.log_softmax(functions[algorithm], isa,
                                                                element=element.name))
     if algorithm == "auto":
@@ -314,7 +346,11 @@ def assembly(algorithm: str, isa: str = "auto", *, dtype="float32") -> str:
         raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, "
                          f"{', '.join(cpu.ISAS)}")
     check_algorithm(algorithm, element, "assembly")
-    return bindings.assembly(variants.REGISTRY.softmax(algorithm, isa, element=element.name))
+    if scaled and element.name != "f32":
+        raise ValueError(f"softjit.assembly: the scaled kernels read float32 arrays, not "
+                         f"{dtype!r} (16-bit arrays with scale= are widened on the host)")
+    return bindings.assembly(variants.REGISTRY.softmax(algorithm, isa, element=element.name,
+                                                       scaled=scaled))
 
 
 # softjit.softmax and softjit.exp: the generated builtins that run the common calls natively

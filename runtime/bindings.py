@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from softjit.codegen import variants
-from softjit.codegen.abi import PASS_STATE, ROW_MARKED, ROW_STRIDES_CTYPE, STATUS_CTYPE
+from softjit.codegen.abi import (PASS_STATE, ROW_MARKED, ROW_STRIDES_CTYPE, ROW_STRIDES_INPUT_SCALE,
+                                 ROW_STRIDES_SCALED_WORDS, STATUS_CTYPE)
 from softjit.runtime import memo
 from softjit.runtime.cache import verified_object
 from softjit.runtime.cpu import check_platform
@@ -130,16 +131,28 @@ def pointer(array):
 _STRIDES_KEPT = 64  # row lengths whose stride pairs are kept ready
 
 
-def row_strides(row_bytes: int):
-    """A ready row_strides argument (x and y rows both `row_bytes` apart), shared by all threads
-    (the driver only reads it)."""
-    found = memo.ROW_STRIDES.get(row_bytes)
+def row_strides(row_bytes: int, input_scale=None):
+    """A ready row_strides argument (x and y rows both `row_bytes` apart; for a scaled driver,
+    the input scale after them), shared by all threads (the driver only reads it)."""
+    key = row_bytes if input_scale is None else (row_bytes, int(input_scale.view(np.uint32)))
+    found = memo.ROW_STRIDES.get(key)
     if found is None:
         if len(memo.ROW_STRIDES) >= _STRIDES_KEPT:
             memo.ROW_STRIDES.clear()  # bounded: a process calling with many row lengths
-        array = np.array([row_bytes, row_bytes], ROW_STRIDES_DTYPE)
-        found = memo.ROW_STRIDES.setdefault(row_bytes, (array, contiguous_pointer(array)))
+        array = strides_argument(row_bytes, row_bytes, input_scale)
+        found = memo.ROW_STRIDES.setdefault(key, (array, contiguous_pointer(array)))
     return found[1]
+
+
+def strides_argument(x_stride: int, y_stride: int, input_scale=None) -> np.ndarray:
+    """A driver's row_strides array: the (x, y) row strides in bytes and, for a scaled driver
+    (input_scale a numpy.float32), the scale after them (abi.ROW_STRIDES_INPUT_SCALE)."""
+    if input_scale is None:
+        return np.array([x_stride, y_stride], ROW_STRIDES_DTYPE)
+    words = np.zeros(ROW_STRIDES_SCALED_WORDS, ROW_STRIDES_DTYPE)
+    words[0], words[1] = x_stride, y_stride
+    words.view(np.float32)[ROW_STRIDES_INPUT_SCALE // 4] = input_scale
+    return words
 
 
 # One status word all single-row calls share: written by every such call and never read (for
@@ -173,10 +186,11 @@ class RowDriver:
         p = pointer
         return self.function(p(x2d), p(y2d), x2d.shape[1], x2d.shape[0], p(strides), p(status))
 
-    def contiguous(self, x: np.ndarray, y: np.ndarray, rows: int, n: int):
-        """Rows packed back to back in x and y (C-contiguous): (marked rows, status array)."""
+    def contiguous(self, x: np.ndarray, y: np.ndarray, rows: int, n: int, input_scale=None):
+        """Rows packed back to back in x and y (C-contiguous): (marked rows, status array).
+        input_scale: a scaled driver's scale (a numpy.float32)."""
         b = contiguous_pointer
-        strides = row_strides(self.element_size * n)
+        strides = row_strides(self.element_size * n, input_scale)
         if rows == 1:
             marked = self.function(b(x), b(y), n, 1, strides, b(_status_word))
             return marked, SINGLE_ROW_MARKED
@@ -217,25 +231,34 @@ class Passes:
 
 
 def driver(algorithm: str, isa: str, nontemporal: bool = False,
-           element: str = "f32") -> RowDriver:
+           element: str = "f32", scaled: bool = False) -> RowDriver:
     """The row driver of an algorithm for x and y of element format `element`; nontemporal asks
     for the variant with non-temporal output stores and gets the plain one where none is
-    registered."""
+    registered; scaled, the one of scale * x (its row_strides from strides_argument with the
+    scale)."""
     key = (algorithm, isa, nontemporal) if element == "f32" else \
         (algorithm, isa, nontemporal, element)
+    if scaled:
+        key += ("scaled",)
     found = memo.DRIVERS.get(key)
     if found is None:
-        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal, element)
+        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal, element,
+                                                     scaled)
         found = memo.DRIVERS.setdefault(key, RowDriver(variant))
     return found
 
 
-def passes(algorithm: str, isa: str, nontemporal: bool = False, element: str = "f32") -> Passes:
-    """The pass kernels of an algorithm (non-temporal stores and elements as for driver())."""
+def passes(algorithm: str, isa: str, nontemporal: bool = False, element: str = "f32",
+           scaled: bool = False) -> Passes:
+    """The pass kernels of an algorithm (non-temporal stores, elements and scaled as for
+    driver(); the scaled passes read the scale from the state's "input_scale")."""
     key = (algorithm, isa, nontemporal) if element == "f32" else \
         (algorithm, isa, nontemporal, element)
+    if scaled:
+        key += ("scaled",)
     found = memo.PASSES.get(key)
     if found is None:
-        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal, element)
+        variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal, element,
+                                                     scaled)
         found = memo.PASSES.setdefault(key, Passes(variant))
     return found

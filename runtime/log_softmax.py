@@ -20,11 +20,12 @@ import numpy as np
 
 from softjit.codegen import variants
 from softjit.codegen.abi import LOG_SUM_EXP_STATE
-from softjit.runtime import bindings, tensors
+from softjit.runtime import bindings, scaled, tensors
 from softjit.runtime.api import resolve_isa
 from softjit.runtime.api import check_out, check_threads, is_integer
 from softjit.runtime.elements import check_host_features, element_of
 from softjit.runtime.inputs import FLOAT32, FLOAT64, compute_input, requested_dtype
+from softjit.runtime.scaled import check_scale
 
 ALGORITHMS = ("auto",) + variants.LOG_SOFTMAX_ALGORITHMS
 # Outputs at least this large are written with non-temporal stores (as softmax does), when their
@@ -247,15 +248,18 @@ def _choose(algorithm: str, n: int, isa: str) -> str:
 
 # ---------------------------------------------------------------------------- public functions
 def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=None,
-                threads: int = 1, dtype=None) -> np.ndarray:
+                threads: int = 1, scale=None, dtype=None) -> np.ndarray:
     """log_softmax along `axis` of a float32 array: x - ln(sum(exp(x))).
 
     axis: an int, None (the whole array) or a tuple of axes; algorithm: "auto", "two-pass"
     (one read of x to the sum, no exp in the output pass) or "three-pass". out may be x itself
     or any float32 array of x's shape. -inf entries give -inf; rows holding NaN or +inf, or only
     -inf, come out all NaN; absolute error at most 2e-6 * max(1, |y|).
+
+    scale: a temperature, log_softmax(scale * x) (None: 1), a finite real number: the bits of
+    log_softmax(numpy.float32(scale) * x) where those products are finite (runtime/scaled.py).
     """
-    if (dtype is None and x.__class__ is _NDARRAY and x.dtype is _FLOAT32
+    if (scale is None and dtype is None and x.__class__ is _NDARRAY and x.dtype is _FLOAT32
             and threads.__class__ is int
             and threads == 1 and axis.__class__ is int and x.ndim and axis in (-1, x.ndim - 1)
             and x.flags.c_contiguous and x.flags.aligned and x.size
@@ -279,7 +283,8 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
             return y
     if tensors.is_tensor(x) or tensors.is_tensor(out):
         return tensors.through_tensors("log_softmax", x, out, lambda xa, oa: log_softmax(
-            xa, axis, algorithm=algorithm, isa=isa, out=oa, threads=threads, dtype=dtype))
+            xa, axis, algorithm=algorithm, isa=isa, out=oa, threads=threads, scale=scale,
+            dtype=dtype))
     if dtype is not None:
         requested_dtype(dtype, "log_softmax")
     x = compute_input(x, dtype, "log_softmax", halves=True)
@@ -291,6 +296,9 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
         raise ValueError(f"softjit.log_softmax: unknown algorithm {algorithm!r}; "
                          f"valid: {', '.join(ALGORITHMS)}")
     isa = _check_common(isa, threads, "log_softmax")
+    input_scale = check_scale(scale, "log_softmax")
+    if input_scale is not None:
+        return _log_softmax_scaled(x, axes, algorithm, isa, out, threads, input_scale)
     out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "log_softmax",
                                                                    x.dtype)
     if x.size == 0:
@@ -307,6 +315,19 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
     _log_softmax_rows(src, dst, _choose(algorithm, src.shape[1], isa), isa, threads)
     if not direct:
         om[...] = dst.reshape(om.shape)
+    return out
+
+
+def _log_softmax_scaled(x, axes, algorithm, isa, out, threads, input_scale) -> np.ndarray:
+    """log_softmax(scale * x) through the float32 products (runtime/scaled.py), rounded to x's
+    dtype where it is a 16-bit one; rows where a product overflowed computed in float64."""
+    p = scaled.products(x, input_scale)
+    y = log_softmax(p, axes, algorithm=algorithm, isa=isa, threads=threads)
+    scaled.redo_overflowed_rows(x.astype(np.float32, copy=False), p, y, axes, input_scale,
+                                lambda row: scaled.log_softmax_row(row, input_scale))
+    out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "log_softmax",
+                                                                   x.dtype)
+    out[...] = y
     return out
 
 
@@ -329,7 +350,7 @@ _empty_like = np.empty_like
 
 
 def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None,
-              threads: int = 1, dtype=None):
+              threads: int = 1, scale=None, dtype=None):
     """ln(sum(exp(x))) along `axis` of a float32 array, float32 results (a float32 scalar array
     of shape () when every axis is reduced and keepdims is False, as numpy reductions give).
 
@@ -339,8 +360,12 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
     dtype: None (float32 results), numpy.float32 (other input dtypes computed in float32) or
     numpy.float64: float32 input, float64 results computed from the same row sums without
     rounding through float32 (absolute error about 1e-6 whatever |result| is).
+
+    scale: a temperature, logsumexp(scale * x) (None: 1), a finite real number: the bits of
+    logsumexp(numpy.float32(scale) * x) where those products are finite (runtime/scaled.py).
     """
-    if (dtype is None and out is None and keepdims is False and x.__class__ is _NDARRAY
+    if (scale is None and dtype is None and out is None and keepdims is False
+            and x.__class__ is _NDARRAY
             and x.dtype is _FLOAT32 and threads.__class__ is int and threads == 1
             and axis.__class__ is int and x.ndim and axis in (-1, x.ndim - 1)
             and x.flags.c_contiguous and x.flags.aligned and x.size):
@@ -350,7 +375,8 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
         return c.astype(np.float32).reshape(x.shape[:-1])
     if tensors.is_tensor(x) or tensors.is_tensor(out):
         return tensors.through_tensors("logsumexp", x, out, lambda xa, oa: logsumexp(
-            xa, axis, keepdims=keepdims, isa=isa, out=oa, threads=threads, dtype=dtype))
+            xa, axis, keepdims=keepdims, isa=isa, out=oa, threads=threads, scale=scale,
+            dtype=dtype))
     result_dtype = FLOAT32
     if dtype is not None:
         result_dtype = requested_dtype(dtype, "logsumexp", (FLOAT32, FLOAT64))
@@ -368,10 +394,23 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
         x = x.reshape(1)
     axes = _axes(axis, x.ndim, "logsumexp")
     isa = _check_common(isa, threads, "logsumexp")
+    input_scale = check_scale(scale, "logsumexp")
     kept = tuple(1 if i in axes else s for i, s in enumerate(x.shape))
     shape = kept if keepdims else tuple(s for i, s in enumerate(x.shape) if i not in axes)
     if out is not None:
         out = check_out(out, shape, "logsumexp", result_dtype)
+    if input_scale is not None:
+        p = scaled.products(x, input_scale)
+        c = logsumexp(p, axes, keepdims=True, isa=isa, threads=threads,
+                      dtype=FLOAT64 if result_dtype == FLOAT64 else None)
+        scaled.redo_overflowed_rows(x.astype(np.float32, copy=False), p, c, axes, input_scale,
+                                    lambda row: scaled.logsumexp_row(row, input_scale))
+        with np.errstate(over="ignore"):  # beyond the float32 range: the infinity it rounds to
+            result = c.astype(result_dtype).reshape(shape)
+        if out is None:
+            return result
+        out[...] = result
+        return out
     k = len(axes)
     xm = _moved(x, axes)
     rows = math.prod(xm.shape[:xm.ndim - k])

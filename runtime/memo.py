@@ -35,9 +35,10 @@ TUNED_TABLES: dict = {}  # (isa, cache dir settings) -> table | None (tuning.cac
 # -------------------------------------------------- native functions and their ready arguments
 LIBRARIES: dict = {}  # (name, sha256 of asm, of cdef) -> (ffi, lib) (bindings.load_library)
 NATIVE_MODULES: dict = {}  # module name -> ctypes.CDLL, for addresses (native.load)
-DRIVERS: dict = {}  # (algorithm, isa, nontemporal) -> RowDriver  (bindings.driver)
-PASSES: dict = {}  # (algorithm, isa, nontemporal) -> Passes      (bindings.passes)
-ROW_STRIDES: dict = {}  # row bytes -> (int64 pair, its pointer)   (bindings.row_strides)
+# (algorithm, isa, nontemporal[, element unless "f32"][, "scaled"]) -> RowDriver / Passes
+DRIVERS: dict = {}  # (bindings.driver)
+PASSES: dict = {}  # (bindings.passes)
+ROW_STRIDES: dict = {}  # row bytes [, scale] -> (row_strides, its pointer) (bindings.row_strides)
 # The CPython entries built so far (runtime/entries.py), by concrete ISA:
 SOFTMAX_ENTRIES: dict = {}  # (algorithm, isa) -> entry          (entry_tables.softmax_entry)
 EXP_ENTRIES: dict = {}  # isa -> entry                              (entry_tables.exp_entry)

@@ -14,6 +14,10 @@ largest exponent by exact powers of two), and the output scale is computed once 
 Threads only decide which thread reduces which chunks; the passes that are not sums (the
 maximum, and the elementwise final pass) give the same bits however the row is cut.
 
+With input_scale (a numpy.float32, softmax(scale * x)) the scaled kernels run the same way; the
+rows they flag with a non-finite maximum (a product that may have overflowed) are computed by
+the host (runtime/scaled.py).
+
 The native functions come from bindings.driver and bindings.passes (looked up through the module
 at each call, so that tests can put emulated kernels in their place).
 """
@@ -27,8 +31,8 @@ import threading
 import numpy as np
 
 from softjit.codegen.kernels import constants as kernel_constants
-from softjit.runtime import bindings
-from softjit.runtime.bindings import PASS_STATE_DTYPE, ROW_STRIDES_DTYPE, STATUS_DTYPE
+from softjit.runtime import bindings, scaled
+from softjit.runtime.bindings import PASS_STATE_DTYPE, STATUS_DTYPE, strides_argument
 from softjit.runtime.dispatch import nontemporal_for
 from softjit.runtime.elements import element_of, recompute_algorithm
 
@@ -153,16 +157,39 @@ def pieces(count: int, parts: int, align: int = 1) -> list:
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def run_rows(x2d: np.ndarray, y2d: np.ndarray, algorithm: str, isa: str, threads: int) -> None:
+def _driver(algorithm: str, isa: str, nontemporal: bool, element: str, input_scale):
+    """The row driver (bindings.driver); a scaled one with input_scale (float32 x only)."""
+    if input_scale is None:
+        return bindings.driver(algorithm, isa, nontemporal, element)
+    return bindings.driver(algorithm, isa, nontemporal, element, scaled=True)
+
+
+def _passes(algorithm: str, isa: str, nontemporal: bool, element: str, input_scale):
+    if input_scale is None:
+        return bindings.passes(algorithm, isa, nontemporal, element)
+    return bindings.passes(algorithm, isa, nontemporal, element, scaled=True)
+
+
+def _states(count: int, input_scale) -> np.ndarray:
+    """count zeroed pass states, holding the input scale of scaled kernels."""
+    states = np.zeros(count, _STATE)
+    if input_scale is not None:
+        states["input_scale"] = input_scale
+    return states
+
+
+def run_rows(x2d: np.ndarray, y2d: np.ndarray, algorithm: str, isa: str, threads: int,
+             input_scale=None) -> None:
     """y2d = softmax of every row of x2d (both (rows, n) with unit element stride, of one dtype:
-    float32, float16 or bfloat16, whose kernels the driver runs)."""
+    float32, float16 or bfloat16, whose kernels the driver runs); of input_scale * x2d with
+    input_scale (a numpy.float32; float32 rows only)."""
     rows, n = x2d.shape
     if n >= SPLIT_ROW_MIN:
-        return _run_long_rows(x2d, y2d, algorithm, isa, threads)
-    strides = np.array([x2d.strides[0], y2d.strides[0]], ROW_STRIDES_DTYPE)
+        return _run_long_rows(x2d, y2d, algorithm, isa, threads, input_scale)
+    strides = strides_argument(x2d.strides[0], y2d.strides[0], input_scale)
     status = np.empty(rows, STATUS_DTYPE)
-    run = bindings.driver(algorithm, isa, nontemporal_for(x2d.nbytes),
-                          element_of(x2d.dtype).name)
+    run = _driver(algorithm, isa, nontemporal_for(x2d.nbytes), element_of(x2d.dtype).name,
+                  input_scale)
     threads = threads_for(threads, rows)
     if threads > 1:
         marked = sum(on_threads([
@@ -171,21 +198,26 @@ def run_rows(x2d: np.ndarray, y2d: np.ndarray, algorithm: str, isa: str, threads
     else:
         marked = run(x2d, y2d, status, strides)
     if marked:
-        recompute_rows(x2d, y2d, status, isa)
+        recompute_rows(x2d, y2d, status, isa, input_scale)
     return None
 
 
-def recompute_rows(x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray, isa: str) -> None:
+def recompute_rows(x2d: np.ndarray, y2d: np.ndarray, status: np.ndarray, isa: str,
+                   input_scale=None) -> None:
     """Rows the two-pass driver marked, again with three passes (any input):
-    three-pass-reload, or three-pass-recompute for 16-bit elements (elements.py)."""
+    three-pass-reload, or three-pass-recompute for 16-bit elements (elements.py). Scaled: also
+    the rows the three-pass drivers mark (a maximum that is not finite), and the rows
+    three-pass-reload marks in turn go to the host (runtime/scaled.py)."""
     element = element_of(x2d.dtype)
-    fallback = bindings.driver(recompute_algorithm(element), isa, False, element.name)
-    strides = np.array([x2d.strides[0], y2d.strides[0]], ROW_STRIDES_DTYPE)
+    fallback = _driver(recompute_algorithm(element), isa, False, element.name, input_scale)
+    strides = strides_argument(x2d.strides[0], y2d.strides[0], input_scale)
     for r in np.flatnonzero(status):
-        fallback(x2d[r:r + 1], y2d[r:r + 1], np.empty(1, STATUS_DTYPE), strides)
+        marked = fallback(x2d[r:r + 1], y2d[r:r + 1], np.empty(1, STATUS_DTYPE), strides)
+        if marked and input_scale is not None:
+            y2d[r] = scaled.softmax_row(x2d[r], input_scale)
 
 
-def _run_long_rows(x2d, y2d, algorithm, isa, threads) -> None:
+def _run_long_rows(x2d, y2d, algorithm, isa, threads, input_scale) -> None:
     """Rows of SPLIT_ROW_MIN or more elements, each reduced chunk by chunk: a batch of at least
     as many rows as threads spreads whole rows over the threads, fewer rows spread each row's
     chunks; both compute every row the same way."""
@@ -194,23 +226,25 @@ def _run_long_rows(x2d, y2d, algorithm, isa, threads) -> None:
     if threads > 1 and rows >= threads:
         def some_rows(a, b):
             for r in range(a, b):
-                split_row(x2d[r], y2d[r], algorithm, isa, 1)
+                split_row(x2d[r], y2d[r], algorithm, isa, 1, input_scale)
 
         on_threads([(lambda a=a, b=b: some_rows(a, b)) for a, b in pieces(rows, threads)])
         return None
     for r in range(rows):
-        split_row(x2d[r], y2d[r], algorithm, isa, threads)
+        split_row(x2d[r], y2d[r], algorithm, isa, threads, input_scale)
     return None
 
 
-def split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: int) -> None:
-    """y = softmax(x) for one row of SPLIT_ROW_MIN or more elements, reduced over the chunks of
-    chunk_bounds(n) on up to `threads` threads, with the same bits for any `threads`."""
+def split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: int,
+              input_scale=None) -> None:
+    """y = softmax(x) (of input_scale * x) for one row of SPLIT_ROW_MIN or more elements,
+    reduced over the chunks of chunk_bounds(n) on up to `threads` threads, with the same bits
+    for any `threads`."""
     n = x.shape[0]
     chunks = chunk_bounds(n)
     threads = threads_for(threads, len(chunks))
     element = element_of(x.dtype)
-    kernels = bindings.passes(algorithm, isa, nontemporal_for(x.nbytes), element.name)
+    kernels = _passes(algorithm, isa, nontemporal_for(x.nbytes), element.name, input_scale)
     row_pieces = pieces(n, threads, align=PIECE_ALIGN) if threads > 1 else None
 
     def over_pieces(index: int, state: np.ndarray) -> np.ndarray:
@@ -232,17 +266,20 @@ def split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: i
         on_threads([(lambda a=a, b=b: kernels.run_pieces(index, x, y, states[a:b], chunks[a:b]))
                      for a, b in pieces(len(chunks), threads)])
 
-    states = np.zeros(len(chunks), _STATE)
+    states = _states(len(chunks), input_scale)
     if algorithm == "two-pass":
         over_chunks(0, states)
-        final = _two_pass_total(states)
+        final = _two_pass_total(states, input_scale)
         if final is None:  # NaN, +inf, all -inf, or past the two-pass clamp: three passes
-            return split_row(x, y, recompute_algorithm(element), isa, threads)
+            return split_row(x, y, recompute_algorithm(element), isa, threads, input_scale)
         over_pieces(1, final)
         return None
     # three-pass: the maximum (exact however the row is cut), then the chunk sums
-    maxima = over_pieces(0, np.zeros(1, _STATE))
+    maxima = over_pieces(0, _states(1, input_scale))
     row_max = maxima["max_or_exponent"].max()
+    if input_scale is not None and not np.isfinite(row_max):  # a product may have overflowed
+        y[...] = scaled.softmax_row(x, input_scale)
+        return None
     if row_max == 0:
         row_max = np.float32(0.0)  # -0.0 and +0.0 give the same exp(x - m): one of them
     states["max_or_exponent"] = row_max
@@ -251,7 +288,7 @@ def split_row(x: np.ndarray, y: np.ndarray, algorithm: str, isa: str, threads: i
     if total != total:  # a NaN or +inf in the row, or only -inf: the row is NaN
         y[...] = np.nan
         return None
-    final = np.zeros(1, _STATE)
+    final = _states(1, input_scale)
     final["max_or_exponent"], final["scale"], final["sum"] = row_max, scale_for(total), total
     over_pieces(2, final)
     return None
@@ -306,8 +343,11 @@ def two_pass_totals(states: np.ndarray):
     return final, totals, ok
 
 
-def _two_pass_total(states: np.ndarray):
-    """The row state (e, scale, v) of one row from its chunks' first-pass states, or None when
-    the row needs three passes (two_pass_totals for one row)."""
+def _two_pass_total(states: np.ndarray, input_scale=None):
+    """The row state (e, scale, v) of one row from its chunks' first-pass states (holding the
+    input scale of scaled kernels), or None when the row needs three passes (two_pass_totals
+    for one row)."""
     final, _, ok = two_pass_totals(states.reshape(1, -1))
+    if input_scale is not None:
+        final["input_scale"] = input_scale
     return final if ok[0] else None

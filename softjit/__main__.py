@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="every pass kernel of a softmax algorithm, or of log_softmax, "
                             "log_softmax-three-pass or logsumexp")
     which.add_argument("--list", action="store_true", help="list the registered variants")
+    asm.add_argument("--scaled", action="store_true",
+                     help="with --algorithm: the kernels of scale= (softmax(scale * x))")
     asm.set_defaults(handler=_asm)
 
     gen = commands.add_parser(
@@ -192,10 +194,13 @@ def _demo(args) -> int:
 
 def _asm(args) -> int:
     isa = args.isa or "auto"
+    if args.scaled and args.algorithm is None:
+        raise UsageError("--scaled goes with --algorithm (a scaled kernel's --kernel NAME has "
+                         "_scaled in it: see --list)")
     if args.list:
         return _asm_list(None if args.isa is None else _host_isa() if isa == "auto" else isa)
     if args.algorithm is not None:
-        return _asm_algorithm(args.algorithm, isa)
+        return _asm_algorithm(args.algorithm, isa, args.scaled)
     sys.stdout.write(bindings.assembly(_pick_variant(args.kernel, isa)))
     return 0
 
@@ -218,7 +223,7 @@ def _host_isa() -> str:
         raise UsageError(f"{error}; pass --isa to pick one") from None
 
 
-def _asm_algorithm(algorithm: str, isa: str) -> int:
+def _asm_algorithm(algorithm: str, isa: str, scaled: bool = False) -> int:
     import softjit
 
     assembly = getattr(softjit, "assembly", None)
@@ -227,7 +232,7 @@ def _asm_algorithm(algorithm: str, isa: str) -> int:
               "(softjit.assembly is missing); use --kernel NAME, see --list", file=sys.stderr)
         return 1
     try:
-        sys.stdout.write(assembly(algorithm, isa=isa))
+        sys.stdout.write(assembly(algorithm, isa=isa, scaled=scaled))
     except ValueError as error:
         raise UsageError(str(error)) from None
     return 0

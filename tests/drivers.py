@@ -3,17 +3,19 @@ emulator (the one driver-call helper of the tests).
 
     marked, status = drivers.call(variant, x2d, y2d)                  # natively
     marked, status = drivers.call(variant, x2d, y2d, emulator=emu)    # emulated
+    marked, status = drivers.call(scaled_variant, x2d, y2d, input_scale=np.float32(-1.5))
 
 x2d and y2d are (rows, n) views (float32, or the 16-bit dtype of the variant's element format) with unit element stride and any row stride, positive or
 negative, of (possibly different) base arrays; the driver gets x's and y's row strides
-separately, as softjit.softmax passes them. In the emulator the whole base arrays are mapped
+separately, as softjit.softmax passes them (and a scaled driver its input scale after them). In the emulator the whole base arrays are mapped
 (x read-only), so any byte the driver touches outside them faults.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from softjit.runtime.bindings import function as _function, pointer as _pointer
+from softjit.runtime.bindings import (function as _function, pointer as _pointer,
+                                     strides_argument as _strides_argument)
 
 
 def _base(view: np.ndarray) -> np.ndarray:
@@ -27,12 +29,14 @@ def _base(view: np.ndarray) -> np.ndarray:
 
 
 def call(variant, x2d: np.ndarray, y2d: np.ndarray, emulator=None,
-         status_fill: int = -5) -> tuple[int, np.ndarray]:
-    """Run the variant's row driver: (its return value, the status words of the rows)."""
+         status_fill: int = -5, input_scale=None) -> tuple[int, np.ndarray]:
+    """Run the variant's row driver: (its return value, the status words of the rows). A scaled
+    variant needs input_scale (a numpy.float32), an unscaled one takes none."""
     rows, n = x2d.shape
     assert y2d.shape == x2d.shape and y2d.dtype == x2d.dtype
     assert n <= 1 or x2d.strides[1] == y2d.strides[1] == x2d.itemsize
-    strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)
+    assert (input_scale is not None) == variant.scaled, "input_scale goes with scaled variants"
+    strides = _strides_argument(x2d.strides[0], y2d.strides[0], input_scale)
     status = np.full(rows, status_fill, np.int32)
     if emulator is None:
         function, p = _function(variant, variant.driver_symbol), _pointer

@@ -42,9 +42,11 @@ class _RecordingDriver:
         self._record(x2d, x2d.shape[0])
         return self._real(x2d, y2d, status, strides)
 
-    def contiguous(self, x, y, rows, n):
+    def contiguous(self, x, y, rows, n, input_scale=None):
         self._record(x, rows)
-        return self._real.contiguous(x, y, rows, n)
+        if input_scale is None:
+            return self._real.contiguous(x, y, rows, n)
+        return self._real.contiguous(x, y, rows, n, input_scale)
 
 
 class _RecordingPasses:
@@ -106,17 +108,17 @@ class KernelCalls:
         replaced = self._substitutes.get(bool(nontemporal), {}).get(algorithm)
         return (replaced, isa, False) if replaced else (algorithm, isa, bool(nontemporal))
 
-    def _driver(self, algorithm, isa, nontemporal=False, element="f32"):
+    def _driver(self, algorithm, isa, nontemporal=False, element="f32", scaled=False):
         """(a request for 16-bit kernels records their element format last)"""
         self.requests.append(("driver", algorithm, isa, bool(nontemporal))
                              + (() if element == "f32" else (element,)))
-        real = self._real_driver(*self._key(algorithm, isa, nontemporal), element)
+        real = self._real_driver(*self._key(algorithm, isa, nontemporal), element, scaled=scaled)
         return _RecordingDriver(real, (algorithm, isa, bool(nontemporal)), self)
 
-    def _passes(self, algorithm, isa, nontemporal=False, element="f32"):
+    def _passes(self, algorithm, isa, nontemporal=False, element="f32", scaled=False):
         self.requests.append(("passes", algorithm, isa, bool(nontemporal))
                              + (() if element == "f32" else (element,)))
-        real = self._real_passes(*self._key(algorithm, isa, nontemporal), element)
+        real = self._real_passes(*self._key(algorithm, isa, nontemporal), element, scaled=scaled)
         return _RecordingPasses(real, (algorithm, isa, bool(nontemporal)), self)
 
     def _entry_driver(self, algorithm, isa, nontemporal):

@@ -6,17 +6,22 @@ pass are the ABI of codegen/abi.py, which the runtime reads too.
 """
 from __future__ import annotations
 
-from softjit.codegen.abi import F32, PASS_STATE, ROW_DONE, ROW_MARKED, driver_signature
+from softjit.codegen.abi import (F32, PASS_STATE, ROW_DONE, ROW_MARKED, ROW_STRIDES_INPUT_SCALE,
+                                 driver_signature)
 from softjit.codegen.operands import Symbol, ptr
 from softjit.codegen.stream import Function
 
 
-def build_driver(name: str, target, passes: list, may_flag: bool, element=F32) -> Function:
+def build_driver(name: str, target, passes: list, may_flag: bool, element=F32,
+                 scaled: bool = False) -> Function:
     """Loop over rows calling the passes in turn; a row whose first pass returns 1 is marked in
-    status (and its later passes skipped, leaving y untouched) for the caller to recompute."""
+    status (and its later passes skipped, leaving y untouched) for the caller to recompute.
+    scaled: the passes are scaled ones; the input scale comes through row_strides."""
+    what = ("Softmax of `rows` rows of s * x, s the float32 at byte 16 of row_strides (the\n"
+            "scale), of n floats each" if scaled else "Softmax of `rows` rows of n floats")
     sig = driver_signature(
         name,
-        "Softmax of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its result at\n"
+        f"{what}; row r at x + r*row_strides[0] bytes, its result at\n"
         "y + r*row_strides[1] bytes. status[r] = 1 marks a row left for the caller to recompute;\n"
         "returns how many rows were marked.",
         element,
@@ -24,6 +29,11 @@ def build_driver(name: str, target, passes: list, may_flag: bool, element=F32) -
     f = Function(sig, target)
     keep = keep_arguments(f)
     state = f.stack(PASS_STATE.size)
+    if scaled:
+        f.comment("state.input_scale = the scale after the stride pair (the passes only read it)")
+        scale = f.gp("input_scale")
+        f.mov(scale.r32, ptr(keep["row_strides"], ROW_STRIDES_INPUT_SCALE, bits=32))
+        f.mov(state.sized(32) + PASS_STATE.offset("input_scale"), scale.r32)
     marked = f.stack(8).sized(64)
     rax = f.physical_gp("rax")
     f.mov(marked, 0)

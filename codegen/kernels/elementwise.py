@@ -77,9 +77,10 @@ def _vexp(signature_name: str, target, unroll: int, interleave: int, resident: t
 
 
 def emit_rmax(f: Function, x, n, unroll: int, accumulators: int, *, nan_propagating: bool,
-              elements: dict | None = None):
+              elements: dict | None = None, scaled=None):
     """The maximum of x[0:n] into lane 0 of the returned register (-inf for n == 0); elements:
-    x's format when it is not float32 (for_each_vector)."""
+    x's format when it is not float32 (for_each_vector); of scale * x with scaled, a
+    loops.ScaledInput for x."""
     accs = f.vecs("max", accumulators)
     f.comment("max = -inf in every lane of every accumulator")
     for acc in accs:
@@ -101,7 +102,7 @@ def emit_rmax(f: Function, x, n, unroll: int, accumulators: int, *, nan_propagat
             combine(acc, acc, v)
 
     f.comment("max = max(max, x), accumulator i mod K for vector i")
-    for_each_vector(f, n, [x], unroll, step, "max", elements=elements)
+    for_each_vector(f, n, [x], unroll, step, "max", elements=elements, scaled=scaled)
     f.comment("max over accumulators, then over lanes")
     result = tree(f, accs, combine)
     if nan_propagating:

@@ -15,13 +15,30 @@ float16 / bfloat16 vector to float32 as it loads it and rounds it back as it sto
 (codegen/kernels/elements.py), so a step body always sees float32 lanes. AVX2 has no 16-bit
 masked moves: a 16-bit tail is copied word by word through a stack buffer, so it too touches
 exactly its elements.
+
+A ScaledInput(pointer, factor) given to for_each_vector multiplies every vector loaded through
+that pointer (a float32 one) by the factor right after the load (one VMULPS, the load folded
+into it when the factor is a register): the scaled kernels compute softmax(scale * x) with no
+extra pass. In the masked tail only the loaded lanes are multiplied; the fill goes in
+afterwards, untouched (-inf * a negative scale would be +inf and poison the row).
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from softjit.codegen.abi import F32, ElementFormat
 from softjit.codegen.kernels import elements as conversions
 from softjit.codegen.operands import Masked, Mem, Register, ptr
 from softjit.codegen.stream import Function
+
+
+class ScaledInput(NamedTuple):
+    """Loads through `pointer` are multiplied by `factor`: the scale in every lane of a vector
+    register, or of a vector in memory where registers are short (AVX2 kernels that keep a
+    dozen values live)."""
+
+    pointer: Register
+    factor: Register | Mem
 
 
 class Tail:
@@ -50,19 +67,27 @@ class Tail:
         self._words = None  # AVX2: the stack buffer 16-bit tails go through
 
     def load(self, dest: Register, address: Mem, fill: Mem | None,
-             element: ElementFormat = F32) -> None:
+             element: ElementFormat = F32, factor: Register | Mem | None = None) -> None:
+        """dest = the loaded lanes (times factor, when given: float32 elements only), fill (or
+        0) in the others."""
         f = self.f
         if element is not F32:
             self._load_converted(dest, address, fill, element)
             return
         if f.target.has_masks:
-            if fill is None:
-                f.vmovups(Masked(dest.view(dest.bits), self.k.view(16), zeroing=True), address)
-            else:
+            masked = Masked(dest.view(dest.bits), self.k.view(16), zeroing=fill is None)
+            if fill is not None:
                 f.vbroadcastss(dest, Mem(fill.base, bits=32))
-                f.vmovups(Masked(dest.view(dest.bits), self.k.view(16)), address)
+            if isinstance(factor, Register):  # masked-out lanes of x are not read (no fault)
+                f.vmulps(masked, factor, address)
+            else:
+                f.vmovups(masked, address)
+                if factor is not None:
+                    f.vmulps(Masked(dest.view(dest.bits), self.k.view(16)), dest, factor)
         else:
             f.vmaskmovps(dest, self.window, address)
+            if factor is not None:  # the masked-out lanes are 0 here: 0 * scale stays finite
+                f.vmulps(dest, dest, factor)
             if fill is not None:
                 filler = f.vec("tail_fill")
                 f.vmovups(filler, fill)
@@ -136,10 +161,12 @@ class Tile:
     """One step of a loop: `count` consecutive vectors at the pointers' current positions."""
 
     def __init__(self, f: Function, count: int, tail: Tail | None = None, nontemporal: bool = False,
-                 first: int = 0, elements: dict | None = None):
+                 first: int = 0, elements: dict | None = None,
+                 scaled: ScaledInput | None = None):
         self.f, self.count, self.tail, self.nontemporal = f, count, tail, nontemporal
         self.first = first  # index of this tile's first vector within the loop step
         self.elements = elements or {}  # pointer register -> ElementFormat (default float32)
+        self.scaled = scaled
 
     def element(self, base: Register) -> ElementFormat:
         return self.elements.get(base, F32)
@@ -149,12 +176,17 @@ class Tile:
 
     def load(self, dest: Register, base: Register, i: int, fill: Mem | None = None) -> None:
         address, element = self._address(base, i), self.element(base)
+        factor = self.scaled.factor if self.scaled and base is self.scaled.pointer else None
         if self.tail is not None:
-            self.tail.load(dest, address, fill, element)
+            self.tail.load(dest, address, fill, element, factor)
         elif element is not F32:
             conversions.load(self.f, element, dest, address)
+        elif isinstance(factor, Register):
+            self.f.vmulps(dest, factor, address)
         else:
             self.f.vmovups(dest, address)
+            if factor is not None:
+                self.f.vmulps(dest, dest, factor)
 
     def store(self, base: Register, i: int, src: Register) -> None:
         address, element = self._address(base, i), self.element(base)
@@ -177,44 +209,50 @@ class Tile:
 
 def for_each_vector(f: Function, n: Register, pointers: list, unroll: int, step, name: str,
                     *, nontemporal_stores: bool = False, interleave: int = 0,
-                    elements: dict | None = None) -> None:
+                    elements: dict | None = None, scaled: ScaledInput | None = None) -> None:
     """Run step over n elements (n is consumed); see the module docstring.
 
     interleave = g > 0 emits an unrolled step as tiles of g vectors: the stages of one tile are
     interleaved, tiles follow one another. Fewer values are live at once (so larger unrolls fit
     the register file) while out-of-order cores still overlap the independent tiles.
     elements: pointer register -> ElementFormat for the pointers that are not float32.
+    scaled: loads through scaled.pointer (a float32 one) are multiplied by scaled.factor (module
+    docstring).
     """
     lanes = f.target.lanes
     elements = elements or {}
+    if scaled is not None and elements.get(scaled.pointer, F32) is not F32:
+        raise ValueError(f"{f.name}: scaled loads are of float32 elements only (no kernel "
+                         f"multiplies widened 16-bit elements by an input scale)")
 
     def vector_bytes(p) -> int:
         return lanes * elements.get(p, F32).size
 
     if nontemporal_stores:
-        _align_stores(f, n, pointers, step, elements)
+        _align_stores(f, n, pointers, step, elements, scaled)
     if unroll > 1:
         with f.count_down_loop(n, unroll * lanes, f"{name}_u{unroll}"):
             group = interleave or unroll
             for first in range(0, unroll, group):
                 step(Tile(f, min(group, unroll - first), nontemporal=nontemporal_stores,
-                          first=first, elements=elements))
+                          first=first, elements=elements, scaled=scaled))
             for p in pointers:
                 f.add(p, unroll * vector_bytes(p))
     with f.count_down_loop(n, lanes, f"{name}_v1"):
-        step(Tile(f, 1, nontemporal=nontemporal_stores, elements=elements))
+        step(Tile(f, 1, nontemporal=nontemporal_stores, elements=elements, scaled=scaled))
         for p in pointers:
             f.add(p, vector_bytes(p))
     done = f.label(f"{name}_tail_done")
     f.test(n, n)
     f.je(done)
-    step(Tile(f, 1, Tail(f, n), elements=elements))
+    step(Tile(f, 1, Tail(f, n), elements=elements, scaled=scaled))
     f.bind(done)
     if nontemporal_stores:
         f.sfence()  # order the write-combining stores before anything the caller does next
 
 
-def _align_stores(f: Function, n: Register, pointers: list, step, elements: dict) -> None:
+def _align_stores(f: Function, n: Register, pointers: list, step, elements: dict,
+                  scaled: ScaledInput | None) -> None:
     """Non-temporal stores need vector-aligned addresses: run one masked step over the elements
     before the output pointer (the last of `pointers`) reaches a vector boundary (of its own
     elements: half a register's width for 16-bit ones).
@@ -233,7 +271,7 @@ def _align_stores(f: Function, n: Register, pointers: list, step, elements: dict
     aligned = f.label("aligned")
     f.test(head, head)
     f.je(aligned)
-    step(Tile(f, 1, Tail(f, head), elements=elements))
+    step(Tile(f, 1, Tail(f, head), elements=elements, scaled=scaled))
     for p in pointers:
         f.lea(p, ptr(p, 0, head, elements.get(p, F32).size))
     f.sub(n, head)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from softjit.codegen.abi import F32, PASS_STATE, ElementFormat, pass_signature
 from softjit.codegen.kernels import constants as K
 from softjit.codegen.kernels.exp import ExpP5
+from softjit.codegen.kernels.loops import ScaledInput
 from softjit.codegen.operands import Mem, ptr
 from softjit.codegen.stream import Function
 
@@ -14,6 +15,10 @@ from softjit.codegen.stream import Function
 STATE_MAX_OR_EXPONENT = PASS_STATE.offset("max_or_exponent")
 STATE_SCALE = PASS_STATE.offset("scale")
 STATE_SUM = PASS_STATE.offset("sum")
+STATE_INPUT_SCALE = PASS_STATE.offset("input_scale")
+# The name a scaled pass's input scale goes by among the resident constants (exp.resident_fit):
+# listed first, it keeps its register unless nothing else fits.
+INPUT_SCALE = "input_scale"
 
 
 def pass_function(name: str, target, doc: str, element: ElementFormat = F32) -> Function:
@@ -41,13 +46,28 @@ class PassEmitter:
 
     def __init__(self, f: Function, resident: tuple = ()):
         self.f = f
-        self.e = ExpP5(f, resident)
+        # INPUT_SCALE in `resident`: a scaled pass keeps its input scale in a register
+        self.scale_resident = INPUT_SCALE in resident
+        self.e = ExpP5(f, tuple(name for name in resident if name != INPUT_SCALE))
         self.scalef = self.e.scalef
 
     def broadcast_state(self, state, offset: int, name: str):
         reg = self.f.vec(name)
         self.f.vbroadcastss(reg, ptr(state, offset, bits=32))
         return reg
+
+    def scaled_input(self, state, x, scaled: bool) -> ScaledInput | None:
+        """A scaled pass's loads of x, times the state's input scale (None: an unscaled pass):
+        broadcast into a register when INPUT_SCALE is resident, else into a stack slot that
+        each multiply reads."""
+        if not scaled:
+            return None
+        factor = self.broadcast_state(state, STATE_INPUT_SCALE, INPUT_SCALE)
+        if self.scale_resident:
+            return ScaledInput(x, factor)
+        slot = self.f.stack(self.f.target.vector_bytes)
+        self.f.vmovups(slot, factor)
+        return ScaledInput(x, slot)
 
     # -- exp(x - m) for the three-pass algorithms -------------------------------------------
     def exp_minus_max(self, xs: list, m, d_min) -> list:

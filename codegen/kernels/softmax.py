@@ -14,6 +14,13 @@ constants.TWO_PASS_X_LIMIT).
 
 Sums are accurate at any length: float32 accumulators take one block of elements (a few
 thousand), then fold into float64 lane accumulators, so the float32 error never grows with n.
+
+Every builder also makes a scaled flavour (scaled=True): softmax(scale * x), with the scale read
+from the state's "input_scale" and multiplied into every element of x as it is loaded, in every
+pass that reads x (loops.ScaledInput). Each pass sees the same float32 products, so a scaled
+pass computes exactly what the unscaled one computes on the array float32(scale) * x. The scaled
+max pass also returns abi.PASS_RECOMPUTE when the maximum is not finite (+-inf, or NaN), so that
+the caller can tell a product that overflowed from an infinity of x itself.
 """
 from __future__ import annotations
 
@@ -22,22 +29,40 @@ from softjit.codegen.kernels import constants as K
 from softjit.codegen.kernels.elementwise import emit_rmax
 from softjit.codegen.kernels.exp import resident_fit
 from softjit.codegen.kernels.loops import for_each_vector
-from softjit.codegen.kernels.pass_emitter import (STATE_MAX_OR_EXPONENT, STATE_SCALE, PassEmitter,
-                                                  buffers, pass_function, return_value, scalar)
+from softjit.codegen.kernels.pass_emitter import (INPUT_SCALE, STATE_MAX_OR_EXPONENT, STATE_SCALE,
+                                                  PassEmitter, buffers, pass_function,
+                                                  return_value, scalar)
 from softjit.codegen.kernels.reduce import horizontal, tree
 from softjit.codegen.operands import ptr
 from softjit.codegen.stream import Function
 
 
-def build_rmax_pass(name: str, target, unroll: int, accumulators: int, element=F32) -> Function:
-    f = pass_function(name, target, "state[0] = max(x[0:n]); NaN need not propagate (the next\n"
-                                    "pass turns any NaN into a NaN row).", element)
+def build_rmax_pass(name: str, target, unroll: int, accumulators: int, element=F32,
+                    scaled: bool = False) -> Function:
+    what = ("state[0] = max(s * x[0:n]), s = state[3]; returns 1 when it is not finite.\n"
+            "NaN need not propagate (the next\n" if scaled
+            else "state[0] = max(x[0:n]); NaN need not propagate (the next\n")
+    f = pass_function(name, target, what + "pass turns any NaN into a NaN row).", element)
     x, _, n, state = f.args
+    pe = PassEmitter(f, (INPUT_SCALE,))
     result = emit_rmax(f, x, n, unroll, accumulators, nan_propagating=False,
-                       elements=buffers(f, element))
+                       elements=buffers(f, element), scaled=pe.scaled_input(state, x, scaled))
     f.vmovss(ptr(state, STATE_MAX_OR_EXPONENT, bits=32), result.xmm)
+    if scaled:
+        f.comment("recompute unless the max is finite (VUCOMISS: equal or unordered sets ZF)")
+        recompute = f.label("recompute")
+        for bound in ("plus_inf", "minus_inf"):
+            f.vucomiss(result.xmm, scalar(f.constant(bound, _INFINITIES[bound]), 32))
+            f.je(recompute)
+        return_value(f, PASS_OK)
+        f.bind(recompute)
+        return_value(f, PASS_RECOMPUTE)
+        return f
     return_value(f, PASS_OK)
     return f
+
+
+_INFINITIES = {"plus_inf": -K.NEG_INF, "minus_inf": K.NEG_INF}
 
 
 # Constants worth a register, most loads saved first (resident_fit keeps the longest prefix that
@@ -47,26 +72,33 @@ _TWO_PASS_RESIDENT = ("one", "magic_bias", "log2e", "c4", "c3", "c2", "c1", "min
                       "minus_ln2_lo", "c5", "minus_127")
 
 
-def _resident(wanted: tuple, target) -> tuple:
-    """The constants of `wanted` a target's kernels read (AVX-512 has no magic bias)."""
+def _resident(wanted: tuple, target, scaled: bool = False) -> tuple:
+    """The constants of `wanted` a target's kernels read (AVX-512 has no magic bias), after the
+    input scale of a scaled pass (read once per vector of x)."""
     unused = ("magic_bias", "minus_127") if target.has_scalef else ()
-    return tuple(name for name in wanted if name not in unused)
+    return (INPUT_SCALE,) * scaled + tuple(name for name in wanted if name not in unused)
 
 
 def _build_sum_pass(name, target, unroll, accumulators, block, store: bool, interleave=0,
-                    element=F32) -> Function:
+                    element=F32, scaled=False) -> Function:
     return resident_fit(lambda resident: _sum_pass(name, target, unroll, accumulators, block, store,
-                                                   interleave, resident, element),
-                        _resident(_THREE_PASS_RESIDENT, target))
+                                                   interleave, resident, element, scaled),
+                        _resident(_THREE_PASS_RESIDENT, target, scaled))
+
+
+def _scaled_doc(scaled: bool) -> str:
+    return "\nx stands for s * x, s = state[3] (the input scale)." if scaled else ""
 
 
 def _sum_pass(name, target, unroll, accumulators, block, store, interleave, resident,
-              element) -> Function:
+              element, scaled) -> Function:
     what = "y = exp(x - m) and " if store else ""
     f = pass_function(name, target, f"{what}state[1] = 1 / sum(exp(x - m)), m = state[0];\n"
-                                     "float32 block sums fold into float64 lane sums.", element)
+                                     "float32 block sums fold into float64 lane sums."
+                                     + _scaled_doc(scaled), element)
     x, y, n, state = f.args
     pe = PassEmitter(f, resident)
+    scaled_x = pe.scaled_input(state, x, scaled)
     m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
     d_min = pe.difference_floor()
     minus_inf = f.constant("minus_inf", K.NEG_INF)
@@ -98,7 +130,7 @@ def _sum_pass(name, target, unroll, accumulators, block, store, interleave, resi
     pointers = [x, y] if store else [x]
     pe.blocks(n, block, start, lambda count: for_each_vector(
         f, count, pointers, unroll, step, "sum", interleave=interleave,
-        elements=buffers(f, element)), end)
+        elements=buffers(f, element), scaled=scaled_x), end)
     f.comment("state[1] = 1 / sum over lanes")
     pe.store_reciprocal(pe.sum_f64_lanes(pe.load_slot(wide[0], "sum_lo"),
                                          pe.load_slot(wide[1], "sum_hi")), state)
@@ -107,27 +139,32 @@ def _sum_pass(name, target, unroll, accumulators, block, store, interleave, resi
 
 
 def build_raddexpminusmax(name, target, unroll, accumulators, block, interleave=0,
-                          element=F32) -> Function:
-    return _build_sum_pass(name, target, unroll, accumulators, block, False, interleave, element)
+                          element=F32, scaled=False) -> Function:
+    return _build_sum_pass(name, target, unroll, accumulators, block, False, interleave, element,
+                           scaled)
 
 
-def build_raddstoreexpminusmax(name, target, unroll, accumulators, block, interleave=0) -> Function:
-    return _build_sum_pass(name, target, unroll, accumulators, block, True, interleave)
+def build_raddstoreexpminusmax(name, target, unroll, accumulators, block, interleave=0,
+                               scaled=False) -> Function:
+    return _build_sum_pass(name, target, unroll, accumulators, block, True, interleave,
+                           scaled=scaled)
 
 
 def build_vscaleexpminusmax(name, target, unroll, nontemporal=False, interleave=0,
-                            element=F32) -> Function:
+                            element=F32, scaled=False) -> Function:
     return resident_fit(lambda resident: _vscaleexpminusmax(name, target, unroll, nontemporal,
-                                                            interleave, resident, element),
-                        _resident(_THREE_PASS_RESIDENT, target))
+                                                            interleave, resident, element,
+                                                            scaled),
+                        _resident(_THREE_PASS_RESIDENT, target, scaled))
 
 
 def _vscaleexpminusmax(name, target, unroll, nontemporal, interleave, resident,
-                       element) -> Function:
-    f = pass_function(name, target, "y = exp(x - m) * s with m = state[0], s = state[1].",
-                      element)
+                       element, scaled) -> Function:
+    f = pass_function(name, target, "y = exp(x - m) * s with m = state[0], s = state[1]."
+                      + _scaled_doc(scaled).replace("s * x, s =", "t * x, t ="), element)
     x, y, n, state = f.args
     pe = PassEmitter(f, resident)
+    scaled_x = pe.scaled_input(state, x, scaled)
     m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
     s = pe.broadcast_state(state, STATE_SCALE, "s")
     d_min = pe.difference_floor()
@@ -143,7 +180,7 @@ def _vscaleexpminusmax(name, target, unroll, nontemporal, interleave, resident,
             tile.store(y, i, p)
 
     for_each_vector(f, n, [x, y], unroll, step, "scale", nontemporal_stores=nontemporal,
-                    interleave=interleave, elements=buffers(f, element))
+                    interleave=interleave, elements=buffers(f, element), scaled=scaled_x)
     return_value(f, PASS_OK)
     return f
 
@@ -168,21 +205,23 @@ def build_vscale(name, target, unroll, nontemporal=False) -> Function:
 
 
 def build_raddextexp(name, target, unroll, accumulators, block, interleave=0,
-                     element=F32) -> Function:
+                     element=F32, scaled=False) -> Function:
     return resident_fit(lambda resident: _raddextexp(name, target, unroll, accumulators, block,
-                                                     interleave, resident, element),
-                        _resident(_TWO_PASS_RESIDENT, target))
+                                                     interleave, resident, element, scaled),
+                        _resident(_TWO_PASS_RESIDENT, target, scaled))
 
 
 def _raddextexp(name, target, unroll, accumulators, block, interleave, resident,
-                element) -> Function:
+                element, scaled) -> Function:
     f = pass_function(
         name, target,
         "Two-pass pass 1: sum(exp(x)) = v * 2^e kept with a float exponent (never overflows);\n"
         "state[0] = e, state[1] = 1 / v. Returns 1 (recompute with three passes) when the row\n"
-        "holds NaN or +inf, only -inf, or magnitudes beyond the two-pass clamp.", element)
+        "holds NaN or +inf, only -inf, or magnitudes beyond the two-pass clamp."
+        + _scaled_doc(scaled), element)
     x, _, n, state = f.args
     pe = PassEmitter(f, resident)
+    scaled_x = pe.scaled_input(state, x, scaled)
     e = pe.e
     x_min = f.constant_register("x_min", -K.TWO_PASS_X_LIMIT)
     # VSCALEFPS computes 2^d as 1.0 * 2^d: 1.0 must be a register (the resident one if kept)
@@ -268,7 +307,7 @@ def _raddextexp(name, target, unroll, accumulators, block, interleave, resident,
     pe.blocks(n, block, start,
               lambda count: for_each_vector(f, count, [x], unroll, step, "extexp",
                                             interleave=interleave,
-                                            elements=buffers(f, element)), end)
+                                            elements=buffers(f, element), scaled=scaled_x), end)
 
     f.comment("e = max over lanes; v = sum over lanes of v_lane * 2^(e_lane - e)")
     run_exponent = pe.load_slot(run_slot, "e_run")
@@ -297,19 +336,21 @@ def _raddextexp(name, target, unroll, accumulators, block, interleave, resident,
 
 
 def build_vscaleextexp(name, target, unroll, nontemporal=False, interleave=0,
-                       element=F32) -> Function:
+                       element=F32, scaled=False) -> Function:
     return resident_fit(lambda resident: _vscaleextexp(name, target, unroll, nontemporal,
-                                                       interleave, resident, element),
-                        _resident(_TWO_PASS_RESIDENT, target))
+                                                       interleave, resident, element, scaled),
+                        _resident(_TWO_PASS_RESIDENT, target, scaled))
 
 
-def _vscaleextexp(name, target, unroll, nontemporal, interleave, resident,
-                  element) -> Function:
+def _vscaleextexp(name, target, unroll, nontemporal, interleave, resident, element,
+                  scaled) -> Function:
     f = pass_function(name, target, "Two-pass pass 2: y = min(p(x) * r * 2^(n(x) - e), 1) with\n"
-                                     "e = state[0], r = state[1] (1/v rounded up).", element)
+                                     "e = state[0], r = state[1] (1/v rounded up)."
+                                     + _scaled_doc(scaled), element)
     x, y, n, state = f.args
     # the magic bias is folded with e into a register of its own here
     pe = PassEmitter(f, tuple(c for c in resident if c != "magic_bias"))
+    scaled_x = pe.scaled_input(state, x, scaled)
     e = pe.e
     inv_v = pe.broadcast_state(state, STATE_SCALE, "inv_v")
     e_row = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "e")
@@ -361,6 +402,6 @@ def _vscaleextexp(name, target, unroll, nontemporal, interleave, resident,
             tile.store(y, i, p)
 
     for_each_vector(f, n, [x, y], unroll, step, "extexp", nontemporal_stores=nontemporal,
-                    interleave=interleave, elements=buffers(f, element))
+                    interleave=interleave, elements=buffers(f, element), scaled=scaled_x)
     return_value(f, PASS_OK)
     return f

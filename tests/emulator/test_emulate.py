@@ -28,6 +28,7 @@ from softjit.codegen.emulator import (ABIViolation, AsmParseError, EmulatedFault
 from softjit.codegen.instructions import FORMS
 from softjit.codegen.variants import VARIANTS
 from softjit.runtime import bindings
+from softjit.runtime.bindings import strides_argument
 
 HOST_ISAS = softjit.host_isas()
 TOOLS = shutil.which("as") is not None and shutil.which("ld") is not None
@@ -971,7 +972,9 @@ def test_exp_kernels_agree_across_isas(emulator):
 # softmax: a row driver that calls its passes (call/ret, push/pop, a stack frame)
 
 SOFTMAX = [v for v in VARIANTS if v.op == "softmax" and v.element == "f32"]
-SOFTMAX_AVX512 = [v for v in SOFTMAX if v.isa == "avx512f"]
+# (the scaled ones against numpy: tests/kernels/test_scaled_kernels.py, through their twins)
+SOFTMAX_AVX512 = [v for v in SOFTMAX if v.isa == "avx512f" and not v.scaled]
+SCALE = np.float32(-1.375)  # what the scaled drivers multiply x by here
 
 
 def _softmax_rows(rng, rows: int, n: int, x_off: int, y_off: int, gap: int):
@@ -1008,13 +1011,15 @@ def _run_softmax(v, runner, x, y, n, rows, strides):
 def test_softmax_is_bit_identical_to_the_cpu(v, native_library, emulator):
     """Row drivers (and the passes they call) on rows with special values, NaN, +-inf and
     huge values, at tails of every length class and unaligned, a gap between rows: the same
-    bits, return value and row marks natively and emulated."""
+    bits, return value and row marks natively and emulated (scaled drivers: of SCALE * x)."""
     lib, m = native_library(v), emulator
     rng = np.random.default_rng(13)
     for n, x_off, y_off, gap in ((0, 0, 0, 0), (1, 4, 8, 1), (7, 0, 4, 3), (8, 32, 0, 0),
                                  (13, 12, 52, 5), (16, 0, 0, 0), (33, 4, 36, 2),
                                  (40, 60, 20, 7), (130, 8, 28, 1), (303, 20, 4, 2)):
         x, y, strides = _softmax_rows(rng, 3, n, x_off, y_off, gap)
+        if v.scaled:
+            strides = strides_argument(strides[0], strides[1], SCALE)
         yn, ye = y.copy(), y.copy()
         rn, sn = _run_softmax(v, lib, x, yn, n, 3, strides)
         re, se = _run_softmax(v, m, x, ye, n, 3, strides)

@@ -3,7 +3,9 @@
 Every native row driver and every pass kernel runs in a child process on buffers that end exactly
 at a PROT_NONE page, or start right after one (tests/guarded.py's GuardedArray), so a read or write one float too far is a SIGSEGV
 of the child (reported with the call that was running), not of the test run. Bytes beside the
-outputs (canaries) must stay as they were, and inputs must come back unmodified.
+outputs (canaries) must stay as they were, and inputs must come back unmodified. The scaled
+variants run with a negative input scale (their row_strides and states carry it), against the
+softmax of the products.
 
 The AVX-512 kernels are checked the same way by the emulator tests in test_softmax.py (the
 emulator raises EmulatedFault on any out-of-bounds access) on hosts without AVX-512.
@@ -24,6 +26,8 @@ HOST_ISAS = softjit.host_isas()
 TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/, for guarded.py
 SOFTMAX_VARIANTS = [v for v in variants.VARIANTS if v.op == "softmax" and v.element == "f32"]
 ROW_LENGTHS = list(range(0, 71)) + [127, 128, 129, 255, 256, 257, 1000, 4101, 4096 + 13, 65539]
+# the scaled variants: every tail length of both ISAs, a few lengths through the unrolled loops
+SCALED_ROW_LENGTHS = list(range(0, 36)) + [129, 257, 4101, 65539]
 
 # The child: every call on guarded buffers, a progress line before each (to name a fault).
 CHILD = r'''
@@ -37,6 +41,7 @@ from softjit.runtime import bindings
 faulthandler.enable()
 name, lengths = sys.argv[1], json.loads(sys.argv[2])
 variant = variants.REGISTRY.named(name)
+scale = np.float32(-0.625) if variant.scaled else None
 
 
 class Guarded(GuardedArray):
@@ -92,7 +97,7 @@ for n in lengths:
             gx = guarded_with(xs, where)
             gy = guarded_with(np.zeros(n * rows, np.float32), where)
             first = 0 if sign > 0 else (rows - 1) * n * 4  # byte offset of row 0
-            gs = guarded_with(np.array([sign * 4 * n, sign * 4 * n], np.int64), where)
+            gs = guarded_with(bindings.strides_argument(sign * 4 * n, sign * 4 * n, scale), where)
             gst = guarded_with(np.full(rows, -5, np.int32), where)
             bx, by = gx.snapshot(), gy.snapshot()
             progress(label)
@@ -107,7 +112,7 @@ for n in lengths:
                 failures.append(f"{label}: marked {marked}, status {status.tolist()}")
             if n:
                 y = gy.values().reshape(rows, n)
-                x = xs.reshape(rows, n)
+                x = xs.reshape(rows, n) * (scale or 1)
                 e = np.exp(x.astype(np.float64) - x.max(1, keepdims=True))
                 ref = e / e.sum(1, keepdims=True)
                 err = float(np.max(np.abs(y - ref) / ref))
@@ -119,7 +124,7 @@ for n in lengths:
         xs = fill(rng, n)
         gx = guarded_with(xs, where)
         gy = guarded_with(np.zeros(n, np.float32), where)
-        gstate = guarded_with(np.zeros(4, np.float32), where)
+        gstate = guarded_with(np.array([0, 0, 0, scale or 0], np.float32), where)
         bx = gx.snapshot()
         for symbol, function in passes:
             label = f"{symbol} n={n} at {where}"
@@ -136,6 +141,7 @@ for n in lengths:
                 failures.append(f"{label}: returned {result} on an ordinary row")
         if n:
             y = gy.values()
+            xs = xs * (scale or 1)
             e = np.exp(xs.astype(np.float64) - xs.max())
             err = float(np.max(np.abs(y - e / e.sum()) / (e / e.sum())))
             if not err <= 1e-5:
@@ -151,7 +157,8 @@ def test_no_access_outside_the_buffers(variant):
     if variant.isa not in HOST_ISAS:
         pytest.skip(f"this host lacks {variant.isa}; test_softmax.py's emulator tests check its "
                     "bounds instead")
-    result = subprocess.run([sys.executable, "-c", CHILD, variant.name, json.dumps(ROW_LENGTHS),
+    lengths = SCALED_ROW_LENGTHS if variant.scaled else ROW_LENGTHS
+    result = subprocess.run([sys.executable, "-c", CHILD, variant.name, json.dumps(lengths),
                              TESTS_DIR],
                             capture_output=True, text=True, timeout=600, env=dict(os.environ))
     calls = [line for line in result.stdout.splitlines() if line.startswith("CALL ")]
@@ -164,7 +171,7 @@ def test_no_access_outside_the_buffers(variant):
     failures = json.loads(lines[-1][len("RESULT "):])
     assert not failures, "\n".join(failures[:20])
     # every length, both placements, 3 driver shapes and every pass were exercised
-    assert len(calls) == len(ROW_LENGTHS) * 2 * (3 + len(variant.passes))
+    assert len(calls) == len(lengths) * 2 * (3 + len(variant.passes))
 
 
 def test_the_guard_pages_catch_an_overrun():
