@@ -401,53 +401,45 @@ bf16_vsubsub__avx2_u32:
 	vsubps ymm3, ymm3, ymm1
 	vsubps ymm4, ymm4, ymm1
 	vsubps ymm5, ymm5, ymm1
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm6, ymm2, 16
 	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_one_bits]
 	vpaddd ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_bf16_rounding_bias]
-	vcmpps ymm7, ymm2, ymm2, 3
-	vandnps ymm6, ymm7, ymm6
 	vpaddd ymm6, ymm6, ymm2
-	vandps ymm7, ymm7, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_quiet_nan_bit]
-	vpor ymm6, ymm6, ymm7
+	vcmpps ymm2, ymm2, ymm2, 3
+	vpor ymm6, ymm6, ymm2
 	vpsrld ymm6, ymm6, 16
 	vextractf128 xmm2, ymm6, 1
 	vpackusdw xmm6, xmm6, xmm2
 	vmovups XMMWORD PTR [rsi], xmm6
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm2, ymm3, 16
 	vpand ymm2, ymm2, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_one_bits]
 	vpaddd ymm2, ymm2, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_bf16_rounding_bias]
-	vcmpps ymm6, ymm3, ymm3, 3
-	vandnps ymm2, ymm6, ymm2
 	vpaddd ymm2, ymm2, ymm3
-	vandps ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_quiet_nan_bit]
-	vpor ymm2, ymm2, ymm6
+	vcmpps ymm3, ymm3, ymm3, 3
+	vpor ymm2, ymm2, ymm3
 	vpsrld ymm2, ymm2, 16
 	vextractf128 xmm3, ymm2, 1
 	vpackusdw xmm2, xmm2, xmm3
 	vmovups XMMWORD PTR [rsi + 16], xmm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm2, ymm4, 16
 	vpand ymm2, ymm2, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_one_bits]
 	vpaddd ymm2, ymm2, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_bf16_rounding_bias]
-	vcmpps ymm3, ymm4, ymm4, 3
-	vandnps ymm2, ymm3, ymm2
 	vpaddd ymm2, ymm2, ymm4
-	vandps ymm3, ymm3, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_quiet_nan_bit]
+	vcmpps ymm3, ymm4, ymm4, 3
 	vpor ymm2, ymm2, ymm3
 	vpsrld ymm2, ymm2, 16
 	vextractf128 xmm3, ymm2, 1
 	vpackusdw xmm2, xmm2, xmm3
 	vmovups XMMWORD PTR [rsi + 32], xmm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm2, ymm5, 16
 	vpand ymm2, ymm2, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_one_bits]
 	vpaddd ymm2, ymm2, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_bf16_rounding_bias]
-	vcmpps ymm3, ymm5, ymm5, 3
-	vandnps ymm2, ymm3, ymm2
 	vpaddd ymm2, ymm2, ymm5
-	vandps ymm3, ymm3, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_quiet_nan_bit]
+	vcmpps ymm3, ymm5, ymm5, 3
 	vpor ymm2, ymm2, ymm3
 	vpsrld ymm2, ymm2, 16
 	vextractf128 xmm3, ymm2, 1
@@ -467,15 +459,13 @@ bf16_vsubsub__avx2_u32:
 	# y = (x - a) - b
 	vsubps ymm2, ymm2, ymm0
 	vsubps ymm2, ymm2, ymm1
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm3, ymm2, 16
 	vpand ymm3, ymm3, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_one_bits]
 	vpaddd ymm3, ymm3, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_bf16_rounding_bias]
-	vcmpps ymm4, ymm2, ymm2, 3
-	vandnps ymm3, ymm4, ymm3
 	vpaddd ymm3, ymm3, ymm2
-	vandps ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_quiet_nan_bit]
-	vpor ymm3, ymm3, ymm4
+	vcmpps ymm2, ymm2, ymm2, 3
+	vpor ymm3, ymm3, ymm2
 	vpsrld ymm3, ymm3, 16
 	vextractf128 xmm2, ymm3, 1
 	vpackusdw xmm3, xmm3, xmm2
@@ -508,14 +498,12 @@ bf16_vsubsub__avx2_u32:
 	# y = (x - a) - b
 	vsubps ymm2, ymm2, ymm0
 	vsubps ymm2, ymm2, ymm1
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm0, ymm2, 16
 	vpand ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_one_bits]
 	vpaddd ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_bf16_rounding_bias]
-	vcmpps ymm1, ymm2, ymm2, 3
-	vandnps ymm0, ymm1, ymm0
 	vpaddd ymm0, ymm0, ymm2
-	vandps ymm1, ymm1, YMMWORD PTR [rip + .Lc_bf16_vsubsub__avx2_u32_quiet_nan_bit]
+	vcmpps ymm1, ymm2, ymm2, 3
 	vpor ymm0, ymm0, ymm1
 	vpsrld ymm0, ymm0, 16
 	vextractf128 xmm1, ymm0, 1
@@ -952,11 +940,6 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 .Lc_bf16_vsubsub__avx2_u32_bf16_rounding_bias:
 	.rept 8
 	.long 0x00007FFF  # lane mask
-	.endr
-	.p2align 5
-.Lc_bf16_vsubsub__avx2_u32_quiet_nan_bit:
-	.rept 8
-	.long 0x00400000  # lane mask
 	.endr
 	.p2align 5
 .Lc_bf16_vsubsub__avx2_u32_tail_window:

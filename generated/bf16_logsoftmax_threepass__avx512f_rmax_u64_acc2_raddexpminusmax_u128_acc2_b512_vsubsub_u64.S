@@ -427,7 +427,7 @@ bf16_vsubsub__avx512f_u64:
 	vsubps zmm3, zmm3, zmm1
 	vsubps zmm4, zmm4, zmm1
 	vsubps zmm5, zmm5, zmm1
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm6, zmm2, 16
 	vpandd zmm6, zmm6, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_one_bits]
 	vpaddd zmm6, zmm6, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_bf16_rounding_bias]
@@ -436,7 +436,7 @@ bf16_vsubsub__avx512f_u64:
 	vpord zmm6{k1}, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_quiet_nan_bit]
 	vpsrld zmm6, zmm6, 16
 	vpmovdw YMMWORD PTR [rsi], zmm6
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm2, zmm3, 16
 	vpandd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_one_bits]
 	vpaddd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_bf16_rounding_bias]
@@ -445,7 +445,7 @@ bf16_vsubsub__avx512f_u64:
 	vpord zmm2{k1}, zmm3, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_quiet_nan_bit]
 	vpsrld zmm2, zmm2, 16
 	vpmovdw YMMWORD PTR [rsi + 32], zmm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm2, zmm4, 16
 	vpandd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_one_bits]
 	vpaddd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_bf16_rounding_bias]
@@ -454,7 +454,7 @@ bf16_vsubsub__avx512f_u64:
 	vpord zmm2{k1}, zmm4, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_quiet_nan_bit]
 	vpsrld zmm2, zmm2, 16
 	vpmovdw YMMWORD PTR [rsi + 64], zmm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm2, zmm5, 16
 	vpandd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_one_bits]
 	vpaddd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_bf16_rounding_bias]
@@ -477,7 +477,7 @@ bf16_vsubsub__avx512f_u64:
 	# y = (x - a) - b
 	vsubps zmm2, zmm2, zmm0
 	vsubps zmm2, zmm2, zmm1
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm3, zmm2, 16
 	vpandd zmm3, zmm3, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_one_bits]
 	vpaddd zmm3, zmm3, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_bf16_rounding_bias]
@@ -502,7 +502,7 @@ bf16_vsubsub__avx512f_u64:
 	# y = (x - a) - b
 	vsubps zmm2, zmm2, zmm0
 	vsubps zmm2, zmm2, zmm1
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm0, zmm2, 16
 	vpandd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_one_bits]
 	vpaddd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_bf16_rounding_bias]

@@ -837,7 +837,7 @@ bf16_vsubsub__avx512f_u64_nt:
 	# y = (x - a) - b
 	vsubps zmm2, zmm2, zmm0
 	vsubps zmm2, zmm2, zmm1
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm3, zmm2, 16
 	vpandd zmm3, zmm3, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_one_bits]
 	vpaddd zmm3, zmm3, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_bf16_rounding_bias]
@@ -870,7 +870,7 @@ bf16_vsubsub__avx512f_u64_nt:
 	vsubps zmm3, zmm3, zmm1
 	vsubps zmm4, zmm4, zmm1
 	vsubps zmm5, zmm5, zmm1
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm6, zmm2, 16
 	vpandd zmm6, zmm6, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_one_bits]
 	vpaddd zmm6, zmm6, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_bf16_rounding_bias]
@@ -880,7 +880,7 @@ bf16_vsubsub__avx512f_u64_nt:
 	vpsrld zmm6, zmm6, 16
 	vpmovdw ymm6, zmm6
 	vmovntps YMMWORD PTR [rsi], ymm6
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm2, zmm3, 16
 	vpandd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_one_bits]
 	vpaddd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_bf16_rounding_bias]
@@ -890,7 +890,7 @@ bf16_vsubsub__avx512f_u64_nt:
 	vpsrld zmm2, zmm2, 16
 	vpmovdw ymm2, zmm2
 	vmovntps YMMWORD PTR [rsi + 32], ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm2, zmm4, 16
 	vpandd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_one_bits]
 	vpaddd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_bf16_rounding_bias]
@@ -900,7 +900,7 @@ bf16_vsubsub__avx512f_u64_nt:
 	vpsrld zmm2, zmm2, 16
 	vpmovdw ymm2, zmm2
 	vmovntps YMMWORD PTR [rsi + 64], ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm2, zmm5, 16
 	vpandd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_one_bits]
 	vpaddd zmm2, zmm2, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_bf16_rounding_bias]
@@ -924,7 +924,7 @@ bf16_vsubsub__avx512f_u64_nt:
 	# y = (x - a) - b
 	vsubps zmm2, zmm2, zmm0
 	vsubps zmm2, zmm2, zmm1
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm3, zmm2, 16
 	vpandd zmm3, zmm3, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_one_bits]
 	vpaddd zmm3, zmm3, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_bf16_rounding_bias]
@@ -950,7 +950,7 @@ bf16_vsubsub__avx512f_u64_nt:
 	# y = (x - a) - b
 	vsubps zmm2, zmm2, zmm0
 	vsubps zmm2, zmm2, zmm1
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm0, zmm2, 16
 	vpandd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_one_bits]
 	vpaddd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vsubsub__avx512f_u64_nt_bf16_rounding_bias]

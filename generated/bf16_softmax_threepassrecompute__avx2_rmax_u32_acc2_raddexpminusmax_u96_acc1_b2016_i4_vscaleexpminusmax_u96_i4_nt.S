@@ -503,14 +503,12 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm6, ymm6, ymm5
 	# y = exp(x - m) * s
 	vmulps ymm6, ymm6, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm6, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm6, ymm6, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm6
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm6, ymm6, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
@@ -603,56 +601,48 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm15, ymm15, ymm11
 	# y = exp(x - m) * s
 	vmulps ymm12, ymm12, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm12, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm12, ymm12, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm12
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm12, ymm12, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovntps XMMWORD PTR [rsi], xmm4
 	vmulps ymm13, ymm13, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm13, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm13, ymm13, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm13
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm13, ymm13, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovntps XMMWORD PTR [rsi + 16], xmm4
 	vmulps ymm14, ymm14, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm14, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm14, ymm14, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm14
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm14, ymm14, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovntps XMMWORD PTR [rsi + 32], xmm4
 	vmulps ymm15, ymm15, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm15, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm15, ymm15, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm15
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm15, ymm15, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
@@ -729,56 +719,48 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm15, ymm15, ymm11
 	# y = exp(x - m) * s
 	vmulps ymm12, ymm12, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm12, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm12, ymm12, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm12
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm12, ymm12, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovntps XMMWORD PTR [rsi + 64], xmm4
 	vmulps ymm13, ymm13, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm13, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm13, ymm13, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm13
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm13, ymm13, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovntps XMMWORD PTR [rsi + 80], xmm4
 	vmulps ymm14, ymm14, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm14, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm14, ymm14, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm14
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm14, ymm14, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovntps XMMWORD PTR [rsi + 96], xmm4
 	vmulps ymm15, ymm15, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm15, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm15, ymm15, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm15
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm15, ymm15, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
@@ -855,56 +837,48 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm15, ymm15, ymm11
 	# y = exp(x - m) * s
 	vmulps ymm12, ymm12, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm12, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm12, ymm12, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm12
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm12, ymm12, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovntps XMMWORD PTR [rsi + 128], xmm4
 	vmulps ymm13, ymm13, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm13, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm13, ymm13, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm13
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm13, ymm13, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovntps XMMWORD PTR [rsi + 144], xmm4
 	vmulps ymm14, ymm14, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm14, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm14, ymm14, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm14
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm14, ymm14, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovntps XMMWORD PTR [rsi + 160], xmm4
 	vmulps ymm15, ymm15, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm15, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm15, ymm15, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm15
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm15, ymm15, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
@@ -942,14 +916,12 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm6, ymm6, ymm5
 	# y = exp(x - m) * s
 	vmulps ymm6, ymm6, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm6, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm5, ymm6, ymm6, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm6
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
+	vcmpps ymm5, ymm6, ymm6, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
@@ -1001,15 +973,13 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm0, ymm0, ymm1
 	# y = exp(x - m) * s
 	vmulps ymm0, ymm0, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm1, ymm0, 16
 	vpand ymm1, ymm1, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
 	vpaddd ymm1, ymm1, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vcmpps ymm2, ymm0, ymm0, 3
-	vandnps ymm1, ymm2, ymm1
 	vpaddd ymm1, ymm1, ymm0
-	vandps ymm2, ymm2, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit]
-	vpor ymm1, ymm1, ymm2
+	vcmpps ymm0, ymm0, ymm0, 3
+	vpor ymm1, ymm1, ymm0
 	vpsrld ymm1, ymm1, 16
 	vextractf128 xmm0, ymm1, 1
 	vpackusdw xmm1, xmm1, xmm0
@@ -1270,10 +1240,5 @@ bf16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b20
 .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias:
 	.rept 8
 	.long 0x00007FFF  # lane mask
-	.endr
-	.p2align 5
-.Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan_bit:
-	.rept 8
-	.long 0x00400000  # lane mask
 	.endr
 	.section .note.GNU-stack,"",@progbits

@@ -401,7 +401,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -411,7 +411,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vpsrld zmm11, zmm11, 16
 	vpmovdw YMMWORD PTR [rsi], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -455,7 +455,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -465,7 +465,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vpsrld zmm11, zmm11, 16
 	vpmovdw YMMWORD PTR [rsi + 64], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -509,7 +509,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -519,7 +519,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vpsrld zmm11, zmm11, 16
 	vpmovdw YMMWORD PTR [rsi + 128], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -563,7 +563,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -573,7 +573,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vpsrld zmm11, zmm11, 16
 	vpmovdw YMMWORD PTR [rsi + 192], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -617,7 +617,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -627,7 +627,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vpsrld zmm11, zmm11, 16
 	vpmovdw YMMWORD PTR [rsi + 256], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -671,7 +671,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -681,7 +681,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vpsrld zmm11, zmm11, 16
 	vpmovdw YMMWORD PTR [rsi + 320], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -725,7 +725,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -735,7 +735,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vpsrld zmm11, zmm11, 16
 	vpmovdw YMMWORD PTR [rsi + 384], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -779,7 +779,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -789,7 +789,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vpsrld zmm11, zmm11, 16
 	vpmovdw YMMWORD PTR [rsi + 448], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -828,7 +828,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm13, zmm13, zmm12
 	# y = exp(x - m) * s
 	vmulps zmm13, zmm13, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm13, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
@@ -869,7 +869,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm6, zmm6, zmm0
 	# y = exp(x - m) * s
 	vmulps zmm6, zmm6, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm0, zmm6, 16
 	vpandd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]

@@ -396,7 +396,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm13, zmm13, zmm12
 	# y = exp(x - m) * s
 	vmulps zmm13, zmm13, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm13, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -447,7 +447,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -458,7 +458,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vpmovdw ymm11, zmm11
 	vmovntps YMMWORD PTR [rsi], ymm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -503,7 +503,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -514,7 +514,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vpmovdw ymm11, zmm11
 	vmovntps YMMWORD PTR [rsi + 64], ymm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -559,7 +559,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -570,7 +570,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vpmovdw ymm11, zmm11
 	vmovntps YMMWORD PTR [rsi + 128], ymm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -615,7 +615,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -626,7 +626,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vpmovdw ymm11, zmm11
 	vmovntps YMMWORD PTR [rsi + 192], ymm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -671,7 +671,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -682,7 +682,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vpmovdw ymm11, zmm11
 	vmovntps YMMWORD PTR [rsi + 256], ymm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -727,7 +727,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -738,7 +738,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vpmovdw ymm11, zmm11
 	vmovntps YMMWORD PTR [rsi + 320], ymm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -783,7 +783,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -794,7 +794,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vpmovdw ymm11, zmm11
 	vmovntps YMMWORD PTR [rsi + 384], ymm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -839,7 +839,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm15, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -850,7 +850,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vpmovdw ymm11, zmm11
 	vmovntps YMMWORD PTR [rsi + 448], ymm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm16, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -890,7 +890,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm13, zmm13, zmm12
 	# y = exp(x - m) * s
 	vmulps zmm13, zmm13, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm11, zmm13, 16
 	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]
@@ -932,7 +932,7 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt:
 	vscalefps zmm6, zmm6, zmm0
 	# y = exp(x - m) * s
 	vmulps zmm6, zmm6, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm0, zmm6, 16
 	vpandd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_one_bits]
 	vpaddd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_nt_bf16_rounding_bias]

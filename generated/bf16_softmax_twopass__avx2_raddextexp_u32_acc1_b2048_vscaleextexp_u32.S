@@ -410,53 +410,45 @@ bf16_vscaleextexp__avx2_rr2_p5_u32:
 	vminps ymm13, ymm13, ymm0
 	vminps ymm14, ymm14, ymm0
 	vminps ymm15, ymm15, ymm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm12, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_bf16_rounding_bias]
-	vcmpps ymm5, ymm12, ymm12, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm12
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_quiet_nan_bit]
+	vcmpps ymm5, ymm12, ymm12, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovups XMMWORD PTR [rsi], xmm4
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm13, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_bf16_rounding_bias]
-	vcmpps ymm5, ymm13, ymm13, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm13
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_quiet_nan_bit]
+	vcmpps ymm5, ymm13, ymm13, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovups XMMWORD PTR [rsi + 16], xmm4
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm14, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_bf16_rounding_bias]
-	vcmpps ymm5, ymm14, ymm14, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm14
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_quiet_nan_bit]
+	vcmpps ymm5, ymm14, ymm14, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
 	vmovups XMMWORD PTR [rsi + 32], xmm4
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm15, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_bf16_rounding_bias]
-	vcmpps ymm5, ymm15, ymm15, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm15
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_quiet_nan_bit]
+	vcmpps ymm5, ymm15, ymm15, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
@@ -493,14 +485,12 @@ bf16_vscaleextexp__avx2_rr2_p5_u32:
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	vminps ymm6, ymm6, ymm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm4, ymm6, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_bf16_rounding_bias]
-	vcmpps ymm5, ymm6, ymm6, 3
-	vandnps ymm4, ymm5, ymm4
 	vpaddd ymm4, ymm4, ymm6
-	vandps ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_quiet_nan_bit]
+	vcmpps ymm5, ymm6, ymm6, 3
 	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
@@ -551,14 +541,12 @@ bf16_vscaleextexp__avx2_rr2_p5_u32:
 	vpslld ymm2, ymm2, 23
 	vmulps ymm3, ymm3, ymm2
 	vminps ymm3, ymm3, ymm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld ymm0, ymm3, 16
 	vpand ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_one_bits]
 	vpaddd ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_bf16_rounding_bias]
-	vcmpps ymm1, ymm3, ymm3, 3
-	vandnps ymm0, ymm1, ymm0
 	vpaddd ymm0, ymm0, ymm3
-	vandps ymm1, ymm1, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_quiet_nan_bit]
+	vcmpps ymm1, ymm3, ymm3, 3
 	vpor ymm0, ymm0, ymm1
 	vpsrld ymm0, ymm0, 16
 	vextractf128 xmm1, ymm0, 1
@@ -930,11 +918,6 @@ bf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_apply:
 .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_bf16_rounding_bias:
 	.rept 8
 	.long 0x00007FFF  # lane mask
-	.endr
-	.p2align 5
-.Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_quiet_nan_bit:
-	.rept 8
-	.long 0x00400000  # lane mask
 	.endr
 	.p2align 5
 .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_tail_window:

@@ -627,7 +627,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vminps zmm21, zmm21, zmm0
 	vminps zmm22, zmm22, zmm0
 	vminps zmm23, zmm23, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm20, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
@@ -636,7 +636,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vpord zmm12{k1}, zmm20, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
 	vpmovdw YMMWORD PTR [rsi], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm21, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
@@ -645,7 +645,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vpord zmm12{k1}, zmm21, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
 	vpmovdw YMMWORD PTR [rsi + 32], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm22, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
@@ -654,7 +654,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vpord zmm12{k1}, zmm22, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
 	vpmovdw YMMWORD PTR [rsi + 64], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm23, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
@@ -735,7 +735,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vminps zmm21, zmm21, zmm0
 	vminps zmm22, zmm22, zmm0
 	vminps zmm23, zmm23, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm20, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
@@ -744,7 +744,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vpord zmm12{k1}, zmm20, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
 	vpmovdw YMMWORD PTR [rsi + 128], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm21, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
@@ -753,7 +753,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vpord zmm12{k1}, zmm21, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
 	vpmovdw YMMWORD PTR [rsi + 160], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm22, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
@@ -762,7 +762,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vpord zmm12{k1}, zmm22, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
 	vpmovdw YMMWORD PTR [rsi + 192], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm23, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
@@ -801,7 +801,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vsubps zmm13, zmm13, zmm10
 	vscalefps zmm14, zmm14, zmm13
 	vminps zmm14, zmm14, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm14, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
@@ -842,7 +842,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vsubps zmm1, zmm1, zmm10
 	vscalefps zmm6, zmm6, zmm1
 	vminps zmm6, zmm6, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm0, zmm6, 16
 	vpandd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]

@@ -585,7 +585,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vsubps zmm13, zmm13, zmm10
 	vscalefps zmm14, zmm14, zmm13
 	vminps zmm14, zmm14, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm14, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
@@ -673,7 +673,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vminps zmm21, zmm21, zmm0
 	vminps zmm22, zmm22, zmm0
 	vminps zmm23, zmm23, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm20, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
@@ -683,7 +683,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vpsrld zmm12, zmm12, 16
 	vpmovdw ymm12, zmm12
 	vmovntps YMMWORD PTR [rsi], ymm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm21, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
@@ -693,7 +693,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vpsrld zmm12, zmm12, 16
 	vpmovdw ymm12, zmm12
 	vmovntps YMMWORD PTR [rsi + 32], ymm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm22, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
@@ -703,7 +703,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vpsrld zmm12, zmm12, 16
 	vpmovdw ymm12, zmm12
 	vmovntps YMMWORD PTR [rsi + 64], ymm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm23, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
@@ -785,7 +785,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vminps zmm21, zmm21, zmm0
 	vminps zmm22, zmm22, zmm0
 	vminps zmm23, zmm23, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm20, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
@@ -795,7 +795,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vpsrld zmm12, zmm12, 16
 	vpmovdw ymm12, zmm12
 	vmovntps YMMWORD PTR [rsi + 128], ymm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm21, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
@@ -805,7 +805,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vpsrld zmm12, zmm12, 16
 	vpmovdw ymm12, zmm12
 	vmovntps YMMWORD PTR [rsi + 160], ymm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm22, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
@@ -815,7 +815,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vpsrld zmm12, zmm12, 16
 	vpmovdw ymm12, zmm12
 	vmovntps YMMWORD PTR [rsi + 192], ymm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm23, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
@@ -855,7 +855,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vsubps zmm13, zmm13, zmm10
 	vscalefps zmm14, zmm14, zmm13
 	vminps zmm14, zmm14, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm12, zmm14, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
@@ -897,7 +897,7 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt:
 	vsubps zmm1, zmm1, zmm10
 	vscalefps zmm6, zmm6, zmm1
 	vminps zmm6, zmm6, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN: b | quiet bit
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
 	vpsrld zmm0, zmm6, 16
 	vpandd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_one_bits]
 	vpaddd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_nt_bf16_rounding_bias]
