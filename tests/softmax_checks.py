@@ -14,6 +14,7 @@ gives on x.astype(numpy.float64)). A result passes when
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 FLT_MIN = float(np.finfo(np.float32).tiny)  # 1.1754944e-38, the smallest normal float32
 FLT_MAX = float(np.finfo(np.float32).max)
@@ -147,3 +148,15 @@ DISTRIBUTIONS = {
     "neg_inf_mask": lambda rng, shape: with_minus_inf(rng, uniform(rng, shape, 30.0)),
     "neg_inf_mask_wide": lambda rng, shape: with_minus_inf(rng, log_uniform(rng, shape)),
 }
+
+
+def half_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a 16-bit format named "float16"/"f16" or "bfloat16"/"bf16"; a test
+    of bfloat16 skips, saying why, where ml_dtypes is not installed."""
+    if name in ("float16", "f16"):
+        return np.dtype(np.float16)
+    if name not in ("bfloat16", "bf16"):
+        raise ValueError(f"half_dtype: not a 16-bit format: {name!r}")
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes "
+                                                        "(pip install softjit[bfloat16])")
+    return np.dtype(ml_dtypes.bfloat16)

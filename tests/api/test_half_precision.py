@@ -22,12 +22,7 @@ HALVES = ("float16", "bfloat16")
 TWO_PASS_X_LIMIT = 2.0 ** 20  # rows reaching past it are recomputed with three passes
 
 
-def half_dtype(name: str) -> np.dtype:
-    if name == "float16":
-        return np.dtype(np.float16)
-    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes "
-                                                        "(pip install softjit[bfloat16])")
-    return np.dtype(ml_dtypes.bfloat16)
+from softmax_checks import half_dtype  # noqa: E402
 
 
 def largest(dtype: np.dtype) -> float:

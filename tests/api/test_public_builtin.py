@@ -9,6 +9,7 @@ import inspect
 import os
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -308,33 +309,35 @@ def test_a_new_output_is_a_fresh_c_contiguous_float32_array(function):
 
 @pytest.mark.parametrize("function", ["softmax", "exp"])
 def test_other_threads_run_while_a_large_call_holds_no_gil(function):
+    """A thread woken just before a 16 MiB call runs Python code before that call returns.
+
+    With a switch interval of one second, a thread that wants a GIL another thread holds waits
+    about a second for it, far longer than the call: it can run during the call only if the
+    call released the GIL. (Tries a few calls: the thread may be slow to wake.)"""
     call, python = getattr(softjit, function), getattr(api, f"_python_{function}")
     x = data(1 << 22)  # 16 MiB, far above GIL_MIN_BYTES
     y = np.empty_like(x)
     call(x, out=y)
-    ticks = []
-    stop = threading.Event()
-
-    def count():
-        while not stop.is_set():
-            ticks.append(1)
-
-    thread = threading.Thread(target=count)
     previous = sys.getswitchinterval()
-    sys.setswitchinterval(1.0)  # with the GIL held, the counter would wait a whole second
+    sys.setswitchinterval(1.0)
+    overlapped = False
     try:
-        thread.start()
-        while not ticks:
-            pass
-        before = len(ticks)
-        for _ in range(5):
+        for _ in range(20):
+            go, seen = threading.Event(), []
+            thread = threading.Thread(target=lambda: go.wait() and seen.append(time.perf_counter()))
+            thread.start()
+            time.sleep(0.005)  # the thread now waits on `go`, without the GIL
+            go.set()
+            start = time.perf_counter()
             call(x, out=y)
-        during = len(ticks) - before
+            end = time.perf_counter()
+            thread.join()
+            if seen and start < seen[0] < end:
+                overlapped = True
+                break
     finally:
-        stop.set()
-        thread.join()
         sys.setswitchinterval(previous)
-    assert during > 0, "no other thread ran during the calls: the GIL was not released"
+    assert overlapped, "no other thread ran during any of the calls: the GIL was not released"
     np.testing.assert_array_equal(y, python(x))
 
 

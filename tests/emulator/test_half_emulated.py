@@ -24,12 +24,7 @@ HALF_LOG_SOFTMAX = [v for v in variants.VARIANTS if v.op == "log_softmax" and v.
 LENGTHS = (0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 257)
 
 
-def dtype_of(element: str) -> np.dtype:
-    if element == "f16":
-        return np.dtype(np.float16)
-    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes "
-                                                        "(pip install softjit[bfloat16])")
-    return np.dtype(ml_dtypes.bfloat16)
+from softmax_checks import half_dtype as dtype_of  # noqa: E402
 
 
 def largest(dtype: np.dtype):

@@ -18,12 +18,7 @@ HALF_SOFTMAX = [v for v in variants.VARIANTS if v.op == "softmax" and v.element 
 LENGTHS = list(range(0, 41)) + [127, 255, 257, 1000]
 
 
-def dtype_of(element: str) -> np.dtype:
-    if element == "f16":
-        return np.dtype(np.float16)
-    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes "
-                                                        "(pip install softjit[bfloat16])")
-    return np.dtype(ml_dtypes.bfloat16)
+from softmax_checks import half_dtype as dtype_of  # noqa: E402
 
 
 @pytest.mark.parametrize("v", HALF_SOFTMAX, ids=lambda v: v.name)

@@ -10,6 +10,7 @@ from softjit.codegen.emulator.decode import elementwise_closure
 from softjit.codegen.emulator.errors import DecodeError
 from softjit.codegen.emulator.handlers.float_arith import scalar_op
 from softjit.codegen.emulator.handlers.table import handles
+from softjit.codegen.emulator.handlers.words import word_lanes_source
 from softjit.codegen.emulator.ieee import (cvtdq2ps, cvtpd2ps, cvtps2dq, cvtps2pd, cvttps2dq,
                                           half_to_single, single_to_half)
 
@@ -23,22 +24,8 @@ handles("vcvttps2dq")(lambda dec, ins: dec.elementwise(ins, 32, 1, cvttps2dq))
 def _h_vcvtph2ps(dec, ins):
     """d (W bits of float32) = the W/32 float16 lanes of an xmm/ymm register's low part or of
     W/2 bits of memory (a masked lane's element is not read)."""
-    dec.nops(ins, 2)
-    d, s = dec.vec_dest(ins), ins.ops[1]
-    W = d.bits
-    n = W // 32
-    if s.kind == "vec":
-        if s.mask is not None or s.bits != max(W // 2, 128):
-            raise DecodeError(f"vcvtph2ps of {W} bits reads a {max(W // 2, 128)}-bit register")
-        halves = dec.vu[s.num].view(np.uint16)[:n]
-        g = lambda lanes=None: halves  # noqa: E731
-    elif s.kind == "mem":
-        if s.bcst or s.bits not in (None, W // 2):
-            raise DecodeError(f"vcvtph2ps of {W} bits reads {W // 2} bits of memory")
-        g = dec.mem_getter(s, 2, n, np.uint16, masked=True)
-    else:
-        raise DecodeError("vcvtph2ps reads a vector register or memory")
-    write = dec.writer(d, W, 32)
+    d, g, n = word_lanes_source(dec, ins, "vcvtph2ps")
+    write = dec.writer(d, d.bits, 32)
     return elementwise_closure([g], half_to_single, write, dec.lanes_fn(d, n))
 
 

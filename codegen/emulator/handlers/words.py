@@ -16,26 +16,34 @@ def _widen_words(words: np.ndarray) -> np.ndarray:
     return words.astype(np.uint32)
 
 
-@handles("vpmovzxwd")
-def _h_vpmovzxwd(dec, ins):
-    """d (W bits of dwords) = the W/32 words of an xmm/ymm register's low part or of W/2 bits
-    of memory, zero-extended (a masked lane's word is not read)."""
+def word_lanes_source(dec, ins, mnemonic: str):
+    """(d, getter, n) of an instruction that widens the W/32 16-bit lanes of an xmm/ymm
+    register's low part, or of W/2 bits of memory, into W bits of dwords (vpmovzxwd,
+    vcvtph2ps): the destination, a getter of the words as uint16, and the lane count."""
     dec.nops(ins, 2)
     d, s = dec.vec_dest(ins), ins.ops[1]
     W = d.bits
     n = W // 32
     if s.kind == "vec":
         if s.mask is not None or s.bits != max(W // 2, 128):
-            raise DecodeError(f"vpmovzxwd of {W} bits reads a {max(W // 2, 128)}-bit register")
+            raise DecodeError(f"{mnemonic} of {W} bits reads a {max(W // 2, 128)}-bit register")
         words = dec.vu[s.num].view(np.uint16)[:n]
         g = lambda lanes=None: words  # noqa: E731
     elif s.kind == "mem":
         if s.bcst or s.bits not in (None, W // 2):
-            raise DecodeError(f"vpmovzxwd of {W} bits reads {W // 2} bits of memory")
+            raise DecodeError(f"{mnemonic} of {W} bits reads {W // 2} bits of memory")
         g = dec.mem_getter(s, 2, n, np.uint16, masked=True)
     else:
-        raise DecodeError("vpmovzxwd reads a vector register or memory")
-    return elementwise_closure([g], _widen_words, dec.writer(d, W, 32), dec.lanes_fn(d, n))
+        raise DecodeError(f"{mnemonic} reads a vector register or memory")
+    return d, g, n
+
+
+@handles("vpmovzxwd")
+def _h_vpmovzxwd(dec, ins):
+    """d (W bits of dwords) = the W/32 words of an xmm/ymm register's low part or of W/2 bits
+    of memory, zero-extended (a masked lane's word is not read)."""
+    d, g, n = word_lanes_source(dec, ins, "vpmovzxwd")
+    return elementwise_closure([g], _widen_words, dec.writer(d, d.bits, 32), dec.lanes_fn(d, n))
 
 
 @handles("vpmovdw")
