@@ -36,17 +36,37 @@ softjit.codegen.errors.TargetFeatureError: vscalefps needs avx512f, avx512vl (fo
 To run a kernel, hand its builder to softjit.jit (a numpy callable with .assembly() and
 .emulate()); docs/kernels.md is the tutorial.
 """
+import importlib
+
 from softjit.codegen.abi import Param, Signature
-from softjit.codegen.blocks import Exp, combine, reduce_lanes
 from softjit.codegen.errors import (CodegenError, OperandError, RegisterBudgetError,
                                     TargetFeatureError)
 from softjit.codegen.isa import AVX2, AVX512F, TARGETS, Target, get_target
-from softjit.codegen.kernels.loops import Tile, for_each_vector
 from softjit.codegen.module import Module
 from softjit.codegen.operands import Label, Masked, Mem, Register, ptr
-from softjit.codegen.pipeline import render_module as render
 from softjit.codegen.stream import Function
 from softjit.codegen.variants import REGISTRY, UserVariant, register
+
+
+# Names whose modules load at first use, so that `import softjit` (which reads the registry)
+# does not import the stage and pipeline code it does not run: name -> (module, attribute).
+_AT_FIRST_USE = {
+    "Exp": ("softjit.codegen.blocks", "Exp"),
+    "combine": ("softjit.codegen.blocks", "combine"),
+    "reduce_lanes": ("softjit.codegen.blocks", "reduce_lanes"),
+    "Tile": ("softjit.codegen.kernels.loops", "Tile"),
+    "for_each_vector": ("softjit.codegen.kernels.loops", "for_each_vector"),
+    "render": ("softjit.codegen.pipeline", "render_module"),
+}
+
+
+def __getattr__(name: str):
+    found = _AT_FIRST_USE.get(name)
+    if found is None:
+        raise AttributeError(f"module 'softjit.codegen' has no attribute {name!r}")
+    value = getattr(importlib.import_module(found[0]), found[1])
+    globals()[name] = value
+    return value
 
 
 def load_plugins() -> tuple:

@@ -13,8 +13,15 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from softjit.codegen.abi import F32, ElementFormat, element_format
 from softjit.codegen.module import Module
 from softjit.codegen.isa import OnTarget, Target
-from softjit.codegen.kernels import bandwidth, driver, elementwise, log_softmax
-from softjit.codegen.kernels import softmax as passes
+from softjit.codegen.lazy import LazyModule
+
+# The generators are imported at first use (a kernel built), not with the registry: `import
+# softjit` reads the registry and builds nothing.
+bandwidth = LazyModule("softjit.codegen.kernels.bandwidth")
+driver = LazyModule("softjit.codegen.kernels.driver")
+elementwise = LazyModule("softjit.codegen.kernels.elementwise")
+log_softmax = LazyModule("softjit.codegen.kernels.log_softmax")
+passes = LazyModule("softjit.codegen.kernels.softmax")
 
 ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
 # The batch drivers of a module's reduction passes and of its output pass, each row with its own
