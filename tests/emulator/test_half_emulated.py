@@ -24,7 +24,7 @@ HALF_LOG_SOFTMAX = [v for v in variants.VARIANTS if v.op == "log_softmax" and v.
 LENGTHS = (0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100, 257)
 
 
-from softmax_checks import half_dtype as dtype_of  # noqa: E402
+from softmax_checks import half_dtype  # noqa: E402
 
 
 def largest(dtype: np.dtype):
@@ -86,7 +86,7 @@ def run_driver(variant, x2d, y2d, emulator, native: bool):
 
 @pytest.mark.parametrize("v", HALF_SOFTMAX, ids=lambda v: v.name)
 def test_half_softmax_drivers_emulated(v, emulator):
-    dtype = dtype_of(v.element)
+    dtype = half_dtype(v.element)
     rng = np.random.default_rng(31)
     reference = float32_counterpart(v)
     native = v.isa in HOST_ISAS
@@ -111,7 +111,7 @@ def test_half_softmax_drivers_emulated(v, emulator):
 
 @pytest.mark.parametrize("v", HALF_LOG_SOFTMAX, ids=lambda v: v.name)
 def test_half_log_softmax_drivers_emulated(v, emulator):
-    dtype = dtype_of(v.element)
+    dtype = half_dtype(v.element)
     rng = np.random.default_rng(32)
     reference = float32_counterpart(v)
     for n in LENGTHS[1:]:

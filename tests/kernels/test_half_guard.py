@@ -18,7 +18,7 @@ HALF_SOFTMAX = [v for v in variants.VARIANTS if v.op == "softmax" and v.element 
 LENGTHS = list(range(0, 41)) + [127, 255, 257, 1000]
 
 
-from softmax_checks import half_dtype as dtype_of  # noqa: E402
+from softmax_checks import half_dtype  # noqa: E402
 
 
 @pytest.mark.parametrize("v", HALF_SOFTMAX, ids=lambda v: v.name)
@@ -26,7 +26,7 @@ def test_half_drivers_stay_inside_guarded_buffers(v):
     if v.isa not in HOST_ISAS:
         pytest.skip(f"this host does not run {v.isa} (it runs {', '.join(HOST_ISAS)}); "
                     f"tests/emulator/test_half_emulated.py runs {v.name} emulated")
-    dtype = dtype_of(v.element)
+    dtype = half_dtype(v.element)
     run = bindings.function(v, v.driver_symbol)
     rng = np.random.default_rng(44)
     strides = np.zeros(2, np.int64)
