@@ -21,6 +21,7 @@ bandwidth = LazyModule("softjit.codegen.kernels.bandwidth")
 driver = LazyModule("softjit.codegen.kernels.driver")
 elementwise = LazyModule("softjit.codegen.kernels.elementwise")
 log_softmax = LazyModule("softjit.codegen.kernels.log_softmax")
+sumexp = LazyModule("softjit.codegen.kernels.sumexp")
 passes = LazyModule("softjit.codegen.kernels.softmax")
 
 ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
@@ -284,6 +285,7 @@ def _check_scaled(variant) -> None:
 # ---------------------------------------------------------------------------- log_softmax
 LOG_SOFTMAX_ALGORITHMS = ("two-pass", "three-pass")
 LOGSUMEXP_SUFFIX, LOG_SOFTMAX_SUFFIX = "_logsumexp", "_rows"
+DIFFERENCE_TILE = 4  # vectors a tile of the float32 three-pass middle pass holds
 
 
 @dataclass(frozen=True)
@@ -345,14 +347,20 @@ class LogSoftmax(VariantBase):
     def reduce_passes(self) -> tuple:
         """The PassKernels of the module's own reduction, in order (two-pass: raddextexp;
         three-pass: rmax, raddexpminusmax)."""
-        shared = self._softmax().passes
-        return shared[:1] if self.algorithm == "two-pass" else shared[:2]
+        if self.algorithm == "two-pass":
+            return self._softmax().passes[:1]
+        return self.three_pass_passes
 
     @property
     def three_pass_passes(self) -> tuple:
         """rmax and raddexpminusmax: the three-pass module's reduction, and the two-pass
-        module's for the rows its first pass gives back."""
-        return self._softmax("three-pass-recompute").passes[:2]
+        module's for the rows its first pass gives back. (A three-pass module sums with the
+        exp of codegen/kernels/sumexp.py: its float32 log_softmax driver's, so that both
+        drivers leave the same states and a 16-bit row's sum is its float32 row's.)"""
+        rmax, add = self._softmax("three-pass-recompute").passes[:2]
+        if self.algorithm == "three-pass":
+            add = self._sum_passes()[0]
+        return rmax, add
 
     def _ln_pass(self, three_pass: bool) -> PassKernel:
         op = "lnexpminusmax" if three_pass else "lnextexp"
@@ -367,12 +375,45 @@ class LogSoftmax(VariantBase):
                           lambda s: log_softmax.build_vsubsub(s, t, ou, nt, e))
 
     @property
+    def stores_difference(self) -> bool:
+        """float32 three-pass: the log_softmax driver stores y = x - m beside the sum and
+        subtracts ln(sum) in place (codegen/kernels/sumexp.py). (16-bit y would round x - m
+        before the subtraction, so their rows keep the subtracting output pass.)"""
+        return self.algorithm == "three-pass" and self.element == F32.name
+
+    def _sum_passes(self) -> tuple:
+        """(three-pass) the sum of exp(x - m) of codegen/kernels/sumexp.py: without a store
+        (raddexpminusmax) and, float32 only, with y = x - m stored (raddexpstoreminusmax)."""
+        t, ru, ra, e = self.target, self.reduce_unroll, self.reduce_accumulators, self.format
+        block = self._softmax().block
+        flavour = "rr1_lut32_p2" if t.has_masks else "rr1_p5"
+        # tiles of four vectors: every constant of the table exp keeps a register beside them
+        # (13.0 against 14.9 us for eight at once at 10^5 on the development host)
+        interleave = DIFFERENCE_TILE if ru > DIFFERENCE_TILE else 0
+        params = f"{_elements(t, ru)}_acc{ra}_b{block}{f'_i{interleave}' if interleave else ''}"
+        return tuple(
+            PassKernel(f"{self.element}_{op}__{self.isa}_{flavour}_{params}", f"{op}_{params}",
+                       lambda s, store=store: sumexp.build_sum_pass(s, t, ru, ra, block,
+                                                                    interleave, store, e))
+            for op, store in (("raddexpminusmax", False), ("raddexpstoreminusmax", True))
+            if not store or self.stores_difference)
+
+    @property
+    def difference_passes(self) -> tuple:
+        """(stores_difference) the log_softmax driver's middle and last passes."""
+        last = _elements(self.target, self.output_unroll)
+        return (self._sum_passes()[1],
+                PassKernel(f"f32_vsub__{self.isa}_{last}", f"vsub_{last}",
+                           lambda s: log_softmax.build_vsub(s, self.target, self.output_unroll)))
+
+    @property
     def passes(self) -> tuple:
         """Every pass kernel of the module (the row plan below says which a row runs)."""
         two_pass = self.algorithm == "two-pass"
         return (*(self.reduce_passes if two_pass else ()), *self.three_pass_passes,
                 *((self._ln_pass(False),) if two_pass else ()), self._ln_pass(True),
-                self.output_pass)
+                self.output_pass,
+                *(self.difference_passes if self.stores_difference else ()))
 
     @property
     def row_plan(self) -> "log_softmax.RowPlan":
@@ -380,11 +421,15 @@ class LogSoftmax(VariantBase):
         return log_softmax.RowPlan(
             self.reduce_passes[0].symbol if two_pass else None,
             tuple(p.symbol for p in self.three_pass_passes),
-            self._ln_pass(False).symbol if two_pass else None, self._ln_pass(True).symbol)
+            self._ln_pass(False).symbol if two_pass else None, self._ln_pass(True).symbol,
+            tuple(p.symbol for p in self.difference_passes) if self.stores_difference
+            else None)
 
     @property
     def name(self) -> str:
-        tail = "_".join(p.short_name for p in (*self.reduce_passes, self.output_pass))
+        row = ((self.reduce_passes[0], *self.difference_passes) if self.stores_difference
+               else (*self.reduce_passes, self.output_pass))
+        tail = "_".join(p.short_name for p in row)
         return f"{self.element}_logsoftmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
 
     @property

@@ -86,21 +86,21 @@ bf16_rmax_pass__avx2_u32_acc2:
 	ret
 	.size bf16_rmax_pass__avx2_u32_acc2, .-bf16_rmax_pass__avx2_u32_acc2
 
-# int bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256(const uint16_t* x, uint16_t* y, size_t n, float* state);
+# int bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256(const uint16_t* x, uint16_t* y, size_t n, float* state);
 # state[1] = 1 / sum(exp(x - m)), m = state[0];
 # float32 block sums fold into float64 lane sums.
-	.globl bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256
-	.type bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256, @function
+	.globl bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256
+	.type bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256, @function
 	.p2align 5
-bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256:
-.Lentry_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256:
+bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256:
+.Lentry_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256:
 	sub rsp, 88
 	vbroadcastss ymm0, DWORD PTR [rcx]
-	vmovaps ymm1, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_d_min]
+	vmovaps ymm1, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_d_min]
 	vxorps ymm2, ymm2, ymm2
 	vmovups YMMWORD PTR [rsp], ymm2
 	vmovups YMMWORD PTR [rsp + 32], ymm2
-.Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_block:
+.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_block:
 	# next block: count = min(n, 256), n -= count
 	mov rsi, 256
 	cmp rdx, rsi
@@ -109,8 +109,8 @@ bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256:
 	vxorps ymm2, ymm2, ymm2
 	vxorps ymm3, ymm3, ymm3
 	cmp rsi, 32
-	jb .Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_sum_u4_done
-.Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_sum_u4:
+	jb .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_u4_done
+.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_u4:
 	vpmovzxwd ymm4, XMMWORD PTR [rdi]
 	vpslld ymm4, ymm4, 16
 	vpmovzxwd ymm5, XMMWORD PTR [rdi + 16]
@@ -119,58 +119,59 @@ bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256:
 	vpslld ymm6, ymm6, 16
 	vpmovzxwd ymm7, XMMWORD PTR [rdi + 48]
 	vpslld ymm7, ymm7, 16
-	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
+	# d = x - m
 	vsubps ymm4, ymm4, ymm0
 	vsubps ymm5, ymm5, ymm0
 	vsubps ymm6, ymm6, ymm0
 	vsubps ymm7, ymm7, ymm0
+	# d = max(d, d_min): -inf and far-below-max elements give exp = 0
 	vmaxps ymm4, ymm1, ymm4
 	vmaxps ymm5, ymm1, ymm5
 	vmaxps ymm6, ymm1, ymm6
 	vmaxps ymm7, ymm1, ymm7
 	# n = round(x * log2e)
-	vmovaps ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_log2e]
-	vmovaps ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_log2e]
-	vmovaps ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_log2e]
-	vmovaps ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_log2e]
-	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
-	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
-	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
-	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
+	vmovaps ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
+	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
+	vmovaps ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
+	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
+	vmovaps ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
+	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
+	vmovaps ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
+	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
+	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
+	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
+	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
+	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_minus_ln2]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_minus_ln2]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_minus_ln2]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c5]
-	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c5]
-	vmovups ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c5]
-	vmovups ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c5]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_one]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_one]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_one]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_one]
+	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
+	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
+	vmovups ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
+	vmovups ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
+	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
+	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
+	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
+	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
@@ -180,7 +181,7 @@ bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256:
 	vmulps ymm13, ymm13, ymm9
 	vmulps ymm14, ymm14, ymm10
 	vmulps ymm15, ymm15, ymm11
-	# sum += exp(x - m)
+	# sum += exp(d)
 	vaddps ymm2, ymm2, ymm12
 	vaddps ymm3, ymm3, ymm13
 	vaddps ymm2, ymm2, ymm14
@@ -188,82 +189,84 @@ bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256:
 	add rdi, 64
 	sub rsi, 32
 	cmp rsi, 32
-	jae .Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_sum_u4
-.Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_sum_u4_done:
+	jae .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_u4
+.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_u4_done:
 	cmp rsi, 8
-	jb .Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_sum_v1_done
-.Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_sum_v1:
+	jb .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_v1_done
+.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_v1:
 	vpmovzxwd ymm4, XMMWORD PTR [rdi]
 	vpslld ymm4, ymm4, 16
-	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
+	# d = x - m
 	vsubps ymm4, ymm4, ymm0
+	# d = max(d, d_min): -inf and far-below-max elements give exp = 0
 	vmaxps ymm4, ymm1, ymm4
 	# n = round(x * log2e)
-	vmovaps ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_log2e]
-	vsubps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
+	vmovaps ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
+	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
+	vsubps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c5]
-	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_one]
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
-	# sum += exp(x - m)
+	# sum += exp(d)
 	vaddps ymm2, ymm2, ymm6
 	add rdi, 16
 	sub rsi, 8
 	cmp rsi, 8
-	jae .Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_sum_v1
-.Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_sum_v1_done:
+	jae .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_v1
+.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_v1_done:
 	test rsi, rsi
-	je .Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_sum_tail_done
-	lea r8, [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_tail_window]
+	je .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_tail_done
+	lea r8, [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_tail_window]
 	mov r9, rsi
 	neg r9
 	vmovups ymm4, YMMWORD PTR [r8 + r9*4 + 32]
 	vxorps xmm5, xmm5, xmm5
 	vmovups XMMWORD PTR [rsp + 64], xmm5
 	xor r8d, r8d
-.Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_copy_words:
+.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_copy_words:
 	cmp r8, rsi
-	jae .Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_copy_words_done
+	jae .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_copy_words_done
 	movzx r9d, WORD PTR [rdi + r8*2]
 	mov WORD PTR [rsp + r8*2 + 64], r9w
 	add r8, 1
-	jmp .Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_copy_words
-.Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_copy_words_done:
+	jmp .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_copy_words
+.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_copy_words_done:
 	vpmovzxwd ymm5, XMMWORD PTR [rsp + 64]
 	vpslld ymm5, ymm5, 16
-	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_minus_inf]
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_inf]
 	vblendvps ymm5, ymm6, ymm5, ymm4
-	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
+	# d = x - m
 	vsubps ymm5, ymm5, ymm0
+	# d = max(d, d_min): -inf and far-below-max elements give exp = 0
 	vmaxps ymm5, ymm1, ymm5
 	# n = round(x * log2e)
-	vmovaps ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_log2e]
-	vsubps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias]
+	vmovaps ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
+	vsubps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_minus_ln2]
+	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c5]
-	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_one]
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
+	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
 	vpslld ymm4, ymm4, 23
 	vmulps ymm6, ymm6, ymm4
-	# sum += exp(x - m)
+	# sum += exp(d)
 	vaddps ymm2, ymm2, ymm6
-.Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_sum_tail_done:
+.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_tail_done:
 	# block sum -> float64 lane sums
 	vaddps ymm2, ymm2, ymm3
 	vextractf128 xmm3, ymm2, 1
@@ -274,7 +277,7 @@ bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256:
 	vaddpd ymm3, ymm3, YMMWORD PTR [rsp + 32]
 	vmovups YMMWORD PTR [rsp + 32], ymm3
 	test rdx, rdx
-	jne .Lbf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_block
+	jne .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_block
 	# state[1] = 1 / sum over lanes
 	vmovups ymm0, YMMWORD PTR [rsp]
 	vmovups ymm1, YMMWORD PTR [rsp + 32]
@@ -285,7 +288,7 @@ bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256:
 	vaddsd xmm0, xmm0, xmm1
 	vcvtsd2ss xmm1, xmm1, xmm0
 	vmovss DWORD PTR [rcx + 8], xmm1
-	vmovsd xmm1, QWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_one_f64]
+	vmovsd xmm1, QWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one_f64]
 	vdivsd xmm1, xmm1, xmm0
 	vcvtsd2ss xmm1, xmm1, xmm1
 	vmovss DWORD PTR [rcx + 4], xmm1
@@ -293,7 +296,7 @@ bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256:
 	vzeroupper
 	add rsp, 88
 	ret
-	.size bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256, .-bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256
+	.size bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256, .-bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256
 
 # int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
 # The log-sum-exp state of a row from its three-pass state:
@@ -358,13 +361,14 @@ f32_lnexpminusmax__avx2:
 	vsubss xmm2, xmm0, xmm0
 	vsubss xmm1, xmm1, xmm1
 	vaddss xmm2, xmm2, xmm1
-	# a = m (+ NaN), b = float32(ln sum), c = m + ln sum (+ NaN)
+	# a = m (+ NaN), b = float32(ln sum) (+ NaN), c = m + ln sum (+ NaN)
 	vaddss xmm0, xmm0, xmm2
-	vcvtsd2ss xmm2, xmm3, xmm3
+	vcvtsd2ss xmm4, xmm3, xmm3
+	vaddss xmm4, xmm4, xmm2
 	vcvtss2sd xmm1, xmm0, xmm0
 	vaddsd xmm3, xmm3, xmm1
 	vmovss DWORD PTR [rcx], xmm0
-	vmovss DWORD PTR [rcx + 4], xmm2
+	vmovss DWORD PTR [rcx + 4], xmm4
 	vmovsd QWORD PTR [rcx + 8], xmm3
 	mov eax, 0
 	ret
@@ -560,7 +564,7 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 	mov rsi, r14
 	mov rdx, rbp
 	mov rcx, r14
-	call .Lentry_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256
+	call .Lentry_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256
 	mov rdi, rbx
 	mov rsi, r14
 	mov rdx, rbp
@@ -619,7 +623,7 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 	mov rsi, r15
 	mov rdx, r12
 	mov rcx, r15
-	call .Lentry_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256
+	call .Lentry_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256
 	mov rdi, rbx
 	mov rsi, r15
 	mov rdx, r12
@@ -683,7 +687,7 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 	mov rsi, r14
 	mov rdx, rbp
 	mov rcx, r14
-	call .Lentry_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256
+	call .Lentry_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256
 	mov DWORD PTR [r15], 0
 .Lbf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_reduce_next_row:
 	add rbx, r13
@@ -774,62 +778,62 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 	.long 0x00000000  # 
 	.long 0x00000000  # 
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_d_min:
-	.rept 8
-	.long 0xC2B00000  # -0x1.6p+6 = -88
-	.endr
-	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_minus_inf:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_inf:
 	.rept 8
 	.long 0xFF800000  # -inf
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_magic_bias:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_d_min:
+	.rept 8
+	.long 0xC2B00000  # -0x1.6p+6 = -88
+	.endr
+	.p2align 5
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias:
 	.rept 8
 	.long 0x4B40007F  # 0x1.8000FEp+23 = 12583039
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_log2e:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e:
 	.rept 8
 	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_minus_ln2:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2:
 	.rept 8
 	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c5:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5:
 	.rept 8
 	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c4:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4:
 	.rept 8
 	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c3:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3:
 	.rept 8
 	.long 0x3E2AAD40  # 0x1.555A8p-3 = 0.166676521
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c2:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2:
 	.rept 8
 	.long 0x3EFFFEE3  # 0x1.FFFDC6p-2 = 0.499991506
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_c1:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1:
 	.rept 8
 	.long 0x3F7FFFFB  # 0x1.FFFFF6p-1 = 0.999999702
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_one:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one:
 	.rept 8
 	.long 0x3F800000  # 0x1.0p+0 = 1
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_tail_window:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_tail_window:
 	.long 0xFFFFFFFF  # lane mask
 	.long 0xFFFFFFFF  # lane mask
 	.long 0xFFFFFFFF  # lane mask
@@ -847,7 +851,7 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 	.long 0x00000000  # 
 	.long 0x00000000  # 
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr2_p5_u32_acc2_b256_one_f64:
+.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one_f64:
 	.rept 4
 	.quad 0x3FF0000000000000  # 1.0
 	.endr

@@ -721,13 +721,14 @@ f32_lnexpminusmax__avx2:
 	vsubss xmm2, xmm0, xmm0
 	vsubss xmm1, xmm1, xmm1
 	vaddss xmm2, xmm2, xmm1
-	# a = m (+ NaN), b = float32(ln sum), c = m + ln sum (+ NaN)
+	# a = m (+ NaN), b = float32(ln sum) (+ NaN), c = m + ln sum (+ NaN)
 	vaddss xmm0, xmm0, xmm2
-	vcvtsd2ss xmm2, xmm3, xmm3
+	vcvtsd2ss xmm4, xmm3, xmm3
+	vaddss xmm4, xmm4, xmm2
 	vcvtss2sd xmm1, xmm0, xmm0
 	vaddsd xmm3, xmm3, xmm1
 	vmovss DWORD PTR [rcx], xmm0
-	vmovss DWORD PTR [rcx + 4], xmm2
+	vmovss DWORD PTR [rcx + 4], xmm4
 	vmovsd QWORD PTR [rcx + 8], xmm3
 	mov eax, 0
 	ret

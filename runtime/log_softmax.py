@@ -229,21 +229,29 @@ def _as_rows(xm: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(xm).reshape(rows, n)
 
 
-# "auto" on AVX2 takes the three-pass reduction for rows up to this many elements.
-AVX2_THREE_PASS_MAX_ROW = 1 << 20
+# "auto" takes the three-pass algorithm for rows up to this many elements (on both ISAs).
+THREE_PASS_MAX_ROW = 1 << 22
 
 
 def _choose(algorithm: str, n: int, isa: str) -> str:
     """The algorithm "auto" means for rows of n on isa. Measured on the development host (Zen
-    4, one pinned core): on AVX-512 the two-pass reduction (one read of x to the sum) was as
-    fast or faster at every length; on AVX2 the three-pass one (max, then sum) was 8-11% faster
-    up to n = 10^6 (4096 x 1000: 1.68 against 1.82 ms; 10^6: 355 against 387 us) and slower
-    beyond, where its extra read of x comes from memory (4 * 10^6: 2.42 against 2.16 ms)."""
+    4, one pinned core, the row drivers interleaved; bench/functions.py): the float32
+    three-pass row (max; y = x - m stored beside the sum of exp(x - m); y -= ln(sum) in place:
+    codegen/kernels/sumexp.py) was faster than two-pass at every row length up to 4 * 10^6 on
+    both ISAs (AVX-512: 10^5: 21.0 against 25.8 us; 4096 x 1000: 1.16 against 1.20 ms; 10^6:
+    226 against 261 us; 4 * 10^6: 1.41 against 1.43 ms; AVX2: 31.4 against 36.0 us, 1.64
+    against 1.79 ms, 323 against 396 us, 1.76 against 1.91 ms) and slower beyond, where its
+    extra read of x and its second write of y come from memory (8 * 10^6: AVX-512 3.9 against
+    3.0 ms, AVX2 3.73 against 3.65 ms).
+
+    16-bit rows take the same rule, so that a 16-bit result is the float32 result rounded
+    (their three-pass rows keep the subtracting output pass: a stored x - m would be rounded to
+    16 bits before ln(sum) is subtracted); there three-pass was within 2% of two-pass on
+    AVX-512 (float16 at 10^5: 44.7 against 44.2 us) and 6-14% faster on AVX2 (float16 10^6: 451
+    against 524 us; 4096 x 1000: 1.64 against 1.75 ms)."""
     if algorithm != "auto":
         return algorithm
-    if isa == "avx2" and n <= AVX2_THREE_PASS_MAX_ROW:
-        return "three-pass"
-    return "two-pass"
+    return "three-pass" if n <= THREE_PASS_MAX_ROW else "two-pass"
 
 
 # ---------------------------------------------------------------------------- public functions

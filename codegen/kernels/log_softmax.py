@@ -88,6 +88,30 @@ def build_vsubsub(name: str, target, unroll: int, nontemporal: bool = False,
     return f
 
 
+def build_vsub(name: str, target, unroll: int) -> Function:
+    """The float32 three-pass row's last pass (codegen/kernels/sumexp.py): y = y - b in place,
+    y holding x - m from the middle pass; x is not read."""
+    f = pass_function(name, target, "y = y - b with b = state[1] (x is not read): log_softmax's\n"
+                                    "last pass after y = x - m was stored.")
+    _, y, n, state = f.args
+    b = f.vec("b")
+    f.vbroadcastss(b, ptr(state, STATE_OFFSET_LOW, bits=32))
+
+    def step(tile):
+        ys = f.vecs("y", tile.count)
+        for i, v in enumerate(ys):
+            tile.load(v, y, i)
+        f.comment("y = (x - m) - b")
+        for v in ys:
+            f.vsubps(v, v, b)
+        for i, v in enumerate(ys):
+            tile.store(y, i, v)
+
+    for_each_vector(f, n, [y], unroll, step, "sub")
+    return_value(f, PASS_OK)
+    return f
+
+
 # ---------------------------------------------------------------------------- the row's logarithm
 def build_ln_state(name: str, target, three_pass: bool) -> Function:
     """The pass that turns a row's reduction state into its log-sum-exp state (see the module
@@ -113,9 +137,10 @@ def build_ln_state(name: str, target, three_pass: bool) -> Function:
         f.vsubss(nan_or_zero.xmm, first.xmm, first.xmm)
         f.vsubss(t.xmm, total.xmm, total.xmm)
         f.vaddss(nan_or_zero.xmm, nan_or_zero.xmm, t.xmm)
-        f.comment("a = m (+ NaN), b = float32(ln sum), c = m + ln sum (+ NaN)")
+        f.comment("a = m (+ NaN), b = float32(ln sum) (+ NaN), c = m + ln sum (+ NaN)")
         f.vaddss(high.xmm, first.xmm, nan_or_zero.xmm)
         f.vcvtsd2ss(low.xmm, c.xmm, c.xmm)
+        f.vaddss(low.xmm, low.xmm, nan_or_zero.xmm)  # (vsub reads b alone)
         f.vcvtss2sd(t.xmm, high.xmm, high.xmm)
         f.vaddsd(c.xmm, c.xmm, t.xmm)
     else:
@@ -185,10 +210,14 @@ class RowPlan:
     """The symbols one row runs: the first reduction (raddextexp, or None for a three-pass
     module), the three-pass reduction (rmax, raddexpminusmax), the two logarithms."""
 
-    def __init__(self, two_pass_reduce, three_pass_reduce: tuple, ln_two_pass, ln_three_pass):
+    def __init__(self, two_pass_reduce, three_pass_reduce: tuple, ln_two_pass, ln_three_pass,
+                 stored_difference: tuple | None = None):
         self.two_pass_reduce = two_pass_reduce
         self.three_pass_reduce = three_pass_reduce
         self.ln_two_pass, self.ln_three_pass = ln_two_pass, ln_three_pass
+        # (float32 three-pass) the log_softmax driver's middle and last passes: y = x - m with
+        # the sum, then y -= b in place (codegen/kernels/sumexp.py); None: the output pass
+        self.stored_difference = stored_difference
 
 
 def _call_pass(f: Function, symbol: str, x, y, n, state) -> None:
@@ -318,9 +347,18 @@ def _output_rows(signature, target, output_symbol: str, plan: RowPlan | None = N
     f.test(keep["rows"], keep["rows"])
     f.je(done)
     f.bind(top)
-    if plan is not None:
-        _row_state(f, plan, keep["x"], keep["n"], keep["states"])
-    _call_pass(f, output_symbol, keep["x"], keep["y"], keep["n"], keep["states"])
+    if plan is not None and plan.stored_difference is not None:
+        middle, last = plan.stored_difference
+        x, y, n, states = keep["x"], keep["y"], keep["n"], keep["states"]
+        for symbol in plan.three_pass_reduce[:-1]:
+            _call_pass(f, symbol, x, states, n, states)
+        _call_pass(f, middle, x, y, n, states)
+        _call_pass(f, plan.ln_three_pass, x, states, n, states)
+        _call_pass(f, last, y, y, n, states)
+    else:
+        if plan is not None:
+            _row_state(f, plan, keep["x"], keep["n"], keep["states"])
+        _call_pass(f, output_symbol, keep["x"], keep["y"], keep["n"], keep["states"])
     f.add(keep["x"], ptr(keep["row_strides"], 0))
     f.add(keep["y"], ptr(keep["row_strides"], 8))
     f.add(keep["states"], LOG_SUM_EXP_STATE.size)

@@ -70,15 +70,17 @@ class PassEmitter:
         return ScaledInput(x, slot)
 
     # -- exp(x - m) for the three-pass algorithms -------------------------------------------
-    def exp_minus_max(self, xs: list, m, d_min) -> list:
+    def exp_minus_max(self, xs: list, m, d_min, subtracted: bool = False) -> list:
         """p_i = exp(x_i - m), x_i clobbered. d = x - m is clamped below at d_min (a register,
-        so that NaN survives): -inf gives exactly 0."""
+        so that NaN survives): -inf gives exactly 0. subtracted: xs already hold the clamped
+        d (m and d_min are not read)."""
         f, e = self.f, self.e
-        f.comment("d = max(x - m, d_min): -inf and far-below-max elements give exp = 0")
-        for x in xs:
-            f.vsubps(x, x, m)
-        for x in xs:
-            f.vmaxps(x, d_min, x)
+        if not subtracted:
+            f.comment("d = max(x - m, d_min): -inf and far-below-max elements give exp = 0")
+            for x in xs:
+                f.vsubps(x, x, m)
+            for x in xs:
+                f.vmaxps(x, d_min, x)
         ns, ps = f.vecs("n", len(xs)), f.vecs("p", len(xs))
         # d in [d_min, 0]: |n| <= 150, so the one-FMA reduction keeps exp(d) within 2.9e-7
         if self.scalef:
