@@ -38,19 +38,31 @@ To run a kernel, hand its builder to softjit.jit (a numpy callable with .assembl
 """
 import importlib
 
-from softjit.codegen.abi import Param, Signature
-from softjit.codegen.errors import (CodegenError, OperandError, RegisterBudgetError,
-                                    TargetFeatureError)
-from softjit.codegen.isa import AVX2, AVX512F, TARGETS, Target, get_target
-from softjit.codegen.module import Module
-from softjit.codegen.operands import Label, Masked, Mem, Register, ptr
-from softjit.codegen.stream import Function
-from softjit.codegen.variants import REGISTRY, UserVariant, register
-
-
-# Names whose modules load at first use, so that `import softjit` (which reads the registry)
-# does not import the stage and pipeline code it does not run: name -> (module, attribute).
+# Every name loads its module at first use (PEP 562), so that importing a module of
+# softjit.codegen (as `import softjit` does for the entry layouts) runs none of the generator,
+# the registry or the pipeline: name -> (module, attribute).
 _AT_FIRST_USE = {
+    "Param": ("softjit.codegen.abi", "Param"),
+    "Signature": ("softjit.codegen.abi", "Signature"),
+    "CodegenError": ("softjit.codegen.errors", "CodegenError"),
+    "OperandError": ("softjit.codegen.errors", "OperandError"),
+    "RegisterBudgetError": ("softjit.codegen.errors", "RegisterBudgetError"),
+    "TargetFeatureError": ("softjit.codegen.errors", "TargetFeatureError"),
+    "AVX2": ("softjit.codegen.isa", "AVX2"),
+    "AVX512F": ("softjit.codegen.isa", "AVX512F"),
+    "TARGETS": ("softjit.codegen.isa", "TARGETS"),
+    "Target": ("softjit.codegen.isa", "Target"),
+    "get_target": ("softjit.codegen.isa", "get_target"),
+    "Module": ("softjit.codegen.module", "Module"),
+    "Label": ("softjit.codegen.operands", "Label"),
+    "Masked": ("softjit.codegen.operands", "Masked"),
+    "Mem": ("softjit.codegen.operands", "Mem"),
+    "Register": ("softjit.codegen.operands", "Register"),
+    "ptr": ("softjit.codegen.operands", "ptr"),
+    "Function": ("softjit.codegen.stream", "Function"),
+    "REGISTRY": ("softjit.codegen.variants", "REGISTRY"),
+    "UserVariant": ("softjit.codegen.variants", "UserVariant"),
+    "register": ("softjit.codegen.variants", "register"),
     "Exp": ("softjit.codegen.blocks", "Exp"),
     "combine": ("softjit.codegen.blocks", "combine"),
     "reduce_lanes": ("softjit.codegen.blocks", "reduce_lanes"),
@@ -69,10 +81,17 @@ def __getattr__(name: str):
     return value
 
 
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_AT_FIRST_USE))
+
+
 def load_plugins() -> tuple:
     """Register the variants of installed packages' "softjit.variants" entry points (the CLI
     does this before asm --list, generate and build); returns the names it registered."""
+    from softjit.codegen.variants import REGISTRY
+
     return REGISTRY.load_plugins()
+
 
 __all__ = [
     # targets

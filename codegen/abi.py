@@ -62,31 +62,9 @@ class Signature:
 
 
 # ---------------------------------------------------------------------------- element formats
-@dataclass(frozen=True)
-class ElementFormat:
-    """How the elements of a kernel's x and y buffers are stored. Kernels compute in float32
-    whatever the format: a 16-bit element is widened as it is loaded and rounded to nearest
-    even as it is stored (codegen/kernels/elements.py)."""
-
-    name: str  # the prefix of the variant and symbol names: f32_softmax_..., bf16_softmax_...
-    size: int  # bytes per element
-    ctype: str  # the element's C type in kernels.h (16-bit formats: their bits, uint16_t)
-    dtype_name: str  # the numpy dtype's name (bfloat16: ml_dtypes' dtype)
-
-
-F32 = ElementFormat("f32", 4, "float", "float32")
-F16 = ElementFormat("f16", 2, "uint16_t", "float16")
-BF16 = ElementFormat("bf16", 2, "uint16_t", "bfloat16")
-#: Every element format, by name.
-ELEMENT_FORMATS = {e.name: e for e in (F32, F16, BF16)}
-
-
-def element_format(name: str) -> ElementFormat:
-    try:
-        return ELEMENT_FORMATS[name]
-    except KeyError:
-        raise ValueError(f"unknown element format {name!r}; valid: "
-                         f"{', '.join(ELEMENT_FORMATS)}") from None
+# (owned by element_formats.py; part of this module's names)
+from softjit.codegen.element_formats import (  # noqa: E402
+    BF16, ELEMENT_FORMATS, F16, F32, ElementFormat, element_format)
 
 
 def _elements_as(params: tuple, element: ElementFormat) -> tuple:

@@ -32,29 +32,11 @@ from softjit.codegen.operands import Mem, ptr
 from softjit.codegen.abi import SYSV_ARGS, Param, Signature
 from softjit.codegen.stream import Function
 
-MODULE_NAME = "cpython_entries"
-SOFTMAX_ROWS = "softjit_softmax_rows_entry"
-ELEMENTWISE = "softjit_elementwise_entry"
-SOFTMAX_ROWS_RECORD = SOFTMAX_ROWS + "_def"
-ELEMENTWISE_RECORD = ELEMENTWISE + "_def"
-
-# The tables (`self`), as 64-bit little-endian words.
-# Both: word 0, the type object x and out must have exactly.
-TABLE_ARRAY_TYPE = 0
-# elementwise: word 1, the kernel f(const float *x, float *y, size_t n).
-TABLE_KERNEL = 8
-# softmax_rows: from byte 16, rows of four words, the first that fits a call is used:
-# rows of at most max_n elements and arrays of at most max_bytes bytes run `driver` (the row
-# driver signature of codegen/kernels/softmax.py); rows it marks run `fallback` (0 for a driver
-# that never marks). A table row whose driver is 0 refuses the calls it fits (NotImplemented:
-# the general path takes them). The last row must fit every call (max_n = max_bytes = 2^64 - 1).
-TABLE_ROWS = 16
-ROW_MAX_N, ROW_MAX_BYTES, ROW_DRIVER, ROW_FALLBACK = 0, 8, 16, 24
-ROW_SIZE = 32
-FITS_ALL = (1 << 64) - 1
-
-# Rows per driver call: the status words of one call live on the entry's stack.
-STATUS_CHUNK = 256
+# The module's name, symbols and table layout are shared with the runtime (entry_layout.py).
+from softjit.codegen.entry_layout import (  # noqa: E402 (re-exported: the layout's names)
+    ELEMENTWISE, ELEMENTWISE_RECORD, FITS_ALL, MODULE_NAME, ROW_DRIVER, ROW_FALLBACK,
+    ROW_MAX_BYTES, ROW_MAX_N, ROW_SIZE, SOFTMAX_ROWS, SOFTMAX_ROWS_RECORD, STATUS_CHUNK,
+    TABLE_ARRAY_TYPE, TABLE_KERNEL, TABLE_ROWS)
 
 _X_FLAGS = abi.PYBUF_C_CONTIGUOUS | abi.PYBUF_FORMAT
 _OUT_FLAGS = _X_FLAGS | abi.PYBUF_WRITABLE

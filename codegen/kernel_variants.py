@@ -8,12 +8,16 @@ also re-exports these names, so importers say `variants.Softmax`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
-from softjit.codegen.abi import F32, ElementFormat, element_format
-from softjit.codegen.module import Module
+from softjit.codegen.algorithms import (ALGORITHMS, LOG_SOFTMAX_ALGORITHMS, RELOAD,
+                                        algorithms_for)
+from softjit.codegen.element_formats import F32, ElementFormat, element_format
 from softjit.codegen.isa import OnTarget, Target
 from softjit.codegen.lazy import LazyModule
+
+if TYPE_CHECKING:
+    from softjit.codegen.module import Module
 
 # The generators are imported at first use (a kernel built), not with the registry: `import
 # softjit` reads the registry and builds nothing.
@@ -24,18 +28,9 @@ log_softmax = LazyModule("softjit.codegen.kernels.log_softmax")
 sumexp = LazyModule("softjit.codegen.kernels.sumexp")
 passes = LazyModule("softjit.codegen.kernels.softmax")
 
-ALGORITHMS = ("two-pass", "three-pass-reload", "three-pass-recompute")
 # The batch drivers of a module's reduction passes and of its output pass, each row with its own
 # state (codegen/kernels/log_softmax.py): NAME_reduce and NAME_apply.
 REDUCE_SUFFIX, APPLY_SUFFIX = "_reduce", "_apply"
-# three-pass-reload stores exp(x - m) into y and scales it in place: with 16-bit y the values
-# would be rounded twice (to 16 bits, then the product again), so it has no 16-bit modules.
-RELOAD = "three-pass-reload"
-
-
-def algorithms_for(element: str) -> tuple:
-    """The softmax algorithms with modules for x and y of element format `element`."""
-    return ALGORITHMS if element == F32.name else tuple(a for a in ALGORITHMS if a != RELOAD)
 
 
 @runtime_checkable
@@ -62,6 +57,8 @@ class VariantBase(OnTarget):
         raise NotImplementedError
 
     def build(self) -> Module:
+        from softjit.codegen.module import Module
+
         return Module(self.name, self.target, self.description, tuple(self.functions()))
 
 
@@ -283,7 +280,6 @@ def _check_scaled(variant) -> None:
 
 
 # ---------------------------------------------------------------------------- log_softmax
-LOG_SOFTMAX_ALGORITHMS = ("two-pass", "three-pass")
 LOGSUMEXP_SUFFIX, LOG_SOFTMAX_SUFFIX = "_logsumexp", "_rows"
 DIFFERENCE_TILE = 4  # vectors a tile of the float32 three-pass middle pass holds
 

@@ -48,26 +48,11 @@ from softjit.codegen.isa import X86_64
 from softjit.codegen.operands import ptr
 from softjit.codegen.stream import Function
 
-SOFTMAX_PUBLIC = "softjit_softmax_public_entry"
-EXP_PUBLIC = "softjit_exp_public_entry"
-
-# The table (`self`), byte offsets of 64-bit words: object addresses, then numbers. Both
-# builtins' tables have this layout.
-ARRAY_TYPE = 0  # numpy.ndarray
-FLOAT32_DESCR = 8  # numpy.dtype(numpy.float32)
-GENERAL = 16  # the Python function every other call goes to
-ROUTES = 24  # softmax: {algorithm: {isa: rows bytes}}; exp: {isa: kernel bytes}
-NAME_OUT, NAME_AXIS, NAME_ALGORITHM, NAME_ISA, NAME_THREADS = 32, 40, 48, 56, 64  # interned
-AUTO = 72  # the str "auto": algorithm and isa when not given
-ONE = 80  # the int 1
-INT_TYPE = 88  # int
-STR_TYPE = 96  # str
-NONE = 104  # None
-NEW_LIKE = 112  # PyArray_NewLikeArray, or 0: new outputs go to the Python function
-GIL_MIN_BYTES = 120  # release the GIL for inputs of at least this many bytes
-TABLE_WORDS = 16
-
-KEYWORDS = ("out", "axis", "algorithm", "isa", "threads")
+# The symbols and the table layout are shared with the runtime (entry_layout.py).
+from softjit.codegen.entry_layout import (  # noqa: E402 (re-exported: the layout's names)
+    ARRAY_TYPE, AUTO, EXP_PUBLIC, FLOAT32_DESCR, GENERAL, GIL_MIN_BYTES, INT_TYPE, KEYWORDS,
+    NAME_ALGORITHM, NAME_AXIS, NAME_ISA, NAME_OUT, NAME_THREADS, NEW_LIKE, NONE, ONE, ROUTES,
+    SOFTMAX_PUBLIC, STR_TYPE, TABLE_WORDS)
 
 _X_FLAGS = np_abi.C_CONTIGUOUS | np_abi.ALIGNED
 _OUT_FLAGS = _X_FLAGS | np_abi.WRITEABLE

@@ -13,16 +13,21 @@ import sys
 
 import numpy as np
 
-from softjit.codegen import variants
-from softjit.runtime import bindings, cpu, entries, entry_tables
+from softjit.codegen.lazy import LazyModule
+from softjit.runtime import cpu, entries
 from softjit.runtime import tensors
 from softjit.runtime.dispatch import ALGORITHMS, choose_algorithm, nontemporal_for, resolve_isa
 from softjit.runtime.elements import algorithm_for, check_algorithm, element_named, element_of
 from softjit.runtime.memo import EXP_ENTRY_CALLS, EXP_ROUTES, SOFTMAX_ENTRY_CALLS, SOFTMAX_ROUTES
-from softjit.runtime import rows as rows_module
 from softjit.runtime.inputs import as_float32_array, compute_input, requested_dtype
-from softjit.runtime.rows import recompute_rows, rows_view, run_rows, safe_overlap
 from softjit.runtime.scaled import check_scale
+
+# Imported at their first use, not with softjit (tests/test_import_cost.py): cffi's bindings and
+# the row runner serve the general path only; the entry tables, the first call of a kind.
+bindings = LazyModule("softjit.runtime.bindings")
+entry_tables = LazyModule("softjit.runtime.entry_tables")
+rows_module = LazyModule("softjit.runtime.rows")
+variants = LazyModule("softjit.codegen.variants")
 
 _FLOAT32 = np.dtype(np.float32)
 _NDARRAY = np.ndarray
@@ -262,16 +267,16 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None,
     n = xm.shape[-1]
     if algorithm == "auto":
         algorithm = algorithm_for(choose_algorithm(isa, n, xm.size // n), element)
-    src = rows_view(xm)
+    src = rows_module.rows_view(xm)
     if src is None:
         src = np.ascontiguousarray(xm).reshape(-1, n)
-    dst = rows_view(om)
-    if dst is None or not dst.flags.aligned or not safe_overlap(dst, src):
+    dst = rows_module.rows_view(om)
+    if dst is None or not dst.flags.aligned or not rows_module.safe_overlap(dst, src):
         tmp = np.empty(src.shape, src.dtype)
-        run_rows(src, tmp, algorithm, isa, threads, input_scale)
+        rows_module.run_rows(src, tmp, algorithm, isa, threads, input_scale)
         om[...] = tmp.reshape(xm.shape)
     else:
-        run_rows(src, dst, algorithm, isa, threads, input_scale)
+        rows_module.run_rows(src, dst, algorithm, isa, threads, input_scale)
     return out
 
 
@@ -299,7 +304,8 @@ def _softmax_contiguous(x: np.ndarray, isa: str, algorithm: str, out,
     if algorithm == "auto":
         algorithm = algorithm_for(choose_algorithm(isa, n, rows), element)
     if n >= rows_module.SPLIT_ROW_MIN or nontemporal_for(x.nbytes):
-        run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1, input_scale)
+        rows_module.run_rows(x.reshape(rows, n), y.reshape(rows, n), algorithm, isa, 1,
+                             input_scale)
         return y
     if input_scale is None:
         marked, status = bindings.driver(algorithm, isa, False, element.name).contiguous(
@@ -308,7 +314,8 @@ def _softmax_contiguous(x: np.ndarray, isa: str, algorithm: str, out,
         marked, status = bindings.driver(algorithm, isa, False, element.name,
                                          scaled=True).contiguous(x, y, rows, n, input_scale)
     if marked:
-        recompute_rows(x.reshape(rows, n), y.reshape(rows, n), status[:rows], isa, input_scale)
+        rows_module.recompute_rows(x.reshape(rows, n), y.reshape(rows, n), status[:rows], isa,
+                                   input_scale)
     return y
 
 
@@ -360,3 +367,9 @@ def assembly(algorithm: str, isa: str = "auto", *, dtype="float32", scaled: bool
 _python_softmax, _python_exp = softmax, exp
 softmax = entries.public_softmax(_python_softmax, SOFTMAX_ROUTES) or _python_softmax
 exp = entries.public_exp(_python_exp, EXP_ROUTES) or _python_exp
+if softmax is not _python_softmax:
+    # The builtin's first call of each kind finds its row drivers by name in the variant
+    # registry (entry_tables.py): the registry is made here, with the builtin, so that the first
+    # call with a warm cache stays a few milliseconds (making it takes about 10). Where no
+    # builtin is made, the first call imports it, with cffi.
+    variants.REGISTRY  # noqa: B018 (imports softjit.codegen.variants)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from softjit._version import __version__
-from softjit.runtime import cache_build
+from softjit.codegen.lazy import LazyModule
 from softjit.runtime.cachedir import (
     CACHE_DIR_REMEDY,
     FORMAT_VERSION,
@@ -61,6 +61,10 @@ from softjit.runtime.files import (
     sha256_text,
 )
 from softjit.runtime.prebuilt import check_module_name, open_prebuilt
+
+# Building (the assembler, the linker, publishing) is imported when an object must be built, not
+# with the cache that finds built ones (`import softjit` opens the built entry module).
+cache_build = LazyModule("softjit.runtime.cache_build")
 
 __all__ = [
     "SharedObject",

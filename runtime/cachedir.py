@@ -18,8 +18,6 @@ import atexit
 import contextlib
 import os
 import re
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -184,6 +182,9 @@ def use_fallback(configured: Path, reason: str) -> Path:
         existing = _fallback_dirs.get(configured)
         if existing is not None:
             return existing
+        import shutil  # (here: a fallback directory is rare, and these cost a millisecond
+        import tempfile  # at import)
+
         replacement = Path(tempfile.mkdtemp(prefix="softjit-cache-"))  # mkdtemp makes it 0700
         _fallback_dirs[configured] = replacement
     # Loaded kernels survive the removal: their descriptors and mappings keep the inodes alive.

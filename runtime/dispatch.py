@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import sys
 
-from softjit.codegen import variants
+from softjit.codegen import algorithms
 from softjit.codegen.isa import ISA_NAMES
-from softjit.runtime import cpu, memo, tuning
+from softjit.codegen.lazy import LazyModule
+from softjit.runtime import cpu, memo
+
+tuning = LazyModule("softjit.runtime.tuning")  # (the tuned table is read at the first "auto")
 
 #: The algorithm names softjit.softmax accepts.
-ALGORITHMS = ("auto",) + variants.ALGORITHMS
+ALGORITHMS = ("auto",) + algorithms.ALGORITHMS
 
 # (largest row length, algorithm) per ISA, first match wins. AVX2, measured with
 # `python -m softjit bench` and `tune` on the development host (AMD EPYC, AVX2, 2 cores): in
@@ -26,6 +29,12 @@ ALGORITHMS = ("auto",) + variants.ALGORITHMS
 # the same shape, as the paper reports for Skylake-X (three-pass in cache, two-pass out of it).
 _IN_CACHE_THEN_TWO_PASS = ((1 << 22, "three-pass-reload"), (float("inf"), "two-pass"))
 AUTO_TABLE = {isa: _IN_CACHE_THEN_TWO_PASS for isa in ISA_NAMES}
+
+# Rows of at least this many elements (4 MiB) are reduced chunk by chunk, whatever `threads` is:
+# shorter rows are computed whole by one driver call (the chunks' calls and their combination
+# cost ~10-30 us a row, too much beside the kernels' time on shorter rows). 4 * rows.CHUNK_MIN: such a
+# row has at least four chunks to share among threads.
+SPLIT_ROW_MIN = 1 << 20
 
 # Outputs at least this large are written with non-temporal stores: they would not stay in the
 # caches anyway, and write-allocate would read every output line first.

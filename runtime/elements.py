@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from softjit.codegen.abi import ELEMENT_FORMATS, F32, ElementFormat
-from softjit.codegen.kernel_variants import RELOAD, algorithms_for
+from softjit.codegen.algorithms import RELOAD, algorithms_for
+from softjit.codegen.element_formats import ELEMENT_FORMATS, F32, ElementFormat
 from softjit.runtime.errors import SoftjitError
 
 _BY_DTYPE_NAME = {e.dtype_name: e for e in ELEMENT_FORMATS.values()}

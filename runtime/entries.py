@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 import sys
 
-from softjit.codegen import entries as layout
+from softjit.codegen import entry_layout as layout
 from softjit.runtime.forksafe import ForkSafeLock
 
 _lock = ForkSafeLock()
@@ -65,7 +65,14 @@ def _load_module():
     """The entry module, prebuilt, cached or built like any kernel module (runtime/native.py)."""
     from softjit.runtime import native
 
-    return native.load(layout.MODULE_NAME, layout.build_module)
+    return native.load(layout.MODULE_NAME, build_module)
+
+
+def build_module():
+    """The entry module's codegen Module (the generator is imported only to generate it)."""
+    from softjit.codegen import entries
+
+    return entries.build_module()
 
 
 def _new_function(record: str, table: bytes):
@@ -74,7 +81,7 @@ def _new_function(record: str, table: bytes):
 
     from softjit.runtime import native
 
-    address = native.data_address(layout.MODULE_NAME, layout.build_module, record)
+    address = native.data_address(layout.MODULE_NAME, build_module, record)
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype = ctypes.py_object
     new.argtypes = (ctypes.c_void_p, ctypes.py_object, ctypes.py_object)
@@ -125,16 +132,12 @@ _KEPT: list = []
 def public_softmax(general, routes: dict):
     """softjit.softmax as the generated builtin (codegen/public_entries.py); routes is
     {algorithm: {isa: rows}} (pack_rows). See public_builtin."""
-    from softjit.codegen import public_entries
-
-    return public_builtin(public_entries.SOFTMAX_PUBLIC, general, routes)
+    return public_builtin(layout.SOFTMAX_PUBLIC, general, routes)
 
 
 def public_exp(general, routes: dict):
     """softjit.exp as the generated builtin; routes is {isa: kernel} (pack_kernel)."""
-    from softjit.codegen import public_entries
-
-    return public_builtin(public_entries.EXP_PUBLIC, general, routes)
+    return public_builtin(layout.EXP_PUBLIC, general, routes)
 
 
 def pack_kernel(kernel: int) -> bytes:
@@ -162,19 +165,19 @@ def public_builtin(symbol: str, general, routes: dict):
 
     import numpy as np
 
-    from softjit.codegen import cpython_abi, public_entries as public
+    from softjit.codegen import cpython_abi
 
-    names = tuple(sys.intern(name) for name in public.KEYWORDS)
+    names = tuple(sys.intern(name) for name in layout.KEYWORDS)
     auto = sys.intern("auto")
-    words = [0] * public.TABLE_WORDS
+    words = [0] * layout.TABLE_WORDS
     for offset, value in (
-            (public.ARRAY_TYPE, id(np.ndarray)), (public.FLOAT32_DESCR, id(np.dtype(np.float32))),
-            (public.GENERAL, id(general)), (public.ROUTES, id(routes)),
-            (public.NAME_OUT, id(names[0])), (public.NAME_AXIS, id(names[1])),
-            (public.NAME_ALGORITHM, id(names[2])), (public.NAME_ISA, id(names[3])),
-            (public.NAME_THREADS, id(names[4])), (public.AUTO, id(auto)), (public.ONE, id(1)),
-            (public.INT_TYPE, id(int)), (public.STR_TYPE, id(str)), (public.NONE, id(None)),
-            (public.NEW_LIKE, allocate), (public.GIL_MIN_BYTES, GIL_MIN_BYTES)):
+            (layout.ARRAY_TYPE, id(np.ndarray)), (layout.FLOAT32_DESCR, id(np.dtype(np.float32))),
+            (layout.GENERAL, id(general)), (layout.ROUTES, id(routes)),
+            (layout.NAME_OUT, id(names[0])), (layout.NAME_AXIS, id(names[1])),
+            (layout.NAME_ALGORITHM, id(names[2])), (layout.NAME_ISA, id(names[3])),
+            (layout.NAME_THREADS, id(names[4])), (layout.AUTO, id(auto)), (layout.ONE, id(1)),
+            (layout.INT_TYPE, id(int)), (layout.STR_TYPE, id(str)), (layout.NONE, id(None)),
+            (layout.NEW_LIKE, allocate), (layout.GIL_MIN_BYTES, GIL_MIN_BYTES)):
         words[offset // 8] = value
     table = struct.pack(f"<{len(words)}Q", *words)
     handle = _load_module()

@@ -5,7 +5,7 @@ softjit.softmax(x, ...) and softjit.exp(x, ...) first offer their arrays to a CP
 row driver that call could need, chosen inside the entry by row length and array size exactly as
 the general path chooses (dispatch.py: the algorithm table of "auto", non-temporal stores from
 NONTEMPORAL_MIN_BYTES), so one native call does what the general path does for a contiguous
-last axis, recomputation of marked rows included. Rows of rows.SPLIT_ROW_MIN or more elements
+last axis, recomputation of marked rows included. Rows of dispatch.SPLIT_ROW_MIN or more elements
 are not the entry's: they are reduced chunk by chunk (rows.py), so the table's last row refuses
 them and the general path runs them.
 
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import math
 
-from softjit.codegen import entries as layout
+from softjit.codegen import entry_layout as layout
 from softjit.codegen import variants
 from softjit.runtime import dispatch, entries, memo, native
 from softjit.runtime.forksafe import ForkSafeLock
-from softjit.runtime import rows as row_chunks
 
 _lock = ForkSafeLock()
 
@@ -36,7 +35,7 @@ def softmax_rows(algorithm: str, isa: str) -> list:
     else:
         table = ((math.inf, algorithm),)
     rows = []
-    longest = row_chunks.SPLIT_ROW_MIN - 1  # longer rows: the general path
+    longest = dispatch.SPLIT_ROW_MIN - 1  # longer rows: the general path
     for limit, chosen in table:
         max_n = longest if math.isinf(limit) else min(int(limit), longest)
         # two-pass marks rows it cannot represent; three-pass-reload takes any float32 row

@@ -18,16 +18,20 @@ import threading
 
 import numpy as np
 
-from softjit.codegen import variants
-from softjit.codegen.abi import LOG_SUM_EXP_STATE
-from softjit.runtime import bindings, scaled, tensors
+from softjit.codegen import algorithms
+from softjit.codegen.lazy import LazyModule
+from softjit.runtime import scaled, tensors
 from softjit.runtime.api import resolve_isa
 from softjit.runtime.api import check_out, check_threads, is_integer
 from softjit.runtime.elements import check_host_features, element_of
 from softjit.runtime.inputs import FLOAT32, FLOAT64, compute_input, requested_dtype
 from softjit.runtime.scaled import check_scale
 
-ALGORITHMS = ("auto",) + variants.LOG_SOFTMAX_ALGORITHMS
+# cffi's bindings and the variants load at the first call, not with softjit
+bindings = LazyModule("softjit.runtime.bindings")
+variants = LazyModule("softjit.codegen.variants")
+
+ALGORITHMS = ("auto",) + algorithms.LOG_SOFTMAX_ALGORITHMS
 # Outputs at least this large are written with non-temporal stores (as softmax does), when their
 # rows are at least NONTEMPORAL_MIN_ROW_BYTES long: the output pass fences its stores at the end
 # of every row, which costs more than write-allocate saves on short rows (4096 x 1000: 1.36 ms
@@ -35,7 +39,24 @@ ALGORITHMS = ("auto",) + variants.LOG_SOFTMAX_ALGORITHMS
 # and 25.9 ms; on the development host, Zen 4).
 NONTEMPORAL_MIN_BYTES = 16 << 20
 NONTEMPORAL_MIN_ROW_BYTES = 16 << 10
-STATE_DTYPE = LOG_SUM_EXP_STATE.numpy_dtype()  # (a, b, c): the row's c is states["log_sum_exp"]
+_STATE_DTYPE: list = []
+
+
+def _state_dtype() -> np.dtype:
+    """The numpy dtype of one row's log-sum-exp state (abi.LOG_SUM_EXP_STATE: (a, b, c), the
+    row's c is states["log_sum_exp"]); also this module's STATE_DTYPE. Made at first use: the
+    kernel ABI is not imported with softjit."""
+    if not _STATE_DTYPE:
+        from softjit.codegen.abi import LOG_SUM_EXP_STATE
+
+        _STATE_DTYPE.append(LOG_SUM_EXP_STATE.numpy_dtype())
+    return _STATE_DTYPE[0]
+
+
+def __getattr__(name: str):
+    if name == "STATE_DTYPE":
+        return _state_dtype()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Module:
@@ -70,7 +91,7 @@ class _Scratch:
     ROWS = 64
 
     def __init__(self):
-        self.states = np.empty(self.ROWS, STATE_DTYPE)
+        self.states = np.empty(self.ROWS, _state_dtype())
         self.status = np.empty(self.ROWS, np.int32)
         self.states_pointer = bindings.pointer(self.states)
         self.status_pointer = bindings.pointer(self.status)
@@ -165,7 +186,7 @@ def _row_logsumexp(x2d: np.ndarray, isa: str, threads: int) -> np.ndarray:
                                         scratch.states_pointer, scratch.status_pointer)
         c = scratch.states["log_sum_exp"][:rows].copy()
     else:
-        states = np.empty(rows, STATE_DTYPE)
+        states = np.empty(rows, _state_dtype())
         status = np.empty(rows, np.int32)
         if threads <= 1:
             marked = module.reduce(x2d, states, status)
@@ -287,7 +308,7 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
                                      _scratch().states_pointer)
             else:
                 module.log_softmax(x.reshape(rows, n), y.reshape(rows, n),
-                                   np.empty(rows, STATE_DTYPE))
+                                   np.empty(rows, _state_dtype()))
             return y
     if tensors.is_tensor(x) or tensors.is_tensor(out):
         return tensors.through_tensors("log_softmax", x, out, lambda xa, oa: log_softmax(
@@ -344,7 +365,7 @@ def _log_softmax_rows(src: np.ndarray, dst: np.ndarray, algorithm: str, isa: str
     """dst = log_softmax of the rows of src ((rows, n) views, unit element stride)."""
     module = _rows_module(algorithm, isa, dst.size * dst.itemsize, dst.shape[1] * dst.itemsize,
                           _element_name(dst.dtype))
-    states = np.empty(src.shape[0], STATE_DTYPE)
+    states = np.empty(src.shape[0], _state_dtype())
     if threads <= 1 or src.shape[0] <= 1:
         module.log_softmax(src, dst, states)
     else:

@@ -17,8 +17,6 @@ import functools
 import json
 import os
 import re
-import secrets
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +33,6 @@ from softjit.runtime.files import (
     trusted_owners,
     write_private_file,
 )
-from softjit.runtime.toolchain import assemble_shared_object, toolchain_id
 
 PREBUILT_ENV_VARIABLE = "SOFTJIT_PREBUILT_DIR"
 MANIFEST_NAME = "manifest.json"
@@ -194,6 +191,10 @@ def build_prebuilt(modules: Mapping[str, str], out_dir: Path) -> Path:
     keeps running on it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    from softjit.runtime.toolchain import assemble_shared_object, toolchain_id
+
     toolchain = toolchain_id()
     manifest: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="softjit-prebuild-") as workdir:
@@ -215,6 +216,8 @@ def build_prebuilt(modules: Mapping[str, str], out_dir: Path) -> Path:
 
 
 def _replace_file(path: Path, data: bytes, mode: int) -> None:
+    import secrets
+
     staging = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
         write_private_file(staging, data, mode)

@@ -33,14 +33,10 @@ import numpy as np
 from softjit.codegen.kernels import constants as kernel_constants
 from softjit.runtime import bindings, scaled
 from softjit.runtime.bindings import PASS_STATE_DTYPE, STATUS_DTYPE, strides_argument
-from softjit.runtime.dispatch import nontemporal_for
+from softjit.runtime.dispatch import SPLIT_ROW_MIN, nontemporal_for
 from softjit.runtime.elements import element_of, recompute_algorithm
 
-# Rows of at least this many elements (4 MiB) are reduced chunk by chunk, whatever `threads` is:
-# shorter rows are computed whole by one driver call (the chunks' calls and their combination
-# cost ~10-30 us a row, too much beside the kernels' time on shorter rows). 4 * CHUNK_MIN: such a
-# row has at least four chunks to share among threads.
-SPLIT_ROW_MIN = 1 << 20
+# SPLIT_ROW_MIN (dispatch.py): rows of at least that many elements are reduced chunk by chunk.
 # A chunk holds at least CHUNK_MIN elements (1 MiB: its kernel call costs a few us beside tens
 # of us of work), and a row has at most MAX_CHUNKS chunks (longer rows get longer chunks, so the
 # per-chunk calls stay under ~0.1 ms a row); chunk lengths are multiples of CHUNK_ALIGN elements

@@ -23,11 +23,13 @@ import os
 import tempfile
 from pathlib import Path
 
-from softjit.codegen import variants
+from softjit.codegen.lazy import LazyModule
 from softjit.runtime import cpu, memo
 from softjit.runtime.cache import softjit_version
 from softjit.runtime.cachedir import active_cache_dir
 from softjit.runtime.errors import SoftjitError
+
+variants = LazyModule("softjit.codegen.variants")  # (read only where a tuned table exists)
 
 FILE_NAME = "tuning.json"
 FORMAT = 1

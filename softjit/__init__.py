@@ -17,11 +17,29 @@ if _importlib_util.find_spec("softjit.runtime") is None:
 
 from softjit._version import __version__
 from softjit.runtime.api import assembly, exp, host_isas, softmax
-from softjit.runtime.jit import In, InOut, JitKernel, Out, Size, jit, specialize
 from softjit.runtime.log_softmax import log_softmax, logsumexp
 from softjit.runtime.errors import (AssemblerError, SoftjitError, SoftjitWarning,
                                     ToolchainMissingError, UnsafeCacheError, UnsupportedISAError,
                                     UnsupportedPlatformError)
+
+# softjit.jit and its names load the code generator and the pipeline: at first use (PEP 562),
+# so that `import softjit` stays small (tests/test_import_cost.py).
+_JIT_NAMES = frozenset({"In", "InOut", "JitKernel", "Out", "Size", "jit", "specialize"})
+
+
+def __getattr__(name: str):
+    if name in _JIT_NAMES:
+        from softjit.runtime import jit as jit_module
+
+        value = getattr(jit_module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'softjit' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | _JIT_NAMES)
+
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "exp", "assembly", "host_isas", "jit", "In",
            "Out", "InOut", "Size", "specialize", "JitKernel", "SoftjitError", "SoftjitWarning",
