@@ -382,7 +382,7 @@ class LogSoftmax(VariantBase):
         (raddexpminusmax) and, float32 only, with y = x - m stored (raddexpstoreminusmax)."""
         t, ru, ra, e = self.target, self.reduce_unroll, self.reduce_accumulators, self.format
         block = self._softmax().block
-        flavour = "rr1_lut32_p2" if t.has_masks else "rr1_p5"
+        flavour = f"rr1_lut{t.lanes}_p3"
         # tiles of four vectors: every constant of the table exp keeps a register beside them
         # (13.0 against 14.9 us for eight at once at 10^5 on the development host)
         interleave = DIFFERENCE_TILE if ru > DIFFERENCE_TILE else 0

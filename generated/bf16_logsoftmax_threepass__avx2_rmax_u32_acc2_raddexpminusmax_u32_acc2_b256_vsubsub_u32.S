@@ -86,21 +86,21 @@ bf16_rmax_pass__avx2_u32_acc2:
 	ret
 	.size bf16_rmax_pass__avx2_u32_acc2, .-bf16_rmax_pass__avx2_u32_acc2
 
-# int bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256(const uint16_t* x, uint16_t* y, size_t n, float* state);
+# int bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256(const uint16_t* x, uint16_t* y, size_t n, float* state);
 # state[1] = 1 / sum(exp(x - m)), m = state[0];
 # float32 block sums fold into float64 lane sums.
-	.globl bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256
-	.type bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256, @function
+	.globl bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256
+	.type bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256, @function
 	.p2align 5
-bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256:
-.Lentry_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256:
+bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256:
+.Lentry_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256:
 	sub rsp, 88
 	vbroadcastss ymm0, DWORD PTR [rcx]
-	vmovaps ymm1, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_d_min]
+	vmovaps ymm1, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_d_min]
 	vxorps ymm2, ymm2, ymm2
 	vmovups YMMWORD PTR [rsp], ymm2
 	vmovups YMMWORD PTR [rsp + 32], ymm2
-.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_block:
+.Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_block:
 	# next block: count = min(n, 256), n -= count
 	mov rsi, 256
 	cmp rdx, rsi
@@ -109,8 +109,8 @@ bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256:
 	vxorps ymm2, ymm2, ymm2
 	vxorps ymm3, ymm3, ymm3
 	cmp rsi, 32
-	jb .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_u4_done
-.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_u4:
+	jb .Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_sum_u4_done
+.Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_sum_u4:
 	vpmovzxwd ymm4, XMMWORD PTR [rdi]
 	vpslld ymm4, ymm4, 16
 	vpmovzxwd ymm5, XMMWORD PTR [rdi + 16]
@@ -124,149 +124,140 @@ bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256:
 	vsubps ymm5, ymm5, ymm0
 	vsubps ymm6, ymm6, ymm0
 	vsubps ymm7, ymm7, ymm0
-	# d = max(d, d_min): -inf and far-below-max elements give exp = 0
+	# d = max(d, -87): -inf and far-below-max terms add at most 1.7e-38 each
 	vmaxps ymm4, ymm1, ymm4
 	vmaxps ymm5, ymm1, ymm5
 	vmaxps ymm6, ymm1, ymm6
 	vmaxps ymm7, ymm1, ymm7
-	# n = round(x * log2e)
-	vmovaps ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
-	vmovaps ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
-	vmovaps ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
-	vmovaps ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
-	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
-	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
-	vmovups ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
-	vmovups ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
-	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vpslld ymm8, ymm8, 23
-	vpslld ymm9, ymm9, 23
-	vpslld ymm10, ymm10, 23
-	vpslld ymm11, ymm11, 23
-	vmulps ymm12, ymm12, ymm8
-	vmulps ymm13, ymm13, ymm9
-	vmulps ymm14, ymm14, ymm10
-	vmulps ymm15, ymm15, ymm11
-	# sum += exp(d)
-	vaddps ymm2, ymm2, ymm12
-	vaddps ymm3, ymm3, ymm13
-	vaddps ymm2, ymm2, ymm14
-	vaddps ymm3, ymm3, ymm15
+	# nb = d * 8 log2e + 1.5 * 2^23: N = round(8 d log2e) in its low bits
+	vmovups ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_log2e_xl]
+	vmovups ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_log2e_xl]
+	vmovups ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_log2e_xl]
+	vmovups ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_log2e_xl]
+	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	# t = d - N ln2/8 (one FMA: |N| <= 1008 here)
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_minus_ln2_xl]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_minus_ln2_xl]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_minus_ln2_xl]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_minus_ln2_xl]
+	# s = 2^(N/8): T'[N mod 8] + (nb << 20)
+	vpermps ymm12, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_exp2_j8]
+	vpermps ymm13, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_exp2_j8]
+	vpermps ymm14, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_exp2_j8]
+	vpermps ymm15, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_exp2_j8]
+	vpslld ymm8, ymm8, 20
+	vpslld ymm9, ymm9, 20
+	vpslld ymm10, ymm10, 20
+	vpslld ymm11, ymm11, 20
+	vpaddd ymm12, ymm12, ymm8
+	vpaddd ymm13, ymm13, ymm9
+	vpaddd ymm14, ymm14, ymm10
+	vpaddd ymm15, ymm15, ymm11
+	# f = 1 + t (c1 + t (c2 + c3 t)); sum += f * s
+	vmovups ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c3]
+	vfmadd213ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c2]
+	vmovups ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c3]
+	vfmadd213ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c2]
+	vmovups ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c3]
+	vfmadd213ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c2]
+	vmovups ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c3]
+	vfmadd213ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c2]
+	vfmadd213ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c1]
+	vfmadd213ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c1]
+	vfmadd213ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c1]
+	vfmadd213ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c1]
+	vfmadd213ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_one]
+	vfmadd213ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_one]
+	vfmadd213ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_one]
+	vfmadd213ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_one]
+	vfmadd231ps ymm2, ymm8, ymm12
+	vfmadd231ps ymm3, ymm9, ymm13
+	vfmadd231ps ymm2, ymm10, ymm14
+	vfmadd231ps ymm3, ymm11, ymm15
 	add rdi, 64
 	sub rsi, 32
 	cmp rsi, 32
-	jae .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_u4
-.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_u4_done:
+	jae .Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_sum_u4
+.Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_sum_u4_done:
 	cmp rsi, 8
-	jb .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_v1_done
-.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_v1:
+	jb .Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_sum_v1_done
+.Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_sum_v1:
 	vpmovzxwd ymm4, XMMWORD PTR [rdi]
 	vpslld ymm4, ymm4, 16
 	# d = x - m
 	vsubps ymm4, ymm4, ymm0
-	# d = max(d, d_min): -inf and far-below-max elements give exp = 0
+	# d = max(d, -87): -inf and far-below-max terms add at most 1.7e-38 each
 	vmaxps ymm4, ymm1, ymm4
-	# n = round(x * log2e)
-	vmovaps ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
-	vsubps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
-	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
-	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vpslld ymm5, ymm5, 23
-	vmulps ymm6, ymm6, ymm5
-	# sum += exp(d)
-	vaddps ymm2, ymm2, ymm6
+	# nb = d * 8 log2e + 1.5 * 2^23: N = round(8 d log2e) in its low bits
+	vmovups ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_log2e_xl]
+	vsubps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	# t = d - N ln2/8 (one FMA: |N| <= 1008 here)
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_minus_ln2_xl]
+	# s = 2^(N/8): T'[N mod 8] + (nb << 20)
+	vpermps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_exp2_j8]
+	vpslld ymm5, ymm5, 20
+	vpaddd ymm6, ymm6, ymm5
+	# f = 1 + t (c1 + t (c2 + c3 t)); sum += f * s
+	vmovups ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c3]
+	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c2]
+	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c1]
+	vfmadd213ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_one]
+	vfmadd231ps ymm2, ymm5, ymm6
 	add rdi, 16
 	sub rsi, 8
 	cmp rsi, 8
-	jae .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_v1
-.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_v1_done:
+	jae .Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_sum_v1
+.Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_sum_v1_done:
 	test rsi, rsi
-	je .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_tail_done
-	lea r8, [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_tail_window]
+	je .Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_sum_tail_done
+	lea r8, [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_tail_window]
 	mov r9, rsi
 	neg r9
 	vmovups ymm4, YMMWORD PTR [r8 + r9*4 + 32]
 	vxorps xmm5, xmm5, xmm5
 	vmovups XMMWORD PTR [rsp + 64], xmm5
 	xor r8d, r8d
-.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_copy_words:
+.Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_copy_words:
 	cmp r8, rsi
-	jae .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_copy_words_done
+	jae .Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_copy_words_done
 	movzx r9d, WORD PTR [rdi + r8*2]
 	mov WORD PTR [rsp + r8*2 + 64], r9w
 	add r8, 1
-	jmp .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_copy_words
-.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_copy_words_done:
+	jmp .Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_copy_words
+.Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_copy_words_done:
 	vpmovzxwd ymm5, XMMWORD PTR [rsp + 64]
 	vpslld ymm5, ymm5, 16
-	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_inf]
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_minus_inf]
 	vblendvps ymm5, ymm6, ymm5, ymm4
 	# d = x - m
 	vsubps ymm5, ymm5, ymm0
-	# d = max(d, d_min): -inf and far-below-max elements give exp = 0
+	# d = max(d, -87): -inf and far-below-max terms add at most 1.7e-38 each
 	vmaxps ymm5, ymm1, ymm5
-	# n = round(x * log2e)
-	vmovaps ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e]
-	vsubps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias]
-	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2]
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5]
-	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4]
-	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3]
-	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2]
-	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1]
-	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one]
-	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vpslld ymm4, ymm4, 23
-	vmulps ymm6, ymm6, ymm4
-	# sum += exp(d)
-	vaddps ymm2, ymm2, ymm6
-.Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_sum_tail_done:
+	# nb = d * 8 log2e + 1.5 * 2^23: N = round(8 d log2e) in its low bits
+	vmovups ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_log2e_xl]
+	vsubps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic]
+	# t = d - N ln2/8 (one FMA: |N| <= 1008 here)
+	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_minus_ln2_xl]
+	# s = 2^(N/8): T'[N mod 8] + (nb << 20)
+	vpermps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_exp2_j8]
+	vpslld ymm4, ymm4, 20
+	vpaddd ymm6, ymm6, ymm4
+	# f = 1 + t (c1 + t (c2 + c3 t)); sum += f * s
+	vmovups ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c3]
+	vfmadd213ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c2]
+	vfmadd213ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c1]
+	vfmadd213ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_one]
+	vfmadd231ps ymm2, ymm4, ymm6
+.Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_sum_tail_done:
 	# block sum -> float64 lane sums
 	vaddps ymm2, ymm2, ymm3
 	vextractf128 xmm3, ymm2, 1
@@ -277,7 +268,7 @@ bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256:
 	vaddpd ymm3, ymm3, YMMWORD PTR [rsp + 32]
 	vmovups YMMWORD PTR [rsp + 32], ymm3
 	test rdx, rdx
-	jne .Lbf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_block
+	jne .Lbf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_block
 	# state[1] = 1 / sum over lanes
 	vmovups ymm0, YMMWORD PTR [rsp]
 	vmovups ymm1, YMMWORD PTR [rsp + 32]
@@ -288,7 +279,7 @@ bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256:
 	vaddsd xmm0, xmm0, xmm1
 	vcvtsd2ss xmm1, xmm1, xmm0
 	vmovss DWORD PTR [rcx + 8], xmm1
-	vmovsd xmm1, QWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one_f64]
+	vmovsd xmm1, QWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_one_f64]
 	vdivsd xmm1, xmm1, xmm0
 	vcvtsd2ss xmm1, xmm1, xmm1
 	vmovss DWORD PTR [rcx + 4], xmm1
@@ -296,7 +287,7 @@ bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256:
 	vzeroupper
 	add rsp, 88
 	ret
-	.size bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256, .-bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256
+	.size bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256, .-bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256
 
 # int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
 # The log-sum-exp state of a row from its three-pass state:
@@ -564,7 +555,7 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 	mov rsi, r14
 	mov rdx, rbp
 	mov rcx, r14
-	call .Lentry_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256
+	call .Lentry_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256
 	mov rdi, rbx
 	mov rsi, r14
 	mov rdx, rbp
@@ -623,7 +614,7 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 	mov rsi, r15
 	mov rdx, r12
 	mov rcx, r15
-	call .Lentry_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256
+	call .Lentry_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256
 	mov rdi, rbx
 	mov rsi, r15
 	mov rdx, r12
@@ -687,7 +678,7 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 	mov rsi, r14
 	mov rdx, rbp
 	mov rcx, r14
-	call .Lentry_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256
+	call .Lentry_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256
 	mov DWORD PTR [r15], 0
 .Lbf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_reduce_next_row:
 	add rbx, r13
@@ -778,62 +769,62 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 	.long 0x00000000  # 
 	.long 0x00000000  # 
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_inf:
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_minus_inf:
 	.rept 8
 	.long 0xFF800000  # -inf
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_d_min:
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_exp2_j8:
+	.long 0x3F800000  # lane mask
+	.long 0x3F7B95C2  # lane mask
+	.long 0x3F7837F0  # lane mask
+	.long 0x3F75FED7  # lane mask
+	.long 0x3F7504F3  # lane mask
+	.long 0x3F75672A  # lane mask
+	.long 0x3F7744FD  # lane mask
+	.long 0x3F7AC0C7  # lane mask
+	.p2align 5
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_d_min:
 	.rept 8
-	.long 0xC2B00000  # -0x1.6p+6 = -88
+	.long 0xC2AE0000  # -0x1.5Cp+6 = -87
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_magic_bias:
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_magic:
 	.rept 8
-	.long 0x4B40007F  # 0x1.8000FEp+23 = 12583039
+	.long 0x4B400000  # 0x1.8p+23 = 12582912
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_log2e:
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_log2e_xl:
 	.rept 8
-	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
+	.long 0x4138AA3B  # 0x1.715476p+3 = 11.5415602
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_minus_ln2:
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_minus_ln2_xl:
 	.rept 8
-	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
+	.long 0xBDB17218  # -0x1.62E43p-4 = -0.0866433978
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c5:
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c3:
 	.rept 8
-	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
+	.long 0x3E2AA46E  # 0x1.5548DCp-3 = 0.166642874
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c4:
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c2:
 	.rept 8
-	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
+	.long 0x3F000447  # 0x1.00088Ep-1 = 0.500065267
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c3:
-	.rept 8
-	.long 0x3E2AAD40  # 0x1.555A8p-3 = 0.166676521
-	.endr
-	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c2:
-	.rept 8
-	.long 0x3EFFFEE3  # 0x1.FFFDC6p-2 = 0.499991506
-	.endr
-	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_c1:
-	.rept 8
-	.long 0x3F7FFFFB  # 0x1.FFFFF6p-1 = 0.999999702
-	.endr
-	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one:
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_c1:
 	.rept 8
 	.long 0x3F800000  # 0x1.0p+0 = 1
 	.endr
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_tail_window:
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_one:
+	.rept 8
+	.long 0x3F800000  # 0x1.0p+0 = 1
+	.endr
+	.p2align 5
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_tail_window:
 	.long 0xFFFFFFFF  # lane mask
 	.long 0xFFFFFFFF  # lane mask
 	.long 0xFFFFFFFF  # lane mask
@@ -851,7 +842,7 @@ bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsub
 	.long 0x00000000  # 
 	.long 0x00000000  # 
 	.p2align 5
-.Lc_bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256_one_f64:
+.Lc_bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256_one_f64:
 	.rept 4
 	.quad 0x3FF0000000000000  # 1.0
 	.endr

@@ -72,30 +72,30 @@ bf16_rmax_pass__avx512f_u64_acc2:
 	ret
 	.size bf16_rmax_pass__avx512f_u64_acc2, .-bf16_rmax_pass__avx512f_u64_acc2
 
-# int bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
+# int bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
 # state[1] = 1 / sum(exp(x - m)), m = state[0];
 # float32 block sums fold into float64 lane sums.
-	.globl bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4
-	.type bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4, @function
+	.globl bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4
+	.type bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4, @function
 	.p2align 5
-bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4:
-.Lentry_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4:
+bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4:
+.Lentry_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4:
 	sub rsp, 136
 	vbroadcastss zmm0, DWORD PTR [rcx]
 	# constants kept in registers for the whole call
-	vmovups zmm1, ZMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_exp2_j32 + 64]
-	vbroadcastss zmm2, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_log2e_x32]
-	vbroadcastss zmm3, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_minus_ln2_x32]
-	vbroadcastss zmm4, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_c1]
-	vbroadcastss zmm5, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_one]
-	vbroadcastss zmm6, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_magic]
-	vbroadcastss zmm7, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_c2]
-	vmovups zmm8, ZMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_exp2_j32]
-	vbroadcastss zmm9, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_d_min]
+	vmovups zmm1, ZMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_exp2_j16]
+	vbroadcastss zmm2, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_log2e_xl]
+	vbroadcastss zmm3, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_minus_ln2_xl]
+	vbroadcastss zmm4, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_c2]
+	vbroadcastss zmm5, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_c1]
+	vbroadcastss zmm6, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_one]
+	vbroadcastss zmm7, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_magic]
+	vbroadcastss zmm8, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_c3]
+	vbroadcastss zmm9, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_d_min]
 	vxorps zmm10, zmm10, zmm10
 	vmovups ZMMWORD PTR [rsp], zmm10
 	vmovups ZMMWORD PTR [rsp + 64], zmm10
-.Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_block:
+.Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_block:
 	# next block: count = min(n, 512), n -= count
 	mov rsi, 512
 	cmp rdx, rsi
@@ -104,8 +104,8 @@ bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4:
 	vxorps zmm10, zmm10, zmm10
 	vxorps zmm11, zmm11, zmm11
 	cmp rsi, 128
-	jb .Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_sum_u8_done
-.Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_sum_u8:
+	jb .Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_sum_u8_done
+.Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_sum_u8:
 	vpmovzxwd zmm12, YMMWORD PTR [rdi]
 	vpslld zmm12, zmm12, 16
 	vpmovzxwd zmm13, YMMWORD PTR [rdi + 32]
@@ -124,54 +124,54 @@ bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4:
 	vmaxps zmm13, zmm9, zmm13
 	vmaxps zmm14, zmm9, zmm14
 	vmaxps zmm15, zmm9, zmm15
-	# nb = d * 32 log2e + 1.5 * 2^23: N = round(32 d log2e) in its low bits
-	vmovaps zmm16, zmm6
+	# nb = d * 16 log2e + 1.5 * 2^23: N = round(16 d log2e) in its low bits
+	vmovaps zmm16, zmm7
 	vfmadd231ps zmm16, zmm12, zmm2
-	vmovaps zmm17, zmm6
+	vmovaps zmm17, zmm7
 	vfmadd231ps zmm17, zmm13, zmm2
-	vmovaps zmm18, zmm6
+	vmovaps zmm18, zmm7
 	vfmadd231ps zmm18, zmm14, zmm2
-	vmovaps zmm19, zmm6
+	vmovaps zmm19, zmm7
 	vfmadd231ps zmm19, zmm15, zmm2
-	vsubps zmm20, zmm16, zmm6
-	vsubps zmm21, zmm17, zmm6
-	vsubps zmm22, zmm18, zmm6
-	vsubps zmm23, zmm19, zmm6
-	# t = d - N ln2/32 (one FMA: |N| <= 4032 here)
+	vsubps zmm20, zmm16, zmm7
+	vsubps zmm21, zmm17, zmm7
+	vsubps zmm22, zmm18, zmm7
+	vsubps zmm23, zmm19, zmm7
+	# t = d - N ln2/16 (one FMA: |N| <= 2016 here)
 	vfmadd231ps zmm12, zmm20, zmm3
 	vfmadd231ps zmm13, zmm21, zmm3
 	vfmadd231ps zmm14, zmm22, zmm3
 	vfmadd231ps zmm15, zmm23, zmm3
-	# s = 2^(N/32): T'[N mod 32] + (nb << 18)
-	vmovaps zmm20, zmm8
-	vpermt2ps zmm20, zmm16, zmm1
-	vmovaps zmm21, zmm8
-	vpermt2ps zmm21, zmm17, zmm1
-	vmovaps zmm22, zmm8
-	vpermt2ps zmm22, zmm18, zmm1
-	vmovaps zmm23, zmm8
-	vpermt2ps zmm23, zmm19, zmm1
-	vpslld zmm16, zmm16, 18
-	vpslld zmm17, zmm17, 18
-	vpslld zmm18, zmm18, 18
-	vpslld zmm19, zmm19, 18
+	# s = 2^(N/16): T'[N mod 16] + (nb << 19)
+	vpermps zmm20, zmm16, zmm1
+	vpermps zmm21, zmm17, zmm1
+	vpermps zmm22, zmm18, zmm1
+	vpermps zmm23, zmm19, zmm1
+	vpslld zmm16, zmm16, 19
+	vpslld zmm17, zmm17, 19
+	vpslld zmm18, zmm18, 19
+	vpslld zmm19, zmm19, 19
 	vpaddd zmm20, zmm20, zmm16
 	vpaddd zmm21, zmm21, zmm17
 	vpaddd zmm22, zmm22, zmm18
 	vpaddd zmm23, zmm23, zmm19
-	# f = 1 + t (c1 + c2 t); sum += f * s
-	vmovaps zmm16, zmm7
+	# f = 1 + t (c1 + t (c2 + c3 t)); sum += f * s
+	vmovaps zmm16, zmm8
 	vfmadd213ps zmm16, zmm12, zmm4
-	vmovaps zmm17, zmm7
+	vmovaps zmm17, zmm8
 	vfmadd213ps zmm17, zmm13, zmm4
-	vmovaps zmm18, zmm7
+	vmovaps zmm18, zmm8
 	vfmadd213ps zmm18, zmm14, zmm4
-	vmovaps zmm19, zmm7
+	vmovaps zmm19, zmm8
 	vfmadd213ps zmm19, zmm15, zmm4
 	vfmadd213ps zmm16, zmm12, zmm5
 	vfmadd213ps zmm17, zmm13, zmm5
 	vfmadd213ps zmm18, zmm14, zmm5
 	vfmadd213ps zmm19, zmm15, zmm5
+	vfmadd213ps zmm16, zmm12, zmm6
+	vfmadd213ps zmm17, zmm13, zmm6
+	vfmadd213ps zmm18, zmm14, zmm6
+	vfmadd213ps zmm19, zmm15, zmm6
 	vfmadd231ps zmm10, zmm16, zmm20
 	vfmadd231ps zmm11, zmm17, zmm21
 	vfmadd231ps zmm10, zmm18, zmm22
@@ -194,54 +194,54 @@ bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4:
 	vmaxps zmm13, zmm9, zmm13
 	vmaxps zmm14, zmm9, zmm14
 	vmaxps zmm15, zmm9, zmm15
-	# nb = d * 32 log2e + 1.5 * 2^23: N = round(32 d log2e) in its low bits
-	vmovaps zmm16, zmm6
+	# nb = d * 16 log2e + 1.5 * 2^23: N = round(16 d log2e) in its low bits
+	vmovaps zmm16, zmm7
 	vfmadd231ps zmm16, zmm12, zmm2
-	vmovaps zmm17, zmm6
+	vmovaps zmm17, zmm7
 	vfmadd231ps zmm17, zmm13, zmm2
-	vmovaps zmm18, zmm6
+	vmovaps zmm18, zmm7
 	vfmadd231ps zmm18, zmm14, zmm2
-	vmovaps zmm19, zmm6
+	vmovaps zmm19, zmm7
 	vfmadd231ps zmm19, zmm15, zmm2
-	vsubps zmm20, zmm16, zmm6
-	vsubps zmm21, zmm17, zmm6
-	vsubps zmm22, zmm18, zmm6
-	vsubps zmm23, zmm19, zmm6
-	# t = d - N ln2/32 (one FMA: |N| <= 4032 here)
+	vsubps zmm20, zmm16, zmm7
+	vsubps zmm21, zmm17, zmm7
+	vsubps zmm22, zmm18, zmm7
+	vsubps zmm23, zmm19, zmm7
+	# t = d - N ln2/16 (one FMA: |N| <= 2016 here)
 	vfmadd231ps zmm12, zmm20, zmm3
 	vfmadd231ps zmm13, zmm21, zmm3
 	vfmadd231ps zmm14, zmm22, zmm3
 	vfmadd231ps zmm15, zmm23, zmm3
-	# s = 2^(N/32): T'[N mod 32] + (nb << 18)
-	vmovaps zmm20, zmm8
-	vpermt2ps zmm20, zmm16, zmm1
-	vmovaps zmm21, zmm8
-	vpermt2ps zmm21, zmm17, zmm1
-	vmovaps zmm22, zmm8
-	vpermt2ps zmm22, zmm18, zmm1
-	vmovaps zmm23, zmm8
-	vpermt2ps zmm23, zmm19, zmm1
-	vpslld zmm16, zmm16, 18
-	vpslld zmm17, zmm17, 18
-	vpslld zmm18, zmm18, 18
-	vpslld zmm19, zmm19, 18
+	# s = 2^(N/16): T'[N mod 16] + (nb << 19)
+	vpermps zmm20, zmm16, zmm1
+	vpermps zmm21, zmm17, zmm1
+	vpermps zmm22, zmm18, zmm1
+	vpermps zmm23, zmm19, zmm1
+	vpslld zmm16, zmm16, 19
+	vpslld zmm17, zmm17, 19
+	vpslld zmm18, zmm18, 19
+	vpslld zmm19, zmm19, 19
 	vpaddd zmm20, zmm20, zmm16
 	vpaddd zmm21, zmm21, zmm17
 	vpaddd zmm22, zmm22, zmm18
 	vpaddd zmm23, zmm23, zmm19
-	# f = 1 + t (c1 + c2 t); sum += f * s
-	vmovaps zmm16, zmm7
+	# f = 1 + t (c1 + t (c2 + c3 t)); sum += f * s
+	vmovaps zmm16, zmm8
 	vfmadd213ps zmm16, zmm12, zmm4
-	vmovaps zmm17, zmm7
+	vmovaps zmm17, zmm8
 	vfmadd213ps zmm17, zmm13, zmm4
-	vmovaps zmm18, zmm7
+	vmovaps zmm18, zmm8
 	vfmadd213ps zmm18, zmm14, zmm4
-	vmovaps zmm19, zmm7
+	vmovaps zmm19, zmm8
 	vfmadd213ps zmm19, zmm15, zmm4
 	vfmadd213ps zmm16, zmm12, zmm5
 	vfmadd213ps zmm17, zmm13, zmm5
 	vfmadd213ps zmm18, zmm14, zmm5
 	vfmadd213ps zmm19, zmm15, zmm5
+	vfmadd213ps zmm16, zmm12, zmm6
+	vfmadd213ps zmm17, zmm13, zmm6
+	vfmadd213ps zmm18, zmm14, zmm6
+	vfmadd213ps zmm19, zmm15, zmm6
 	vfmadd231ps zmm10, zmm16, zmm20
 	vfmadd231ps zmm11, zmm17, zmm21
 	vfmadd231ps zmm10, zmm18, zmm22
@@ -249,66 +249,66 @@ bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4:
 	add rdi, 256
 	sub rsi, 128
 	cmp rsi, 128
-	jae .Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_sum_u8
-.Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_sum_u8_done:
+	jae .Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_sum_u8
+.Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_sum_u8_done:
 	cmp rsi, 16
-	jb .Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_sum_v1_done
-.Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_sum_v1:
+	jb .Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_sum_v1_done
+.Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_sum_v1:
 	vpmovzxwd zmm12, YMMWORD PTR [rdi]
 	vpslld zmm12, zmm12, 16
 	# d = x - m
 	vsubps zmm12, zmm12, zmm0
 	# d = max(d, -87): -inf and far-below-max terms add at most 1.7e-38 each
 	vmaxps zmm12, zmm9, zmm12
-	# nb = d * 32 log2e + 1.5 * 2^23: N = round(32 d log2e) in its low bits
-	vmovaps zmm13, zmm6
-	vfmadd231ps zmm13, zmm12, zmm2
-	vsubps zmm14, zmm13, zmm6
-	# t = d - N ln2/32 (one FMA: |N| <= 4032 here)
-	vfmadd231ps zmm12, zmm14, zmm3
-	# s = 2^(N/32): T'[N mod 32] + (nb << 18)
-	vmovaps zmm14, zmm8
-	vpermt2ps zmm14, zmm13, zmm1
-	vpslld zmm13, zmm13, 18
-	vpaddd zmm14, zmm14, zmm13
-	# f = 1 + t (c1 + c2 t); sum += f * s
+	# nb = d * 16 log2e + 1.5 * 2^23: N = round(16 d log2e) in its low bits
 	vmovaps zmm13, zmm7
+	vfmadd231ps zmm13, zmm12, zmm2
+	vsubps zmm14, zmm13, zmm7
+	# t = d - N ln2/16 (one FMA: |N| <= 2016 here)
+	vfmadd231ps zmm12, zmm14, zmm3
+	# s = 2^(N/16): T'[N mod 16] + (nb << 19)
+	vpermps zmm14, zmm13, zmm1
+	vpslld zmm13, zmm13, 19
+	vpaddd zmm14, zmm14, zmm13
+	# f = 1 + t (c1 + t (c2 + c3 t)); sum += f * s
+	vmovaps zmm13, zmm8
 	vfmadd213ps zmm13, zmm12, zmm4
 	vfmadd213ps zmm13, zmm12, zmm5
+	vfmadd213ps zmm13, zmm12, zmm6
 	vfmadd231ps zmm10, zmm13, zmm14
 	add rdi, 32
 	sub rsi, 16
 	cmp rsi, 16
-	jae .Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_sum_v1
-.Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_sum_v1_done:
+	jae .Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_sum_v1
+.Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_sum_v1_done:
 	test rsi, rsi
-	je .Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_sum_tail_done
-	lea r8, [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_tail_kmasks]
+	je .Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_sum_tail_done
+	lea r8, [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_tail_kmasks]
 	kmovw k1, WORD PTR [r8 + rsi*4]
-	vbroadcastss zmm12, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_minus_inf]
+	vbroadcastss zmm12, DWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_minus_inf]
 	vpmovzxwd zmm12{k1}, YMMWORD PTR [rdi]
 	vpslld zmm12{k1}, zmm12, 16
 	# d = x - m
 	vsubps zmm12, zmm12, zmm0
 	# d = max(d, -87): -inf and far-below-max terms add at most 1.7e-38 each
 	vmaxps zmm12, zmm9, zmm12
-	# nb = d * 32 log2e + 1.5 * 2^23: N = round(32 d log2e) in its low bits
-	vmovaps zmm13, zmm6
-	vfmadd231ps zmm13, zmm12, zmm2
-	vsubps zmm14, zmm13, zmm6
-	# t = d - N ln2/32 (one FMA: |N| <= 4032 here)
-	vfmadd231ps zmm12, zmm14, zmm3
-	# s = 2^(N/32): T'[N mod 32] + (nb << 18)
-	vmovaps zmm14, zmm8
-	vpermt2ps zmm14, zmm13, zmm1
-	vpslld zmm13, zmm13, 18
-	vpaddd zmm14, zmm14, zmm13
-	# f = 1 + t (c1 + c2 t); sum += f * s
+	# nb = d * 16 log2e + 1.5 * 2^23: N = round(16 d log2e) in its low bits
 	vmovaps zmm13, zmm7
+	vfmadd231ps zmm13, zmm12, zmm2
+	vsubps zmm14, zmm13, zmm7
+	# t = d - N ln2/16 (one FMA: |N| <= 2016 here)
+	vfmadd231ps zmm12, zmm14, zmm3
+	# s = 2^(N/16): T'[N mod 16] + (nb << 19)
+	vpermps zmm14, zmm13, zmm1
+	vpslld zmm13, zmm13, 19
+	vpaddd zmm14, zmm14, zmm13
+	# f = 1 + t (c1 + t (c2 + c3 t)); sum += f * s
+	vmovaps zmm13, zmm8
 	vfmadd213ps zmm13, zmm12, zmm4
 	vfmadd213ps zmm13, zmm12, zmm5
+	vfmadd213ps zmm13, zmm12, zmm6
 	vfmadd231ps zmm10, zmm13, zmm14
-.Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_sum_tail_done:
+.Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_sum_tail_done:
 	# block sum -> float64 lane sums
 	vaddps zmm10, zmm10, zmm11
 	vextractf64x4 ymm11, zmm10, 1
@@ -319,7 +319,7 @@ bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4:
 	vaddpd zmm11, zmm11, ZMMWORD PTR [rsp + 64]
 	vmovups ZMMWORD PTR [rsp + 64], zmm11
 	test rdx, rdx
-	jne .Lbf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_block
+	jne .Lbf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_block
 	# state[1] = 1 / sum over lanes
 	vmovups zmm0, ZMMWORD PTR [rsp]
 	vmovups zmm1, ZMMWORD PTR [rsp + 64]
@@ -332,7 +332,7 @@ bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4:
 	vaddsd xmm0, xmm0, xmm1
 	vcvtsd2ss xmm1, xmm1, xmm0
 	vmovss DWORD PTR [rcx + 8], xmm1
-	vmovsd xmm1, QWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_one_f64]
+	vmovsd xmm1, QWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_one_f64]
 	vdivsd xmm1, xmm1, xmm0
 	vcvtsd2ss xmm1, xmm1, xmm1
 	vmovss DWORD PTR [rcx + 4], xmm1
@@ -340,7 +340,7 @@ bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4:
 	vzeroupper
 	add rsp, 136
 	ret
-	.size bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4, .-bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4
+	.size bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4, .-bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4
 
 # int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
 # The log-sum-exp state of a row from its three-pass state:
@@ -573,7 +573,7 @@ bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_
 	mov rsi, r14
 	mov rdx, rbp
 	mov rcx, r14
-	call .Lentry_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4
+	call .Lentry_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4
 	mov rdi, rbx
 	mov rsi, r14
 	mov rdx, rbp
@@ -632,7 +632,7 @@ bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_
 	mov rsi, r15
 	mov rdx, r12
 	mov rcx, r15
-	call .Lentry_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4
+	call .Lentry_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4
 	mov rdi, rbx
 	mov rsi, r15
 	mov rdx, r12
@@ -696,7 +696,7 @@ bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_
 	mov rsi, r14
 	mov rdx, rbp
 	mov rcx, r14
-	call .Lentry_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4
+	call .Lentry_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4
 	mov DWORD PTR [r15], 0
 .Lbf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_reduce_next_row:
 	add rbx, r13
@@ -785,65 +785,52 @@ bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_
 	.long 0x00003FFF  # lane mask
 	.long 0x00007FFF  # lane mask
 	.p2align 2
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_minus_inf:
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_minus_inf:
 	.long 0xFF800000  # -inf
 	.p2align 6
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_exp2_j32:
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_exp2_j16:
 	.long 0x3F800000  # lane mask
-	.long 0x3F7ECD87  # lane mask
 	.long 0x3F7DAAC3  # lane mask
-	.long 0x3F7C980F  # lane mask
 	.long 0x3F7B95C2  # lane mask
-	.long 0x3F7AA43A  # lane mask
 	.long 0x3F79C3D3  # lane mask
-	.long 0x3F78F4F0  # lane mask
 	.long 0x3F7837F0  # lane mask
-	.long 0x3F778D3A  # lane mask
 	.long 0x3F76F532  # lane mask
-	.long 0x3F767043  # lane mask
 	.long 0x3F75FED7  # lane mask
-	.long 0x3F75A15B  # lane mask
 	.long 0x3F75583F  # lane mask
-	.long 0x3F7523F6  # lane mask
 	.long 0x3F7504F3  # lane mask
-	.long 0x3F74FBAF  # lane mask
 	.long 0x3F7508A4  # lane mask
-	.long 0x3F752C4D  # lane mask
 	.long 0x3F75672A  # lane mask
-	.long 0x3F75B9BE  # lane mask
 	.long 0x3F76248C  # lane mask
-	.long 0x3F76A81E  # lane mask
 	.long 0x3F7744FD  # lane mask
-	.long 0x3F77FBB8  # lane mask
 	.long 0x3F78CCDF  # lane mask
-	.long 0x3F79B907  # lane mask
 	.long 0x3F7AC0C7  # lane mask
-	.long 0x3F7BE4BA  # lane mask
 	.long 0x3F7D257D  # lane mask
-	.long 0x3F7E83B3  # lane mask
 	.p2align 2
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_log2e_x32:
-	.long 0x4238AA3B  # 0x1.715476p+5 = 46.1662407
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_log2e_xl:
+	.long 0x41B8AA3B  # 0x1.715476p+4 = 23.0831203
 	.p2align 2
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_minus_ln2_x32:
-	.long 0xBCB17218  # -0x1.62E43p-6 = -0.0216608495
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_minus_ln2_xl:
+	.long 0xBD317218  # -0x1.62E43p-5 = -0.0433216989
 	.p2align 2
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_c1:
-	.long 0x3F80007C  # 0x1.0000F8p+0 = 1.00001478
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_c2:
+	.long 0x3F000447  # 0x1.00088Ep-1 = 0.500065267
 	.p2align 2
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_one:
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_c1:
 	.long 0x3F800000  # 0x1.0p+0 = 1
 	.p2align 2
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_magic:
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_one:
+	.long 0x3F800000  # 0x1.0p+0 = 1
+	.p2align 2
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_magic:
 	.long 0x4B400000  # 0x1.8p+23 = 12582912
 	.p2align 2
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_c2:
-	.long 0x3EFFFFFF  # 0x1.FFFFFEp-2 = 0.49999997
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_c3:
+	.long 0x3E2AA46E  # 0x1.5548DCp-3 = 0.166642874
 	.p2align 2
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_d_min:
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_d_min:
 	.long 0xC2AE0000  # -0x1.5Cp+6 = -87
 	.p2align 2
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_tail_kmasks:
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_tail_kmasks:
 	.long 0x00000000  # 
 	.long 0x00000001  # lane mask
 	.long 0x00000003  # lane mask
@@ -861,7 +848,7 @@ bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_
 	.long 0x00003FFF  # lane mask
 	.long 0x00007FFF  # lane mask
 	.p2align 3
-.Lc_bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4_one_f64:
+.Lc_bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4_one_f64:
 	.quad 0x3FF0000000000000  # 1.0
 	.p2align 2
 .Lc_f32_lnexpminusmax__avx512f_exponent_bias:

@@ -96,10 +96,10 @@ size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_apply(c
 
 /* f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32 (avx2): three-pass log_softmax and logsumexp, float32 */
 int f32_rmax_pass__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256(const float* x, float* y, size_t n, float* state);
 int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
 int f32_vsubsub__avx2_u32(const float* x, float* y, size_t n, float* state);
-int f32_raddexpstoreminusmax__avx2_rr1_p5_u32_acc2_b256(const float* x, float* y, size_t n, float* state);
+int f32_raddexpstoreminusmax__avx2_rr1_lut8_p3_u32_acc2_b256(const float* x, float* y, size_t n, float* state);
 int f32_vsub__avx2_u32(const float* x, float* y, size_t n, float* state);
 size_t f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 size_t f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
@@ -120,10 +120,10 @@ size_t f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_appl
 
 /* f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64 (avx512f): three-pass log_softmax and logsumexp, float32 */
 int f32_rmax_pass__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const float* x, float* y, size_t n, float* state);
 int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
 int f32_vsubsub__avx512f_u64(const float* x, float* y, size_t n, float* state);
-int f32_raddexpstoreminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4(const float* x, float* y, size_t n, float* state);
+int f32_raddexpstoreminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const float* x, float* y, size_t n, float* state);
 int f32_vsub__avx512f_u64(const float* x, float* y, size_t n, float* state);
 size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
@@ -300,7 +300,7 @@ size_t f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_apply(c
 
 /* f16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32 (avx2): three-pass log_softmax and logsumexp, float16 */
 int f16_rmax_pass__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
-int f16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
 int f16_vsubsub__avx2_u32(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t f16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
@@ -322,7 +322,7 @@ size_t f16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_app
 
 /* f16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64 (avx512f): three-pass log_softmax and logsumexp, float16 */
 int f16_rmax_pass__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
-int f16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
 int f16_vsubsub__avx512f_u64(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t f16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
@@ -420,7 +420,7 @@ size_t bf16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_apply(
 
 /* bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32 (avx2): three-pass log_softmax and logsumexp, bfloat16 */
 int bf16_rmax_pass__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
-int bf16_raddexpminusmax__avx2_rr1_p5_u32_acc2_b256(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
 int bf16_vsubsub__avx2_u32(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t bf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
@@ -442,7 +442,7 @@ size_t bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_ap
 
 /* bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64 (avx512f): three-pass log_softmax and logsumexp, bfloat16 */
 int bf16_rmax_pass__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
-int bf16_raddexpminusmax__avx512f_rr1_lut32_p2_u128_acc2_b512_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
 int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
 int bf16_vsubsub__avx512f_u64(const uint16_t* x, uint16_t* y, size_t n, float* state);
 size_t bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);

@@ -8,41 +8,48 @@ The float32 three-pass log_softmax row is then
     vsub:                   y = y - b, in place                 (log_softmax.build_vsub)
 which gives y the bits of the subtracting output pass's (x - m) - b, while the last pass reads
 and writes the same lines of y (no separate read of x). The middle pass is bound by the
-floating-point pipes, so the store of y costs little there.
+floating-point pipes, so the store of y costs little there. (The plain pass, without the store,
+is the three-pass modules' reduction for logsumexp, softjit.dask and the 16-bit rows: the same
+sums bit for bit.)
 
-exp(d), d = x - m <= 0, on AVX-512 (a 32-entry table, a degree-2 polynomial):
+exp(d), d = x - m <= 0, with a table of L = 2^l entries, L the vector's lanes (AVX-512: 16,
+AVX2: 8), read by one VPERMPS of a register, and a degree-3 polynomial:
 
     d  = max(d, D_MIN)                       (-inf and far-below-max terms: about 1.6e-38)
-    nb = fma(d, 32 log2e, MAGIC)             N = round(32 d log2e) in nb's low mantissa bits
+    nb = fma(d, L log2e, MAGIC)              N = round(L d log2e) in nb's low mantissa bits
     N  = nb - MAGIC                          (exact)
-    t  = fma(N, -ln2/32, d)                  one-constant reduction, |t| < 0.0109
-    s  = T'[N mod 32] + (nb << 18)           2^(N/32) from the table and the exponent field
-    f  = 1 + t * (C1 + C2 t)                 two FMAs, f ~ exp(t)
+    t  = fma(N, -ln2/L, d)                   one-constant reduction, |t| < 0.0435
+    s  = T'[N mod L] + (nb << (23 - l))      2^(N/L) from the table and the exponent field
+    f  = 1 + t (C1 + t (C2 + C3 t))          three FMAs, f ~ exp(t)
     sum += f * s                             one FMA
 
-Five FMA-pipe operations, four on the add pipes (sub m, clamp, sub magic, shift) and two on
-any pipe (vpermt2ps, vpaddd) per vector, against seven and six (VSCALEFPS takes two) for the
-degree-5 exp with VRNDSCALEPS and VSCALEFPS; the accumulation rides on an FMA.
+Six FMA-pipe operations, four on the add pipes (sub m, clamp, sub magic, shift) and two on any
+pipe (vpermps, vpaddd) per vector, against seven and six (VSCALEFPS takes two) for the degree-5
+exp with VRNDSCALEPS and VSCALEFPS on AVX-512, and eight and five for the AVX2 degree-5 exp; the
+accumulation rides on an FMA. (A 32-entry table with a degree-2 polynomial has one FMA less
+but needs VPERMT2PS, which measured 0.9 cycles a vector slower on Zen 4 than VPERMPS and the
+FMA together.)
 
 Why it is exact enough (relative error of each term f * s against exp(d), for d >= D_MIN):
-- N: MAGIC = 1.5 * 2^23 makes the FMA round 32 d log2e' + MAGIC to an integer, exactly the
-  nearest to 32 d log2e' (log2e' = 32 log2e rounded to float32, relative error <= 2^-24), so
-  |32 d log2e - N| <= 0.5 + 4032 * 2^-24 and |d - N ln2/32| <= 0.010836;
-- t: fma(N, -fl(ln2)/32, d) rounds once; fl(ln2)/32 (exact: a power-of-two scaling) differs
-  from ln2/32 by < 1.91e-9 / 32, so t is off by at most |N| * 5.97e-11 <= 2.41e-7 (|N| <= 4032
-  for d >= D_MIN): a relative error of at most 2.41e-7 in exp(t), less for terms near the max
-  (|N| small), which dominate the sum; |t| < 0.010836 + 2.5e-7 < 0.0109;
-- T'[j] = bits(float32(2^(j/32))) - (j << 18): adding nb << 18 (whose low 23 bits hold
-  (N << 18) mod 2^32, with N = 32k + j) gives bits(2^(j/32)) + (k << 23), which is
-  float32(2^(j/32)) * 2^k while the exponent field stays >= 1: k >= -126, i.e. N >= -4032,
-  i.e. d >= -87.33; D_MIN = -87 keeps N >= -4017. The table's rounding: <= 2^-24 relative;
-- f: C1, C2 minimise max |(1 + t (C1 + C2 t)) / exp(t) - 1| on |t| <= 0.0109: 5.5e-8 with the
-  float32 coefficients (LUT32_P2_ERROR, checked in tests/kernels/test_sumexp.py), plus the
-  float32 roundings of q and f (<= 2^-24 each, relative);
+- N: MAGIC = 1.5 * 2^23 makes the FMA round L d log2e' + MAGIC to an integer, exactly the
+  nearest to L d log2e' (log2e' = L log2e rounded to float32, relative error <= 2^-24), so
+  |L d log2e - N| <= 0.5 + 126 L * 2^-24 and |d - N ln2/L| <= 0.04332 (L = 8; half for 16);
+- t: fma(N, -fl(ln2)/L, d) rounds once; fl(ln2)/L (exact: a power-of-two scaling) differs
+  from ln2/L by < 1.91e-9 / L, so t is off by at most |N| * 1.91e-9 / L <= 2.41e-7 (|N| <=
+  126 L + 1 for d >= D_MIN): a relative error of at most 2.41e-7 in exp(t), less for terms near
+  the max (|N| small), which dominate the sum; |t| < 0.04332 + 2.5e-7 < T_MAX = 0.0435;
+- T'[j] = bits(float32(2^(j/L))) - (j << (23 - l)): adding nb << (23 - l) (whose low 23 + l
+  bits... precisely: (N << (23 - l)) mod 2^32, with N = L k + j) gives bits(2^(j/L)) + (k << 23),
+  which is float32(2^(j/L)) * 2^k while the exponent field stays >= 1: k >= -126, i.e.
+  N >= -126 L, i.e. d >= -87.33; D_MIN = -87 keeps N >= -87 L log2e - 1 > -126 L. The table's
+  rounding: <= 2^-24 relative;
+- f: C1, C2, C3 minimise max |(1 + t (C1 + t (C2 + C3 t))) / exp(t) - 1| on |t| <= T_MAX:
+  2.8e-8 with the float32 coefficients (P3_ERROR, checked in tests/kernels/test_sumexp.py),
+  plus the float32 roundings of q and f (<= 2^-24 each, relative);
 - clamped terms (d < D_MIN, -inf): each adds at most exp(-87) < 1.7e-38 to a sum that is at
   least 1 (the max's own term is exactly 1: t = 0, f = 1, s = 1): below float32's resolution
   of the sum for any row shorter than 2^100 elements.
-Every term is thus within about 4.3e-7 of exp(d) relative (2.41e-7 + 6e-8 + 5.5e-8 + 1.2e-7
+Every term is thus within about 5e-7 of exp(d) relative (2.41e-7 + 6e-8 + 2.8e-8 + 1.8e-7
 of roundings), and so is the sum before its own rounding (a weighted mean of the terms'
 errors); the float32 block sums add their T * 2^-24 (LogSoftmax.terms_per_lane), as in the
 softmax passes. y's absolute error is the sum's relative error plus the logarithm's (1e-16):
@@ -51,9 +58,6 @@ within the 2e-6 * max(1, |y|) log_softmax promises.
 NaN: a NaN d passes the clamp (VMAXPS returns its second source) and makes t, f and the sum
 NaN, which is what the logarithm needs to see (a NaN row, or m = +-inf: x - m is NaN at the
 infinity itself).
-
-AVX2 has no two-table permute: its pass stores y the same way and takes exp(d) from the
-softmax passes' degree-5 exp (PassEmitter.exp_minus_max).
 """
 from __future__ import annotations
 
@@ -67,65 +71,71 @@ from softjit.codegen.kernels.reduce import tree
 from softjit.codegen.operands import Mem
 from softjit.codegen.stream import Function
 
-LUT32_MAGIC = K.f32("0x1.8p23")  # 1.5 * 2^23: integers land in the low mantissa bits
-LUT32_LOG2E = K.f32("0x1.715476p+5")  # 32 * log2(e), rounded
-LUT32_MINUS_LN2 = -K.LN2 / 32  # exact: float32(ln 2) scaled by a power of two
-LUT32_D_MIN = -87.0  # N >= -4017: the table entries' exponent field stays >= 1
-LUT32_C1 = K.f32("0x1.0000F8p+0")
-LUT32_C2 = K.f32("0x1.FFFFFEp-2")
-LUT32_T_MAX = 0.0109  # |t| stays below this (module docstring)
-LUT32_P2_ERROR = 5.5e-8  # max |(1 + t (C1 + C2 t)) / exp(t) - 1| on |t| <= LUT32_T_MAX
-LUT32_SHIFT = 18  # nb << 18 moves N's bits above its low five into the exponent field
+MAGIC = K.f32("0x1.8p23")  # 1.5 * 2^23: integers land in the low mantissa bits
+D_MIN = -87.0  # N >= -126 L: the table entries' exponent field stays >= 1
+C1 = K.f32("0x1.000000p+0")
+C2 = K.f32("0x1.00088Ep-1")
+C3 = K.f32("0x1.5548DCp-3")
+T_MAX = 0.0435  # |t| stays below this (module docstring)
+P3_ERROR = 2.8e-8  # max |(1 + t (C1 + t (C2 + C3 t))) / exp(t) - 1| on |t| <= T_MAX
 
 
-def lut32_table() -> tuple:
-    """T'[j] = bits(float32(2^(j/32))) - (j << 18), j = 0..31 (module docstring)."""
+def table_bits(lanes: int) -> int:
+    """l: the table has 2^l = lanes entries."""
+    return lanes.bit_length() - 1
+
+
+def shift(lanes: int) -> int:
+    """nb << shift moves N's bits above its low l into the exponent field."""
+    return 23 - table_bits(lanes)
+
+
+def table(lanes: int) -> tuple:
+    """T'[j] = bits(float32(2^(j/L))) - (j << shift), j = 0..L-1 (module docstring)."""
     import struct
 
     words = []
-    for j in range(32):
-        bits = struct.unpack("<I", struct.pack("<f", 2.0 ** (j / 32)))[0]
-        words.append(bits - (j << LUT32_SHIFT))
+    for j in range(lanes):
+        bits = struct.unpack("<I", struct.pack("<f", 2.0 ** (j / lanes)))[0]
+        words.append(bits - (j << shift(lanes)))
     return tuple(words)
 
 
+def constant_values(lanes: int) -> dict:
+    """The float32 constants of the table exp on vectors of `lanes` lanes."""
+    return {"log2e_xl": K.LOG2E * lanes,  # exact: a power-of-two scaling of float32 log2e
+            "minus_ln2_xl": -K.LN2 / lanes,  # exact, likewise
+            "c1": C1, "c2": C2, "c3": C3, "one": 1.0, "magic": MAGIC}
+
+
 # Constants kept in registers, those read most first (resident_fit keeps what fits)
-_LUT32_RESIDENT = ("table_hi", "log2e_x32", "minus_ln2_x32", "c1", "one", "magic", "c2",
-                   "table_lo")
-_LUT32_VALUES = {"log2e_x32": LUT32_LOG2E, "minus_ln2_x32": LUT32_MINUS_LN2, "c1": LUT32_C1,
-                 "c2": LUT32_C2, "one": 1.0, "magic": LUT32_MAGIC}
-# the AVX2 pass: the softmax passes' constants (softmax._THREE_PASS_RESIDENT)
-_P5_RESIDENT = ("magic_bias", "log2e", "c4", "c3", "c2", "c1", "one", "minus_ln2", "c5")
+_RESIDENT = ("table", "log2e_xl", "minus_ln2_xl", "c2", "c1", "one", "magic", "c3")
 
 
 def build_sum_pass(name: str, target, unroll: int, accumulators: int, block: int,
                    interleave: int = 0, store: bool = True, element=F32) -> Function:
     """(store) y = x - m, and state[1] = 1 / sum(exp(x - m)), state[2] = the sum, m = state[0].
     Without the store, the same sum bit for bit (the logsumexp and reduce drivers' pass, and
-    the 16-bit three-pass modules', whose x is widened as it is loaded; y - m is stored only as
+    the 16-bit three-pass modules', whose x is widened as it is loaded; x - m is stored only as
     float32)."""
     if store and element is not F32:
         raise ValueError(f"{name}: y = x - m is stored as float32 only (a 16-bit y would round "
                          f"it before ln(sum) is subtracted)")
-    lut = target.has_masks  # AVX-512: vpermt2ps
     return resident_fit(lambda resident: _pass(name, target, unroll, accumulators, block,
-                                               interleave, resident, lut, store, element),
-                        _LUT32_RESIDENT if lut else _P5_RESIDENT)
+                                               interleave, resident, store, element),
+                        _RESIDENT)
 
 
-def _pass(name, target, unroll, accumulators, block, interleave, resident, lut,
-          store, element) -> Function:
+def _pass(name, target, unroll, accumulators, block, interleave, resident, store,
+          element) -> Function:
     what = "y = x - m and " if store else ""
     f = pass_function(name, target, f"{what}state[1] = 1 / sum(exp(x - m)), m = state[0];\n"
                                     "float32 block sums fold into float64 lane sums.", element)
     x, y, n, state = f.args
-    pe = PassEmitter(f, () if lut else resident)
+    pe = PassEmitter(f)
     m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
     minus_inf = f.constant("minus_inf", K.NEG_INF)
-    if lut:
-        exp_terms = _Lut32(f, resident)
-    else:
-        d_min = pe.difference_floor()
+    exp_terms = _TableExp(f, resident)
     accs = f.vecs("sum", accumulators)
     wide = pe.stack_vectors(2)  # float64 lane sums: low and high lanes
 
@@ -139,17 +149,7 @@ def _pass(name, target, unroll, accumulators, block, interleave, resident, lut,
         if store:
             for i, v in enumerate(xs):
                 tile.store(y, i, v)
-        if lut:
-            exp_terms.accumulate(xs, [tile.accumulator(accs, i) for i in range(tile.count)])
-            return
-        f.comment("d = max(d, d_min): -inf and far-below-max elements give exp = 0")
-        for v in xs:
-            f.vmaxps(v, d_min, v)
-        ps = pe.exp_minus_max(xs, None, None, subtracted=True)
-        f.comment("sum += exp(d)")
-        for i, p in enumerate(ps):
-            acc = tile.accumulator(accs, i)
-            f.vaddps(acc, acc, p)
+        exp_terms.accumulate(xs, [tile.accumulator(accs, i) for i in range(tile.count)])
 
     def start():
         for acc in accs:
@@ -170,76 +170,78 @@ def _pass(name, target, unroll, accumulators, block, interleave, resident, lut,
     return f
 
 
-class _Lut32:
-    """sum += exp(d) for vectors of d <= 0 (AVX-512; the module docstring's steps)."""
+class _TableExp:
+    """sum += exp(d) for vectors of d <= 0 (the module docstring's steps), L = the lanes."""
 
     def __init__(self, f: Function, resident: tuple):
         self.f = f
-        table = f.table("exp2_j32", lut32_table(), 64)
-        self.table_lo, self.table_hi = Mem(table), Mem(table, disp=64)
+        self.lanes = f.target.lanes
+        self.values = constant_values(self.lanes)
+        self.table = Mem(f.table(f"exp2_j{self.lanes}", table(self.lanes),
+                                 f.target.vector_bytes))
         self.registers = {}
         if resident:
             f.comment("constants kept in registers for the whole call")
         for key in resident:
             reg = f.vec(key)
-            if key in ("table_lo", "table_hi"):
-                f.vmovups(reg, self.table_lo if key == "table_lo" else self.table_hi)
+            if key == "table":
+                f.vmovups(reg, self.table)
             else:
-                f.load_constant(reg, key, _LUT32_VALUES[key])
+                f.load_constant(reg, key, self.values[key])
             self.registers[key] = reg
-        self.d_min = f.constant_register("d_min", LUT32_D_MIN)
+        self.d_min = f.constant_register("d_min", D_MIN)
 
     def c(self, key: str):
+        """A constant as a source operand: its register, else memory."""
         found = self.registers.get(key)
         if found is not None:
             return found
-        if key == "table_hi":
-            return self.table_hi
-        return self.f.constant(key, _LUT32_VALUES[key])
+        if key == "table":
+            return self.table
+        return self.f.constant(key, self.values[key])
 
     def start(self, dest, key: str) -> None:
         """dest = a constant (a copy of its register, else a load)."""
         found = self.registers.get(key)
         if found is not None:
             self.f.vmovaps(dest, found)
-        elif key == "table_lo":
-            self.f.vmovups(dest, self.table_lo)
         else:
-            self.f.fill_vector(dest, self.f.constant(key, _LUT32_VALUES[key]))
+            self.f.fill_vector(dest, self.f.constant(key, self.values[key]))
 
     def accumulate(self, ds: list, accs: list) -> None:
         """accs[i] += exp(ds[i]); ds are clobbered."""
-        f, c = self.f, self.c
+        f, c, lanes = self.f, self.c, self.lanes
         count = len(ds)
         f.comment("d = max(d, -87): -inf and far-below-max terms add at most 1.7e-38 each")
         for d in ds:
             f.vmaxps(d, self.d_min, d)  # NaN survives: VMAXPS returns its second source
-        f.comment("nb = d * 32 log2e + 1.5 * 2^23: N = round(32 d log2e) in its low bits")
+        f.comment(f"nb = d * {lanes} log2e + 1.5 * 2^23: N = round({lanes} d log2e) in its low "
+                  f"bits")
         nbs = f.vecs("nb", count)
         for nb, d in zip(nbs, ds):
             self.start(nb, "magic")
-            f.vfmadd231ps(nb, d, c("log2e_x32"))
+            f.vfmadd231ps(nb, d, c("log2e_xl"))
         ns = f.vecs("n", count)
         for nv, nb in zip(ns, nbs):
             f.vsubps(nv, nb, c("magic"))
-        f.comment("t = d - N ln2/32 (one FMA: |N| <= 4032 here)")
+        f.comment(f"t = d - N ln2/{lanes} (one FMA: |N| <= {126 * lanes} here)")
         for d, nv in zip(ds, ns):
-            f.vfmadd231ps(d, nv, c("minus_ln2_x32"))
-        f.comment("s = 2^(N/32): T'[N mod 32] + (nb << 18)")
+            f.vfmadd231ps(d, nv, c("minus_ln2_xl"))
+        f.comment(f"s = 2^(N/{lanes}): T'[N mod {lanes}] + (nb << {shift(lanes)})")
         ss = f.vecs("s", count)
         for s, nb in zip(ss, nbs):
-            self.start(s, "table_lo")
-            f.vpermt2ps(s, nb, c("table_hi"))
+            f.vpermps(s, nb, c("table"))
         for nb in nbs:
-            f.vpslld(nb, nb, LUT32_SHIFT)
+            f.vpslld(nb, nb, shift(lanes))
         for s, nb in zip(ss, nbs):
             f.vpaddd(s, s, nb)
-        f.comment("f = 1 + t (c1 + c2 t); sum += f * s")
+        f.comment("f = 1 + t (c1 + t (c2 + c3 t)); sum += f * s")
         qs = f.vecs("q", count)
         for q, t in zip(qs, ds):
-            self.start(q, "c2")
-            f.vfmadd213ps(q, t, c("c1"))
-        for q, t in zip(qs, ds):
-            f.vfmadd213ps(q, t, c("one"))
+            self.start(q, "c3")
+            f.vfmadd213ps(q, t, c("c2"))
+        for key in ("c1", "one"):
+            for q, t in zip(qs, ds):
+                f.vfmadd213ps(q, t, c(key))
         for acc, q, s in zip(accs, qs, ss):
             f.vfmadd231ps(acc, q, s)
