@@ -107,7 +107,8 @@ def run_bench(args: argparse.Namespace) -> int:
         sizes = {"sizes": [c.n if c.rows == 1 else (c.rows, c.n) for c in
                            parse_sizes(args.sizes)]} if args.sizes else {}
         sys.stdout.write(format_functions(run_functions(
-            **sizes, **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu)))
+            **sizes, **({"repeats": args.repeats} if args.repeats else {}), cpu_index=args.cpu,
+            clock=args.clock or "wall")))
         return 0
     if args.dask:
         from softjit.bench.dask_bench import format_results as format_dask

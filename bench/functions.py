@@ -41,11 +41,14 @@ def candidates(function: str, x: np.ndarray, y: np.ndarray) -> tuple:
         for algorithm in ("two-pass", "three-pass"):
             found[f"softjit.log_softmax {algorithm}"] = LoopTimed(
                 lambda a=algorithm: softjit.log_softmax(x, out=y, algorithm=a))
+        found["softjit.log_softmax kernel"] = LoopTimed(_log_softmax_kernel(x, y))
     else:
         found["softjit.logsumexp"] = LoopTimed(lambda: softjit.logsumexp(x))
     found["softjit.softmax"] = LoopTimed(lambda: softjit.softmax(x, out=y))
     found["softjit.softmax two-pass"] = LoopTimed(lambda: softjit.softmax(x, out=y,
                                                                      algorithm="two-pass"))
+    if function == "log_softmax":
+        found["softjit.softmax kernel"] = LoopTimed(_softmax_kernel(x, y))
     if importlib.util.find_spec("scipy") is not None:
         import scipy.special
 
@@ -57,10 +60,48 @@ def candidates(function: str, x: np.ndarray, y: np.ndarray) -> tuple:
     if torch is not None:
         t = torch.from_numpy(x)
         torch_function = getattr(torch, function)
-        found[f"torch.{function}"] = LoopTimed(lambda: torch_function(t, -1))
+        if function == "log_softmax":
+            # out= as softjit's calls have it: a new 400 KB result each call would time the
+            # allocator's page faults (which other candidates' temporaries vary), not the kernel
+            t_out = torch.from_numpy(np.empty_like(x))
+            found[f"torch.{function}"] = LoopTimed(lambda: torch_function(t, -1, out=t_out))
+        else:
+            found[f"torch.{function}"] = LoopTimed(lambda: torch_function(t, -1))
     else:
         skipped[f"torch.{function}"] = "torch is not installed (see the README)"
     return found, skipped
+
+
+def _log_softmax_kernel(x: np.ndarray, y: np.ndarray):
+    """A call of the row driver "auto" runs for x's rows, its pointers made once: the kernel's
+    own time, without the Python path of softjit.log_softmax."""
+    from softjit.runtime import bindings, log_softmax as runtime
+    from softjit.runtime.dispatch import resolve_isa
+
+    n = x.shape[-1]
+    rows = x.size // n
+    isa = resolve_isa("auto")
+    module = runtime._rows_module(runtime._choose("auto", n, isa), isa, x.nbytes, 4 * n)
+    states = np.empty(rows, runtime.STATE_DTYPE)
+    arguments = (bindings.pointer(x), bindings.pointer(y), n, rows,
+                 runtime._stride_pair(4 * n, 4 * n), bindings.pointer(states))
+    return lambda: module.rows_function(*arguments)
+
+
+def _softmax_kernel(x: np.ndarray, y: np.ndarray):
+    """The same for the softmax row driver "auto" runs on x's rows."""
+    from softjit.runtime import bindings, dispatch
+
+    n = x.shape[-1]
+    rows = x.size // n
+    isa = dispatch.resolve_isa("auto")
+    driver = bindings.driver(dispatch.choose_algorithm(isa, n, rows), isa,
+                             dispatch.nontemporal_for(x.nbytes))
+    status = np.empty(rows, bindings.STATUS_DTYPE)
+    strides = bindings.row_strides(4 * n)
+    arguments = (bindings.pointer(x), bindings.pointer(y), n, rows, strides,
+                 bindings.pointer(status))
+    return lambda: driver.function(*arguments)
 
 
 def _bfloat16():
@@ -101,9 +142,11 @@ def half_candidates(x: np.ndarray) -> tuple:
     return found, skipped
 
 
-def run(sizes=DEFAULT_SIZES, repeats: int = 9, cpu_index: int | None = None) -> list:
-    """[{function, n, rows, medians_ns: {label: ns}, skipped: {label: why}}]; a size is a row
-    length or a (rows, n) batch."""
+def run(sizes=DEFAULT_SIZES, repeats: int = 9, cpu_index: int | None = None,
+        clock: str = "wall") -> list:
+    """[{function, n, rows, clock, medians_ns: {label: ns}, skipped: {label: why}}]; a size is
+    a row length or a (rows, n) batch; clock: medians of wall time or of the thread's CPU time
+    ("cpu": steadier where other jobs share the core)."""
     pinned = pin_to_one_cpu(cpu_index)
     rng = np.random.default_rng(0)
     results = []
@@ -120,7 +163,9 @@ def run(sizes=DEFAULT_SIZES, repeats: int = 9, cpu_index: int | None = None) -> 
             samples = measure_interleaved(timed, repeats if not big else max(3, repeats // 2),
                                           numbers)
             results.append({"function": function, "n": n, "rows": rows, "cpu": pinned,
-                            "medians_ns": {k: s.median for k, s in samples.items()},
+                            "clock": clock,
+                            "medians_ns": {k: s.median if clock == "wall" else s.median_cpu
+                                           for k, s in samples.items()},
                             "skipped": skipped})
     return results
 
@@ -131,8 +176,9 @@ def format_results(results: list) -> str:
         medians = r["medians_ns"]
         own = medians.get(f"softjit.{r['function']}")
         batch = f"{r['rows']:,} rows of " if r.get("rows", 1) > 1 else ""
+        clock = "thread CPU time" if r.get("clock") == "cpu" else "wall time"
         lines.append(f"{r['function']}, {batch}n = {r['n']:,} (pinned to CPU {r['cpu']}), "
-                     f"medians:")
+                     f"medians of {clock}:")
         for label, ns in medians.items():
             ratio = f"{ns / own:6.2f}x softjit.{r['function']}'s time" if own else ""
             lines.append(f"  {label:<34} {ns / 1e3:12.1f} us  {ratio}")

@@ -541,7 +541,8 @@ bf16_vsubsub__avx512f_u64:
 # size_t bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 # The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):
 # row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the
-# three-pass passes reduced; returns how many rows were marked.
+# three-pass passes reduced (two-pass) or whose c is NaN (three-pass); returns how many
+# rows were marked.
 	.globl bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_logsumexp
 	.type bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_logsumexp, @function
 	.p2align 5
@@ -580,6 +581,14 @@ bf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_
 	mov rcx, r14
 	call .Lentry_f32_lnexpminusmax__avx512f
 	mov DWORD PTR [r15], 0
+	# c is NaN, and so is a = m (+ NaN): mark the row (VUCOMISS: PF when unordered)
+	vmovss xmm0, DWORD PTR [r14]
+	vucomiss xmm0, xmm0
+	jnp .Lbf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_logsumexp_state_done
+	mov DWORD PTR [r15], 1
+	mov rax, QWORD PTR [rsp]
+	add rax, 1
+	mov QWORD PTR [rsp], rax
 .Lbf16_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_logsumexp_state_done:
 	add rbx, r13
 	add r14, 16

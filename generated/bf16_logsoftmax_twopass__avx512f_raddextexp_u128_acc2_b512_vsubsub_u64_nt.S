@@ -970,7 +970,8 @@ bf16_vsubsub__avx512f_u64_nt:
 # size_t bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 # The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):
 # row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the
-# three-pass passes reduced; returns how many rows were marked.
+# three-pass passes reduced (two-pass) or whose c is NaN (three-pass); returns how many
+# rows were marked.
 	.globl bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_logsumexp
 	.type bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_logsumexp, @function
 	.p2align 5

@@ -445,7 +445,8 @@ f16_vsubsub__avx2_u32:
 # size_t f16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 # The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):
 # row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the
-# three-pass passes reduced; returns how many rows were marked.
+# three-pass passes reduced (two-pass) or whose c is NaN (three-pass); returns how many
+# rows were marked.
 	.globl f16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_logsumexp
 	.type f16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_logsumexp, @function
 	.p2align 5
@@ -484,6 +485,14 @@ f16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubs
 	mov rcx, r14
 	call .Lentry_f32_lnexpminusmax__avx2
 	mov DWORD PTR [r15], 0
+	# c is NaN, and so is a = m (+ NaN): mark the row (VUCOMISS: PF when unordered)
+	vmovss xmm0, DWORD PTR [r14]
+	vucomiss xmm0, xmm0
+	jnp .Lf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_logsumexp_state_done
+	mov DWORD PTR [r15], 1
+	mov rax, QWORD PTR [rsp]
+	add rax, 1
+	mov QWORD PTR [rsp], rax
 .Lf16_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_logsumexp_state_done:
 	add rbx, r13
 	add r14, 16

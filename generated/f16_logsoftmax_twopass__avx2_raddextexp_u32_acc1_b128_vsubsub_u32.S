@@ -826,7 +826,8 @@ f16_vsubsub__avx2_u32:
 # size_t f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 # The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):
 # row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the
-# three-pass passes reduced; returns how many rows were marked.
+# three-pass passes reduced (two-pass) or whose c is NaN (three-pass); returns how many
+# rows were marked.
 	.globl f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp
 	.type f16_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp, @function
 	.p2align 5

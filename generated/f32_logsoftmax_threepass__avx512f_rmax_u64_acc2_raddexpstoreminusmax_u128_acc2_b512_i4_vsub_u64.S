@@ -798,7 +798,8 @@ f32_vsub__avx512f_u64:
 # size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 # The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):
 # row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the
-# three-pass passes reduced; returns how many rows were marked.
+# three-pass passes reduced (two-pass) or whose c is NaN (three-pass); returns how many
+# rows were marked.
 	.globl f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_logsumexp
 	.type f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_logsumexp, @function
 	.p2align 5
@@ -837,6 +838,14 @@ f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b
 	mov rcx, r14
 	call .Lentry_f32_lnexpminusmax__avx512f
 	mov DWORD PTR [r15], 0
+	# c is NaN, and so is a = m (+ NaN): mark the row (VUCOMISS: PF when unordered)
+	vmovss xmm0, DWORD PTR [r14]
+	vucomiss xmm0, xmm0
+	jnp .Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_logsumexp_state_done
+	mov DWORD PTR [r15], 1
+	mov rax, QWORD PTR [rsp]
+	add rax, 1
+	mov QWORD PTR [rsp], rax
 .Lf32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_logsumexp_state_done:
 	add rbx, r13
 	add r14, 16

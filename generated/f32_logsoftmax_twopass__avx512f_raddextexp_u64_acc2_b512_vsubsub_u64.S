@@ -743,7 +743,8 @@ f32_vsubsub__avx512f_u64:
 # size_t f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 # The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):
 # row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the
-# three-pass passes reduced; returns how many rows were marked.
+# three-pass passes reduced (two-pass) or whose c is NaN (three-pass); returns how many
+# rows were marked.
 	.globl f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_logsumexp
 	.type f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_logsumexp, @function
 	.p2align 5

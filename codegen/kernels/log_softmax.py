@@ -228,8 +228,10 @@ def _call_pass(f: Function, symbol: str, x, y, n, state) -> None:
 
 def _row_state(f: Function, plan: RowPlan, x, n, state, status=None, marked=None) -> None:
     """Emit one row's reduction and logarithm: its log-sum-exp state left at `state`. With a
-    status pointer, status[r] = ROW_MARKED for a row the three-pass passes reduced (and
-    `marked` counts it), ROW_DONE otherwise."""
+    status pointer, status[r] = ROW_MARKED (and `marked` counts the row) for a row the
+    three-pass passes reduced in a two-pass module, and in a three-pass module for a row whose
+    c is NaN (a NaN, a +inf or only -inf: the host gives it its special value); ROW_DONE
+    otherwise."""
     rax = f.physical_gp("rax")
     done = f.label("state_done")
     if plan.two_pass_reduce is not None:
@@ -246,11 +248,18 @@ def _row_state(f: Function, plan: RowPlan, x, n, state, status=None, marked=None
         _call_pass(f, symbol, x, state, n, state)
     _call_pass(f, plan.ln_three_pass, x, state, n, state)
     if status is not None:
-        f.mov(ptr(status, bits=32), ROW_MARKED if plan.two_pass_reduce is not None else ROW_DONE)
-        if plan.two_pass_reduce is not None:
-            f.mov(rax, marked)
-            f.add(rax, 1)
-            f.mov(marked, rax)
+        if plan.two_pass_reduce is None:
+            f.mov(ptr(status, bits=32), ROW_DONE)
+            f.comment("c is NaN, and so is a = m (+ NaN): mark the row (VUCOMISS: PF when "
+                      "unordered)")
+            high = f.vec("a")
+            f.vmovss(high.xmm, ptr(state, STATE_OFFSET_HIGH, bits=32))
+            f.vucomiss(high.xmm, high.xmm)
+            f.jnp(done)
+        f.mov(ptr(status, bits=32), ROW_MARKED)
+        f.mov(rax, marked)
+        f.add(rax, 1)
+        f.mov(marked, rax)
     f.bind(done)
 
 
@@ -280,12 +289,14 @@ def build_reduce_driver(name: str, target, passes: list, may_flag: bool,
 
 def build_logsumexp_driver(name: str, target, plan: RowPlan, element=F32) -> Function:
     """logsumexp: each row's log-sum-exp state in states[r]; status[r] = 1 marks a row the
-    three-pass passes reduced (a two-pass module's fallback); returns how many."""
+    three-pass passes reduced (a two-pass module's fallback) or, in a three-pass module, a
+    row whose c is NaN; returns how many."""
     return _reduce_rows(reduce_driver_signature(
         name,
         "The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):\n"
         "row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the\n"
-        "three-pass passes reduced; returns how many rows were marked.", element), target,
+        "three-pass passes reduced (two-pass) or whose c is NaN (three-pass); returns how many\n"
+        "rows were marked.", element), target,
         lambda f, keep, marked: _row_state(f, plan, keep["x"], keep["n"], keep["states"],
                                            keep["status"], marked))
 
