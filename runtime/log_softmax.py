@@ -268,20 +268,21 @@ THREE_PASS_MAX_ROW = 1 << 22
 
 def _choose(algorithm: str, n: int, isa: str) -> str:
     """The algorithm "auto" means for rows of n on isa. Measured on the development host (Zen
-    4, one pinned core, the row drivers interleaved; bench/functions.py): the float32
-    three-pass row (max; y = x - m stored beside the sum of exp(x - m); y -= ln(sum) in place:
-    codegen/kernels/sumexp.py) was faster than two-pass at every row length up to 4 * 10^6 on
-    both ISAs (AVX-512: 10^5: 21.0 against 25.8 us; 4096 x 1000: 1.16 against 1.20 ms; 10^6:
-    226 against 261 us; 4 * 10^6: 1.41 against 1.43 ms; AVX2: 31.4 against 36.0 us, 1.64
-    against 1.79 ms, 323 against 396 us, 1.76 against 1.91 ms) and slower beyond, where its
-    extra read of x and its second write of y come from memory (8 * 10^6: AVX-512 3.9 against
-    3.0 ms, AVX2 3.73 against 3.65 ms).
+    4, one pinned core, the row drivers interleaved, thread CPU time): the float32 three-pass
+    row (max; y = x - m stored beside the sum of exp(x - m) with sumexp's table exp; y -=
+    ln(sum) in place: codegen/kernels/sumexp.py) was faster than two-pass up to 10^6 on both
+    ISAs (AVX-512: 10^4: 2.75 against 3.03 us; 10^5: 21.0 against 26.0 us; 4096 x 1000: 1.20
+    against 1.41 ms; 10^6: 228 against 273 us; AVX2: 3.23 against 4.11 us, 29.6 against 38.3
+    us, 1.51 against 1.69 ms, 289 against 366 us), even with two-pass at 4 * 10^6 on AVX-512
+    (1.60 against 1.59 ms; 1.41 against 1.43 in another run) and still faster there on AVX2
+    (1.67 against 1.93 ms), and slower beyond, where its extra read of x and its second write
+    of y come from memory (8 * 10^6: AVX-512 3.81 against 2.96 ms, AVX2 4.13 against 3.85 ms).
 
     16-bit rows take the same rule, so that a 16-bit result is the float32 result rounded
     (their three-pass rows keep the subtracting output pass: a stored x - m would be rounded to
-    16 bits before ln(sum) is subtracted); there three-pass was within 2% of two-pass on
-    AVX-512 (float16 at 10^5: 44.7 against 44.2 us) and 6-14% faster on AVX2 (float16 10^6: 451
-    against 524 us; 4096 x 1000: 1.64 against 1.75 ms)."""
+    16 bits before ln(sum) is subtracted, but they sum with the same exp); there three-pass was
+    5-17% faster than two-pass at 10^5, 4096 x 1000 and 10^6 on both ISAs (float16 at 10^5:
+    AVX-512 41.4 against 49.1 us, AVX2 46.8 against 54.3 us)."""
     if algorithm != "auto":
         return algorithm
     return "three-pass" if n <= THREE_PASS_MAX_ROW else "two-pass"
@@ -395,7 +396,8 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
     """ln(sum(exp(x))) along `axis` of a float32 array, float32 results (a float32 scalar array
     of shape () when every axis is reduced and keepdims is False, as numpy reductions give).
 
-    One read of x per row (the two-pass reduction). -inf for rows of only -inf (and empty rows),
+    Rows of up to 2^20 elements: the max, then the sum (three passes' reduction); longer rows:
+    one read of x (the two-pass reduction). -inf for rows of only -inf (and empty rows),
     +inf when a row holds +inf, NaN when it holds a NaN; relative error at most 1e-6.
 
     dtype: None (float32 results), numpy.float32 (other input dtypes computed in float32) or
