@@ -53,6 +53,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                              "float64 block folds, time and accuracy")
     parser.add_argument("--exp", action="store_true",
                         help="instead of the suite: exp kernels against numpy.exp, in cache")
+    parser.add_argument("--pipes", action="store_true",
+                        help="instead of the suite: which FP pipes each vector instruction form "
+                             "of the AVX2 loops uses (alone, beside FMAs, beside adds), and the "
+                             "load and store rates, in core cycles on one pinned core")
     parser.add_argument("--calls", action="store_true",
                         help="instead of the suite: the time of one call from Python, every "
                              "documented call form beside the bare kernel, numpy, scipy, torch, "
@@ -89,6 +93,13 @@ def run_bench(args: argparse.Namespace) -> int:
 
         sys.stdout.write(format_results(run(**({"repeats": args.repeats} if args.repeats else {}),
                                             cpu_index=args.cpu)))
+        return 0
+    if args.pipes:
+        from softjit.bench.pipes import format_results as format_pipes
+        from softjit.bench.pipes import run as run_pipes
+
+        sys.stdout.write(format_pipes(run_pipes(
+            **({"rounds": args.repeats} if args.repeats else {}), cpu_index=args.cpu)))
         return 0
     if args.calls:
         from softjit.bench.calls import format_results as format_calls

@@ -3,8 +3,7 @@
 `python -m softjit bench --exp`: every vexp variant this host runs (called natively, without the
 Python layer) and numpy.exp(x, out=y), timed in interleaved rounds on the same warm arrays,
 median elements per nanosecond of the thread's CPU time (steady on a shared machine) for each
-array size; and each kernel's FP-port floor
-(port_floor.py) with the measured time over it.
+array size; and each kernel's port floor (port_floor.py) with the measured time over it.
 """
 from __future__ import annotations
 

@@ -1,23 +1,32 @@
-"""The FP-port floor of a kernel: the time its main loop needs if the floating-point pipes do
-nothing else, from the kernel's own instruction mix and a port model of the CPU family.
+"""The port floor of a kernel: the time its main loop needs if the busiest of the core's
+execution resources does nothing else, from the kernel's own instruction mix and a pipe map of
+the CPU family (measured with bench/pipes.py; the maps are in docs/performance.md).
 
 Counting: the main loop of each pass (the unrolled loop for_each_vector emits, or its one-vector
-loop when there is no unrolled one) is read from the emitted assembly, its instructions sorted
-into classes, and each class charged to the pipes that execute it:
+loop when there is no unrolled one) is read from the emitted assembly, and every instruction is
+charged to the resources it uses:
 
-    fma  vfmadd*, vfnmadd*, vmul*                       the FMA pipes
-    add  vadd*, vsub*, vmax*, vmin*, vrndscale*, vround*, vscalef*, shifts, conversions
-                                                         the FADD pipes
-    any  vector integer add/sub and logic, blends       any FP pipe
+    fma  vfmadd*, vfnmadd*, vfmsub*, vmul*, vblendvps              the two FMA pipes
+    add  vadd*, vsub*, vmax*, vmin*, vround*, vrndscale*, vscalef*,  the two FADD pipes
+         vector shifts, conversions, vcmpps
+    any  vector integer add/sub, logic, integer compares, vblendm*    any of the four FP pipes
+    loads   every memory source operand (a move, a broadcast, an operand of an FMA)
+    stores  every memory destination
+    dispatch  every instruction (a compare fused with its jump counts once)
 
-Loads, stores, broadcasts from memory and general-purpose instructions use other units and are
-not charged. The floor in cycles per loop iteration is
+Register moves (VMOVAPS/VMOVUPS between registers) take no pipe: the renamer eliminates them.
+A vector op wider than the pipes takes one pass per pipe width (a zmm op on Zen 4: two), as
+does a full-width load or store (a {1toN} broadcast load: one). The FP pipes' share is the best
+fractional assignment of each op to one of its allowed pipes (pipes.makespan):
 
-    max(fma / fma_pipes, add / add_pipes, (fma + add + any) / all_pipes)
+    max(fma / 2, add / 2, (fma + add + any) / 4)   pipe cycles
 
-with each instruction weighted by how many passes through a pipe it takes (a 512-bit op on a
-core with 256-bit pipes takes two). Block folds, tails and per-call setup are left out: the
-floor is for the loop a long row spends its time in. The models are in docs/performance.md.
+and the floor of one loop iteration is the largest of that, loads / load ports, stores / store
+ports and instructions / dispatch width, divided by the elements the iteration handles; a
+softmax's floor is the sum over its passes. Divided by the measured clock it is in ns per
+element, and "x floor" is the measured time over it. Block folds (once per ~2048 elements),
+tails and per-call costs are not in the floor. It is a floor, not a prediction: a loop whose
+dependency chains need more operations in flight than the scheduler holds runs above it.
 """
 from __future__ import annotations
 
@@ -26,15 +35,22 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from softjit.bench.pipes import ADD_PIPES, FMA_PIPES, PIPES, makespan
+
 FMA, ADD, ANY = "fma", "add", "any"
+LOADS, STORES, DISPATCH = "loads", "stores", "dispatch"
+PIPE_SETS = {FMA: FMA_PIPES, ADD: ADD_PIPES, ANY: frozenset(PIPES)}
 
 _CLASSES = (
-    (FMA, re.compile(r"^v(f|fn)m(add|sub)\d{3}[ps][sd]$|^vmul[ps][sd]$")),
+    (FMA, re.compile(r"^v(f|fn)m(add|sub)\d{3}[ps][sd]$|^vmul[ps][sd]$|^vblendv[ps][sd]$")),
     (ADD, re.compile(r"^v(add|sub|max|min)[ps][sd]$|^vrndscale[ps][sd]$|^vround[ps][sd]$"
-                     r"|^vscalef[ps][sd]$|^vp(sll|srl|sra)[dq]$|^vcvt\w+$")),
+                     r"|^vscalef[ps][sd]$|^vp(sll|srl|sra)[dq]$|^vcvt\w+$|^vcmp[ps][sd]$")),
     (ANY, re.compile(r"^vp(add|sub)[dq]$|^v(p)?(and|andn|or|xor)(p[sd]|d|q)?$|^vpternlog[dq]$"
-                     r"|^vblend\w+$|^vpcmp\w+$")),
+                     r"|^vblendm\w+$|^vpcmp\w+$")),
 )
+_MOVES = re.compile(r"^vmov(aps|ups|apd|upd|dqa|dqu)\w*$")
+_STORE_FORMS = re.compile(r"^(vmov\w+|vmaskmov\w+|mov\w*)$")
+_JUMPS = re.compile(r"^j[a-z]+$")
 
 
 def op_class(mnemonic: str) -> str | None:
@@ -46,19 +62,16 @@ def op_class(mnemonic: str) -> str | None:
 
 @dataclass(frozen=True)
 class PortModel:
-    """How the FP pipes of one CPU family execute the classes above."""
+    """The execution resources of one CPU family, as the floor charges them."""
 
     family: str
-    fma_pipes: int = 2
-    add_pipes: int = 2
-    pipe_bits: int = 256  # the widest vector a pipe takes in one pass
+    pipe_bits: int = 256  # the widest vector a pipe, a load port or the store port takes
+    loads_per_cycle: float = 2.0  # vector loads of pipe_bits or less
+    stores_per_cycle: float = 1.0
+    dispatch_per_cycle: int = 6
     # passes a 512-bit instruction takes beyond the width rule (VSCALEFPS zmm on Zen 4 issues at
     # half the rate of the other FADD-pipe ops: measured, see docs/performance.md)
     extra: dict = field(default_factory=dict)
-
-    @property
-    def all_pipes(self) -> int:
-        return self.fma_pipes + self.add_pipes
 
     def passes(self, mnemonic: str, bits: int) -> float:
         width = max(1, bits // self.pipe_bits)
@@ -108,6 +121,15 @@ def host_family(path: str = "/proc/cpuinfo") -> tuple:
 _LABEL = re.compile(r"^(\.L\S+):\s*$")
 _INSTRUCTION = re.compile(r"^\s+([a-z][a-z0-9]*)\s*(.*)$")
 _REGISTER_BITS = {"x": 128, "y": 256, "z": 512}
+_MEMORY_BITS = {"BYTE": 8, "WORD": 16, "DWORD": 32, "QWORD": 64, "XMMWORD": 128,
+                "YMMWORD": 256, "ZMMWORD": 512}
+
+
+@dataclass(frozen=True)
+class LoopInstruction:
+    mnemonic: str
+    bits: int  # the widest vector register operand (0: none)
+    memory: tuple = ()  # (bits read or written, is a broadcast, is the destination) per operand
 
 
 def _bits(operands: str) -> int:
@@ -115,8 +137,22 @@ def _bits(operands: str) -> int:
     return max(widths, default=0)
 
 
+def _memory(operands: str) -> tuple:
+    found = []
+    for index, operand in enumerate(o.strip() for o in operands.split(",")):
+        match = re.match(r"^(\w+) (PTR|BCST) \[", operand)
+        if match:
+            found.append((_MEMORY_BITS.get(match.group(1), 0), match.group(2) == "BCST",
+                          index == 0))
+    return tuple(found)
+
+
+def parse(mnemonic: str, operands: str) -> LoopInstruction:
+    return LoopInstruction(mnemonic, _bits(operands), _memory(operands))
+
+
 def main_loops(assembly: str) -> dict:
-    """{function symbol: (loop label, vectors per iteration, [(mnemonic, bits), ...])} for every
+    """{function symbol: (loop label, vectors per iteration, [LoopInstruction, ...])} for every
     function with a for_each_vector loop: its unrolled loop (label ..._uK) if it has one, else
     its one-vector loop (..._v1)."""
     found, current, lines = {}, None, assembly.splitlines()
@@ -140,9 +176,9 @@ def main_loops(assembly: str) -> dict:
             if not match:
                 continue
             mnemonic, operands = match.groups()
+            body.append(parse(mnemonic, operands.split("#")[0]))
             if mnemonic.startswith("j") and operands.strip() == label:
                 break
-            body.append((mnemonic, _bits(operands)))
         found[symbol] = (label, vectors, body)
     return found
 
@@ -150,37 +186,61 @@ def main_loops(assembly: str) -> dict:
 @dataclass(frozen=True)
 class Floor:
     cycles_per_element: float
-    counts: dict  # class -> pipe passes per element
+    counts: dict  # resource -> passes per element (fma, add, any, loads, stores, dispatch)
+    bound: str = ""  # the busiest resource of the slowest pass ("fp", "loads", ...)
 
     def ns_per_element(self, ghz: float) -> float:
         return self.cycles_per_element / ghz
 
 
+def _charges(instruction: LoopInstruction, model: PortModel) -> dict:
+    """{resource: passes} one instruction takes."""
+    charges = {DISPATCH: 1.0}
+    kind = op_class(instruction.mnemonic)
+    if kind is not None:
+        charges[kind] = model.passes(instruction.mnemonic, instruction.bits or model.pipe_bits)
+    for bits, broadcast, destination in instruction.memory:
+        width = 1.0 if broadcast else max(1.0, bits / model.pipe_bits)
+        is_store = destination and _STORE_FORMS.match(instruction.mnemonic)
+        resource = STORES if is_store else LOADS
+        charges[resource] = charges.get(resource, 0.0) + width
+    return charges
+
+
 def loop_floor(body: list, elements: int, model: PortModel) -> Floor:
-    counts = {FMA: 0.0, ADD: 0.0, ANY: 0.0}
-    for mnemonic, bits in body:
-        kind = op_class(mnemonic)
-        if kind is not None:
-            counts[kind] += model.passes(mnemonic, bits or model.pipe_bits)
-    cycles = max(counts[FMA] / model.fma_pipes, counts[ADD] / model.add_pipes,
-                 sum(counts.values()) / model.all_pipes)
-    return Floor(cycles / elements, {k: v / elements for k, v in counts.items()})
+    counts = {FMA: 0.0, ADD: 0.0, ANY: 0.0, LOADS: 0.0, STORES: 0.0, DISPATCH: 0.0}
+    fused = False
+    for instruction in body:
+        if _JUMPS.match(instruction.mnemonic) and fused:
+            continue  # fused with the compare before it: one macro-op
+        fused = instruction.mnemonic in ("cmp", "test")
+        for resource, passes in _charges(instruction, model).items():
+            counts[resource] += passes
+    limits = {
+        "fp": makespan({k: counts[k] for k in (FMA, ADD, ANY)}, PIPE_SETS),
+        LOADS: counts[LOADS] / model.loads_per_cycle,
+        STORES: counts[STORES] / model.stores_per_cycle,
+        DISPATCH: counts[DISPATCH] / model.dispatch_per_cycle,
+    }
+    bound = max(limits, key=limits.get)
+    return Floor(limits[bound] / elements, {k: v / elements for k, v in counts.items()}, bound)
 
 
 def kernel_floor(assembly: str, symbols, lanes: int, model: PortModel) -> Floor:
     """The floor of a kernel that runs the main loops of `symbols` once each per element (a
     softmax's passes, or one exp kernel)."""
     loops = main_loops(assembly)
-    total, counts = 0.0, {FMA: 0.0, ADD: 0.0, ANY: 0.0}
+    total, counts, bounds = 0.0, {}, []
     for symbol in symbols:
         if symbol not in loops:
             raise ValueError(f"no main loop found for {symbol}")
         _, vectors, body = loops[symbol]
         floor = loop_floor(body, vectors * lanes, model)
         total += floor.cycles_per_element
+        bounds.append((floor.cycles_per_element, floor.bound))
         for k, v in floor.counts.items():
-            counts[k] += v
-    return Floor(total, counts)
+            counts[k] = counts.get(k, 0.0) + v
+    return Floor(total, counts, max(bounds)[1] if bounds else "")
 
 
 def variant_floor(variant, model: PortModel) -> Floor:
@@ -252,9 +312,9 @@ class HostFloors:
 
     def describe(self) -> str:
         if self.model is None:
-            return f"FP-port floor: no port model for {self.cpu} (see docs/performance.md)"
-        return (f"FP-port floor: {self.model.family} model ({self.cpu}), clock measured at "
-                f"{self.ghz:.2f} GHz")
+            return f"port floor: no pipe map for {self.cpu} (see docs/performance.md)"
+        return (f"port floor: {self.model.family} pipe map ({self.cpu}; FP pipes, load and "
+                f"store ports, dispatch), clock measured at {self.ghz:.2f} GHz")
 
 
 def host_floors(isa: str | None) -> HostFloors:

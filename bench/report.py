@@ -9,8 +9,8 @@ Conventions (the paper's):
   Both are given only out of cache: in cache the probes run from the caches and bound nothing.
 - "vs 3-pass" is (best three-pass softjit time on that ISA) / candidate time (> 1: faster); not
   given for the probes.
-- "x floor" is a softjit kernel's time over its FP-port floor (port_floor.py): 1.0 would be
-  every FP pipe busy every cycle of the main loops.
+- "x floor" is a softjit kernel's time over its port floor (port_floor.py): 1.0 would be the
+  busiest of the FP pipes, load and store ports and dispatch busy every cycle of the main loops.
 Candidates without an ISA (peers, probes aside) are compared with the host's best ISA.
 """
 from __future__ import annotations
@@ -167,8 +167,8 @@ def format_meta(meta: dict) -> str:
         f"python {meta.get('python')}, numpy {meta.get('numpy')}; peers: {peers}",
         f"medians of {meta.get('clock', 'wall')}-clock time per run; GB/s at 8 bytes/element; "
         "%bound = (read + copy probe time) / time, out of cache only; vs 3-pass = best "
-        "three-pass time / time; floor = FP-port floor, ns/element; x floor = time / floor",
-        meta.get("port_floor") or "FP-port floor: not computed",
+        "three-pass time / time; floor = port floor, ns/element; x floor = time / floor",
+        meta.get("port_floor") or "port floor: not computed",
         f"load average at start: {', '.join(f'{v:.2f}' for v in load) if load else 'n/a'}"
         + (f"; at end: {', '.join(f'{v:.2f}' for v in meta['load_average_end'])}"
            if meta.get("load_average_end") else "")

@@ -14,7 +14,7 @@
 f32_vexp__avx2_rr2_p5_u32:
 .Lentry_f32_vexp__avx2_rr2_p5_u32:
 	# constants kept in registers for the whole call
-	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias]
+	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias_split]
 	vmovaps ymm1, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_log2e]
 	# x is clamped to [-104, 89] (exp rounds to 0 below, to +inf above); NaN passes
 	vmovaps ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_x_min]
@@ -44,19 +44,19 @@ f32_vexp__avx2_rr2_p5_u32:
 	vfmadd231ps ymm10, ymm6, ymm1
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, ymm1
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
@@ -82,27 +82,11 @@ f32_vexp__avx2_rr2_p5_u32:
 	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
-	# y = (p * 2^a) * 2^b with a = clamp(n, -100, 127), b = n - a: one rounding
-	vmaxps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
-	vmaxps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
-	vmaxps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
-	vmaxps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
-	vminps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
-	vminps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
-	vminps ymm6, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
-	vminps ymm7, ymm7, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
-	vsubps ymm8, ymm8, ymm4
-	vsubps ymm9, ymm9, ymm5
-	vsubps ymm10, ymm10, ymm6
-	vsubps ymm11, ymm11, ymm7
-	vaddps ymm4, ymm4, ymm0
-	vaddps ymm5, ymm5, ymm0
-	vaddps ymm6, ymm6, ymm0
-	vaddps ymm7, ymm7, ymm0
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
+	# y = (p * 2^(floor(m/2) - 127)) * 2^(ceil(m/2) - 127), m = n + 254
+	vpsrld ymm4, ymm8, 1
+	vpsrld ymm5, ymm9, 1
+	vpsrld ymm6, ymm10, 1
+	vpsrld ymm7, ymm11, 1
 	vpslld ymm4, ymm4, 23
 	vpslld ymm5, ymm5, 23
 	vpslld ymm6, ymm6, 23
@@ -111,6 +95,10 @@ f32_vexp__avx2_rr2_p5_u32:
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
 	vpslld ymm11, ymm11, 23
+	vpsubd ymm8, ymm8, ymm4
+	vpsubd ymm9, ymm9, ymm5
+	vpsubd ymm10, ymm10, ymm6
+	vpsubd ymm11, ymm11, ymm7
 	vmulps ymm12, ymm12, ymm4
 	vmulps ymm13, ymm13, ymm5
 	vmulps ymm14, ymm14, ymm6
@@ -139,10 +127,10 @@ f32_vexp__avx2_rr2_p5_u32:
 	# n = round(x * log2e)
 	vmovaps ymm5, ymm0
 	vfmadd231ps ymm5, ymm4, ymm1
-	vsubps ymm5, ymm5, ymm0
+	vsubps ymm6, ymm5, ymm0
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
@@ -150,14 +138,11 @@ f32_vexp__avx2_rr2_p5_u32:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
-	# y = (p * 2^a) * 2^b with a = clamp(n, -100, 127), b = n - a: one rounding
-	vmaxps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
-	vminps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
-	vsubps ymm5, ymm5, ymm4
-	vaddps ymm4, ymm4, ymm0
-	vaddps ymm5, ymm5, ymm0
+	# y = (p * 2^(floor(m/2) - 127)) * 2^(ceil(m/2) - 127), m = n + 254
+	vpsrld ymm4, ymm5, 1
 	vpslld ymm4, ymm4, 23
 	vpslld ymm5, ymm5, 23
+	vpsubd ymm5, ymm5, ymm4
 	vmulps ymm6, ymm6, ymm4
 	vmulps ymm6, ymm6, ymm5
 	vmovups YMMWORD PTR [rsi], ymm6
@@ -180,28 +165,25 @@ f32_vexp__avx2_rr2_p5_u32:
 	# n = round(x * log2e)
 	vmovaps ymm2, ymm0
 	vfmadd231ps ymm2, ymm5, ymm1
-	vsubps ymm2, ymm2, ymm0
+	vsubps ymm0, ymm2, ymm0
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm5, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
-	vfmadd231ps ymm5, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
+	vfmadd231ps ymm5, ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_hi]
+	vfmadd231ps ymm5, ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm1, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
-	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
-	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
-	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
-	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
-	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
-	# y = (p * 2^a) * 2^b with a = clamp(n, -100, 127), b = n - a: one rounding
-	vmaxps ymm5, ymm2, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_minus_100]
-	vminps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_plus_127]
-	vsubps ymm2, ymm2, ymm5
-	vaddps ymm5, ymm5, ymm0
-	vaddps ymm2, ymm2, ymm0
+	vmovups ymm0, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c5]
+	vfmadd213ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c4]
+	vfmadd213ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c3]
+	vfmadd213ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c2]
+	vfmadd213ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_c1]
+	vfmadd213ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vexp__avx2_rr2_p5_u32_one]
+	# y = (p * 2^(floor(m/2) - 127)) * 2^(ceil(m/2) - 127), m = n + 254
+	vpsrld ymm5, ymm2, 1
 	vpslld ymm5, ymm5, 23
 	vpslld ymm2, ymm2, 23
-	vmulps ymm1, ymm1, ymm5
-	vmulps ymm1, ymm1, ymm2
-	vmaskmovps YMMWORD PTR [rsi], ymm4, ymm1
+	vpsubd ymm2, ymm2, ymm5
+	vmulps ymm0, ymm0, ymm5
+	vmulps ymm0, ymm0, ymm2
+	vmaskmovps YMMWORD PTR [rsi], ymm4, ymm0
 .Lf32_vexp__avx2_rr2_p5_u32_exp_tail_done:
 	vzeroupper
 	ret
@@ -209,9 +191,9 @@ f32_vexp__avx2_rr2_p5_u32:
 
 	.section .rodata
 	.p2align 5
-.Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias:
+.Lc_f32_vexp__avx2_rr2_p5_u32_magic_bias_split:
 	.rept 8
-	.long 0x4B40007F  # 0x1.8000FEp+23 = 12583039
+	.long 0x4B4000FE  # 0x1.8001FCp+23 = 12583166
 	.endr
 	.p2align 5
 .Lc_f32_vexp__avx2_rr2_p5_u32_log2e:
@@ -267,16 +249,6 @@ f32_vexp__avx2_rr2_p5_u32:
 .Lc_f32_vexp__avx2_rr2_p5_u32_one:
 	.rept 8
 	.long 0x3F800000  # 0x1.0p+0 = 1
-	.endr
-	.p2align 5
-.Lc_f32_vexp__avx2_rr2_p5_u32_minus_100:
-	.rept 8
-	.long 0xC2C80000  # -0x1.9p+6 = -100
-	.endr
-	.p2align 5
-.Lc_f32_vexp__avx2_rr2_p5_u32_plus_127:
-	.rept 8
-	.long 0x42FE0000  # 0x1.FCp+6 = 127
 	.endr
 	.p2align 5
 .Lc_f32_vexp__avx2_rr2_p5_u32_tail_window:

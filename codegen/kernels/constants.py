@@ -26,6 +26,8 @@ C3 = f32("0x1.555A80p-3")
 C4 = f32("0x1.573A1Ap-5")
 C5 = f32("0x1.0F9F9Cp-7")
 MAGIC_BIAS = f32("0x1.8000FEp23")  # 1.5*2^23 + 127: fma(x, log2e, bias) rounds n, bits<<23 = 2^n
+# 1.5*2^23 + 254: the low bits hold m = n + 254, split into two float exponents (exp.py)
+MAGIC_BIAS_SPLIT = f32("0x1.8001FCp23")
 
 # vexp clamps its input to [EXP_X_MIN, EXP_X_MAX]: below, exp rounds to +0; above, to +inf.
 # -104 < zero cutoff (-103.97) so p*2^-150 < 2^-150 rounds to 0; 89 > overflow cutoff (88.72).

@@ -11,13 +11,13 @@ from softjit.codegen.kernels.reduce import horizontal, nan_sticky_max, nan_stick
 
 
 # constants worth a register, most loads saved first (AVX2 reads magic_bias three times a vector)
-_VEXP_RESIDENT = ("magic_bias", "log2e", "c4", "c3", "c2", "c1", "one", "minus_ln2_hi",
-                  "minus_ln2_lo", "c5", "minus_100", "plus_127")
+_VEXP_RESIDENT = ("magic_bias_split", "log2e", "c4", "c3", "c2", "c1", "one", "minus_ln2_hi",
+                  "minus_ln2_lo", "c5")
 
 
 def build_vexp(signature_name: str, target, unroll: int, interleave: int = 0) -> Function:
     wanted = tuple(c for c in _VEXP_RESIDENT if not target.has_scalef
-                   or c not in ("magic_bias", "minus_100", "plus_127"))
+                   or c != "magic_bias_split")
     return resident_fit(lambda resident: _vexp(signature_name, target, unroll, interleave,
                                                resident), wanted)
 
@@ -46,28 +46,15 @@ def _vexp(signature_name: str, target, unroll: int, interleave: int, resident: t
             f.vmaxps(v, x_min, v)  # constant first: VMAXPS returns its second source on NaN
         for v in xs:
             f.vminps(v, x_max, v)
-        e.round_and_reduce(xs, ns)
+        biased = None if e.scalef else f.vecs("nb", tile.count)
+        e.round_and_reduce(xs, ns, biased, split_exponent=True)
         e.polynomial(xs, ps)
         if e.scalef:
             f.comment("y = p * 2^n (VSCALEFPS rounds subnormal results once)")
             for p, nv in zip(ps, ns):
                 f.vscalefps(p, p, nv)
         else:
-            f.comment("y = (p * 2^a) * 2^b with a = clamp(n, -100, 127), b = n - a: one rounding")
-            for a, nv in zip(xs, ns):
-                f.vmaxps(a, nv, e.c("minus_100", -100.0))
-            for a in xs:
-                f.vminps(a, a, e.c("plus_127", 127.0))
-            for nv, a in zip(ns, xs):
-                f.vsubps(nv, nv, a)
-            for s in xs + ns:
-                f.vaddps(s, s, e.c("magic_bias", K.MAGIC_BIAS))
-            for s in xs + ns:
-                f.vpslld(s, s, 23)
-            for p, a in zip(ps, xs):
-                f.vmulps(p, p, a)
-            for p, b in zip(ps, ns):
-                f.vmulps(p, p, b)
+            e.split_power_of_two(ps, biased, xs)
         for i, p in enumerate(ps):
             tile.store(y, i, p)
 

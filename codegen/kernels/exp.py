@@ -35,12 +35,17 @@ class ExpP5:
         if resident:
             f.comment("constants kept in registers for the whole call")
         for name in resident:
-            self.registers[name] = self.constant_register(name, CONSTANT_VALUES[name])
+            self.registers[name] = self.constant_register(name, CONSTANT_VALUES.get(name))
 
-    def c(self, name: str, value: float):
-        """The constant as a source operand: its register when resident, else memory."""
+    def c(self, name: str, value: float | None = None):
+        """The constant as a source operand: its register when resident, else memory. Names in
+        CONSTANT_BITS are dword bit patterns (their value is the table's)."""
         register = self.registers.get(name)
-        return register if register is not None else self.f.constant(name, value)
+        if register is not None:
+            return register
+        if name in CONSTANT_BITS:
+            return self.f.constant_bits(name, CONSTANT_BITS[name])
+        return self.f.constant(name, CONSTANT_VALUES[name] if value is None else value)
 
     def load_constant(self, dest: Register, name: str, value: float) -> None:
         source = self.c(name, value)
@@ -58,7 +63,7 @@ class ExpP5:
         return reg
 
     def round_and_reduce(self, xs: list, ns: list, biased: list | None = None,
-                         bias=None, one_step: bool = False) -> None:
+                         bias=None, one_step: bool = False, split_exponent: bool = False) -> None:
         """ns[i] = round(xs[i] * log2e) as floats; xs[i] becomes t = x - n*ln2 (in place).
 
         one_step (rr1): t = x - n*ln2 with ln2 rounded to float32, one FMA instead of two. Its
@@ -68,7 +73,8 @@ class ExpP5:
         AVX2 only: with `biased`, biased[i] keeps n + magic bias, whose low bits hold n + 127,
         so that biased << 23 is 2^n. `bias` (a register or memory) replaces the magic bias by
         another value of the same binade (magic - e folds a row exponent e into those bits:
-        2^(n - e)).
+        2^(n - e)). split_exponent: the bias is MAGIC_BIAS_SPLIT instead, whose low bits hold
+        n + 254, for split_power_of_two.
         """
         f = self.f
         f.comment("n = round(x * log2e)")
@@ -79,10 +85,11 @@ class ExpP5:
                 f.vrndscaleps(n, n, 0x08)  # round to nearest even, no precision exception
         else:
             held = biased if biased is not None else ns
-            magic = bias if bias is not None else self.c("magic_bias", K.MAGIC_BIAS)
+            magic_name = "magic_bias_split" if split_exponent else "magic_bias"
+            magic = bias if bias is not None else self.c(magic_name)
             for x, b in zip(xs, held):
                 if bias is None:
-                    self.load_constant(b, "magic_bias", K.MAGIC_BIAS)
+                    self.load_constant(b, magic_name, CONSTANT_VALUES[magic_name])
                 else:
                     f.vmovups(b, bias)
                 f.vfmadd231ps(b, x, self.c("log2e", K.LOG2E))
@@ -98,6 +105,34 @@ class ExpP5:
             f.vfmadd231ps(x, n, self.c("minus_ln2_hi", K.MINUS_LN2_HI))
         for x, n in zip(xs, ns):
             f.vfmadd231ps(x, n, self.c("minus_ln2_lo", K.MINUS_LN2_LO))
+
+    def split_power_of_two(self, ps: list, biased: list, scratch: list) -> None:
+        """AVX2: ps[i] = ps[i] * 2^n_i with one rounding (subnormal results correctly rounded),
+        for n_i in [-150, 128]; biased[i] from round_and_reduce(split_exponent=True) holds
+        m = n + 254 in its low 9 bits (the bits above them are the bias's, with zeros from
+        bit 9 to bit 21), and is clobbered, as are the `scratch` registers.
+
+            2^n = 2^(floor(m/2) - 127) * 2^(ceil(m/2) - 127), both factors normal for m in
+            [104, 382]. p * 2^(floor(m/2) - 127) is exact (p in [0.7, 1.5]), the second
+            product rounds once. (bits >> 1) << 23 is the float 2^(floor(m/2) - 127) (every bit
+            above m's is shifted out), and (bits << 23) minus it is 2^(ceil(m/2) - 127): three
+            shifts and an integer subtract, no constant, where clamping n to two float
+            exponents took seven FADD-pipe ops and two constants.
+        """
+        f = self.f
+        f.comment("y = (p * 2^(floor(m/2) - 127)) * 2^(ceil(m/2) - 127), m = n + 254")
+        for s, b in zip(scratch, biased):
+            f.vpsrld(s, b, 1)
+        for s in scratch:
+            f.vpslld(s, s, 23)
+        for b in biased:
+            f.vpslld(b, b, 23)
+        for b, s in zip(biased, scratch):
+            f.vpsubd(b, b, s)
+        for p, s in zip(ps, scratch):
+            f.vmulps(p, p, s)
+        for p, b in zip(ps, biased):
+            f.vmulps(p, p, b)
 
     COEFFICIENTS = (("c5", K.C5), ("c4", K.C4), ("c3", K.C3), ("c2", K.C2), ("c1", K.C1),
                     ("one", 1.0))
@@ -125,11 +160,15 @@ class ExpP5:
 
 
 CONSTANT_VALUES = {
-    "log2e": K.LOG2E, "magic_bias": K.MAGIC_BIAS, "minus_ln2": -K.LN2,
+    "log2e": K.LOG2E, "magic_bias": K.MAGIC_BIAS, "magic_bias_split": K.MAGIC_BIAS_SPLIT,
+    "minus_ln2": -K.LN2,
     "minus_ln2_hi": K.MINUS_LN2_HI, "minus_ln2_lo": K.MINUS_LN2_LO,
     "c5": K.C5, "c4": K.C4, "c3": K.C3, "c2": K.C2, "c1": K.C1, "one": 1.0, "minus_127": -127.0,
     "minus_100": -100.0, "plus_127": 127.0,
 }
+
+# integer lane constants (dword bit patterns)
+CONSTANT_BITS = {}
 
 
 def resident_fit(build, wanted: tuple) -> Function:
