@@ -286,9 +286,10 @@ def _half_variants(element: str) -> tuple:
 # --sizes 1e4,1e5` per ISA on the development host (AMD EPYC, Zen 4: family 0x19 model 0x11; see
 # docs/performance.md), then checked on 4096 x 1000 and 1e5 with the row drivers interleaved;
 # the best few of each algorithm were within 3-6% of one another. AVX2 keeps 4-vector steps for
-# two-pass and three-pass-reload (wider steps were not faster) and takes 12 vectors in tiles of
-# 4 for three-pass-recompute (7-10% faster); AVX-512 takes 8-16 vectors per step in tiles of
-# 2-4. The kernels keep as many constants in registers as fit beside a tile
+# two-pass (wider steps were not faster), tiles three-pass-reload's 4 vectors by 2 (its sum
+# pass then keeps six constants in registers instead of none: 4 loads a vector instead of 12,
+# 20-25% faster in cache, docs/performance.md) and takes 12 vectors in tiles of 4 for
+# three-pass-recompute (7-10% faster); AVX-512 takes 8-16 vectors per step in tiles of 2-4. The kernels keep as many constants in registers as fit beside a tile
 # (exp.resident_fit). Zen 3 hosts run the same AVX2 kernels: 4 FMA-latency chains per tile, and
 # the out-of-order core overlaps tiles and iterations.
 # The first softmax variant of an (algorithm, isa, store kind) is the one softjit.softmax runs.
@@ -301,7 +302,7 @@ _ELEMENTWISE = (
 )
 _SOFTMAX_FAMILY = (
     Softmax("two-pass", "avx2", 4, 1, 4),
-    Softmax("three-pass-reload", "avx2", 4, 2, 4),
+    Softmax("three-pass-reload", "avx2", 4, 2, 4, interleave=2),
     Softmax("three-pass-recompute", "avx2", 12, 1, 12, interleave=4),
     Softmax("two-pass", "avx512f", 16, 2, 8, interleave=4),
     Softmax("three-pass-reload", "avx512f", 8, 2, 4, interleave=2),

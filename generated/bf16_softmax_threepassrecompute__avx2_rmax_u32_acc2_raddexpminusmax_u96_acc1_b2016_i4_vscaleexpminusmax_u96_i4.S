@@ -138,15 +138,15 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm12, ymm8, ymm0
-	vsubps ymm13, ymm9, ymm0
-	vsubps ymm14, ymm10, ymm0
-	vsubps ymm15, ymm11, ymm0
+	vsubps ymm8, ymm8, ymm0
+	vsubps ymm9, ymm9, ymm0
+	vsubps ymm10, ymm10, ymm0
+	vsubps ymm11, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -173,6 +173,10 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm8, ymm8, ymm0
+	vaddps ymm9, ymm9, ymm0
+	vaddps ymm10, ymm10, ymm0
+	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -212,15 +216,15 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm12, ymm8, ymm0
-	vsubps ymm13, ymm9, ymm0
-	vsubps ymm14, ymm10, ymm0
-	vsubps ymm15, ymm11, ymm0
+	vsubps ymm8, ymm8, ymm0
+	vsubps ymm9, ymm9, ymm0
+	vsubps ymm10, ymm10, ymm0
+	vsubps ymm11, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -247,6 +251,10 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm8, ymm8, ymm0
+	vaddps ymm9, ymm9, ymm0
+	vaddps ymm10, ymm10, ymm0
+	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -286,15 +294,15 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm12, ymm8, ymm0
-	vsubps ymm13, ymm9, ymm0
-	vsubps ymm14, ymm10, ymm0
-	vsubps ymm15, ymm11, ymm0
+	vsubps ymm8, ymm8, ymm0
+	vsubps ymm9, ymm9, ymm0
+	vsubps ymm10, ymm10, ymm0
+	vsubps ymm11, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -321,6 +329,10 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm8, ymm8, ymm0
+	vaddps ymm9, ymm9, ymm0
+	vaddps ymm10, ymm10, ymm0
+	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -350,9 +362,9 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	# n = round(x * log2e)
 	vmovaps ymm5, ymm0
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm6, ymm5, ymm0
+	vsubps ymm5, ymm5, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c4]
@@ -361,6 +373,7 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm5, ymm5, ymm0
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# sum += exp(x - m)
@@ -397,9 +410,9 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	# n = round(x * log2e)
 	vmovaps ymm4, ymm0
 	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm6, ymm4, ymm0
+	vsubps ymm4, ymm4, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c4]
@@ -408,6 +421,7 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c1]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm4, ymm4, ymm0
 	vpslld ymm4, ymm4, 23
 	vmulps ymm6, ymm6, ymm4
 	# sum += exp(x - m)
@@ -485,15 +499,15 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm12, ymm8, ymm0
-	vsubps ymm13, ymm9, ymm0
-	vsubps ymm14, ymm10, ymm0
-	vsubps ymm15, ymm11, ymm0
+	vsubps ymm8, ymm8, ymm0
+	vsubps ymm9, ymm9, ymm0
+	vsubps ymm10, ymm10, ymm0
+	vsubps ymm11, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
@@ -520,6 +534,10 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm8, ymm8, ymm0
+	vaddps ymm9, ymm9, ymm0
+	vaddps ymm10, ymm10, ymm0
+	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -603,15 +621,15 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm12, ymm8, ymm0
-	vsubps ymm13, ymm9, ymm0
-	vsubps ymm14, ymm10, ymm0
-	vsubps ymm15, ymm11, ymm0
+	vsubps ymm8, ymm8, ymm0
+	vsubps ymm9, ymm9, ymm0
+	vsubps ymm10, ymm10, ymm0
+	vsubps ymm11, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
@@ -638,6 +656,10 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm8, ymm8, ymm0
+	vaddps ymm9, ymm9, ymm0
+	vaddps ymm10, ymm10, ymm0
+	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -721,15 +743,15 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm12, ymm8, ymm0
-	vsubps ymm13, ymm9, ymm0
-	vsubps ymm14, ymm10, ymm0
-	vsubps ymm15, ymm11, ymm0
+	vsubps ymm8, ymm8, ymm0
+	vsubps ymm9, ymm9, ymm0
+	vsubps ymm10, ymm10, ymm0
+	vsubps ymm11, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
@@ -756,6 +778,10 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm8, ymm8, ymm0
+	vaddps ymm9, ymm9, ymm0
+	vaddps ymm10, ymm10, ymm0
+	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -830,9 +856,9 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	# n = round(x * log2e)
 	vmovaps ymm5, ymm0
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm6, ymm5, ymm0
+	vsubps ymm5, ymm5, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c4]
@@ -841,6 +867,7 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm5, ymm5, ymm0
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# y = exp(x - m) * s
@@ -887,32 +914,33 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	# n = round(x * log2e)
 	vmovaps ymm1, ymm0
 	vfmadd231ps ymm1, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm0, ymm1, ymm0
+	vsubps ymm1, ymm1, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm1, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
-	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c4]
-	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c3]
-	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c2]
-	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c1]
-	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
+	vmovups ymm3, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
+	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c4]
+	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c3]
+	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c2]
+	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c1]
+	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm1, ymm1, ymm0
 	vpslld ymm1, ymm1, 23
-	vmulps ymm0, ymm0, ymm1
+	vmulps ymm3, ymm3, ymm1
 	# y = exp(x - m) * s
-	vmulps ymm0, ymm0, ymm2
+	vmulps ymm3, ymm3, ymm2
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm1, ymm0, 16
-	vpand ymm1, ymm1, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one_bits]
-	vpaddd ymm1, ymm1, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_bf16_rounding_bias]
-	vpaddd ymm1, ymm1, ymm0
-	vcmpps ymm0, ymm0, ymm0, 3
-	vpor ymm1, ymm1, ymm0
-	vpsrld ymm1, ymm1, 16
-	vextractf128 xmm0, ymm1, 1
-	vpackusdw xmm1, xmm1, xmm0
-	vmovups XMMWORD PTR [rsp], xmm1
+	vpsrld ymm0, ymm3, 16
+	vpand ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one_bits]
+	vpaddd ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_bf16_rounding_bias]
+	vpaddd ymm0, ymm0, ymm3
+	vcmpps ymm1, ymm3, ymm3, 3
+	vpor ymm0, ymm0, ymm1
+	vpsrld ymm0, ymm0, 16
+	vextractf128 xmm1, ymm0, 1
+	vpackusdw xmm0, xmm0, xmm1
+	vmovups XMMWORD PTR [rsp], xmm0
 	xor ecx, ecx
 .Lbf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_copy_words_1:
 	cmp rcx, rdx

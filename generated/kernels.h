@@ -25,11 +25,11 @@ size_t f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32(cons
 size_t f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 size_t f32_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
-/* f32_softmax_threepassreload__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_vscale_u32 (avx2): three-pass-reload softmax, float32 */
+/* f32_softmax_threepassreload__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_i2_vscale_u32_i2 (avx2): three-pass-reload softmax, float32 */
 int f32_rmax_pass__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048(const float* x, float* y, size_t n, float* state);
-int f32_vscale__avx2_u32(const float* x, float* y, size_t n, float* state);
-size_t f32_softmax_threepassreload__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_vscale_u32(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+int f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2(const float* x, float* y, size_t n, float* state);
+int f32_vscale__avx2_u32_i2(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassreload__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_i2_vscale_u32_i2(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
 /* f32_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4 (avx2): three-pass-recompute softmax, float32 */
 int f32_rmax_pass__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
@@ -159,11 +159,11 @@ int f32_raddextexp_scaled__avx2_rr2_p5_u32_acc1_b2048(const float* x, float* y, 
 int f32_vscaleextexp_scaled__avx2_rr2_p5_u32(const float* x, float* y, size_t n, float* state);
 size_t f32_softmax_twopass_scaled__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
-/* f32_softmax_threepassreload_scaled__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_vscale_u32 (avx2): three-pass-reload softmax of scale * x, float32 */
+/* f32_softmax_threepassreload_scaled__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_i2_vscale_u32_i2 (avx2): three-pass-reload softmax of scale * x, float32 */
 int f32_rmax_pass_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
-int f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048(const float* x, float* y, size_t n, float* state);
-int f32_vscale__avx2_u32(const float* x, float* y, size_t n, float* state);
-size_t f32_softmax_threepassreload_scaled__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_vscale_u32(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
+int f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2(const float* x, float* y, size_t n, float* state);
+int f32_vscale__avx2_u32_i2(const float* x, float* y, size_t n, float* state);
+size_t f32_softmax_threepassreload_scaled__avx2_rmax_u32_acc2_raddstoreexpminusmax_u32_acc2_b2048_i2_vscale_u32_i2(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
 /* f32_softmax_threepassrecompute_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b2016_i4_vscaleexpminusmax_u96_i4 (avx2): three-pass-recompute softmax of scale * x, float32 */
 int f32_rmax_pass_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
