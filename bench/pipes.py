@@ -196,6 +196,72 @@ def _probe_variant(mix: tuple, isa: str):
     return PipeProbe(isa, mix)
 
 
+def build_chain_probe(name: str, target, chains: int, length: int):
+    """A Function chains_probe(n): n iterations of `chains` independent chains of `length`
+    dependent FMA-pipe ops each (a VMULPS that starts the chain, then FMAs on its result),
+    stage by stage across the chains. Nothing carries from one iteration to the next, so only
+    the out-of-order window limits how many iterations overlap."""
+    from softjit.codegen.abi import Param, Signature
+    from softjit.codegen.stream import Function
+
+    f = Function(Signature(name, (Param("size_t", "n"),),
+                           doc="n iterations of a dependent-chain probe (bench/pipes.py)."),
+                 target)
+    (n,) = f.args
+    a, b = f.vec("a"), f.vec("b")
+    f.vxorps(a, a, a)
+    f.vxorps(b, b, b)
+    values = f.vecs("chain", chains)
+    for v in values:
+        f.vxorps(v, v, v)
+    with f.count_down_loop(n, 1, "probe"):
+        for v in values:
+            f.vmulps(v, a, b)
+        for _ in range(length - 1):
+            for v in values:
+                f.vfmadd213ps(v, a, b)
+    for v in values + [b]:
+        f.vorps(a, a, v)
+    f.vzeroupper()
+    f.ret()
+    return f
+
+
+def _chain_variant(chains: int, length: int, isa: str):
+    from softjit.codegen.variants import VariantBase
+
+    @dataclass(frozen=True)
+    class ChainProbe(VariantBase):
+        isa: str
+        chains: int
+        length: int
+
+        op = "chain_probe"
+        description = "independent chains of dependent FMAs (bench/pipes.py)"
+
+        @property
+        def name(self) -> str:
+            return f"chain_probe__{self.isa}_{self.chains}x{self.length}"
+
+        def functions(self) -> tuple:
+            return (build_chain_probe(self.name, self.target, self.chains, self.length),)
+
+    return ChainProbe(isa, chains, length)
+
+
+# chains x length per iteration: the FMA latency (4 cycles) times the FMA rate (2 a cycle) is 8
+# FMAs in flight per chain-cycle; one long chain per iteration needs the window to hold many
+# iterations at once
+CHAIN_SHAPES = ((1, 8), (1, 16), (1, 32), (2, 16), (4, 8))
+
+
+def measure_chains(isa: str = "avx2", rounds: int = 7) -> dict:
+    """{(chains, length): FMA-pipe ops per cycle}."""
+    cycles = measure_loops({shape: _chain_variant(*shape, isa) for shape in CHAIN_SHAPES}, isa,
+                           rounds)
+    return {shape: shape[0] * shape[1] / c for shape, c in cycles.items()}
+
+
 # ---------------------------------------------------------------------------- measuring
 @dataclass
 class Probe:
@@ -214,13 +280,20 @@ def _timed(function, iterations: int) -> int:
 def measure_mixes(mixes: list, isa: str = "avx2", rounds: int = 7,
                   sample_ns: float = 2e6) -> dict:
     """{mix: median core cycles per loop iteration} for each mix ((form, count), ...)."""
+    return measure_loops({mix: _probe_variant(mix, isa) for mix in mixes}, isa, rounds,
+                         sample_ns)
+
+
+def measure_loops(loops: dict, isa: str, rounds: int, sample_ns: float = 2e6) -> dict:
+    """{key: median core cycles per iteration} of each probe variant ({key: variant}) whose
+    function takes the number of iterations."""
     from softjit.bench.port_floor import _clock_chain
     from softjit.codegen.kernels.bandwidth import CLOCK_CHAIN_ADDS
     from softjit.runtime import bindings
 
     chain = bindings.function(_clock_chain(isa))
     chain_iterations = 200_000
-    probes = [Probe(mix, bindings.function(_probe_variant(mix, isa))) for mix in mixes]
+    probes = [Probe(key, bindings.function(variant)) for key, variant in loops.items()]
     for probe in probes:
         probe.function(1000)
         trial = 1000
@@ -336,7 +409,8 @@ def run(forms: list | None = None, isa: str = "avx2", rounds: int = 7,
                       "pipes": sorted(pipes), "cost": cost, "error": error}
     pipe_map = PipeMap(forms_map, known.loads_per_cycle, known.stores_per_cycle)
     return {"pinned_cpu": pinned, "isa": isa, "forms": rows, "map": pipe_map,
-            "memory_check": (cycles[MEMORY_CHECK], pipe_map.cycles(dict(MEMORY_CHECK)))}
+            "memory_check": (cycles[MEMORY_CHECK], pipe_map.cycles(dict(MEMORY_CHECK))),
+            "chains": measure_chains(isa, rounds)}
 
 
 def format_results(results: dict) -> str:
@@ -359,5 +433,11 @@ def format_results(results: dict) -> str:
     lines.append(f"vector loads {pipe_map.loads_per_cycle:.2f} / cycle, stores "
                  f"{pipe_map.stores_per_cycle:.2f} / cycle; 12 FMAs with a memory operand + 12 "
                  f"loads: {measured:.2f} cycles (model: {predicted:.2f})")
+    lines.append("dependent chains (a multiply, then FMAs on its result), nothing carried "
+                 "between iterations: FMA-pipe ops per cycle (2.00 = the pipes' rate)")
+    for (chains, length), rate in results.get("chains", {}).items():
+        latency = 4 * length
+        lines.append(f"  {chains} x {length:<3} per iteration ({latency:3d} cycles of latency "
+                     f"a chain): {rate:4.2f} / cycle, {rate * latency:4.0f} in flight")
     return "\n".join(lines) + "\n"
 
