@@ -86,6 +86,7 @@ vpaddq       V,V,V/Bq       avx2  avx512f   mask vl
 vpand        V,V,V/M        avx2  -
 vpor         V,V,V/M        avx2  -
 vpcmpgtd     V,V,V/M        avx2  -
+vpminud      V,V,V/B        avx2  avx512f   mask vl
 vpslld       V,V/M,I        avx2  avx512f   mask vl
 vpsrld       V,V/M,I        avx2  avx512f   mask vl
 vpsllq       V,V/M,I        avx2  avx512f   mask vl

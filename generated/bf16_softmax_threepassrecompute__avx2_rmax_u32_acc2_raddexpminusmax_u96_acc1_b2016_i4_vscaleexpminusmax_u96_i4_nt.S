@@ -470,13 +470,55 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vbroadcastss ymm1, DWORD PTR [rcx]
 	vbroadcastss ymm2, DWORD PTR [rcx + 4]
 	vmovaps ymm3, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_d_min]
-	# head = min(n, elements until y is vector-aligned)
+	# head = min(n, elements until y is aligned to 2 vectors)
 	mov rcx, rsi
 	neg rcx
-	and rcx, 15
+	and rcx, 31
 	shr rcx, 1
 	cmp rcx, rdx
 	cmova rcx, rdx
+	cmp rcx, 8
+	jb .Lbf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_head_short
+	vpmovzxwd ymm4, XMMWORD PTR [rdi]
+	vpslld ymm4, ymm4, 16
+	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
+	vsubps ymm4, ymm4, ymm1
+	vmaxps ymm4, ymm3, ymm4
+	# n = round(x * log2e)
+	vmovaps ymm5, ymm0
+	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vsubps ymm5, ymm5, ymm0
+	# t = x - n*ln2 (one FMA: n is small here)
+	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
+	vaddps ymm5, ymm5, ymm0
+	vpslld ymm5, ymm5, 23
+	vmulps ymm6, ymm6, ymm5
+	# y = exp(x - m) * s
+	vmulps ymm6, ymm6, ymm2
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm4, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm4
+	vpsrld ymm5, ymm5, 16
+	vextractf128 xmm4, ymm5, 1
+	vpackusdw xmm5, xmm5, xmm4
+	vmovups XMMWORD PTR [rsi], xmm5
+	add rdi, 16
+	add rsi, 16
+	sub rdx, 8
+	sub rcx, 8
+.Lbf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_head_short:
 	test rcx, rcx
 	je .Lbf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_aligned
 	lea r8, [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_tail_window]
@@ -518,17 +560,17 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm6, ymm6, ymm5
 	# y = exp(x - m) * s
 	vmulps ymm6, ymm6, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm6, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm6
-	vcmpps ymm5, ymm6, ymm6, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovups XMMWORD PTR [rsp], xmm4
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm4, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm4
+	vpsrld ymm5, ymm5, 16
+	vextractf128 xmm4, ymm5, 1
+	vpackusdw xmm5, xmm5, xmm4
+	vmovups XMMWORD PTR [rsp], xmm5
 	xor r8d, r8d
 .Lbf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_copy_words_1:
 	cmp r8, rcx
@@ -545,66 +587,64 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	cmp rdx, 96
 	jb .Lbf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_scale_u12_done
 .Lbf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_scale_u12:
-	vpmovzxwd ymm4, XMMWORD PTR [rdi]
-	vpslld ymm4, ymm4, 16
-	vpmovzxwd ymm5, XMMWORD PTR [rdi + 16]
-	vpslld ymm5, ymm5, 16
-	vpmovzxwd ymm6, XMMWORD PTR [rdi + 32]
-	vpslld ymm6, ymm6, 16
-	vpmovzxwd ymm7, XMMWORD PTR [rdi + 48]
-	vpslld ymm7, ymm7, 16
+	vmovups ymm4, YMMWORD PTR [rdi]
+	vpslld ymm5, ymm4, 16
+	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
+	vmovups ymm6, YMMWORD PTR [rdi + 32]
+	vpslld ymm7, ymm6, 16
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps ymm4, ymm4, ymm1
 	vsubps ymm5, ymm5, ymm1
-	vsubps ymm6, ymm6, ymm1
+	vsubps ymm4, ymm4, ymm1
 	vsubps ymm7, ymm7, ymm1
-	vmaxps ymm4, ymm3, ymm4
+	vsubps ymm6, ymm6, ymm1
 	vmaxps ymm5, ymm3, ymm5
-	vmaxps ymm6, ymm3, ymm6
+	vmaxps ymm4, ymm3, ymm4
 	vmaxps ymm7, ymm3, ymm7
+	vmaxps ymm6, ymm3, ymm6
 	# n = round(x * log2e)
 	vmovaps ymm8, ymm0
-	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm8, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm9, ymm0
-	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm9, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm10, ymm0
-	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm10, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm11, ymm0
-	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm11, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vsubps ymm8, ymm8, ymm0
 	vsubps ymm9, ymm9, ymm0
 	vsubps ymm10, ymm10, ymm0
 	vsubps ymm11, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm7, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm6, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
 	vaddps ymm8, ymm8, ymm0
 	vaddps ymm9, ymm9, ymm0
@@ -620,113 +660,105 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm15, ymm15, ymm11
 	# y = exp(x - m) * s
 	vmulps ymm12, ymm12, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm12, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm12
-	vcmpps ymm5, ymm12, ymm12, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi], xmm4
 	vmulps ymm13, ymm13, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm13, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm13
-	vcmpps ymm5, ymm13, ymm13, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 16], xmm4
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm4, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm4
+	vpsrld ymm5, ymm5, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm6, ymm4, 16
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm6, ymm6, ymm4
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
+	vpor ymm6, ymm6, ymm5
+	vmovntps YMMWORD PTR [rsi], ymm6
 	vmulps ymm14, ymm14, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm14, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm14
-	vcmpps ymm5, ymm14, ymm14, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 32], xmm4
 	vmulps ymm15, ymm15, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm15, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm15
-	vcmpps ymm5, ymm15, ymm15, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 48], xmm4
-	vpmovzxwd ymm4, XMMWORD PTR [rdi + 64]
-	vpslld ymm4, ymm4, 16
-	vpmovzxwd ymm5, XMMWORD PTR [rdi + 80]
-	vpslld ymm5, ymm5, 16
-	vpmovzxwd ymm6, XMMWORD PTR [rdi + 96]
-	vpslld ymm6, ymm6, 16
-	vpmovzxwd ymm7, XMMWORD PTR [rdi + 112]
-	vpslld ymm7, ymm7, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm4, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm4
+	vpsrld ymm5, ymm5, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm6, ymm4, 16
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm6, ymm6, ymm4
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
+	vpor ymm6, ymm6, ymm5
+	vmovntps YMMWORD PTR [rsi + 32], ymm6
+	vmovups ymm4, YMMWORD PTR [rdi + 64]
+	vpslld ymm5, ymm4, 16
+	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
+	vmovups ymm6, YMMWORD PTR [rdi + 96]
+	vpslld ymm7, ymm6, 16
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps ymm4, ymm4, ymm1
 	vsubps ymm5, ymm5, ymm1
-	vsubps ymm6, ymm6, ymm1
+	vsubps ymm4, ymm4, ymm1
 	vsubps ymm7, ymm7, ymm1
-	vmaxps ymm4, ymm3, ymm4
+	vsubps ymm6, ymm6, ymm1
 	vmaxps ymm5, ymm3, ymm5
-	vmaxps ymm6, ymm3, ymm6
+	vmaxps ymm4, ymm3, ymm4
 	vmaxps ymm7, ymm3, ymm7
+	vmaxps ymm6, ymm3, ymm6
 	# n = round(x * log2e)
 	vmovaps ymm8, ymm0
-	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm8, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm9, ymm0
-	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm9, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm10, ymm0
-	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm10, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm11, ymm0
-	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm11, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vsubps ymm8, ymm8, ymm0
 	vsubps ymm9, ymm9, ymm0
 	vsubps ymm10, ymm10, ymm0
 	vsubps ymm11, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm7, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm6, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
 	vaddps ymm8, ymm8, ymm0
 	vaddps ymm9, ymm9, ymm0
@@ -742,113 +774,105 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm15, ymm15, ymm11
 	# y = exp(x - m) * s
 	vmulps ymm12, ymm12, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm12, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm12
-	vcmpps ymm5, ymm12, ymm12, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 64], xmm4
 	vmulps ymm13, ymm13, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm13, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm13
-	vcmpps ymm5, ymm13, ymm13, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 80], xmm4
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm4, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm4
+	vpsrld ymm5, ymm5, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm6, ymm4, 16
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm6, ymm6, ymm4
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
+	vpor ymm6, ymm6, ymm5
+	vmovntps YMMWORD PTR [rsi + 64], ymm6
 	vmulps ymm14, ymm14, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm14, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm14
-	vcmpps ymm5, ymm14, ymm14, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 96], xmm4
 	vmulps ymm15, ymm15, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm15, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm15
-	vcmpps ymm5, ymm15, ymm15, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 112], xmm4
-	vpmovzxwd ymm4, XMMWORD PTR [rdi + 128]
-	vpslld ymm4, ymm4, 16
-	vpmovzxwd ymm5, XMMWORD PTR [rdi + 144]
-	vpslld ymm5, ymm5, 16
-	vpmovzxwd ymm6, XMMWORD PTR [rdi + 160]
-	vpslld ymm6, ymm6, 16
-	vpmovzxwd ymm7, XMMWORD PTR [rdi + 176]
-	vpslld ymm7, ymm7, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm4, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm4
+	vpsrld ymm5, ymm5, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm6, ymm4, 16
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm6, ymm6, ymm4
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
+	vpor ymm6, ymm6, ymm5
+	vmovntps YMMWORD PTR [rsi + 96], ymm6
+	vmovups ymm4, YMMWORD PTR [rdi + 128]
+	vpslld ymm5, ymm4, 16
+	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
+	vmovups ymm6, YMMWORD PTR [rdi + 160]
+	vpslld ymm7, ymm6, 16
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps ymm4, ymm4, ymm1
 	vsubps ymm5, ymm5, ymm1
-	vsubps ymm6, ymm6, ymm1
+	vsubps ymm4, ymm4, ymm1
 	vsubps ymm7, ymm7, ymm1
-	vmaxps ymm4, ymm3, ymm4
+	vsubps ymm6, ymm6, ymm1
 	vmaxps ymm5, ymm3, ymm5
-	vmaxps ymm6, ymm3, ymm6
+	vmaxps ymm4, ymm3, ymm4
 	vmaxps ymm7, ymm3, ymm7
+	vmaxps ymm6, ymm3, ymm6
 	# n = round(x * log2e)
 	vmovaps ymm8, ymm0
-	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm8, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm9, ymm0
-	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm9, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm10, ymm0
-	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm10, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm11, ymm0
-	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
+	vfmadd231ps ymm11, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vsubps ymm8, ymm8, ymm0
 	vsubps ymm9, ymm9, ymm0
 	vsubps ymm10, ymm10, ymm0
 	vsubps ymm11, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm7, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm6, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
 	vaddps ymm8, ymm8, ymm0
 	vaddps ymm9, ymm9, ymm0
@@ -864,53 +888,47 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm15, ymm15, ymm11
 	# y = exp(x - m) * s
 	vmulps ymm12, ymm12, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm12, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm12
-	vcmpps ymm5, ymm12, ymm12, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 128], xmm4
 	vmulps ymm13, ymm13, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm13, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm13
-	vcmpps ymm5, ymm13, ymm13, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 144], xmm4
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm4, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm4
+	vpsrld ymm5, ymm5, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm6, ymm4, 16
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm6, ymm6, ymm4
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
+	vpor ymm6, ymm6, ymm5
+	vmovntps YMMWORD PTR [rsi + 128], ymm6
 	vmulps ymm14, ymm14, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm14, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm14
-	vcmpps ymm5, ymm14, ymm14, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 160], xmm4
 	vmulps ymm15, ymm15, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm15, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm15
-	vcmpps ymm5, ymm15, ymm15, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 176], xmm4
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm4, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm4
+	vpsrld ymm5, ymm5, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm6, ymm4, 16
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm6, ymm6, ymm4
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half]
+	vpor ymm6, ymm6, ymm5
+	vmovntps YMMWORD PTR [rsi + 160], ymm6
 	add rdi, 192
 	add rsi, 192
 	sub rdx, 96
@@ -944,17 +962,17 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm6, ymm6, ymm5
 	# y = exp(x - m) * s
 	vmulps ymm6, ymm6, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm6, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm6
-	vcmpps ymm5, ymm6, ymm6, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi], xmm4
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm4, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm4
+	vpsrld ymm5, ymm5, 16
+	vextractf128 xmm4, ymm5, 1
+	vpackusdw xmm5, xmm5, xmm4
+	vmovntps XMMWORD PTR [rsi], xmm5
 	add rdi, 16
 	add rsi, 16
 	sub rdx, 8
@@ -1002,17 +1020,17 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vmulps ymm3, ymm3, ymm1
 	# y = exp(x - m) * s
 	vmulps ymm3, ymm3, ymm2
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm0, ymm3, 16
-	vpand ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
-	vpaddd ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
-	vpaddd ymm0, ymm0, ymm3
-	vcmpps ymm1, ymm3, ymm3, 3
-	vpor ymm0, ymm0, ymm1
-	vpsrld ymm0, ymm0, 16
-	vextractf128 xmm1, ymm0, 1
-	vpackusdw xmm0, xmm0, xmm1
-	vmovups XMMWORD PTR [rsp + 16], xmm0
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud ymm0, ymm3, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm1, ymm0, 16
+	vpand ymm1, ymm1, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits]
+	vpaddd ymm1, ymm1, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias]
+	vpaddd ymm1, ymm1, ymm0
+	vpsrld ymm1, ymm1, 16
+	vextractf128 xmm0, ymm1, 1
+	vpackusdw xmm1, xmm1, xmm0
+	vmovups XMMWORD PTR [rsp + 16], xmm1
 	xor ecx, ecx
 .Lbf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_copy_words_3:
 	cmp rcx, rdx
@@ -1203,24 +1221,6 @@ bf16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b20
 	.long 0xC2B00000  # -0x1.6p+6 = -88
 	.endr
 	.p2align 5
-.Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_tail_window:
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.p2align 5
 .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e:
 	.rept 8
 	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
@@ -1261,6 +1261,11 @@ bf16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b20
 	.long 0x3F800000  # 0x1.0p+0 = 1
 	.endr
 	.p2align 5
+.Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_quiet_nan:
+	.rept 8
+	.long 0x7FC00000  # lane mask
+	.endr
+	.p2align 5
 .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one_bits:
 	.rept 8
 	.long 0x00000001  # lane mask
@@ -1269,5 +1274,28 @@ bf16_softmax_threepassrecompute__avx2_rmax_u32_acc2_raddexpminusmax_u96_acc1_b20
 .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_bf16_rounding_bias:
 	.rept 8
 	.long 0x00007FFF  # lane mask
+	.endr
+	.p2align 5
+.Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_tail_window:
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.p2align 5
+.Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_upper_half:
+	.rept 8
+	.long 0xFFFF0000  # lane mask
 	.endr
 	.section .note.GNU-stack,"",@progbits

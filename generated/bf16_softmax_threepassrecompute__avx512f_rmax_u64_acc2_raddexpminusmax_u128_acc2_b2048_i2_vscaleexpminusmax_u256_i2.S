@@ -366,438 +366,430 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	cmp rdx, 256
 	jb .Lbf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_u16_done
 .Lbf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_u16:
-	vpmovzxwd zmm11, YMMWORD PTR [rdi]
-	vpslld zmm11, zmm11, 16
-	vpmovzxwd zmm12, YMMWORD PTR [rdi + 32]
-	vpslld zmm12, zmm12, 16
+	vmovups zmm11, ZMMWORD PTR [rdi]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
 	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm11, zmm11, zmm8
 	vmaxps zmm12, zmm10, zmm12
+	vmaxps zmm11, zmm10, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
 	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
+	vfmadd231ps zmm12, zmm13, zmm6
+	vfmadd231ps zmm11, zmm14, zmm6
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovaps zmm15, zmm7
 	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
+	vfmadd213ps zmm15, zmm12, zmm1
+	vfmadd213ps zmm16, zmm11, zmm1
+	vfmadd213ps zmm15, zmm12, zmm2
+	vfmadd213ps zmm16, zmm11, zmm2
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
+	vfmadd213ps zmm15, zmm12, zmm4
+	vfmadd213ps zmm16, zmm11, zmm4
+	vfmadd213ps zmm15, zmm12, zmm5
+	vfmadd213ps zmm16, zmm11, zmm5
 	# exp(d) = p * 2^n
 	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm15, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm15
-	vcmpps k1, zmm15, zmm15, 3
-	vpord zmm11{k1}, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm16, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm16
-	vcmpps k1, zmm16, zmm16, 3
-	vpord zmm11{k1}, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 32], zmm11
-	vpmovzxwd zmm11, YMMWORD PTR [rdi + 64]
-	vpslld zmm11, zmm11, 16
-	vpmovzxwd zmm12, YMMWORD PTR [rdi + 96]
-	vpslld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm11
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 64]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
 	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm11, zmm11, zmm8
 	vmaxps zmm12, zmm10, zmm12
+	vmaxps zmm11, zmm10, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
 	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
+	vfmadd231ps zmm12, zmm13, zmm6
+	vfmadd231ps zmm11, zmm14, zmm6
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovaps zmm15, zmm7
 	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
+	vfmadd213ps zmm15, zmm12, zmm1
+	vfmadd213ps zmm16, zmm11, zmm1
+	vfmadd213ps zmm15, zmm12, zmm2
+	vfmadd213ps zmm16, zmm11, zmm2
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
+	vfmadd213ps zmm15, zmm12, zmm4
+	vfmadd213ps zmm16, zmm11, zmm4
+	vfmadd213ps zmm15, zmm12, zmm5
+	vfmadd213ps zmm16, zmm11, zmm5
 	# exp(d) = p * 2^n
 	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm15, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm15
-	vcmpps k1, zmm15, zmm15, 3
-	vpord zmm11{k1}, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 64], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm16, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm16
-	vcmpps k1, zmm16, zmm16, 3
-	vpord zmm11{k1}, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 96], zmm11
-	vpmovzxwd zmm11, YMMWORD PTR [rdi + 128]
-	vpslld zmm11, zmm11, 16
-	vpmovzxwd zmm12, YMMWORD PTR [rdi + 160]
-	vpslld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm11
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 64], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 128]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
 	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm11, zmm11, zmm8
 	vmaxps zmm12, zmm10, zmm12
+	vmaxps zmm11, zmm10, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
 	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
+	vfmadd231ps zmm12, zmm13, zmm6
+	vfmadd231ps zmm11, zmm14, zmm6
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovaps zmm15, zmm7
 	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
+	vfmadd213ps zmm15, zmm12, zmm1
+	vfmadd213ps zmm16, zmm11, zmm1
+	vfmadd213ps zmm15, zmm12, zmm2
+	vfmadd213ps zmm16, zmm11, zmm2
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
+	vfmadd213ps zmm15, zmm12, zmm4
+	vfmadd213ps zmm16, zmm11, zmm4
+	vfmadd213ps zmm15, zmm12, zmm5
+	vfmadd213ps zmm16, zmm11, zmm5
 	# exp(d) = p * 2^n
 	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm15, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm15
-	vcmpps k1, zmm15, zmm15, 3
-	vpord zmm11{k1}, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 128], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm16, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm16
-	vcmpps k1, zmm16, zmm16, 3
-	vpord zmm11{k1}, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 160], zmm11
-	vpmovzxwd zmm11, YMMWORD PTR [rdi + 192]
-	vpslld zmm11, zmm11, 16
-	vpmovzxwd zmm12, YMMWORD PTR [rdi + 224]
-	vpslld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm11
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 128], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 192]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
 	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm11, zmm11, zmm8
 	vmaxps zmm12, zmm10, zmm12
+	vmaxps zmm11, zmm10, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
 	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
+	vfmadd231ps zmm12, zmm13, zmm6
+	vfmadd231ps zmm11, zmm14, zmm6
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovaps zmm15, zmm7
 	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
+	vfmadd213ps zmm15, zmm12, zmm1
+	vfmadd213ps zmm16, zmm11, zmm1
+	vfmadd213ps zmm15, zmm12, zmm2
+	vfmadd213ps zmm16, zmm11, zmm2
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
+	vfmadd213ps zmm15, zmm12, zmm4
+	vfmadd213ps zmm16, zmm11, zmm4
+	vfmadd213ps zmm15, zmm12, zmm5
+	vfmadd213ps zmm16, zmm11, zmm5
 	# exp(d) = p * 2^n
 	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm15, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm15
-	vcmpps k1, zmm15, zmm15, 3
-	vpord zmm11{k1}, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 192], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm16, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm16
-	vcmpps k1, zmm16, zmm16, 3
-	vpord zmm11{k1}, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 224], zmm11
-	vpmovzxwd zmm11, YMMWORD PTR [rdi + 256]
-	vpslld zmm11, zmm11, 16
-	vpmovzxwd zmm12, YMMWORD PTR [rdi + 288]
-	vpslld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm11
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 192], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 256]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
 	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm11, zmm11, zmm8
 	vmaxps zmm12, zmm10, zmm12
+	vmaxps zmm11, zmm10, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
 	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
+	vfmadd231ps zmm12, zmm13, zmm6
+	vfmadd231ps zmm11, zmm14, zmm6
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovaps zmm15, zmm7
 	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
+	vfmadd213ps zmm15, zmm12, zmm1
+	vfmadd213ps zmm16, zmm11, zmm1
+	vfmadd213ps zmm15, zmm12, zmm2
+	vfmadd213ps zmm16, zmm11, zmm2
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
+	vfmadd213ps zmm15, zmm12, zmm4
+	vfmadd213ps zmm16, zmm11, zmm4
+	vfmadd213ps zmm15, zmm12, zmm5
+	vfmadd213ps zmm16, zmm11, zmm5
 	# exp(d) = p * 2^n
 	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm15, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm15
-	vcmpps k1, zmm15, zmm15, 3
-	vpord zmm11{k1}, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 256], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm16, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm16
-	vcmpps k1, zmm16, zmm16, 3
-	vpord zmm11{k1}, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 288], zmm11
-	vpmovzxwd zmm11, YMMWORD PTR [rdi + 320]
-	vpslld zmm11, zmm11, 16
-	vpmovzxwd zmm12, YMMWORD PTR [rdi + 352]
-	vpslld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm11
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 256], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 320]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
 	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm11, zmm11, zmm8
 	vmaxps zmm12, zmm10, zmm12
+	vmaxps zmm11, zmm10, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
 	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
+	vfmadd231ps zmm12, zmm13, zmm6
+	vfmadd231ps zmm11, zmm14, zmm6
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovaps zmm15, zmm7
 	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
+	vfmadd213ps zmm15, zmm12, zmm1
+	vfmadd213ps zmm16, zmm11, zmm1
+	vfmadd213ps zmm15, zmm12, zmm2
+	vfmadd213ps zmm16, zmm11, zmm2
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
+	vfmadd213ps zmm15, zmm12, zmm4
+	vfmadd213ps zmm16, zmm11, zmm4
+	vfmadd213ps zmm15, zmm12, zmm5
+	vfmadd213ps zmm16, zmm11, zmm5
 	# exp(d) = p * 2^n
 	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm15, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm15
-	vcmpps k1, zmm15, zmm15, 3
-	vpord zmm11{k1}, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 320], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm16, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm16
-	vcmpps k1, zmm16, zmm16, 3
-	vpord zmm11{k1}, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 352], zmm11
-	vpmovzxwd zmm11, YMMWORD PTR [rdi + 384]
-	vpslld zmm11, zmm11, 16
-	vpmovzxwd zmm12, YMMWORD PTR [rdi + 416]
-	vpslld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm11
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 320], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 384]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
 	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm11, zmm11, zmm8
 	vmaxps zmm12, zmm10, zmm12
+	vmaxps zmm11, zmm10, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
 	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
+	vfmadd231ps zmm12, zmm13, zmm6
+	vfmadd231ps zmm11, zmm14, zmm6
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovaps zmm15, zmm7
 	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
+	vfmadd213ps zmm15, zmm12, zmm1
+	vfmadd213ps zmm16, zmm11, zmm1
+	vfmadd213ps zmm15, zmm12, zmm2
+	vfmadd213ps zmm16, zmm11, zmm2
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
+	vfmadd213ps zmm15, zmm12, zmm4
+	vfmadd213ps zmm16, zmm11, zmm4
+	vfmadd213ps zmm15, zmm12, zmm5
+	vfmadd213ps zmm16, zmm11, zmm5
 	# exp(d) = p * 2^n
 	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm15, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm15
-	vcmpps k1, zmm15, zmm15, 3
-	vpord zmm11{k1}, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 384], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm16, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm16
-	vcmpps k1, zmm16, zmm16, 3
-	vpord zmm11{k1}, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 416], zmm11
-	vpmovzxwd zmm11, YMMWORD PTR [rdi + 448]
-	vpslld zmm11, zmm11, 16
-	vpmovzxwd zmm12, YMMWORD PTR [rdi + 480]
-	vpslld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm11
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 384], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 448]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
 	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm11, zmm11, zmm8
 	vmaxps zmm12, zmm10, zmm12
+	vmaxps zmm11, zmm10, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
 	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
+	vfmadd231ps zmm12, zmm13, zmm6
+	vfmadd231ps zmm11, zmm14, zmm6
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovaps zmm15, zmm7
 	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
+	vfmadd213ps zmm15, zmm12, zmm1
+	vfmadd213ps zmm16, zmm11, zmm1
+	vfmadd213ps zmm15, zmm12, zmm2
+	vfmadd213ps zmm16, zmm11, zmm2
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
+	vfmadd213ps zmm15, zmm12, zmm4
+	vfmadd213ps zmm16, zmm11, zmm4
+	vfmadd213ps zmm15, zmm12, zmm5
+	vfmadd213ps zmm16, zmm11, zmm5
 	# exp(d) = p * 2^n
 	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
 	# y = exp(x - m) * s
 	vmulps zmm15, zmm15, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm15, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm15
-	vcmpps k1, zmm15, zmm15, 3
-	vpord zmm11{k1}, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 448], zmm11
 	vmulps zmm16, zmm16, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm16, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm16
-	vcmpps k1, zmm16, zmm16, 3
-	vpord zmm11{k1}, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi + 480], zmm11
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm11
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 448], zmm13
 	add rdi, 512
 	add rsi, 512
 	sub rdx, 256
@@ -828,15 +820,15 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm13, zmm13, zmm12
 	# y = exp(x - m) * s
 	vmulps zmm13, zmm13, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm11, zmm13, 16
-	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm11, zmm11, zmm13
-	vcmpps k1, zmm13, zmm13, 3
-	vpord zmm11{k1}, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm11, zmm11, 16
-	vpmovdw YMMWORD PTR [rsi], zmm11
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	vpmovdw YMMWORD PTR [rsi], zmm12
 	add rdi, 32
 	add rsi, 32
 	sub rdx, 16
@@ -869,15 +861,15 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	vscalefps zmm6, zmm6, zmm0
 	# y = exp(x - m) * s
 	vmulps zmm6, zmm6, zmm9
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm0, zmm6, 16
-	vpandd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm0, zmm0, zmm6
-	vcmpps k2, zmm6, zmm6, 3
-	vpord zmm0{k2}, zmm6, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit]
-	vpsrld zmm0, zmm0, 16
-	vpmovdw YMMWORD PTR [rsi]{k1}, zmm0
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm0, zmm6, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm1, zmm0, 16
+	vpandd zmm1, zmm1, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm1, zmm1, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm1, zmm1, zmm0
+	vpsrld zmm1, zmm1, 16
+	vpmovdw YMMWORD PTR [rsi]{k1}, zmm1
 .Lbf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_tail_done:
 	mov eax, 0
 	vzeroupper
@@ -1045,14 +1037,17 @@ bf16_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2
 .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_d_min:
 	.long 0xC2D00000  # -0x1.Ap+6 = -104
 	.p2align 2
+.Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half:
+	.long 0xFFFF0000  # lane mask
+	.p2align 2
+.Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan:
+	.long 0x7FC00000  # lane mask
+	.p2align 2
 .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits:
 	.long 0x00000001  # lane mask
 	.p2align 2
 .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias:
 	.long 0x00007FFF  # lane mask
-	.p2align 2
-.Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan_bit:
-	.long 0x00400000  # lane mask
 	.p2align 2
 .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_tail_kmasks:
 	.long 0x00000000  # 

@@ -331,13 +331,51 @@ bf16_vscaleextexp__avx2_rr2_p5_u32_nt:
 	# per call: x_min = (e - 127) * ln2, where n - e = -127: y = +0 from there down
 	vaddps ymm2, ymm2, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_127]
 	vmulps ymm2, ymm2, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_ln2]
-	# head = min(n, elements until y is vector-aligned)
+	# head = min(n, elements until y is aligned to 2 vectors)
 	mov rcx, rsi
 	neg rcx
-	and rcx, 15
+	and rcx, 31
 	shr rcx, 1
 	cmp rcx, rdx
 	cmova rcx, rdx
+	cmp rcx, 8
+	jb .Lbf16_vscaleextexp__avx2_rr2_p5_u32_nt_head_short
+	vpmovzxwd ymm4, XMMWORD PTR [rdi]
+	vpslld ymm4, ymm4, 16
+	vmaxps ymm4, ymm2, ymm4
+	# n = round(x * log2e)
+	vmovups ymm5, ymm3
+	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vsubps ymm6, ymm5, ymm3
+	# t = x - n*ln2_hi - n*ln2_lo
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
+	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm6, ymm4, ymm0
+	# y = min(p * r * 2^(n - e), 1)
+	vmulps ymm6, ymm6, ymm1
+	vpslld ymm5, ymm5, 23
+	vmulps ymm6, ymm6, ymm5
+	vminps ymm6, ymm6, ymm0
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm4, ymm6, 16
+	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_one_bits]
+	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias]
+	vpaddd ymm4, ymm4, ymm6
+	vpsrld ymm4, ymm4, 16
+	vextractf128 xmm5, ymm4, 1
+	vpackusdw xmm4, xmm4, xmm5
+	vmovups XMMWORD PTR [rsi], xmm4
+	add rdi, 16
+	add rsi, 16
+	sub rdx, 8
+	sub rcx, 8
+.Lbf16_vscaleextexp__avx2_rr2_p5_u32_nt_head_short:
 	test rcx, rcx
 	je .Lbf16_vscaleextexp__avx2_rr2_p5_u32_nt_aligned
 	lea r8, [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_tail_window]
@@ -377,13 +415,11 @@ bf16_vscaleextexp__avx2_rr2_p5_u32_nt:
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	vminps ymm6, ymm6, ymm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld ymm4, ymm6, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias]
 	vpaddd ymm4, ymm4, ymm6
-	vcmpps ymm5, ymm6, ymm6, 3
-	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
@@ -404,65 +440,63 @@ bf16_vscaleextexp__avx2_rr2_p5_u32_nt:
 	cmp rdx, 32
 	jb .Lbf16_vscaleextexp__avx2_rr2_p5_u32_nt_extexp_u4_done
 .Lbf16_vscaleextexp__avx2_rr2_p5_u32_nt_extexp_u4:
-	vpmovzxwd ymm4, XMMWORD PTR [rdi]
-	vpslld ymm4, ymm4, 16
-	vpmovzxwd ymm5, XMMWORD PTR [rdi + 16]
-	vpslld ymm5, ymm5, 16
-	vpmovzxwd ymm6, XMMWORD PTR [rdi + 32]
-	vpslld ymm6, ymm6, 16
-	vpmovzxwd ymm7, XMMWORD PTR [rdi + 48]
-	vpslld ymm7, ymm7, 16
-	vmaxps ymm4, ymm2, ymm4
+	vmovups ymm4, YMMWORD PTR [rdi]
+	vpslld ymm5, ymm4, 16
+	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_upper_half]
+	vmovups ymm6, YMMWORD PTR [rdi + 32]
+	vpslld ymm7, ymm6, 16
+	vpand ymm6, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_upper_half]
 	vmaxps ymm5, ymm2, ymm5
-	vmaxps ymm6, ymm2, ymm6
+	vmaxps ymm4, ymm2, ymm4
 	vmaxps ymm7, ymm2, ymm7
+	vmaxps ymm6, ymm2, ymm6
 	# n = round(x * log2e)
 	vmovups ymm8, ymm3
-	vfmadd231ps ymm8, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vfmadd231ps ymm8, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
 	vmovups ymm9, ymm3
-	vfmadd231ps ymm9, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vfmadd231ps ymm9, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
 	vmovups ymm10, ymm3
-	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vfmadd231ps ymm10, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
 	vmovups ymm11, ymm3
-	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
+	vfmadd231ps ymm11, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_log2e]
 	vsubps ymm12, ymm8, ymm3
 	vsubps ymm13, ymm9, ymm3
 	vsubps ymm14, ymm10, ymm3
 	vsubps ymm15, ymm11, ymm3
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
-	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
-	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
-	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
-	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	vfmadd231ps ymm5, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
+	vfmadd231ps ymm4, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
+	vfmadd231ps ymm7, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
+	vfmadd231ps ymm6, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_hi]
+	vfmadd231ps ymm5, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	vfmadd231ps ymm4, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	vfmadd231ps ymm7, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
+	vfmadd231ps ymm6, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_minus_ln2_lo]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
 	vmovups ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
 	vmovups ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c5]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
-	vfmadd213ps ymm12, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
-	vfmadd213ps ymm13, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
-	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
-	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
-	vfmadd213ps ymm12, ymm4, ymm0
-	vfmadd213ps ymm13, ymm5, ymm0
-	vfmadd213ps ymm14, ymm6, ymm0
-	vfmadd213ps ymm15, ymm7, ymm0
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c4]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c3]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c2]
+	vfmadd213ps ymm12, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm13, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_c1]
+	vfmadd213ps ymm12, ymm5, ymm0
+	vfmadd213ps ymm13, ymm4, ymm0
+	vfmadd213ps ymm14, ymm7, ymm0
+	vfmadd213ps ymm15, ymm6, ymm0
 	# y = min(p * r * 2^(n - e), 1)
 	vmulps ymm12, ymm12, ymm1
 	vmulps ymm13, ymm13, ymm1
@@ -480,50 +514,36 @@ bf16_vscaleextexp__avx2_rr2_p5_u32_nt:
 	vminps ymm13, ymm13, ymm0
 	vminps ymm14, ymm14, ymm0
 	vminps ymm15, ymm15, ymm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld ymm4, ymm12, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias]
 	vpaddd ymm4, ymm4, ymm12
-	vcmpps ymm5, ymm12, ymm12, 3
-	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi], xmm4
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm13, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm13
-	vcmpps ymm5, ymm13, ymm13, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 16], xmm4
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm13, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm13
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_upper_half]
+	vpor ymm5, ymm5, ymm4
+	vmovntps YMMWORD PTR [rsi], ymm5
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld ymm4, ymm14, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias]
 	vpaddd ymm4, ymm4, ymm14
-	vcmpps ymm5, ymm14, ymm14, 3
-	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 32], xmm4
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld ymm4, ymm15, 16
-	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_one_bits]
-	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias]
-	vpaddd ymm4, ymm4, ymm15
-	vcmpps ymm5, ymm15, ymm15, 3
-	vpor ymm4, ymm4, ymm5
-	vpsrld ymm4, ymm4, 16
-	vextractf128 xmm5, ymm4, 1
-	vpackusdw xmm4, xmm4, xmm5
-	vmovntps XMMWORD PTR [rsi + 48], xmm4
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld ymm5, ymm15, 16
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_one_bits]
+	vpaddd ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias]
+	vpaddd ymm5, ymm5, ymm15
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpand ymm5, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_upper_half]
+	vpor ymm5, ymm5, ymm4
+	vmovntps YMMWORD PTR [rsi + 32], ymm5
 	add rdi, 64
 	add rsi, 64
 	sub rdx, 32
@@ -555,13 +575,11 @@ bf16_vscaleextexp__avx2_rr2_p5_u32_nt:
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	vminps ymm6, ymm6, ymm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld ymm4, ymm6, 16
 	vpand ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_one_bits]
 	vpaddd ymm4, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias]
 	vpaddd ymm4, ymm4, ymm6
-	vcmpps ymm5, ymm6, ymm6, 3
-	vpor ymm4, ymm4, ymm5
 	vpsrld ymm4, ymm4, 16
 	vextractf128 xmm5, ymm4, 1
 	vpackusdw xmm4, xmm4, xmm5
@@ -611,13 +629,11 @@ bf16_vscaleextexp__avx2_rr2_p5_u32_nt:
 	vpslld ymm2, ymm2, 23
 	vmulps ymm3, ymm3, ymm2
 	vminps ymm3, ymm3, ymm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld ymm0, ymm3, 16
 	vpand ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_one_bits]
 	vpaddd ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias]
 	vpaddd ymm0, ymm0, ymm3
-	vcmpps ymm1, ymm3, ymm3, 3
-	vpor ymm0, ymm0, ymm1
 	vpsrld ymm0, ymm0, 16
 	vextractf128 xmm1, ymm0, 1
 	vpackusdw xmm0, xmm0, xmm1
@@ -941,24 +957,6 @@ bf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply:
 	.long 0x3F317218  # 0x1.62E43p-1 = 0.693147182
 	.endr
 	.p2align 5
-.Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_tail_window:
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0xFFFFFFFF  # lane mask
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.long 0x00000000  # 
-	.p2align 5
 .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_log2e:
 	.rept 8
 	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
@@ -1007,5 +1005,28 @@ bf16_softmax_twopass__avx2_raddextexp_u32_acc1_b2048_vscaleextexp_u32_nt_apply:
 .Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_bf16_rounding_bias:
 	.rept 8
 	.long 0x00007FFF  # lane mask
+	.endr
+	.p2align 5
+.Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_tail_window:
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0xFFFFFFFF  # lane mask
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.long 0x00000000  # 
+	.p2align 5
+.Lc_bf16_vscaleextexp__avx2_rr2_p5_u32_nt_upper_half:
+	.rept 8
+	.long 0xFFFF0000  # lane mask
 	.endr
 	.section .note.GNU-stack,"",@progbits

@@ -555,61 +555,59 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	cmp rdx, 128
 	jb .Lbf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_extexp_u8_done
 .Lbf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_extexp_u8:
-	vpmovzxwd zmm12, YMMWORD PTR [rdi]
-	vpslld zmm12, zmm12, 16
-	vpmovzxwd zmm13, YMMWORD PTR [rdi + 32]
-	vpslld zmm13, zmm13, 16
-	vpmovzxwd zmm14, YMMWORD PTR [rdi + 64]
-	vpslld zmm14, zmm14, 16
-	vpmovzxwd zmm15, YMMWORD PTR [rdi + 96]
-	vpslld zmm15, zmm15, 16
-	vmaxps zmm12, zmm11, zmm12
+	vmovups zmm12, ZMMWORD PTR [rdi]
+	vpslld zmm13, zmm12, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_upper_half]
+	vmovups zmm14, ZMMWORD PTR [rdi + 64]
+	vpslld zmm15, zmm14, 16
+	vpandd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_upper_half]
 	vmaxps zmm13, zmm11, zmm13
-	vmaxps zmm14, zmm11, zmm14
+	vmaxps zmm12, zmm11, zmm12
 	vmaxps zmm15, zmm11, zmm15
+	vmaxps zmm14, zmm11, zmm14
 	# n = round(x * log2e)
-	vmulps zmm16, zmm12, zmm1
-	vmulps zmm17, zmm13, zmm1
-	vmulps zmm18, zmm14, zmm1
-	vmulps zmm19, zmm15, zmm1
+	vmulps zmm16, zmm13, zmm1
+	vmulps zmm17, zmm12, zmm1
+	vmulps zmm18, zmm15, zmm1
+	vmulps zmm19, zmm14, zmm1
 	vrndscaleps zmm16, zmm16, 8
 	vrndscaleps zmm17, zmm17, 8
 	vrndscaleps zmm18, zmm18, 8
 	vrndscaleps zmm19, zmm19, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm12, zmm16, zmm6
-	vfmadd231ps zmm13, zmm17, zmm6
-	vfmadd231ps zmm14, zmm18, zmm6
-	vfmadd231ps zmm15, zmm19, zmm6
-	vfmadd231ps zmm12, zmm16, zmm7
-	vfmadd231ps zmm13, zmm17, zmm7
-	vfmadd231ps zmm14, zmm18, zmm7
-	vfmadd231ps zmm15, zmm19, zmm7
+	vfmadd231ps zmm13, zmm16, zmm6
+	vfmadd231ps zmm12, zmm17, zmm6
+	vfmadd231ps zmm15, zmm18, zmm6
+	vfmadd231ps zmm14, zmm19, zmm6
+	vfmadd231ps zmm13, zmm16, zmm7
+	vfmadd231ps zmm12, zmm17, zmm7
+	vfmadd231ps zmm15, zmm18, zmm7
+	vfmadd231ps zmm14, zmm19, zmm7
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovaps zmm20, zmm8
 	vmovaps zmm21, zmm8
 	vmovaps zmm22, zmm8
 	vmovaps zmm23, zmm8
-	vfmadd213ps zmm20, zmm12, zmm2
-	vfmadd213ps zmm21, zmm13, zmm2
-	vfmadd213ps zmm22, zmm14, zmm2
-	vfmadd213ps zmm23, zmm15, zmm2
-	vfmadd213ps zmm20, zmm12, zmm3
-	vfmadd213ps zmm21, zmm13, zmm3
-	vfmadd213ps zmm22, zmm14, zmm3
-	vfmadd213ps zmm23, zmm15, zmm3
-	vfmadd213ps zmm20, zmm12, zmm4
-	vfmadd213ps zmm21, zmm13, zmm4
-	vfmadd213ps zmm22, zmm14, zmm4
-	vfmadd213ps zmm23, zmm15, zmm4
-	vfmadd213ps zmm20, zmm12, zmm5
-	vfmadd213ps zmm21, zmm13, zmm5
-	vfmadd213ps zmm22, zmm14, zmm5
-	vfmadd213ps zmm23, zmm15, zmm5
-	vfmadd213ps zmm20, zmm12, zmm0
-	vfmadd213ps zmm21, zmm13, zmm0
-	vfmadd213ps zmm22, zmm14, zmm0
-	vfmadd213ps zmm23, zmm15, zmm0
+	vfmadd213ps zmm20, zmm13, zmm2
+	vfmadd213ps zmm21, zmm12, zmm2
+	vfmadd213ps zmm22, zmm15, zmm2
+	vfmadd213ps zmm23, zmm14, zmm2
+	vfmadd213ps zmm20, zmm13, zmm3
+	vfmadd213ps zmm21, zmm12, zmm3
+	vfmadd213ps zmm22, zmm15, zmm3
+	vfmadd213ps zmm23, zmm14, zmm3
+	vfmadd213ps zmm20, zmm13, zmm4
+	vfmadd213ps zmm21, zmm12, zmm4
+	vfmadd213ps zmm22, zmm15, zmm4
+	vfmadd213ps zmm23, zmm14, zmm4
+	vfmadd213ps zmm20, zmm13, zmm5
+	vfmadd213ps zmm21, zmm12, zmm5
+	vfmadd213ps zmm22, zmm15, zmm5
+	vfmadd213ps zmm23, zmm14, zmm5
+	vfmadd213ps zmm20, zmm13, zmm0
+	vfmadd213ps zmm21, zmm12, zmm0
+	vfmadd213ps zmm22, zmm15, zmm0
+	vfmadd213ps zmm23, zmm14, zmm0
 	# y = min(p * r * 2^(n - e), 1)
 	vmulps zmm20, zmm20, zmm9
 	vmulps zmm21, zmm21, zmm9
@@ -627,97 +625,87 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vminps zmm21, zmm21, zmm0
 	vminps zmm22, zmm22, zmm0
 	vminps zmm23, zmm23, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld zmm12, zmm20, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
 	vpaddd zmm12, zmm12, zmm20
-	vcmpps k1, zmm20, zmm20, 3
-	vpord zmm12{k1}, zmm20, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
-	vpmovdw YMMWORD PTR [rsi], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm12, zmm21, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
-	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
-	vpaddd zmm12, zmm12, zmm21
-	vcmpps k1, zmm21, zmm21, 3
-	vpord zmm12{k1}, zmm21, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
-	vpsrld zmm12, zmm12, 16
-	vpmovdw YMMWORD PTR [rsi + 32], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm21, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm21
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_upper_half], 228
+	vmovups ZMMWORD PTR [rsi], zmm13
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld zmm12, zmm22, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
 	vpaddd zmm12, zmm12, zmm22
-	vcmpps k1, zmm22, zmm22, 3
-	vpord zmm12{k1}, zmm22, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
-	vpmovdw YMMWORD PTR [rsi + 64], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm12, zmm23, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
-	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
-	vpaddd zmm12, zmm12, zmm23
-	vcmpps k1, zmm23, zmm23, 3
-	vpord zmm12{k1}, zmm23, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
-	vpsrld zmm12, zmm12, 16
-	vpmovdw YMMWORD PTR [rsi + 96], zmm12
-	vpmovzxwd zmm12, YMMWORD PTR [rdi + 128]
-	vpslld zmm12, zmm12, 16
-	vpmovzxwd zmm13, YMMWORD PTR [rdi + 160]
-	vpslld zmm13, zmm13, 16
-	vpmovzxwd zmm14, YMMWORD PTR [rdi + 192]
-	vpslld zmm14, zmm14, 16
-	vpmovzxwd zmm15, YMMWORD PTR [rdi + 224]
-	vpslld zmm15, zmm15, 16
-	vmaxps zmm12, zmm11, zmm12
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm23, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm23
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 64], zmm13
+	vmovups zmm12, ZMMWORD PTR [rdi + 128]
+	vpslld zmm13, zmm12, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_upper_half]
+	vmovups zmm14, ZMMWORD PTR [rdi + 192]
+	vpslld zmm15, zmm14, 16
+	vpandd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_upper_half]
 	vmaxps zmm13, zmm11, zmm13
-	vmaxps zmm14, zmm11, zmm14
+	vmaxps zmm12, zmm11, zmm12
 	vmaxps zmm15, zmm11, zmm15
+	vmaxps zmm14, zmm11, zmm14
 	# n = round(x * log2e)
-	vmulps zmm16, zmm12, zmm1
-	vmulps zmm17, zmm13, zmm1
-	vmulps zmm18, zmm14, zmm1
-	vmulps zmm19, zmm15, zmm1
+	vmulps zmm16, zmm13, zmm1
+	vmulps zmm17, zmm12, zmm1
+	vmulps zmm18, zmm15, zmm1
+	vmulps zmm19, zmm14, zmm1
 	vrndscaleps zmm16, zmm16, 8
 	vrndscaleps zmm17, zmm17, 8
 	vrndscaleps zmm18, zmm18, 8
 	vrndscaleps zmm19, zmm19, 8
 	# t = x - n*ln2_hi - n*ln2_lo
-	vfmadd231ps zmm12, zmm16, zmm6
-	vfmadd231ps zmm13, zmm17, zmm6
-	vfmadd231ps zmm14, zmm18, zmm6
-	vfmadd231ps zmm15, zmm19, zmm6
-	vfmadd231ps zmm12, zmm16, zmm7
-	vfmadd231ps zmm13, zmm17, zmm7
-	vfmadd231ps zmm14, zmm18, zmm7
-	vfmadd231ps zmm15, zmm19, zmm7
+	vfmadd231ps zmm13, zmm16, zmm6
+	vfmadd231ps zmm12, zmm17, zmm6
+	vfmadd231ps zmm15, zmm18, zmm6
+	vfmadd231ps zmm14, zmm19, zmm6
+	vfmadd231ps zmm13, zmm16, zmm7
+	vfmadd231ps zmm12, zmm17, zmm7
+	vfmadd231ps zmm15, zmm18, zmm7
+	vfmadd231ps zmm14, zmm19, zmm7
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovaps zmm20, zmm8
 	vmovaps zmm21, zmm8
 	vmovaps zmm22, zmm8
 	vmovaps zmm23, zmm8
-	vfmadd213ps zmm20, zmm12, zmm2
-	vfmadd213ps zmm21, zmm13, zmm2
-	vfmadd213ps zmm22, zmm14, zmm2
-	vfmadd213ps zmm23, zmm15, zmm2
-	vfmadd213ps zmm20, zmm12, zmm3
-	vfmadd213ps zmm21, zmm13, zmm3
-	vfmadd213ps zmm22, zmm14, zmm3
-	vfmadd213ps zmm23, zmm15, zmm3
-	vfmadd213ps zmm20, zmm12, zmm4
-	vfmadd213ps zmm21, zmm13, zmm4
-	vfmadd213ps zmm22, zmm14, zmm4
-	vfmadd213ps zmm23, zmm15, zmm4
-	vfmadd213ps zmm20, zmm12, zmm5
-	vfmadd213ps zmm21, zmm13, zmm5
-	vfmadd213ps zmm22, zmm14, zmm5
-	vfmadd213ps zmm23, zmm15, zmm5
-	vfmadd213ps zmm20, zmm12, zmm0
-	vfmadd213ps zmm21, zmm13, zmm0
-	vfmadd213ps zmm22, zmm14, zmm0
-	vfmadd213ps zmm23, zmm15, zmm0
+	vfmadd213ps zmm20, zmm13, zmm2
+	vfmadd213ps zmm21, zmm12, zmm2
+	vfmadd213ps zmm22, zmm15, zmm2
+	vfmadd213ps zmm23, zmm14, zmm2
+	vfmadd213ps zmm20, zmm13, zmm3
+	vfmadd213ps zmm21, zmm12, zmm3
+	vfmadd213ps zmm22, zmm15, zmm3
+	vfmadd213ps zmm23, zmm14, zmm3
+	vfmadd213ps zmm20, zmm13, zmm4
+	vfmadd213ps zmm21, zmm12, zmm4
+	vfmadd213ps zmm22, zmm15, zmm4
+	vfmadd213ps zmm23, zmm14, zmm4
+	vfmadd213ps zmm20, zmm13, zmm5
+	vfmadd213ps zmm21, zmm12, zmm5
+	vfmadd213ps zmm22, zmm15, zmm5
+	vfmadd213ps zmm23, zmm14, zmm5
+	vfmadd213ps zmm20, zmm13, zmm0
+	vfmadd213ps zmm21, zmm12, zmm0
+	vfmadd213ps zmm22, zmm15, zmm0
+	vfmadd213ps zmm23, zmm14, zmm0
 	# y = min(p * r * 2^(n - e), 1)
 	vmulps zmm20, zmm20, zmm9
 	vmulps zmm21, zmm21, zmm9
@@ -735,42 +723,34 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vminps zmm21, zmm21, zmm0
 	vminps zmm22, zmm22, zmm0
 	vminps zmm23, zmm23, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld zmm12, zmm20, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
 	vpaddd zmm12, zmm12, zmm20
-	vcmpps k1, zmm20, zmm20, 3
-	vpord zmm12{k1}, zmm20, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
-	vpmovdw YMMWORD PTR [rsi + 128], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm12, zmm21, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
-	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
-	vpaddd zmm12, zmm12, zmm21
-	vcmpps k1, zmm21, zmm21, 3
-	vpord zmm12{k1}, zmm21, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
-	vpsrld zmm12, zmm12, 16
-	vpmovdw YMMWORD PTR [rsi + 160], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm21, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm21
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 128], zmm13
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld zmm12, zmm22, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
 	vpaddd zmm12, zmm12, zmm22
-	vcmpps k1, zmm22, zmm22, 3
-	vpord zmm12{k1}, zmm22, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
-	vpmovdw YMMWORD PTR [rsi + 192], zmm12
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
-	vpsrld zmm12, zmm23, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
-	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
-	vpaddd zmm12, zmm12, zmm23
-	vcmpps k1, zmm23, zmm23, 3
-	vpord zmm12{k1}, zmm23, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
-	vpsrld zmm12, zmm12, 16
-	vpmovdw YMMWORD PTR [rsi + 224], zmm12
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm23, 16
+	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
+	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
+	vpaddd zmm13, zmm13, zmm23
+	# words: odd elements' patterns in the upper halves, even ones' in the lower
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 192], zmm13
 	add rdi, 256
 	add rsi, 256
 	sub rdx, 128
@@ -801,13 +781,11 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vsubps zmm13, zmm13, zmm10
 	vscalefps zmm14, zmm14, zmm13
 	vminps zmm14, zmm14, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld zmm12, zmm14, 16
 	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
 	vpaddd zmm12, zmm12, zmm14
-	vcmpps k1, zmm14, zmm14, 3
-	vpord zmm12{k1}, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm12, zmm12, 16
 	vpmovdw YMMWORD PTR [rsi], zmm12
 	add rdi, 32
@@ -842,13 +820,11 @@ bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4:
 	vsubps zmm1, zmm1, zmm10
 	vscalefps zmm6, zmm6, zmm1
 	vminps zmm6, zmm6, zmm0
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld zmm0, zmm6, 16
 	vpandd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits]
 	vpaddd zmm0, zmm0, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias]
 	vpaddd zmm0, zmm0, zmm6
-	vcmpps k2, zmm6, zmm6, 3
-	vpord zmm0{k2}, zmm6, DWORD BCST [rip + .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit]
 	vpsrld zmm0, zmm0, 16
 	vpmovdw YMMWORD PTR [rsi]{k1}, zmm0
 .Lbf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_extexp_tail_done:
@@ -1119,14 +1095,14 @@ bf16_softmax_twopass__avx512f_raddextexp_u256_acc2_b2048_i4_vscaleextexp_u128_i4
 .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_x_min:
 	.long 0xC9800000  # -0x1.0p+20 = -1048576
 	.p2align 2
+.Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_upper_half:
+	.long 0xFFFF0000  # lane mask
+	.p2align 2
 .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_one_bits:
 	.long 0x00000001  # lane mask
 	.p2align 2
 .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_bf16_rounding_bias:
 	.long 0x00007FFF  # lane mask
-	.p2align 2
-.Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_quiet_nan_bit:
-	.long 0x00400000  # lane mask
 	.p2align 2
 .Lc_bf16_vscaleextexp__avx512f_rr2_p5_scalef_u128_i4_tail_kmasks:
 	.long 0x00000000  # 

@@ -18,10 +18,29 @@ AVX-512 it keeps its upper half with the quiet bit (0x00400000) set, so a NaN wh
 in the low half stays a NaN; on AVX2 it becomes 0xFFFF, a quiet NaN (sign and payload are not
 kept there: two operations instead of four).
 
+What a kernel knows of the values it stores shortens the rounding (`values`):
+    ANY                  any float32: the NaN handling above
+    NONNEGATIVE_OR_NAN   +0 up to +inf, or NaN (softmax outputs of three passes): one unsigned
+                         minimum with 0x7FC00000 first makes every NaN that quiet NaN (any sign,
+                         any payload) and leaves +0..+inf alone, so the add cannot carry a NaN
+                         out of the NaNs; the result is 0x7FC0 for every NaN
+    UNIT_INTERVAL        finite values in [+0, 1] (two-pass softmax outputs, clamped at 1 and
+                         never NaN): nothing to handle
+The values are the same bits either way except for the NaN patterns, which stay NaN.
+
 The loads and stores here take an address of one vector of elements (16 of them on AVX-512, 8
 on AVX2) and an optional AVX-512 k mask, one bit per element: masked-out elements are neither
 read nor written (EVEX masking suppresses their faults). AVX2 has no 16-bit masked moves: its
 tails go through a stack buffer (codegen/kernels/loops.py Tail).
+
+Pairs of bfloat16 vectors, for passes whose lanes are independent (elementwise passes; the sums
+must see the elements in float32's lane order). One full register of words (2 vectors of
+elements) is split without shuffles: its dwords shifted left 16 are the even elements as
+float32, its dwords with the low half cleared are the odd ones. The results go back the same
+way: the rounded odd elements keep their upper halves, the rounded even ones are shifted down
+into the lower halves, one bitwise select merges them, one full-width store writes both
+vectors. That drops VPMOVZXWD and VPMOVDW (cross-lane shuffles on Zen 4 that take a share of
+the FMA pipes) and a shift per vector.
 """
 from __future__ import annotations
 
@@ -32,6 +51,15 @@ from softjit.codegen.stream import Function
 ROUND_TO_NEAREST_EVEN = 0  # VCVTPS2PH immediate: round to nearest even, not MXCSR's mode
 BF16_ROUNDING_BIAS = 0x7FFF
 QUIET_BIT = 0x00400000
+QUIET_NAN = 0x7FC00000  # above +inf (0x7F800000) and below every NaN with the quiet bit, as unsigned
+UPPER_HALF = 0xFFFF0000
+SELECT_FIRST_WHERE_THIRD = 0xE4  # VPTERNLOGD: c ? a : b, bit by bit
+
+# What the stored float32 values may be (module docstring)
+ANY = "any"
+NONNEGATIVE_OR_NAN = "nonnegative or NaN"
+UNIT_INTERVAL = "[0, 1]"
+VALUE_RANGES = (ANY, NONNEGATIVE_OR_NAN, UNIT_INTERVAL)
 
 
 def half_vector(f: Function, reg: Register):
@@ -54,14 +82,16 @@ def load(f: Function, element: ElementFormat, dest: Register, address: Mem, mask
         raise ValueError(f"no conversion from element format {element.name!r}")
 
 
-def store(f: Function, element: ElementFormat, address: Mem, src: Register, mask=None) -> None:
+def store(f: Function, element: ElementFormat, address: Mem, src: Register, mask=None,
+          values: str = ANY) -> None:
     """One vector of `element`s at address = src rounded to nearest even (src is kept). With an
-    AVX-512 k `mask`, only its elements are written."""
+    AVX-512 k `mask`, only its elements are written. `values`: what src may hold (module
+    docstring)."""
     if element is F16:
         target = address if mask is None else Masked(address, mask.view(16))
         f.vcvtps2ph(target, src, ROUND_TO_NEAREST_EVEN)
     elif element is BF16:
-        words = round_to_bfloat16(f, src)
+        words = round_to_bfloat16(f, src, values)
         if f.target.has_masks:
             target = address if mask is None else Masked(address, mask.view(16))
             f.vpmovdw(target, words)
@@ -73,14 +103,15 @@ def store(f: Function, element: ElementFormat, address: Mem, src: Register, mask
         raise ValueError(f"no conversion to element format {element.name!r}")
 
 
-def store_nontemporal(f: Function, element: ElementFormat, address: Mem, src: Register) -> None:
+def store_nontemporal(f: Function, element: ElementFormat, address: Mem, src: Register,
+                      values: str = ANY) -> None:
     """store(), written around the caches: the converted elements are built in a register
     (half the width) and stored with VMOVNTPS; address must be aligned to that half."""
     if element is F16:
         halves = half_vector(f, f.vec("f16_halves"))
         f.vcvtps2ph(halves, src, ROUND_TO_NEAREST_EVEN)
     elif element is BF16:
-        words = round_to_bfloat16(f, src)
+        words = round_to_bfloat16(f, src, values)
         if f.target.has_masks:
             halves = half_vector(f, words)
             f.vpmovdw(halves, words)
@@ -91,32 +122,79 @@ def store_nontemporal(f: Function, element: ElementFormat, address: Mem, src: Re
     f.vmovntps(address, halves)
 
 
-def round_to_bfloat16(f: Function, src: Register) -> Register:
+def round_to_bfloat16(f: Function, src: Register, values: str = ANY,
+                      shift_down: bool = True) -> Register:
     """A new register whose dword lanes hold the bfloat16 patterns (0..0xFFFF) of src's
-    float32 lanes, rounded to nearest even; NaN stays NaN (see the module docstring)."""
+    float32 lanes, rounded to nearest even; NaN stays NaN (see the module docstring). `values`:
+    what src may hold. shift_down=False leaves each pattern in the upper half of its dword (the
+    lower half then holds rounding leftovers)."""
+    if values not in VALUE_RANGES:
+        raise ValueError(f"values={values!r}: one of {VALUE_RANGES}")
     words = f.vec("bf16_words")
-    f.comment("bfloat16 = upper half of (b + 0x7FFF + bit 16 of b); NaN lanes stay NaN")
-    f.vpsrld(words, src, 16)
+    bits = src
+    if values == NONNEGATIVE_OR_NAN:
+        f.comment("every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)")
+        bits = f.vec("bf16_bits")
+        f.vpminud(bits, src, f.constant_bits("quiet_nan", QUIET_NAN))
+    f.comment("bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)"
+              + ("; NaN lanes stay NaN" if values == ANY else ""))
+    f.vpsrld(words, bits, 16)
     # (VPAND has no EVEX form; VPANDD is EVEX only)
     f.emit("vpandd" if f.target.has_masks else "vpand", words, words,
            f.constant_bits("one_bits", 1))
     f.vpaddd(words, words, f.constant_bits("bf16_rounding_bias", BF16_ROUNDING_BIAS))
-    if f.target.has_masks:
+    f.vpaddd(words, words, bits)
+    if values == ANY and f.target.has_masks:
         nan = f.mask("nan_lanes")
-        f.vpaddd(words, words, src)
         f.vcmpps(nan, src, src, UNORDERED)
         f.vpord(Masked(words.view(words.bits), nan.view(16)), src,
                 f.constant_bits("quiet_nan_bit", QUIET_BIT))
-    else:
+    elif values == ANY:
         # AVX2: a NaN lane becomes all ones (0xFFFF after the shift: a quiet NaN, its sign and
         # payload not kept), two operations where keeping them took four (the output pass of
         # bfloat16 measured 16% faster)
         nan = f.vec("nan_lanes")
-        f.vpaddd(words, words, src)
         f.vcmpps(nan, src, src, UNORDERED)
         f.vpor(words, words, nan)
-    f.vpsrld(words, words, 16)
+    if shift_down:
+        f.vpsrld(words, words, 16)
     return words
+
+
+def load_pair_even(f: Function, even: Register, address: Mem) -> Register:
+    """bfloat16 pairs (module docstring): even = the float32 values of the elements 0, 2, 4, ...
+    of the two vectors of elements at address (one register's width of words); returns the
+    register of words that load_pair_odd takes the odd elements from."""
+    words = f.vec("bf16_pair")
+    f.vmovups(words, address)
+    f.vpslld(even, words, 16)
+    return words
+
+
+def load_pair_odd(f: Function, odd: Register, words: Register) -> None:
+    """odd = the float32 values of the elements 1, 3, 5, ... of load_pair_even's words."""
+    f.emit("vpandd" if f.target.has_masks else "vpand", odd, words,
+           f.constant_bits("upper_half", UPPER_HALF))
+
+
+def store_pair(f: Function, address: Mem, even: Register, odd: Register, values: str = ANY,
+               nontemporal: bool = False) -> None:
+    """The inverse of load_pair_even and load_pair_odd: two vectors of bfloat16 elements at address from the float32
+    values of the even and the odd elements, each rounded to nearest even (even, odd kept).
+    nontemporal: one VMOVNTPS, address aligned to a register's width."""
+    low = round_to_bfloat16(f, even, values)
+    merged = round_to_bfloat16(f, odd, values, shift_down=False)
+    f.comment("words: odd elements' patterns in the upper halves, even ones' in the lower")
+    if f.target.has_masks:
+        f.vpternlogd(merged, low, f.constant_bits("upper_half", UPPER_HALF),
+                     SELECT_FIRST_WHERE_THIRD)
+    else:
+        f.vpand(merged, merged, f.constant_bits("upper_half", UPPER_HALF))
+        f.vpor(merged, merged, low)
+    if nontemporal:
+        f.vmovntps(address, merged)
+    else:
+        f.vmovups(address, merged)
 
 
 def pack_words(f: Function, dwords: Register):

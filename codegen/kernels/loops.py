@@ -16,6 +16,12 @@ float16 / bfloat16 vector to float32 as it loads it and rounds it back as it sto
 masked moves: a 16-bit tail is copied word by word through a stack buffer, so it too touches
 exactly its elements.
 
+elementwise=True says that the step treats every lane on its own (no sums across vectors, no
+lane order): when every pointer holds bfloat16 elements, they are then read and written two
+vectors at a time where a step holds pairs of vectors, as even and odd elements
+(elements.load_pair_even / _odd, store_pair), which saves the word shuffles. stored_values says what the step stores (elements.VALUE_RANGES), so
+that the bfloat16 rounding can leave out the NaN handling where no NaN is stored.
+
 A ScaledInput(pointer, factor) given to for_each_vector multiplies every vector loaded through
 that pointer (a float32 one) by the factor right after the load (one VMULPS, the load folded
 into it when the factor is a register): the scaled kernels compute softmax(scale * x) with no
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from softjit.codegen.abi import F32, ElementFormat
+from softjit.codegen.abi import BF16, F32, ElementFormat
 from softjit.codegen.kernels import elements as conversions
 from softjit.codegen.operands import Masked, Mem, Register, ptr
 from softjit.codegen.stream import Function
@@ -93,10 +99,11 @@ class Tail:
                 f.vmovups(filler, fill)
                 f.vblendvps(dest, filler, dest, self.window)
 
-    def store(self, address: Mem, src: Register, element: ElementFormat = F32) -> None:
+    def store(self, address: Mem, src: Register, element: ElementFormat = F32,
+              values: str = conversions.ANY) -> None:
         f = self.f
         if element is not F32:
-            self._store_converted(address, src, element)
+            self._store_converted(address, src, element, values)
         elif f.target.has_masks:
             f.vmovups(Masked(address, self.k.view(16)), src)
         else:
@@ -126,13 +133,14 @@ class Tail:
             f.vmovups(filler, fill)
             f.vblendvps(dest, filler, dest, self.window)
 
-    def _store_converted(self, address: Mem, src: Register, element: ElementFormat) -> None:
+    def _store_converted(self, address: Mem, src: Register, element: ElementFormat,
+                         values: str) -> None:
         f = self.f
         if f.target.has_masks:
-            conversions.store(f, element, address, src, self.k)
+            conversions.store(f, element, address, src, self.k, values)
             return
         words = self._words_buffer()
-        conversions.store(f, element, words, src)
+        conversions.store(f, element, words, src, values=values)
         copy_words(f, address, words, self.remaining)
 
     def _words_buffer(self) -> Mem:
@@ -162,11 +170,22 @@ class Tile:
 
     def __init__(self, f: Function, count: int, tail: Tail | None = None, nontemporal: bool = False,
                  first: int = 0, elements: dict | None = None,
-                 scaled: ScaledInput | None = None):
+                 scaled: ScaledInput | None = None, elementwise: bool = False,
+                 stored_values: str = conversions.ANY):
         self.f, self.count, self.tail, self.nontemporal = f, count, tail, nontemporal
         self.first = first  # index of this tile's first vector within the loop step
         self.elements = elements or {}  # pointer register -> ElementFormat (default float32)
         self.scaled = scaled
+        self.stored_values = stored_values
+        # bfloat16 pairs (module docstring): vectors 2k and 2k + 1 of an untailed tile
+        self.paired = elementwise and tail is None and count >= 2
+        self._pair_words: dict = {}  # pointer -> the words its odd elements come from
+        self._held: dict = {}  # pointer -> the even vector's value, stored with the odd one
+
+    def _pair(self, base: Register, i: int) -> bool:
+        """Vector i of `base` goes through a bfloat16 pair (i even: the first of it)."""
+        return (self.paired and self.element(base) is BF16
+                and (i % 2 == 1 or i + 1 < self.count))
 
     def element(self, base: Register) -> ElementFormat:
         return self.elements.get(base, F32)
@@ -177,6 +196,12 @@ class Tile:
     def load(self, dest: Register, base: Register, i: int, fill: Mem | None = None) -> None:
         address, element = self._address(base, i), self.element(base)
         factor = self.scaled.factor if self.scaled and base is self.scaled.pointer else None
+        if self._pair(base, i):
+            if i % 2 == 0:
+                self._pair_words[base] = conversions.load_pair_even(self.f, dest, address)
+            else:
+                conversions.load_pair_odd(self.f, dest, self._pair_words.pop(base))
+            return
         if self.tail is not None:
             self.tail.load(dest, address, fill, element, factor)
         elif element is not F32:
@@ -190,17 +215,31 @@ class Tile:
 
     def store(self, base: Register, i: int, src: Register) -> None:
         address, element = self._address(base, i), self.element(base)
+        values = self.stored_values
+        if self._pair(base, i):
+            if i % 2 == 0:
+                self._held[base] = src  # the step must leave it alone until vector i + 1
+            else:
+                conversions.store_pair(self.f, self._address(base, i - 1), self._held.pop(base),
+                                       src, values, self.nontemporal)
+            return
         if self.tail is not None:
-            self.tail.store(address, src, element)
+            self.tail.store(address, src, element, values)
         elif element is not F32:
             if self.nontemporal:
-                conversions.store_nontemporal(self.f, element, address, src)
+                conversions.store_nontemporal(self.f, element, address, src, values)
             else:
-                conversions.store(self.f, element, address, src)
+                conversions.store(self.f, element, address, src, values=values)
         elif self.nontemporal:
             self.f.vmovntps(address, src)
         else:
             self.f.vmovups(address, src)
+
+    def check_complete(self) -> None:
+        """Every pair a step began was finished (a half-stored pair would lose its vector)."""
+        if self._pair_words or self._held:
+            raise ValueError(f"{self.f.name}: a step loaded or stored the first vector of a "
+                             f"bfloat16 pair and not the second")
 
     def accumulator(self, accumulators: list, i: int):
         """Vector i of a step feeds accumulator i mod K (the one-vector steps feed the first)."""
@@ -209,7 +248,8 @@ class Tile:
 
 def for_each_vector(f: Function, n: Register, pointers: list, unroll: int, step, name: str,
                     *, nontemporal_stores: bool = False, interleave: int = 0,
-                    elements: dict | None = None, scaled: ScaledInput | None = None) -> None:
+                    elements: dict | None = None, scaled: ScaledInput | None = None,
+                    elementwise: bool = False, stored_values: str = conversions.ANY) -> None:
     """Run step over n elements (n is consumed); see the module docstring.
 
     interleave = g > 0 emits an unrolled step as tiles of g vectors: the stages of one tile are
@@ -217,7 +257,7 @@ def for_each_vector(f: Function, n: Register, pointers: list, unroll: int, step,
     the register file) while out-of-order cores still overlap the independent tiles.
     elements: pointer register -> ElementFormat for the pointers that are not float32.
     scaled: loads through scaled.pointer (a float32 one) are multiplied by scaled.factor (module
-    docstring).
+    docstring). elementwise, stored_values: see the module docstring.
     """
     lanes = f.target.lanes
     elements = elements or {}
@@ -228,50 +268,75 @@ def for_each_vector(f: Function, n: Register, pointers: list, unroll: int, step,
     def vector_bytes(p) -> int:
         return lanes * elements.get(p, F32).size
 
+    def run(tile: Tile) -> None:
+        step(tile)
+        tile.check_complete()
+
+    group = interleave or unroll
+    # pairs permute the lanes (even elements, then odd ones): every pointer must go through them
+    elementwise = elementwise and all(elements.get(p, F32) is BF16 for p in pointers)
+    paired_output = elementwise and unroll > 1 and min(group, unroll) >= 2
     if nontemporal_stores:
-        _align_stores(f, n, pointers, step, elements, scaled)
+        # a bfloat16 pair is stored as one register: aligned to its full width
+        _align_stores(f, n, pointers, run, elements, scaled, stored_values,
+                      vectors=2 if paired_output else 1)
     if unroll > 1:
         with f.count_down_loop(n, unroll * lanes, f"{name}_u{unroll}"):
-            group = interleave or unroll
             for first in range(0, unroll, group):
-                step(Tile(f, min(group, unroll - first), nontemporal=nontemporal_stores,
-                          first=first, elements=elements, scaled=scaled))
+                run(Tile(f, min(group, unroll - first), nontemporal=nontemporal_stores,
+                         first=first, elements=elements, scaled=scaled,
+                         elementwise=elementwise, stored_values=stored_values))
             for p in pointers:
                 f.add(p, unroll * vector_bytes(p))
     with f.count_down_loop(n, lanes, f"{name}_v1"):
-        step(Tile(f, 1, nontemporal=nontemporal_stores, elements=elements, scaled=scaled))
+        run(Tile(f, 1, nontemporal=nontemporal_stores, elements=elements, scaled=scaled,
+                 stored_values=stored_values))
         for p in pointers:
             f.add(p, vector_bytes(p))
     done = f.label(f"{name}_tail_done")
     f.test(n, n)
     f.je(done)
-    step(Tile(f, 1, Tail(f, n), elements=elements, scaled=scaled))
+    run(Tile(f, 1, Tail(f, n), elements=elements, scaled=scaled, stored_values=stored_values))
     f.bind(done)
     if nontemporal_stores:
         f.sfence()  # order the write-combining stores before anything the caller does next
 
 
 def _align_stores(f: Function, n: Register, pointers: list, step, elements: dict,
-                  scaled: ScaledInput | None) -> None:
-    """Non-temporal stores need vector-aligned addresses: run one masked step over the elements
-    before the output pointer (the last of `pointers`) reaches a vector boundary (of its own
-    elements: half a register's width for 16-bit ones).
+                  scaled: ScaledInput | None, stored_values: str, vectors: int = 1) -> None:
+    """Non-temporal stores need aligned addresses: run masked steps over the elements before the
+    output pointer (the last of `pointers`) reaches a boundary of `vectors` vectors of its own
+    elements (one vector of 16-bit elements is half a register's width).
 
+    With vectors=2 the head may hold a vector or more: one unmasked step takes the first one.
     The output must be aligned to its element size (a numpy array's natural alignment; the
     Python layer guarantees it)."""
     output = elements.get(pointers[-1], F32).size
+    lanes = f.target.lanes
     head = f.gp("head")
-    f.comment("head = min(n, elements until y is vector-aligned)")
+    f.comment("head = min(n, elements until y is " + ("vector-aligned)" if vectors == 1 else
+                                                      f"aligned to {vectors} vectors)"))
     f.mov(head, pointers[-1])
     f.neg(head)
-    f.and_(head, f.target.lanes * output - 1)
+    f.and_(head, vectors * lanes * output - 1)
     f.shr(head, output.bit_length() - 1)
     f.cmp(head, n)
     f.cmova(head, n)
     aligned = f.label("aligned")
+    if vectors > 1:
+        short = f.label("head_short")
+        f.cmp(head, lanes)
+        f.jb(short)
+        step(Tile(f, 1, elements=elements, scaled=scaled, stored_values=stored_values))
+        for p in pointers:
+            f.add(p, lanes * elements.get(p, F32).size)
+        f.sub(n, lanes)
+        f.sub(head, lanes)
+        f.bind(short)
     f.test(head, head)
     f.je(aligned)
-    step(Tile(f, 1, Tail(f, head), elements=elements, scaled=scaled))
+    step(Tile(f, 1, Tail(f, head), elements=elements, scaled=scaled,
+              stored_values=stored_values))
     for p in pointers:
         f.lea(p, ptr(p, 0, head, elements.get(p, F32).size))
     f.sub(n, head)

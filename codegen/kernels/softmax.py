@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from softjit.codegen.abi import F32, PASS_OK, PASS_RECOMPUTE
 from softjit.codegen.kernels import constants as K
+from softjit.codegen.kernels.elements import NONNEGATIVE_OR_NAN, UNIT_INTERVAL
 from softjit.codegen.kernels.elementwise import emit_rmax
 from softjit.codegen.kernels.exp import resident_fit
 from softjit.codegen.kernels.loops import for_each_vector
@@ -179,8 +180,10 @@ def _vscaleexpminusmax(name, target, unroll, nontemporal, interleave, resident,
             f.vmulps(p, p, s)
             tile.store(y, i, p)
 
+    # y >= +0 or NaN: exp(x - m) >= +0 and s = 1 / sum > 0
     for_each_vector(f, n, [x, y], unroll, step, "scale", nontemporal_stores=nontemporal,
-                    interleave=interleave, elements=buffers(f, element), scaled=scaled_x)
+                    interleave=interleave, elements=buffers(f, element), scaled=scaled_x,
+                    elementwise=True, stored_values=NONNEGATIVE_OR_NAN)
     return_value(f, PASS_OK)
     return f
 
@@ -401,7 +404,9 @@ def _vscaleextexp(name, target, unroll, nontemporal, interleave, resident, eleme
         for i, p in enumerate(ps):
             tile.store(y, i, p)
 
+    # y in [+0, 1], never NaN: VMINPS returns its second source, 1, for a NaN p
     for_each_vector(f, n, [x, y], unroll, step, "extexp", nontemporal_stores=nontemporal,
-                    interleave=interleave, elements=buffers(f, element), scaled=scaled_x)
+                    interleave=interleave, elements=buffers(f, element), scaled=scaled_x,
+                    elementwise=True, stored_values=UNIT_INTERVAL)
     return_value(f, PASS_OK)
     return f

@@ -335,3 +335,93 @@ def test_user_kernels_read_and_write_16_bit_buffers(half):
         for y in [kernel.emulate(bits, isa="avx512f")] + [
                 kernel(bits, isa=isa) for isa in HOST_ISAS]:
             assert same_values(y.view(dtype), (2 * x.astype(np.float32)).astype(dtype)), n
+
+
+def _bfloat16_reference(bits: np.ndarray) -> np.ndarray:
+    """float32 bit patterns rounded to bfloat16 patterns, to nearest even (NaN: any NaN)."""
+    import ml_dtypes
+
+    with np.errstate(over="ignore"):  # past bfloat16's largest: inf, as the kernels round
+        return bits.view(np.float32).astype(ml_dtypes.bfloat16).view(np.uint16)
+
+
+def _float32_patterns(values: str, rng) -> np.ndarray:
+    """float32 bit patterns a kernel storing `values` may hold: random ones, every rounding tie
+    and its neighbours, subnormals, the range's ends and (where allowed) NaNs of every shape."""
+    from softjit.codegen.kernels import elements
+
+    top = {elements.UNIT_INTERVAL: 0x3F800000, elements.NONNEGATIVE_OR_NAN: 0x7F800000,
+           elements.ANY: 0xFFFFFFFF}[values]
+    tie_bases = rng.integers(0, top >> 16, 4000, dtype=np.uint64) << 16
+    patterns = [rng.integers(0, top + 1, 20000, dtype=np.uint64), tie_bases + 0x8000,
+                tie_bases + 0x7FFF, tie_bases + 0x8001, tie_bases + 0x18000,
+                np.arange(0, 0x20000, 7, dtype=np.uint64), np.array([0, 1, top], np.uint64)]
+    if values != elements.UNIT_INTERVAL:  # NaNs of both signs, payloads high and low
+        nan_tails = np.array([1, 0x7FFF, 0x8000, 0x8001, 0xFFFF, 0x10000, 0x3FFFFF,
+                              0x400000, 0x7F8000, 0x7FFFFF], np.uint64)
+        patterns += [0x7F800000 + nan_tails, 0xFF800000 + nan_tails]
+    if values == elements.ANY:
+        patterns.append(np.array([0x80000000, 0xFF800000, 0xFF7FFFFF, 0x7F7FFFFF], np.uint64))
+    return np.concatenate(patterns).astype(np.uint32)
+
+
+def _rounding_kernel(values: str, paired: bool):
+    """softjit.jit: y = x * factor stored as bfloat16 with stored_values=values, x float32
+    (one-vector, unrolled and masked stores) or, paired, bfloat16 (elementwise=True: the pair
+    loads and stores of codegen/kernels/elements.py in the unrolled loop)."""
+    from softjit import In, Out, Size
+    from softjit.codegen import for_each_vector
+    from softjit.codegen.abi import BF16
+
+    def store_rounded(f):
+        x, y, n = f.args
+        factor = f.constant_register("factor", _FACTORS[values] if paired else 1.0)
+
+        def step(tile):
+            vs = f.vecs("v", tile.count)
+            for i, v in enumerate(vs):
+                tile.load(v, x, i)
+                f.vmulps(v, v, factor)
+            for i, v in enumerate(vs):
+                tile.store(y, i, v)
+        elements = {x: BF16, y: BF16} if paired else {y: BF16}
+        for_each_vector(f, n, [x, y], 4, step, "round", elements=elements, elementwise=True,
+                        stored_values=values)
+        f.ret()
+
+    return softjit.jit(store_rounded, args=[In("x", "uint16" if paired else "uint32", "n"),
+                                            Out("y", "uint16", "n"), Size("n")])
+
+
+# the paired kernels' factor: it keeps the range and gives products of every rounding kind
+_FACTORS = {"any": 1.2345678, "nonnegative or NaN": 1.2345678, "[0, 1]": 0.99123}
+
+
+@pytest.mark.parametrize("paired", [False, True], ids=["float32 in", "bfloat16 pairs"])
+@pytest.mark.parametrize("values", ["any", "nonnegative or NaN", "[0, 1]"])
+def test_bfloat16_rounding_of_each_value_range(values, paired):
+    """elements.round_to_bfloat16 for each range a kernel may declare (stored_values=), on the
+    patterns of the range that decide a rounding, natively and emulated on both ISAs: to
+    nearest even, NaN for NaN. Paired: bfloat16 x times a factor, through the pair loads and
+    stores."""
+    import ml_dtypes
+
+    kernel = _rounding_kernel(values, paired)
+    bits = _float32_patterns(values, np.random.default_rng(41))
+    if paired:
+        x = _bfloat16_reference(bits).view(ml_dtypes.bfloat16)
+        if values == "[0, 1]":
+            x = np.minimum(x.astype(np.float32), 1).astype(ml_dtypes.bfloat16)
+        with np.errstate(over="ignore"):  # finite values past the range become inf, as in the kernel
+            products = x.astype(np.float32) * np.float32(_FACTORS[values])
+        bits, source = products.view(np.uint32), x.view(np.uint16)
+    else:
+        source = bits
+    expected = _bfloat16_reference(bits)
+    nan = np.isnan(bits.view(np.float32))
+    runs = [kernel.emulate(source, isa=isa) for isa in ("avx512f", "avx2")]
+    runs += [kernel(source, isa=isa) for isa in HOST_ISAS]
+    for y in runs:
+        got_nan = ((y & 0x7F80) == 0x7F80) & ((y & 0x7F) != 0)
+        assert np.array_equal(got_nan, nan)
+        assert np.array_equal(y[~nan], expected[~nan])

@@ -411,6 +411,8 @@ def _vector_cases():
     add("vpmovzxwd ymm4, XMMWORD PTR [r13 + 2]")
     add("vpmovzxwd xmm5, QWORD PTR [r13 + 6]")
     add("vpackusdw ymm0, ymm1, ymm2")
+    add("vpminud ymm0, ymm1, ymm2")
+    add("vpminud xmm3, xmm4, XMMWORD PTR [r13 + 8]")
     add("vpackusdw xmm3, xmm4, xmm5")
     add("vpackusdw xmm6, xmm7, XMMWORD PTR [r13 + 8]")
     for op in ("vaddss", "vsubss", "vmulss", "vdivss", "vmaxss", "vminss", "vcvtss2sd"):
@@ -655,6 +657,9 @@ def _evex_cases():
     add("vpmovzxwd zmm16{k1}{z}, YMMWORD PTR [r13 + 2]")
     add("vpmovzxwd zmm2{k2}, ymm17")
     add("vpmovzxwd ymm20{k3}{z}, xmm21")
+    add("vpminud zmm0, zmm1, zmm2")
+    add(f"vpminud zmm16{{k1}}{{z}}, zmm17, {bcst}")
+    add(f"vpminud zmm3{{k2}}, zmm4, {zmem}")
     add("vpmovdw ymm0, zmm1")
     add("vpmovdw ymm16{k1}{z}, zmm17")
     add("vpmovdw ymm2{k2}, zmm3")

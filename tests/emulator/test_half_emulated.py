@@ -165,3 +165,52 @@ def test_half_log_softmax_drivers_emulated(v, emulator):
             native_rows = np.full_like(y, 7)
             runtime._Module(v).log_softmax(x, native_rows, np.zeros(rows, runtime.STATE_DTYPE))
             assert same_bits(native_rows, y_rows)
+
+
+# bfloat16 pairs (codegen/kernels/elements.py): the elementwise output passes read and write two
+# vectors of words at a time, after a head that aligns y to a register's width for
+# non-temporal stores (up to 31 elements on AVX-512: one unmasked and one masked step).
+HALF_PAIRED = [v for v in HALF_SOFTMAX if v.element == "bf16"]
+PAIR_OFFSETS = (0, 1, 7, 15, 16, 17, 30, 31)  # elements past a 64-byte boundary
+
+
+def aligned_words(size: int, offset: int, dtype) -> np.ndarray:
+    """size elements of dtype starting offset elements past a 64-byte boundary."""
+    base = np.empty(size + 64, dtype)
+    start = (-base.ctypes.data % 64) // 2 + offset
+    return base[start:start + size]
+
+
+@pytest.mark.parametrize("v", HALF_PAIRED, ids=lambda v: v.name)
+def test_bfloat16_pairs_at_every_alignment(v, emulator):
+    """Rows whose y starts at each offset that decides the head's steps, long enough for the
+    unrolled loop's pairs, the one-vector loop and a tail; values spanning subnormal outputs
+    (x - max down to -110), ties, a NaN row (three passes) and -inf masks: the law holds
+    emulated and natively, and the emulated bits equal the CPU's."""
+    dtype = half_dtype(v.element)
+    rng = np.random.default_rng(33)
+    reference = float32_counterpart(v)
+    n = 2 * 256 + 16 * 3 + 5
+    for offset in PAIR_OFFSETS:
+        x = aligned_words(3 * n, offset, dtype).reshape(3, n)
+        x[0] = rng.uniform(-110, 0, n).astype(np.float32).astype(dtype)
+        x[1] = (rng.standard_normal(n) * 6).astype(np.float32).astype(dtype)
+        x[1, rng.integers(0, n, 5)] = -np.inf
+        x[2] = rng.uniform(-3, 3, n).astype(np.float32).astype(dtype)
+        x[2, rng.integers(0, n)] = np.nan
+        results = []
+        for native in (False, True)[:1 + (v.isa in HOST_ISAS)]:
+            y = aligned_words(3 * n, offset, dtype).reshape(3, n)
+            y[...] = 7
+            marked, status = run_driver(v, x, y, emulator, native=native)
+            results.append((marked, status, y.view(np.uint16).copy()))
+        if len(results) == 2:
+            assert results[0][0] == results[1][0] and np.array_equal(results[0][1], results[1][1])
+            assert np.array_equal(results[0][2], results[1][2]), offset
+        w2d, z2d = widened(x)
+        marked32, status32 = run_driver(reference, w2d, z2d, emulator, native=v.isa in HOST_ISAS)
+        marked, status, bits = results[0]
+        assert marked == marked32 and np.array_equal(status, status32)
+        done = status == 0
+        assert same_values(bits.view(dtype)[done], z2d.astype(dtype)[done]), offset
+        assert (bits.view(dtype)[~done].astype(np.float32) == 7).all()

@@ -1,4 +1,5 @@
 """Bitwise and integer lanes: and/or/xor/andn, 32- and 64-bit adds and subtracts, vpcmpgtd,
+vpminud (the unsigned minimum of dwords),
 immediate shifts (logical counts >= the width give 0; arithmetic ones saturate), vpternlogd."""
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ handles("vxorps", "vpxord")(lambda dec, ins: dec.elementwise(ins, 32, 2, np.bitw
 handles("vandnps")(lambda dec, ins: dec.elementwise(ins, 32, 2, lambda a, b: ~a & b))
 handles("vpaddd")(lambda dec, ins: dec.elementwise(ins, 32, 2, np.add))
 handles("vpsubd")(lambda dec, ins: dec.elementwise(ins, 32, 2, np.subtract))
+handles("vpminud")(lambda dec, ins: dec.elementwise(ins, 32, 2, np.minimum))
 handles("vpaddq")(lambda dec, ins: dec.elementwise(ins, 64, 2, np.add))
 handles("vpcmpgtd")(lambda dec, ins: dec.elementwise(
     ins, 32, 2,
