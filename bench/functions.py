@@ -115,12 +115,15 @@ def _bfloat16():
 def half_candidates(x: np.ndarray) -> tuple:
     """({label: Timed}, {label: why skipped}): softmax of the float32 row x as softjit computes
     it in float32 (the label "softjit.softmax", the reference of the ratios), in bfloat16 and
-    float16 (x rounded to them), and torch.softmax on tensors of those dtypes."""
+    float16 (x rounded to them), each with algorithm="auto" and "two-pass", and torch.softmax
+    on tensors of those dtypes."""
     import softjit
 
     found, skipped = {}, {}
     y = np.empty_like(x)
     found["softjit.softmax"] = LoopTimed(lambda: softjit.softmax(x, out=y))
+    found["softjit.softmax two-pass"] = LoopTimed(lambda: softjit.softmax(
+        x, out=y, algorithm="two-pass"))
     torch = _torch()
     bfloat16 = _bfloat16()
     halves = {"float16": np.dtype(np.float16)}
@@ -134,6 +137,8 @@ def half_candidates(x: np.ndarray) -> tuple:
         yh = np.empty_like(xh)
         found[f"softjit.softmax {name}"] = LoopTimed(lambda xh=xh, yh=yh: softjit.softmax(
             xh, out=yh))
+        found[f"softjit.softmax {name} two-pass"] = LoopTimed(
+            lambda xh=xh, yh=yh: softjit.softmax(xh, out=yh, algorithm="two-pass"))
         if torch is None:
             skipped[f"torch.softmax {name}"] = "torch is not installed (see the README)"
             continue

@@ -13,6 +13,8 @@ def test_functions_bench_reports_every_candidate():
         for label in (f"softjit.softmax {name}", f"torch.softmax {name}"):
             assert label in halves["medians_ns"] or label in halves["skipped"], label
     assert "softjit.softmax float16" in halves["medians_ns"]
+    assert "softjit.softmax two-pass" in halves["medians_ns"]
+    assert "softjit.softmax float16 two-pass" in halves["medians_ns"]
     for r in results:
         assert r["medians_ns"][f"softjit.{r['function']}"] > 0
         assert "softjit.softmax two-pass" in r["medians_ns"]
