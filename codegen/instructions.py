@@ -131,6 +131,7 @@ vinsertf32x4 V,V,X/m128,I   -     avx512f   mask vl min256
 vinsertf32x8 Z,Z,Y/m256,I   -     avx512dq  mask
 vpermps      V,V,V/B        avx2  avx512f   mask vl min256
 vpermt2ps    V,V,V/B        -     avx512f   mask vl rmw
+vpermw       V,V,V/M        -     avx512bw  mask vl
 # half precision (float16 lanes in the low half): F16C's VEX forms, AVX-512F's EVEX ones
 vcvtph2ps    V,H/Mh         f16c  avx512f   mask vl
 vcvtps2ph    H/Mh,V,I       f16c  avx512f   mask vl

@@ -18,13 +18,13 @@ from softjit.codegen.emulator.errors import EmulationError
 M64 = (1 << 64) - 1
 M32 = 0xFFFFFFFF
 
-UINT = {32: np.uint32, 64: np.uint64}
+UINT = {16: np.uint16, 32: np.uint32, 64: np.uint64}
 FLOAT = {32: np.float32, 64: np.float64}
 INT = {32: np.int32, 64: np.int64}
 QUIET_BIT = {32: np.uint32(0x0040_0000), 64: np.uint64(0x0008_0000_0000_0000)}
 DEFAULT_NAN = {32: np.uint32(0xFFC0_0000), 64: np.uint64(0xFFF8_0000_0000_0000)}
 ALL_ONES = {32: np.uint32(M32), 64: np.uint64(M64)}
-ZERO = {32: np.uint32(0), 64: np.uint64(0)}
+ZERO = {16: np.uint16(0), 32: np.uint32(0), 64: np.uint64(0)}
 INF_BITS = {32: np.uint32(0x7F80_0000), 64: np.uint64(0x7FF0_0000_0000_0000)}
 
 count = np.count_nonzero  # much cheaper than ndarray.any() on 16 lanes

@@ -35,7 +35,7 @@ class Registers:
         self.flags = [0, 0, 0, 0, 0]  # CF, ZF, SF, OF, PF
         self.vu = np.zeros((32, 16), np.uint32)
         self.vq = self.vu.view(np.uint64)
-        self.vv = {32: self.vu, 64: self.vq}  # lanes of a given element width
+        self.vv = {16: self.vu.view(np.uint16), 32: self.vu, 64: self.vq}  # lanes by width
 
     def reset(self) -> None:
         """Every register poisoned (or zeroed without poison), the flags cleared."""

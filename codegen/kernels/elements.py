@@ -3,7 +3,11 @@ bfloat16 buffer (codegen/abi.py ElementFormat) is widened as it is loaded and ro
 stored, one vector of elements at a time:
 
     float16  -> float32   VCVTPH2PS (F16C's VEX form on AVX2, AVX-512F's EVEX form): exact
-    bfloat16 -> float32   the words zero-extended to dwords (VPMOVZXWD), shifted left 16: exact
+    bfloat16 -> float32   the words zero-extended to dwords (VPMOVZXWD), shifted left 16: exact;
+                          AVX-512 loops: the 16 words loaded into a ymm, then one VPERMW with
+                          zeroing puts word i in the upper half of dword i (Bf16Widening: an
+                          index register and a k mask of the odd words, set once per loop),
+                          which saves the shift (the FADD pipes' share of the conversion)
     float32 -> float16    VCVTPS2PH with immediate 0: round to nearest even, whatever MXCSR says
     float32 -> bfloat16   round to nearest even in integer lanes, then the dwords narrowed to
                           words (VPMOVDW on AVX-512; VPACKUSDW of the two 128-bit halves on AVX2,
@@ -44,6 +48,8 @@ the FMA pipes) and a shift per vector.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from softjit.codegen.abi import BF16, F16, F32, ElementFormat
 from softjit.codegen.kernels.reduce import UNORDERED
 from softjit.codegen.operands import Masked, Mem, Register
@@ -62,19 +68,41 @@ UNIT_INTERVAL = "[0, 1]"
 VALUE_RANGES = (ANY, NONNEGATIVE_OR_NAN, UNIT_INTERVAL)
 
 
+class Bf16Widening(NamedTuple):
+    """AVX-512: what load() widens a bfloat16 vector with in one VPERMW (module docstring)."""
+
+    index: Register  # word 2i + 1 <- word i (the even words are zeroed)
+    odd_words: Register  # k mask: the odd words
+
+
+def bf16_widening(f: Function) -> Bf16Widening:
+    """Bf16Widening's constants, set where this is called (before the loops that use them)."""
+    index, odd_words, bits = f.vec("bf16_widen_index"), f.mask("bf16_odd_words"), f.gp("odd_bits")
+    f.vmovups(index, Mem(f.table("bf16_widen_index", tuple(i << 16 for i in range(16)), 64)))
+    f.mov(bits.r32, 0xAAAAAAAA)
+    f.kmovd(odd_words, bits.r32)
+    return Bf16Widening(index, odd_words)
+
+
 def half_vector(f: Function, reg: Register):
     """The view of reg holding one vector of 16-bit elements: half the target's width."""
     return reg.view(max(f.target.vector_bits // 2, 128))
 
 
-def load(f: Function, element: ElementFormat, dest: Register, address: Mem, mask=None) -> None:
+def load(f: Function, element: ElementFormat, dest: Register, address: Mem, mask=None,
+         widening: Bf16Widening | None = None) -> None:
     """dest = the float32 values of one vector of `element`s at address. With an AVX-512 k
-    `mask`, only its elements are read and the other lanes keep what dest held (merging)."""
+    `mask`, only its elements are read and the other lanes keep what dest held (merging).
+    widening (AVX-512, no mask): bfloat16 widened by VPERMW."""
     if element is F32:
         raise ValueError("float32 elements are loaded by the loop helper itself")
     target = dest if mask is None else Masked(dest.view(dest.bits), mask.view(16))
     if element is F16:
         f.vcvtph2ps(target, address)
+    elif element is BF16 and widening is not None and mask is None:
+        f.vmovups(half_vector(f, dest), address)
+        f.vpermw(Masked(dest.view(dest.bits), widening.odd_words.view(16), zeroing=True),
+                 widening.index, dest)
     elif element is BF16:
         f.vpmovzxwd(target, address)
         f.vpslld(target, dest, 16)

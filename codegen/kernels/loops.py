@@ -171,12 +171,14 @@ class Tile:
     def __init__(self, f: Function, count: int, tail: Tail | None = None, nontemporal: bool = False,
                  first: int = 0, elements: dict | None = None,
                  scaled: ScaledInput | None = None, elementwise: bool = False,
-                 stored_values: str = conversions.ANY):
+                 stored_values: str = conversions.ANY,
+                 widening: conversions.Bf16Widening | None = None):
         self.f, self.count, self.tail, self.nontemporal = f, count, tail, nontemporal
         self.first = first  # index of this tile's first vector within the loop step
         self.elements = elements or {}  # pointer register -> ElementFormat (default float32)
         self.scaled = scaled
         self.stored_values = stored_values
+        self.widening = widening  # AVX-512 bfloat16 loads by VPERMW (elements.Bf16Widening)
         # bfloat16 pairs (module docstring): vectors 2k and 2k + 1 of an untailed tile
         self.paired = elementwise and tail is None and count >= 2
         self._pair_words: dict = {}  # pointer -> the words its odd elements come from
@@ -205,7 +207,7 @@ class Tile:
         if self.tail is not None:
             self.tail.load(dest, address, fill, element, factor)
         elif element is not F32:
-            conversions.load(self.f, element, dest, address)
+            conversions.load(self.f, element, dest, address, widening=self.widening)
         elif isinstance(factor, Register):
             self.f.vmulps(dest, factor, address)
         else:
@@ -280,17 +282,21 @@ def for_each_vector(f: Function, n: Register, pointers: list, unroll: int, step,
         # a bfloat16 pair is stored as one register: aligned to its full width
         _align_stores(f, n, pointers, run, elements, scaled, stored_values,
                       vectors=2 if paired_output else 1)
+    # AVX-512 bfloat16 loads outside pairs: one VPERMW a vector (its constants set here, once)
+    widening = (conversions.bf16_widening(f) if f.target.has_masks
+                and BF16 in elements.values() else None)
     if unroll > 1:
         with f.count_down_loop(n, unroll * lanes, f"{name}_u{unroll}"):
             for first in range(0, unroll, group):
                 run(Tile(f, min(group, unroll - first), nontemporal=nontemporal_stores,
                          first=first, elements=elements, scaled=scaled,
-                         elementwise=elementwise, stored_values=stored_values))
+                         elementwise=elementwise, stored_values=stored_values,
+                         widening=widening))
             for p in pointers:
                 f.add(p, unroll * vector_bytes(p))
     with f.count_down_loop(n, lanes, f"{name}_v1"):
         run(Tile(f, 1, nontemporal=nontemporal_stores, elements=elements, scaled=scaled,
-                 stored_values=stored_values))
+                 stored_values=stored_values, widening=widening))
         for p in pointers:
             f.add(p, vector_bytes(p))
     done = f.label(f"{name}_tail_done")

@@ -178,6 +178,21 @@ def _h_vpermps(dec, ins):
                                dec.writer(d, W, 32), dec.lanes_fn(d, n))
 
 
+@handles("vpermw")
+def _h_vpermw(dec, ins):
+    """d[i] = table[index[i] mod n] over words: d, index (a register), table; a {k} mask has a
+    bit per word."""
+    dec.nops(ins, 3)
+    d = dec.vec_dest(ins)
+    W = d.bits
+    n = W // 16
+    g_index = dec.src(ins.ops[1], W, 16, allow_mem=False)
+    g_table = dec.src(ins.ops[2], W, 16, elementwise=False, allow_bcst=False)
+    wrap = np.uint16(n - 1)
+    return elementwise_closure([g_index, g_table], lambda index, table: table[index & wrap],
+                               dec.writer(d, W, 16), dec.lanes_fn(d, n))
+
+
 @handles("vpermt2ps")
 def _h_vpermt2ps(dec, ins):
     """d[i] = concat(d, table2)[index[i] mod 2n]: d (the first table, overwritten), index,
