@@ -356,7 +356,17 @@ class LogSoftmax(VariantBase):
         rmax, add = self._softmax("three-pass-recompute").passes[:2]
         if self.algorithm == "three-pass":
             add = self._sum_passes()[0]
+        if self.stores_difference:
+            rmax = self._rminmax_pass()
         return rmax, add
+
+    def _rminmax_pass(self) -> PassKernel:
+        """(float32 three-pass) the max pass that also leaves the row's minimum, with which
+        the sum passes skip their clamp on rows whose x - m stays above it."""
+        t, u, a = self.target, self.rmax_unroll, self.rmax_accumulators
+        params = f"{_elements(t, u)}_acc{a}"
+        return PassKernel(f"f32_rminmax__{self.isa}_{params}", f"rminmax_{params}",
+                          lambda s: sumexp.build_rminmax_pass(s, t, u, a))
 
     def _ln_pass(self, three_pass: bool) -> PassKernel:
         op = "lnexpminusmax" if three_pass else "lnextexp"
@@ -387,10 +397,12 @@ class LogSoftmax(VariantBase):
         # (13.0 against 14.9 us for eight at once at 10^5 on the development host)
         interleave = DIFFERENCE_TILE if ru > DIFFERENCE_TILE else 0
         params = f"{_elements(t, ru)}_acc{ra}_b{block}{f'_i{interleave}' if interleave else ''}"
+        minmax = self.stores_difference  # after rminmax: rows of a small spread skip the clamp
         return tuple(
             PassKernel(f"{self.element}_{op}__{self.isa}_{flavour}_{params}", f"{op}_{params}",
                        lambda s, store=store: sumexp.build_sum_pass(s, t, ru, ra, block,
-                                                                    interleave, store, e))
+                                                                    interleave, store, e,
+                                                                    minmax))
             for op, store in (("raddexpminusmax", False), ("raddexpstoreminusmax", True))
             if not store or self.stores_difference)
 

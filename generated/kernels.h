@@ -94,17 +94,17 @@ size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows(co
 size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 size_t f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
-/* f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32 (avx2): three-pass log_softmax and logsumexp, float32 */
-int f32_rmax_pass__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
+/* f32_logsoftmax_threepass__avx2_rminmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32 (avx2): three-pass log_softmax and logsumexp, float32 */
+int f32_rminmax__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
 int f32_raddexpminusmax__avx2_rr1_lut8_p3_u32_acc2_b256(const float* x, float* y, size_t n, float* state);
 int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
 int f32_vsubsub__avx2_u32(const float* x, float* y, size_t n, float* state);
 int f32_raddexpstoreminusmax__avx2_rr1_lut8_p3_u32_acc2_b256(const float* x, float* y, size_t n, float* state);
 int f32_vsub__avx2_u32(const float* x, float* y, size_t n, float* state);
-size_t f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
-size_t f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
-size_t f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
-size_t f32_logsoftmax_threepass__avx2_rmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
+size_t f32_logsoftmax_threepass__avx2_rminmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_threepass__avx2_rminmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+size_t f32_logsoftmax_threepass__avx2_rminmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_threepass__avx2_rminmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64 (avx512f): two-pass log_softmax and logsumexp, float32 */
 int f32_raddextexp__avx512f_rr2_p5_scalef_u64_acc2_b512(const float* x, float* y, size_t n, float* state);
@@ -118,17 +118,17 @@ size_t f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_rows
 size_t f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 size_t f32_logsoftmax_twopass__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
-/* f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64 (avx512f): three-pass log_softmax and logsumexp, float32 */
-int f32_rmax_pass__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
+/* f32_logsoftmax_threepass__avx512f_rminmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64 (avx512f): three-pass log_softmax and logsumexp, float32 */
+int f32_rminmax__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
 int f32_raddexpminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const float* x, float* y, size_t n, float* state);
 int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
 int f32_vsubsub__avx512f_u64(const float* x, float* y, size_t n, float* state);
 int f32_raddexpstoreminusmax__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const float* x, float* y, size_t n, float* state);
 int f32_vsub__avx512f_u64(const float* x, float* y, size_t n, float* state);
-size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
-size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
-size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
-size_t f32_logsoftmax_threepass__avx512f_rmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
+size_t f32_logsoftmax_threepass__avx512f_rminmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_threepass__avx512f_rminmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+size_t f32_logsoftmax_threepass__avx512f_rminmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_reduce(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_threepass__avx512f_rminmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_apply(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
 
 /* f32_logsoftmax_twopass__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt (avx2): two-pass log_softmax and logsumexp, float32 */
 int f32_raddextexp__avx2_rr2_p5_u32_acc1_b128(const float* x, float* y, size_t n, float* state);

@@ -61,14 +61,14 @@ infinity itself).
 """
 from __future__ import annotations
 
-from softjit.codegen.abi import F32, PASS_OK
+from softjit.codegen.abi import F32, PASS_OK, PASS_STATE
 from softjit.codegen.kernels import constants as K
 from softjit.codegen.kernels.exp import resident_fit
 from softjit.codegen.kernels.loops import for_each_vector
 from softjit.codegen.kernels.pass_emitter import (STATE_MAX_OR_EXPONENT, PassEmitter,
-                                                  buffers, pass_function, return_value)
-from softjit.codegen.kernels.reduce import tree
-from softjit.codegen.operands import Mem
+                                                  buffers, pass_function, return_value, scalar)
+from softjit.codegen.kernels.reduce import horizontal, tree
+from softjit.codegen.operands import Mem, ptr
 from softjit.codegen.stream import Function
 
 MAGIC = K.f32("0x1.8p23")  # 1.5 * 2^23: integers land in the low mantissa bits
@@ -108,26 +108,76 @@ def constant_values(lanes: int) -> dict:
             "c1": C1, "c2": C2, "c3": C3, "one": 1.0, "magic": MAGIC}
 
 
+# rminmax leaves the row's minimum in the state's sum field, where the sum pass reads it first
+# and then writes the sum
+STATE_MIN = PASS_STATE.offset("sum")
+
+
+def build_rminmax_pass(name: str, target, unroll: int, accumulators: int) -> Function:
+    """state[0] = max(x), state[2] = min(x) (float32 x; NaN need not propagate: the sum pass
+    turns a NaN into a NaN sum). With the minimum the sum pass knows whether any x - m can fall
+    below D_MIN, and runs without the clamp when none can (its loads of x are read from the
+    same cache lines as the max's, so the minimum costs no extra read)."""
+    f = pass_function(name, target, "state[0] = max(x[0:n]), state[2] = min(x[0:n]) (where the "
+                                    "sum pass\nwrites the sum); NaN need not propagate.")
+    x, _, n, state = f.args
+    minus_inf = f.constant("minus_inf", K.NEG_INF)
+    plus_inf = f.constant("plus_inf", -K.NEG_INF)
+    highs, lows = f.vecs("max", accumulators), f.vecs("min", accumulators)
+    for acc in highs:
+        f.fill_vector(acc, minus_inf)
+    for acc in lows:
+        f.fill_vector(acc, plus_inf)
+
+    def step(tile):
+        xs = f.vecs("x", tile.count)
+        for i, v in enumerate(xs):
+            tile.load(v, x, i, fill=minus_inf)
+        for i, v in enumerate(xs):
+            acc = tile.accumulator(highs, i)
+            f.vmaxps(acc, v, acc)  # a NaN in x is dropped (VMAXPS returns its second source)
+        if tile.tail is not None:  # the lanes past n: +inf for the minimum
+            for i, v in enumerate(xs):
+                tile.load(v, x, i, fill=plus_inf)
+        for i, v in enumerate(xs):
+            acc = tile.accumulator(lows, i)
+            f.vminps(acc, v, acc)
+
+    f.comment("max and min, accumulator i mod K for vector i")
+    for_each_vector(f, n, [x], unroll, step, "minmax")
+    for accs, op in ((highs, f.vmaxps), (lows, f.vminps)):
+        result = tree(f, accs, lambda d, a, b, op=op: op(d, b, a))
+        horizontal(f, result, lambda d, a, b, op=op: op(d, b, a))
+        offset = STATE_MAX_OR_EXPONENT if accs is highs else STATE_MIN
+        f.vmovss(ptr(state, offset, bits=32), result.xmm)
+    return_value(f, PASS_OK)
+    return f
+
+
 # Constants kept in registers, those read most first (resident_fit keeps what fits)
 _RESIDENT = ("table", "log2e_xl", "minus_ln2_xl", "c2", "c1", "one", "magic", "c3")
 
 
 def build_sum_pass(name: str, target, unroll: int, accumulators: int, block: int,
-                   interleave: int = 0, store: bool = True, element=F32) -> Function:
+                   interleave: int = 0, store: bool = True, element=F32,
+                   after_minmax: bool = False) -> Function:
     """(store) y = x - m, and state[1] = 1 / sum(exp(x - m)), state[2] = the sum, m = state[0].
     Without the store, the same sum bit for bit (the logsumexp and reduce drivers' pass, and
     the 16-bit three-pass modules', whose x is widened as it is loaded; x - m is stored only as
-    float32)."""
+    float32). after_minmax: state[2] holds min(x) (build_rminmax_pass), and a row whose
+    float32 min - m is at least D_MIN runs a loop without the clamp: every d = x - m rounds to
+    at least min - m there, so the clamp would change nothing (the same sum bit for bit)."""
     if store and element is not F32:
         raise ValueError(f"{name}: y = x - m is stored as float32 only (a 16-bit y would round "
                          f"it before ln(sum) is subtracted)")
     return resident_fit(lambda resident: _pass(name, target, unroll, accumulators, block,
-                                               interleave, resident, store, element),
+                                               interleave, resident, store, element,
+                                               after_minmax),
                         _RESIDENT)
 
 
 def _pass(name, target, unroll, accumulators, block, interleave, resident, store,
-          element) -> Function:
+          element, after_minmax) -> Function:
     what = "y = x - m and " if store else ""
     f = pass_function(name, target, f"{what}state[1] = 1 / sum(exp(x - m)), m = state[0];\n"
                                     "float32 block sums fold into float64 lane sums.", element)
@@ -136,33 +186,54 @@ def _pass(name, target, unroll, accumulators, block, interleave, resident, store
     m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
     minus_inf = f.constant("minus_inf", K.NEG_INF)
     exp_terms = _TableExp(f, resident)
-    accs = f.vecs("sum", accumulators)
     wide = pe.stack_vectors(2)  # float64 lane sums: low and high lanes
 
-    def step(tile):
-        xs = f.vecs("x", tile.count)
-        for i, v in enumerate(xs):
-            tile.load(v, x, i, fill=minus_inf)
-        f.comment("d = x - m" + (", stored: y = d" if store else ""))
-        for v in xs:
-            f.vsubps(v, v, m)
-        if store:
+    def sums(clamp: bool) -> None:
+        accs = f.vecs("sum", accumulators)
+
+        def step(tile):
+            xs = f.vecs("x", tile.count)
             for i, v in enumerate(xs):
-                tile.store(y, i, v)
-        exp_terms.accumulate(xs, [tile.accumulator(accs, i) for i in range(tile.count)])
+                tile.load(v, x, i, fill=minus_inf)
+            f.comment("d = x - m" + (", stored: y = d" if store else ""))
+            for v in xs:
+                f.vsubps(v, v, m)
+            if store:
+                for i, v in enumerate(xs):
+                    tile.store(y, i, v)
+            # (the tail's lanes past n hold -inf: its one masked step keeps the clamp)
+            exp_terms.accumulate(xs, [tile.accumulator(accs, i) for i in range(tile.count)],
+                                 clamp or tile.tail is not None)
 
-    def start():
-        for acc in accs:
-            f.vxorps(acc, acc, acc)
+        def start():
+            for acc in accs:
+                f.vxorps(acc, acc, acc)
 
-    def end():
-        f.comment("block sum -> float64 lane sums")
-        total = tree(f, accs, lambda d, a, b: f.vaddps(d, a, b))
-        pe.add_f64_to_slots(wide, pe.widen(total))
+        def end():
+            f.comment("block sum -> float64 lane sums")
+            total = tree(f, accs, lambda d, a, b: f.vaddps(d, a, b))
+            pe.add_f64_to_slots(wide, pe.widen(total))
 
-    pe.blocks(n, block, start, lambda count: for_each_vector(
-        f, count, [x, y] if store else [x], unroll, step, "sum", interleave=interleave,
-        elements=buffers(f, element)), end)
+        pe.blocks(n, block, start, lambda count: for_each_vector(
+            f, count, [x, y] if store else [x], unroll, step, "sum", interleave=interleave,
+            elements=buffers(f, element)), end)
+
+    if after_minmax:
+        f.comment("min - m >= D_MIN (float32, as the loop rounds each x - m; false for NaN): "
+                  "no clamp")
+        unclamped, summed = f.label("unclamped"), f.label("summed")
+        spread = f.vec("spread")
+        f.vmovss(spread.xmm, ptr(state, STATE_MIN, bits=32))
+        f.vsubss(spread.xmm, spread.xmm, m.xmm)
+        f.vucomiss(spread.xmm, scalar(f.constant("d_min", D_MIN), 32))
+        f.jae(unclamped)  # CF = 0: ordered and not below
+        sums(clamp=True)
+        f.jmp(summed)
+        f.bind(unclamped)
+        sums(clamp=False)
+        f.bind(summed)
+    else:
+        sums(clamp=True)
     f.comment("state[1] = 1 / sum over lanes")
     pe.store_reciprocal(pe.sum_f64_lanes(pe.load_slot(wide[0], "sum_lo"),
                                          pe.load_slot(wide[1], "sum_hi")), state)
@@ -208,13 +279,14 @@ class _TableExp:
         else:
             self.f.fill_vector(dest, self.f.constant(key, self.values[key]))
 
-    def accumulate(self, ds: list, accs: list) -> None:
-        """accs[i] += exp(ds[i]); ds are clobbered."""
+    def accumulate(self, ds: list, accs: list, clamp: bool = True) -> None:
+        """accs[i] += exp(ds[i]); ds are clobbered. clamp=False: every d is at least D_MIN."""
         f, c, lanes = self.f, self.c, self.lanes
         count = len(ds)
-        f.comment("d = max(d, -87): -inf and far-below-max terms add at most 1.7e-38 each")
-        for d in ds:
-            f.vmaxps(d, self.d_min, d)  # NaN survives: VMAXPS returns its second source
+        if clamp:
+            f.comment("d = max(d, -87): -inf and far-below-max terms add at most 1.7e-38 each")
+            for d in ds:
+                f.vmaxps(d, self.d_min, d)  # NaN survives: VMAXPS returns its second source
         f.comment(f"nb = d * {lanes} log2e + 1.5 * 2^23: N = round({lanes} d log2e) in its low "
                   f"bits")
         nbs = f.vecs("nb", count)

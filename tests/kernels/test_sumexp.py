@@ -138,3 +138,46 @@ def test_rows_whose_sum_lies_in_the_small_terms(isa):
             softjit.log_softmax(out, algorithm=algorithm, isa=isa, out=out)
             assert np.array_equal(out, y)
         check_logsumexp(softjit.logsumexp(x, isa=isa), x)
+
+
+@pytest.mark.parametrize("isa", ["avx512f", "avx2"])
+def test_rminmax_leaves_the_max_and_the_min_at_every_tail(isa):
+    _native(isa)
+    variant = variants.REGISTRY.log_softmax("three-pass", isa)
+    run = bindings.function(variant, variant.three_pass_passes[0].symbol)
+    rng = np.random.default_rng(3)
+    state = np.zeros(1, bindings.PASS_STATE_DTYPE)
+    for n in list(range(1, 70)) + [1000, 4099]:
+        x = rng.uniform(-50.0, 50.0, n).astype(np.float32)
+        run(bindings.pointer(x), bindings.pointer(x), n, bindings.pointer(state))
+        assert state["max_or_exponent"][0] == x.max() and state[sumexp_state_min()][0] == x.min()
+
+
+def sumexp_state_min() -> str:
+    """The state field rminmax leaves the minimum in."""
+    return {offset: name for name, (dtype, offset) in bindings.PASS_STATE_DTYPE.fields.items()}[
+        sumexp.STATE_MIN]
+
+
+@pytest.mark.parametrize("isa", ["avx512f", "avx2"])
+def test_rows_without_the_clamp_sum_what_the_clamped_loop_sums(isa):
+    """A row whose min - max is at least D_MIN skips the clamp; the same row with one -inf
+    more takes the clamped loop, whose extra term (about 1.6e-38) is below the sum's rounding:
+    the same c bit for bit, and the same log_softmax. Spreads at and around -87 pick either
+    loop; NaN rows of a small spread stay NaN."""
+    _native(isa)
+    rng = np.random.default_rng(13)
+    for spread in (1.0, 30.0, 86.99, 87.0, 87.01, 87.5, 100.0):
+        for n in (5, 100, 5000):
+            x = rng.uniform(-spread, 0.0, n).astype(np.float32) + np.float32(3.0)
+            x[0], x[-1] = np.float32(3.0), np.float32(3.0) - np.float32(spread)
+            with_inf = np.append(x, np.float32(-np.inf))
+            c = softjit.logsumexp(x, isa=isa, dtype=np.float64)
+            assert c == softjit.logsumexp(with_inf, isa=isa, dtype=np.float64), (spread, n)
+            y = softjit.log_softmax(x, algorithm="three-pass", isa=isa)
+            assert np.array_equal(y, softjit.log_softmax(with_inf, algorithm="three-pass",
+                                                         isa=isa)[:n])
+            check_log_softmax(y, x)
+            x[n // 2] = np.nan
+            assert np.isnan(softjit.log_softmax(x, algorithm="three-pass", isa=isa)).all()
+            assert np.isnan(softjit.logsumexp(x, isa=isa))
