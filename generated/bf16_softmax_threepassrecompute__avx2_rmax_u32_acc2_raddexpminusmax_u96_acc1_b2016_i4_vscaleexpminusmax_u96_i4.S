@@ -138,15 +138,15 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -173,10 +173,6 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -216,15 +212,15 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -251,10 +247,6 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -294,15 +286,15 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -329,10 +321,6 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -362,9 +350,9 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	# n = round(x * log2e)
 	vmovaps ymm5, ymm0
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm5, ymm5, ymm0
+	vsubps ymm6, ymm5, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c4]
@@ -373,7 +361,6 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm5, ymm5, ymm0
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# sum += exp(x - m)
@@ -410,9 +397,9 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	# n = round(x * log2e)
 	vmovaps ymm4, ymm0
 	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm4, ymm4, ymm0
+	vsubps ymm6, ymm4, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c4]
@@ -421,7 +408,6 @@ bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c1]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_bf16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm4, ymm4, ymm0
 	vpslld ymm4, ymm4, 23
 	vmulps ymm6, ymm6, ymm4
 	# sum += exp(x - m)
@@ -497,15 +483,15 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd231ps ymm10, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm4, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
@@ -532,10 +518,6 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -611,15 +593,15 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd231ps ymm10, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm4, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
@@ -646,10 +628,6 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -725,15 +703,15 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd231ps ymm10, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm8, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm4, ymm9, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm10, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm11, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm14, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm15, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
@@ -760,10 +738,6 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm14, ymm7, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	vfmadd213ps ymm15, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -832,9 +806,9 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	# n = round(x * log2e)
 	vmovaps ymm5, ymm0
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm5, ymm5, ymm0
+	vsubps ymm6, ymm5, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c4]
@@ -843,7 +817,6 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm5, ymm5, ymm0
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# y = exp(x - m) * s
@@ -890,24 +863,23 @@ bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4:
 	# n = round(x * log2e)
 	vmovaps ymm1, ymm0
 	vfmadd231ps ymm1, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm1, ymm1, ymm0
+	vsubps ymm0, ymm1, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm1, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm3, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
-	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c4]
-	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c3]
-	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c2]
-	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c1]
-	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
+	vmovups ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c5]
+	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c4]
+	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c3]
+	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c2]
+	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_c1]
+	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm1, ymm1, ymm0
 	vpslld ymm1, ymm1, 23
-	vmulps ymm3, ymm3, ymm1
+	vmulps ymm0, ymm0, ymm1
 	# y = exp(x - m) * s
-	vmulps ymm3, ymm3, ymm2
+	vmulps ymm0, ymm0, ymm2
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud ymm0, ymm3, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_quiet_nan]
+	vpminud ymm0, ymm0, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld ymm1, ymm0, 16
 	vpand ymm1, ymm1, YMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_one_bits]

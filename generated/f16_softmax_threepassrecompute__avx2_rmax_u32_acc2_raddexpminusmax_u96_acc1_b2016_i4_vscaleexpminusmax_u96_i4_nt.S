@@ -128,15 +128,15 @@ f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -163,10 +163,6 @@ f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -202,15 +198,15 @@ f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -237,10 +233,6 @@ f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -276,15 +268,15 @@ f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -311,10 +303,6 @@ f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -343,9 +331,9 @@ f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	# n = round(x * log2e)
 	vmovaps ymm5, ymm0
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm5, ymm5, ymm0
+	vsubps ymm6, ymm5, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c4]
@@ -354,7 +342,6 @@ f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm5, ymm5, ymm0
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# sum += exp(x - m)
@@ -390,9 +377,9 @@ f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	# n = round(x * log2e)
 	vmovaps ymm4, ymm0
 	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm4, ymm4, ymm0
+	vsubps ymm6, ymm4, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c4]
@@ -401,7 +388,6 @@ f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c1]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f16_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm4, ymm4, ymm0
 	vpslld ymm4, ymm4, 23
 	vmulps ymm6, ymm6, ymm4
 	# sum += exp(x - m)
@@ -481,9 +467,9 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	# n = round(x * log2e)
 	vmovaps ymm5, ymm0
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm5, ymm5, ymm0
+	vsubps ymm6, ymm5, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
@@ -492,7 +478,6 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm5, ymm5, ymm0
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# y = exp(x - m) * s
@@ -536,15 +521,15 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
@@ -571,10 +556,6 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -618,15 +599,15 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
@@ -653,10 +634,6 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -700,15 +677,15 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
@@ -735,10 +712,6 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -776,9 +749,9 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	# n = round(x * log2e)
 	vmovaps ymm5, ymm0
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm5, ymm5, ymm0
+	vsubps ymm6, ymm5, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
@@ -787,7 +760,6 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm5, ymm5, ymm0
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# y = exp(x - m) * s
@@ -824,23 +796,22 @@ f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	# n = round(x * log2e)
 	vmovaps ymm1, ymm0
 	vfmadd231ps ymm1, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm1, ymm1, ymm0
+	vsubps ymm0, ymm1, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm1, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm0, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm3, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
-	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm3, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vmovups ymm0, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
+	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm0, ymm4, YMMWORD PTR [rip + .Lc_f16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm1, ymm1, ymm0
 	vpslld ymm1, ymm1, 23
-	vmulps ymm3, ymm3, ymm1
+	vmulps ymm0, ymm0, ymm1
 	# y = exp(x - m) * s
-	vmulps ymm3, ymm3, ymm2
-	vcvtps2ph XMMWORD PTR [rsp + 16], ymm3, 0
+	vmulps ymm0, ymm0, ymm2
+	vcvtps2ph XMMWORD PTR [rsp + 16], ymm0, 0
 	xor ecx, ecx
 .Lf16_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_copy_words_3:
 	cmp rcx, rdx

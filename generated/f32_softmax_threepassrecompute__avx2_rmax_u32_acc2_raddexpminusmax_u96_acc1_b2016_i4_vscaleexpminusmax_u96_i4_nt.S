@@ -115,15 +115,15 @@ f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -150,10 +150,6 @@ f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -189,15 +185,15 @@ f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -224,10 +220,6 @@ f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -263,15 +255,15 @@ f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -298,10 +290,6 @@ f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -330,9 +318,9 @@ f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	# n = round(x * log2e)
 	vmovaps ymm5, ymm0
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm5, ymm5, ymm0
+	vsubps ymm6, ymm5, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c4]
@@ -341,7 +329,6 @@ f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm5, ymm5, ymm0
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# sum += exp(x - m)
@@ -366,9 +353,9 @@ f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	# n = round(x * log2e)
 	vmovaps ymm4, ymm0
 	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm4, ymm4, ymm0
+	vsubps ymm6, ymm4, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c4]
@@ -377,7 +364,6 @@ f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_c1]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm4, ymm4, ymm0
 	vpslld ymm4, ymm4, 23
 	vmulps ymm6, ymm6, ymm4
 	# sum += exp(x - m)
@@ -445,9 +431,9 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	# n = round(x * log2e)
 	vmovaps ymm6, ymm0
 	vfmadd231ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm6, ymm6, ymm0
+	vsubps ymm7, ymm6, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
@@ -456,7 +442,6 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
 	vfmadd213ps ymm7, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm6, ymm6, ymm0
 	vpslld ymm6, ymm6, 23
 	vmulps ymm7, ymm7, ymm6
 	# y = exp(x - m) * s
@@ -491,15 +476,15 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
@@ -526,10 +511,6 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -569,15 +550,15 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
@@ -604,10 +585,6 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -647,15 +624,15 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm8, ymm8, ymm0
-	vsubps ymm9, ymm9, ymm0
-	vsubps ymm10, ymm10, ymm0
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm8, ymm0
+	vsubps ymm13, ymm9, ymm0
+	vsubps ymm14, ymm10, ymm0
+	vsubps ymm15, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
@@ -682,10 +659,6 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, ymm0
-	vaddps ymm9, ymm9, ymm0
-	vaddps ymm10, ymm10, ymm0
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -719,9 +692,9 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	# n = round(x * log2e)
 	vmovaps ymm5, ymm0
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm5, ymm5, ymm0
+	vsubps ymm6, ymm5, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
@@ -730,7 +703,6 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm5, ymm5, ymm0
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# y = exp(x - m) * s
@@ -755,23 +727,22 @@ f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt:
 	# n = round(x * log2e)
 	vmovaps ymm1, ymm0
 	vfmadd231ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_log2e]
-	vsubps ymm1, ymm1, ymm0
+	vsubps ymm0, ymm1, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm1, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
+	vfmadd231ps ymm5, ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovups ymm3, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
-	vfmadd213ps ymm3, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
-	vfmadd213ps ymm3, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
-	vfmadd213ps ymm3, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
-	vfmadd213ps ymm3, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
-	vfmadd213ps ymm3, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
+	vmovups ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c5]
+	vfmadd213ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c4]
+	vfmadd213ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c3]
+	vfmadd213ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c2]
+	vfmadd213ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_c1]
+	vfmadd213ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm1, ymm1, ymm0
 	vpslld ymm1, ymm1, 23
-	vmulps ymm3, ymm3, ymm1
+	vmulps ymm0, ymm0, ymm1
 	# y = exp(x - m) * s
-	vmulps ymm3, ymm3, ymm2
-	vmaskmovps YMMWORD PTR [rsi], ymm4, ymm3
+	vmulps ymm0, ymm0, ymm2
+	vmaskmovps YMMWORD PTR [rsi], ymm4, ymm0
 .Lf32_vscaleexpminusmax__avx2_rr2_p5_u96_i4_nt_scale_tail_done:
 	sfence
 	mov eax, 0

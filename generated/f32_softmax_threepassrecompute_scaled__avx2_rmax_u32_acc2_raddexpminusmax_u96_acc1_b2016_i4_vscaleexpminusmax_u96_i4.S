@@ -127,15 +127,15 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vsubps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vsubps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vsubps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -162,10 +162,6 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vaddps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vaddps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vaddps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -201,15 +197,15 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vsubps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vsubps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vsubps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -236,10 +232,6 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vaddps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vaddps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vaddps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -275,15 +267,15 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
 	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vsubps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vsubps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vsubps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
@@ -310,10 +302,6 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vaddps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vaddps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
-	vaddps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -342,9 +330,9 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4:
 	# n = round(x * log2e)
 	vmovaps ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c4]
@@ -353,7 +341,6 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# sum += exp(x - m)
@@ -379,9 +366,9 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4:
 	# n = round(x * log2e)
 	vmovaps ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_log2e]
-	vsubps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
+	vsubps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c5]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c4]
@@ -390,7 +377,6 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4:
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_c1]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u96_acc1_b2016_i4_magic_bias]
 	vpslld ymm4, ymm4, 23
 	vmulps ymm6, ymm6, ymm4
 	# sum += exp(x - m)
@@ -463,15 +449,15 @@ f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_log2e]
 	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vsubps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vsubps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vsubps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c5]
@@ -498,10 +484,6 @@ f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vaddps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vaddps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vaddps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -541,15 +523,15 @@ f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_log2e]
 	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vsubps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vsubps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vsubps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c5]
@@ -576,10 +558,6 @@ f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vaddps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vaddps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vaddps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -619,15 +597,15 @@ f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_log2e]
 	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vsubps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vsubps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vsubps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c5]
@@ -654,10 +632,6 @@ f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vaddps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vaddps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
-	vaddps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -691,9 +665,9 @@ f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4:
 	# n = round(x * log2e)
 	vmovaps ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c4]
@@ -702,7 +676,6 @@ f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# y = exp(x - m) * s
@@ -728,9 +701,9 @@ f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4:
 	# n = round(x * log2e)
 	vmovaps ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	vfmadd231ps ymm0, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_log2e]
-	vsubps ymm0, ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
+	vsubps ymm1, ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
+	vfmadd231ps ymm5, ymm1, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm1, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c5]
 	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c4]
@@ -739,7 +712,6 @@ f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4:
 	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_c1]
 	vfmadd213ps ymm1, ymm5, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm0, ymm0, YMMWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx2_rr2_p5_u96_i4_magic_bias]
 	vpslld ymm0, ymm0, 23
 	vmulps ymm1, ymm1, ymm0
 	# y = exp(x - m) * s

@@ -111,11 +111,11 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd231ps ymm12, ymm10, ymm1
 	vmovaps ymm13, ymm0
 	vfmadd231ps ymm13, ymm11, ymm1
-	vsubps ymm12, ymm12, ymm0
-	vsubps ymm13, ymm13, ymm0
+	vsubps ymm14, ymm12, ymm0
+	vsubps ymm15, ymm13, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm10, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
-	vfmadd231ps ymm11, ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm10, ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm11, ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
 	vmovups ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
@@ -130,8 +130,6 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd213ps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	vfmadd213ps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm12, ymm12, ymm0
-	vaddps ymm13, ymm13, ymm0
 	vpslld ymm12, ymm12, 23
 	vpslld ymm13, ymm13, 23
 	vmulps ymm14, ymm14, ymm12
@@ -153,11 +151,11 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd231ps ymm12, ymm10, ymm1
 	vmovaps ymm13, ymm0
 	vfmadd231ps ymm13, ymm11, ymm1
-	vsubps ymm12, ymm12, ymm0
-	vsubps ymm13, ymm13, ymm0
+	vsubps ymm14, ymm12, ymm0
+	vsubps ymm15, ymm13, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm10, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
-	vfmadd231ps ymm11, ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm10, ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm11, ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
 	vmovups ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
@@ -172,8 +170,6 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd213ps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	vfmadd213ps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm12, ymm12, ymm0
-	vaddps ymm13, ymm13, ymm0
 	vpslld ymm12, ymm12, 23
 	vpslld ymm13, ymm13, 23
 	vmulps ymm14, ymm14, ymm12
@@ -199,9 +195,9 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2:
 	# n = round(x * log2e)
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm10, ymm1
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm10, ymm11, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm10, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
 	vfmadd213ps ymm12, ymm10, ymm2
@@ -210,7 +206,6 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd213ps ymm12, ymm10, ymm5
 	vfmadd213ps ymm12, ymm10, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm11, ymm11, 23
 	vmulps ymm12, ymm12, ymm11
 	vmovups YMMWORD PTR [rsi], ymm12
@@ -237,9 +232,9 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2:
 	# n = round(x * log2e)
 	vmovaps ymm12, ymm0
 	vfmadd231ps ymm12, ymm11, ymm1
-	vsubps ymm12, ymm12, ymm0
+	vsubps ymm13, ymm12, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm11, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm11, ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
 	vfmadd213ps ymm13, ymm11, ymm2
@@ -248,7 +243,6 @@ f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd213ps ymm13, ymm11, ymm5
 	vfmadd213ps ymm13, ymm11, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm12, ymm12, ymm0
 	vpslld ymm12, ymm12, 23
 	vmulps ymm13, ymm13, ymm12
 	vmaskmovps YMMWORD PTR [rsi], ymm10, ymm13

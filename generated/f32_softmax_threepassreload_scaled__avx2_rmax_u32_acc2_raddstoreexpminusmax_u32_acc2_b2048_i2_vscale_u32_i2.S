@@ -124,11 +124,11 @@ f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd231ps ymm12, ymm10, ymm1
 	vmovaps ymm13, ymm0
 	vfmadd231ps ymm13, ymm11, ymm1
-	vsubps ymm12, ymm12, ymm0
-	vsubps ymm13, ymm13, ymm0
+	vsubps ymm14, ymm12, ymm0
+	vsubps ymm15, ymm13, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm10, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
-	vfmadd231ps ymm11, ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm10, ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm11, ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
 	vmovups ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
@@ -143,8 +143,6 @@ f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd213ps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	vfmadd213ps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm12, ymm12, ymm0
-	vaddps ymm13, ymm13, ymm0
 	vpslld ymm12, ymm12, 23
 	vpslld ymm13, ymm13, 23
 	vmulps ymm14, ymm14, ymm12
@@ -166,11 +164,11 @@ f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd231ps ymm12, ymm10, ymm1
 	vmovaps ymm13, ymm0
 	vfmadd231ps ymm13, ymm11, ymm1
-	vsubps ymm12, ymm12, ymm0
-	vsubps ymm13, ymm13, ymm0
+	vsubps ymm14, ymm12, ymm0
+	vsubps ymm15, ymm13, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm10, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
-	vfmadd231ps ymm11, ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm10, ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm11, ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm14, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
 	vmovups ymm15, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
@@ -185,8 +183,6 @@ f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd213ps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	vfmadd213ps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm12, ymm12, ymm0
-	vaddps ymm13, ymm13, ymm0
 	vpslld ymm12, ymm12, 23
 	vpslld ymm13, ymm13, 23
 	vmulps ymm14, ymm14, ymm12
@@ -212,9 +208,9 @@ f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2:
 	# n = round(x * log2e)
 	vmovaps ymm11, ymm0
 	vfmadd231ps ymm11, ymm10, ymm1
-	vsubps ymm11, ymm11, ymm0
+	vsubps ymm12, ymm11, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm10, ymm11, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm10, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
 	vfmadd213ps ymm12, ymm10, ymm2
@@ -223,7 +219,6 @@ f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd213ps ymm12, ymm10, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_c1]
 	vfmadd213ps ymm12, ymm10, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm11, ymm11, ymm0
 	vpslld ymm11, ymm11, 23
 	vmulps ymm12, ymm12, ymm11
 	vmovups YMMWORD PTR [rsi], ymm12
@@ -251,9 +246,9 @@ f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2:
 	# n = round(x * log2e)
 	vmovaps ymm12, ymm0
 	vfmadd231ps ymm12, ymm11, ymm1
-	vsubps ymm12, ymm12, ymm0
+	vsubps ymm13, ymm12, ymm0
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm11, ymm12, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
+	vfmadd231ps ymm11, ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_c5]
 	vfmadd213ps ymm13, ymm11, ymm2
@@ -262,7 +257,6 @@ f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2:
 	vfmadd213ps ymm13, ymm11, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_c1]
 	vfmadd213ps ymm13, ymm11, YMMWORD PTR [rip + .Lc_f32_raddstoreexpminusmax_scaled__avx2_rr2_p5_u32_acc2_b2048_i2_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm12, ymm12, ymm0
 	vpslld ymm12, ymm12, 23
 	vmulps ymm13, ymm13, ymm12
 	vmaskmovps YMMWORD PTR [rsi], ymm10, ymm13

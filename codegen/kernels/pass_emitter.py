@@ -90,17 +90,14 @@ class PassEmitter:
             for p, n in zip(ps, ns):
                 f.vscalefps(p, p, n)
         else:
-            # n replaces n + magic in its register (three registers a vector, not four: the
-            # constants keep theirs); n + magic is rebuilt exactly after the polynomial
-            e.round_and_reduce(xs, ns, one_step=True)
+            biased = f.vecs("nb", len(xs))
+            e.round_and_reduce(xs, ns, biased, one_step=True)
             e.polynomial(xs, ps)
             f.comment("exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)")
-            for n in ns:
-                f.vaddps(n, n, e.c("magic_bias", K.MAGIC_BIAS))
-            for n in ns:
-                f.vpslld(n, n, 23)
-            for p, n in zip(ps, ns):
-                f.vmulps(p, p, n)
+            for b in biased:
+                f.vpslld(b, b, 23)
+            for p, b in zip(ps, biased):
+                f.vmulps(p, p, b)
         return ps
 
     def difference_floor(self):
