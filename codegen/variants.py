@@ -287,8 +287,8 @@ def _half_variants(element: str) -> tuple:
 # docs/performance.md), then checked on 4096 x 1000 and 1e5 with the row drivers interleaved;
 # the best few of each algorithm were within 3-6% of one another. AVX2 keeps 4-vector steps for
 # two-pass (wider steps were not faster), tiles three-pass-reload's 4 vectors by 2 (its sum
-# pass then keeps six constants in registers instead of none: 4 loads a vector instead of 12,
-# 20-25% faster in cache, docs/performance.md) and takes 12 vectors in tiles of 4 for
+# pass then keeps six constants in registers instead of none: 4 loads a vector instead of 11,
+# about 5% faster at 1e5, docs/performance.md) and takes 12 vectors in tiles of 4 for
 # three-pass-recompute (7-10% faster); AVX-512 takes 8-16 vectors per step in tiles of 2-4. The kernels keep as many constants in registers as fit beside a tile
 # (exp.resident_fit). Zen 3 hosts run the same AVX2 kernels: 4 FMA-latency chains per tile, and
 # the out-of-order core overlaps tiles and iterations.
