@@ -350,6 +350,36 @@ def test_pipe_probe_runs_and_infers_the_reference_pipes(monkeypatch):
     assert found == pipes.FMA_PIPES and cost == 1.0 and error < 0.01
 
 
+def test_pipes_report_infers_every_form_from_model_timings(monkeypatch):
+    """bench --pipes end to end with the timings replaced by what a known pipe map predicts
+    (FMA-pipe forms, FADD-pipe forms, any-pipe forms, eliminated moves, loads, stores): the
+    inference gives each form back its pipes, and the report prints them."""
+    from softjit.bench import pipes
+
+    truth = {name: (pipes.FMA_PIPES, 1.0) for name in
+             ("vfmadd231ps", "vfmadd213ps", "vfmadd231ps m", "vmulps", "vblendvps")}
+    truth.update({name: (frozenset(pipes.PIPES), 1.0) for name in
+                  ("vpaddd", "vpsubd", "vpand", "vandps", "vandnps", "vorps", "vxorps",
+                   "vpcmpgtd")})
+    truth.update({name: (frozenset(), 1.0) for name in ("vmovaps", pipes.LOAD, pipes.STORE)})
+    for name in pipes.FORMS:
+        truth.setdefault(name, (pipes.ADD_PIPES, 1.0))
+    model = pipes.PipeMap(truth, 2.0, 1.0)
+
+    def fake_measure(loops, isa, rounds, sample_ns=2e6):
+        return {key: (model.cycles(dict(key)) if isinstance(key[0], tuple) else 4.0 * key[1])
+                for key in loops}
+
+    monkeypatch.setattr(pipes, "measure_loops", fake_measure)
+    monkeypatch.setattr("softjit.bench.timing.pin_to_one_cpu", lambda cpu=None: None)
+    results = pipes.run(rounds=1)
+    for name, (expected, _) in truth.items():
+        assert set(results["forms"][name]["pipes"]) == set(expected), name
+    assert results["map"].loads_per_cycle == pytest.approx(2.0)
+    text = pipes.format_results(results)
+    assert "vblendvps" in text and "none (not FP)" in text and "in flight" in text
+
+
 def _rewrite(path, change):
     document = json.loads(path.read_text())
     change(document)
