@@ -2,7 +2,7 @@
 costs fewer floating-point operations than the softmax passes' (codegen/kernels/exp.py).
 
 The float32 three-pass log_softmax row is then
-    rmax:                   m = max(x)
+    rminmax:                m = max(x), and min(x)              (build_rminmax_pass)
     raddexpstoreminusmax:   y = x - m, sum = sum(exp(x - m))     (this module)
     the row's logarithm:    b = float32(ln sum)                 (log_softmax.build_ln_state)
     vsub:                   y = y - b, in place                 (log_softmax.build_vsub)
@@ -24,7 +24,8 @@ AVX2: 8), read by one VPERMPS of a register, and a degree-3 polynomial:
     sum += f * s                             one FMA
 
 Six FMA-pipe operations, four on the add pipes (sub m, clamp, sub magic, shift) and two on any
-pipe (vpermps, vpaddd) per vector, against seven and six (VSCALEFPS takes two) for the degree-5
+pipe (vpermps, vpaddd) per vector (three on the add pipes where the row's min - m is at least
+D_MIN: then no d needs the clamp, and the float32 rows skip it, the same sums bit for bit), against seven and six (VSCALEFPS takes two) for the degree-5
 exp with VRNDSCALEPS and VSCALEFPS on AVX-512, and eight and five for the AVX2 degree-5 exp; the
 accumulation rides on an FMA. (A 32-entry table with a degree-2 polynomial has one FMA less
 but needs VPERMT2PS, which measured 0.9 cycles a vector slower on Zen 4 than VPERMPS and the
