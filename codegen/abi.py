@@ -120,6 +120,14 @@ APPLY_DRIVER_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("
 LOG_SOFTMAX_DRIVER_PARAMS = (Param("const float*", "x"), Param("float*", "y"), Param("size_t", "n"),
                              Param("size_t", "rows"), Param("const int64_t*", "row_strides"),
                              Param("float*", "states"))
+# The scaled drivers of a log_softmax module (log_softmax and logsumexp of scale * x) take the
+# same parameters; the caller writes the float32 input scale into the first row's state (its
+# PASS_STATE "input_scale" field), which the driver reads before any pass runs and copies into
+# every row's state. A scaled log_softmax driver leaves to the caller a row it cannot compute as
+# the unscaled driver would on the float32 products (a product of a finite x that overflowed
+# and may change a result, codegen/kernels/log_softmax.py): that row's y is not written, its
+# state's log_sum_exp is LEFT_TO_CALLER, and the driver returns how many rows it left.
+LEFT_TO_CALLER = float("inf")
 
 # Bandwidth probes and the driver that calls one once per row (strides may be 0).
 STREAM_READ_PARAMS = (Param("const float*", "x"), Param("size_t", "n"), Param("float*", "out"))
@@ -209,7 +217,9 @@ LOG_SUM_EXP_STATE = StateLayout(
         StateField("high", 0, "a: c rounded to float32 (three-pass: the row maximum m); NaN for a "
                               "row holding NaN or +inf, or only -inf"),
         StateField("low", 4, "b: float32(c - a) (three-pass: float32(ln sum))"),
-        StateField("log_sum_exp", 8, "c, float64", ctype="double", numpy_type="<f8"),
+        StateField("log_sum_exp", 8, "c, float64 (LEFT_TO_CALLER: a row a scaled log_softmax "
+                                     "driver left to the caller)", ctype="double",
+                   numpy_type="<f8"),
     ),
     size=16,
 )

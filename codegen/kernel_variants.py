@@ -275,7 +275,7 @@ class Softmax(VariantBase):
 def _check_scaled(variant) -> None:
     """Scaled modules read float32 x: no kernel multiplies widened 16-bit elements by a scale."""
     if variant.scaled and variant.element != F32.name:
-        raise ValueError(f"a scaled softmax module reads float32 x; element "
+        raise ValueError(f"a scaled {variant.op} module reads float32 x; element "
                          f"{variant.element!r} has no scaled form")
 
 
@@ -296,7 +296,13 @@ class LogSoftmax(VariantBase):
     ln(sum) turns the sum's relative error into y's absolute error, and a float32 lane
     accumulator that takes T additions a block is off by up to about T * 2^-24 relative (terms
     far below the lane's running sum round away). terms_per_lane caps T at 16 (error <= 1e-6),
-    where softmax's 2048-element blocks allow up to 256 on AVX2."""
+    where softmax's 2048-element blocks allow up to 256 on AVX2.
+
+    scaled: log_softmax and logsumexp of s * x, every pass that reads x multiplying it by the
+    input scale s as it loads it (the scaled softmax passes, and vsubsub's scaled form), plus
+    the overflow check pass roverflow the scaled log_softmax driver runs where an overflowed
+    product could change y; "_scaled" in the names (float32 only). No batch drivers for
+    softjit.dask (reduce, apply) in a scaled module."""
 
     algorithm: str
     isa: str
@@ -308,6 +314,7 @@ class LogSoftmax(VariantBase):
     terms_per_lane: int = 16
     nontemporal: bool = False
     element: str = F32.name  # x and y: "f32", "f16" or "bf16" (as for Softmax)
+    scaled: bool = False
 
     op = "log_softmax"
 
@@ -321,6 +328,7 @@ class LogSoftmax(VariantBase):
             raise ValueError(f"unknown log_softmax algorithm {self.algorithm!r}; "
                              f"valid: {', '.join(LOG_SOFTMAX_ALGORITHMS)}")
         element_format(self.element)
+        _check_scaled(self)
 
     @property
     def format(self) -> ElementFormat:
@@ -328,7 +336,8 @@ class LogSoftmax(VariantBase):
 
     @property
     def description(self) -> str:
-        return f"{self.algorithm} log_softmax and logsumexp, {self.format.dtype_name}"
+        scaled = " of scale * x" if self.scaled else ""
+        return f"{self.algorithm} log_softmax and logsumexp{scaled}, {self.format.dtype_name}"
 
     def _softmax(self, algorithm: str | None = None) -> Softmax:
         """The softmax whose reduction passes (names, builders, block) this module shares: by
@@ -337,7 +346,7 @@ class LogSoftmax(VariantBase):
             algorithm = "two-pass" if self.algorithm == "two-pass" else "three-pass-recompute"
         return Softmax(algorithm, self.isa, self.reduce_unroll, self.reduce_accumulators,
                        self.output_unroll, self.rmax_unroll, self.rmax_accumulators,
-                       self.block_elements, element=self.element)
+                       self.block_elements, element=self.element, scaled=self.scaled)
 
     @property
     def reduce_passes(self) -> tuple:
@@ -362,11 +371,13 @@ class LogSoftmax(VariantBase):
 
     def _rminmax_pass(self) -> PassKernel:
         """(float32 three-pass) the max pass that also leaves the row's minimum, with which
-        the sum passes skip their clamp on rows whose x - m stays above it."""
-        t, u, a = self.target, self.rmax_unroll, self.rmax_accumulators
+        the sum passes skip their clamp on rows whose x - m stays above it (scaled: of s * x,
+        and PASS_RECOMPUTE where the maximum is not finite, as the scaled rmax pass)."""
+        t, u, a, sc = self.target, self.rmax_unroll, self.rmax_accumulators, self.scaled
         params = f"{_elements(t, u)}_acc{a}"
-        return PassKernel(f"f32_rminmax__{self.isa}_{params}", f"rminmax_{params}",
-                          lambda s: sumexp.build_rminmax_pass(s, t, u, a))
+        scaled = "_scaled" if sc else ""
+        return PassKernel(f"f32_rminmax{scaled}__{self.isa}_{params}", f"rminmax_{params}",
+                          lambda s: sumexp.build_rminmax_pass(s, t, u, a, sc))
 
     def _ln_pass(self, three_pass: bool) -> PassKernel:
         op = "lnexpminusmax" if three_pass else "lnextexp"
@@ -375,10 +386,24 @@ class LogSoftmax(VariantBase):
 
     @property
     def output_pass(self) -> PassKernel:
-        t, ou, nt, e = self.target, self.output_unroll, self.nontemporal, self.format
+        t, ou, nt, e, sc = self.target, self.output_unroll, self.nontemporal, self.format, \
+            self.scaled
         params = f"{_elements(t, ou)}{'_nt' if nt else ''}"
-        return PassKernel(f"{self.element}_vsubsub__{self.isa}_{params}", f"vsubsub_{params}",
-                          lambda s: log_softmax.build_vsubsub(s, t, ou, nt, e))
+        scaled = "_scaled" if sc else ""
+        return PassKernel(f"{self.element}_vsubsub{scaled}__{self.isa}_{params}",
+                          f"vsubsub_{params}",
+                          lambda s: log_softmax.build_vsubsub(s, t, ou, nt, e, sc))
+
+    @property
+    def overflow_check(self) -> PassKernel | None:
+        """A scaled module's roverflow pass (None in an unscaled one)."""
+        if not self.scaled:
+            return None
+        t, u, k, e = self.target, self.rmax_unroll, self.rmax_accumulators, self.format
+        params = f"{_elements(t, u)}_acc{k}"
+        return PassKernel(f"{self.element}_roverflow_scaled__{self.isa}_{params}",
+                          f"roverflow_{params}",
+                          lambda s: log_softmax.build_roverflow(s, t, u, k, e))
 
     @property
     def stores_difference(self) -> bool:
@@ -390,7 +415,8 @@ class LogSoftmax(VariantBase):
     def _sum_passes(self) -> tuple:
         """(three-pass) the sum of exp(x - m) of codegen/kernels/sumexp.py: without a store
         (raddexpminusmax) and, float32 only, with y = x - m stored (raddexpstoreminusmax)."""
-        t, ru, ra, e = self.target, self.reduce_unroll, self.reduce_accumulators, self.format
+        t, ru, ra, e, sc = (self.target, self.reduce_unroll, self.reduce_accumulators,
+                            self.format, self.scaled)
         block = self._softmax().block
         flavour = f"rr1_lut{t.lanes}_p3"
         # tiles of four vectors: every constant of the table exp keeps a register beside them
@@ -398,11 +424,13 @@ class LogSoftmax(VariantBase):
         interleave = DIFFERENCE_TILE if ru > DIFFERENCE_TILE else 0
         params = f"{_elements(t, ru)}_acc{ra}_b{block}{f'_i{interleave}' if interleave else ''}"
         minmax = self.stores_difference  # after rminmax: rows of a small spread skip the clamp
+        scaled = "_scaled" if sc else ""
         return tuple(
-            PassKernel(f"{self.element}_{op}__{self.isa}_{flavour}_{params}", f"{op}_{params}",
+            PassKernel(f"{self.element}_{op}{scaled}__{self.isa}_{flavour}_{params}",
+                       f"{op}_{params}",
                        lambda s, store=store: sumexp.build_sum_pass(s, t, ru, ra, block,
                                                                     interleave, store, e,
-                                                                    minmax))
+                                                                    minmax, sc))
             for op, store in (("raddexpminusmax", False), ("raddexpstoreminusmax", True))
             if not store or self.stores_difference)
 
@@ -420,7 +448,9 @@ class LogSoftmax(VariantBase):
         two_pass = self.algorithm == "two-pass"
         return (*(self.reduce_passes if two_pass else ()), *self.three_pass_passes,
                 *((self._ln_pass(False),) if two_pass else ()), self._ln_pass(True),
-                self.output_pass,
+                *((self.overflow_check,) if self.scaled else ()),
+                # (a scaled module has no apply driver: its float32 three-pass rows end in vsub)
+                *(() if self.scaled and self.stores_difference else (self.output_pass,)),
                 *(self.difference_passes if self.stores_difference else ()))
 
     @property
@@ -431,14 +461,16 @@ class LogSoftmax(VariantBase):
             tuple(p.symbol for p in self.three_pass_passes),
             self._ln_pass(False).symbol if two_pass else None, self._ln_pass(True).symbol,
             tuple(p.symbol for p in self.difference_passes) if self.stores_difference
-            else None)
+            else None, self.overflow_check.symbol if self.scaled else None)
 
     @property
     def name(self) -> str:
         row = ((self.reduce_passes[0], *self.difference_passes) if self.stores_difference
                else (*self.reduce_passes, self.output_pass))
         tail = "_".join(p.short_name for p in row)
-        return f"{self.element}_logsoftmax_{self.algorithm.replace('-', '')}__{self.isa}_{tail}"
+        scaled = "_scaled" if self.scaled else ""
+        return (f"{self.element}_logsoftmax_{self.algorithm.replace('-', '')}{scaled}__"
+                f"{self.isa}_{tail}")
 
     @property
     def reduce_symbol(self) -> str:
@@ -463,6 +495,8 @@ class LogSoftmax(VariantBase):
         rows = log_softmax.build_log_softmax_driver(self.log_softmax_symbol, self.target,
                                                     self.row_plan, self.output_pass.symbol,
                                                     element=self.format)
+        if self.scaled:  # (softjit.dask's batch drivers: of unscaled modules only)
+            return (*kernels, logsumexp, rows)
         reduce = log_softmax.build_reduce_driver(
             self.reduce_symbol, self.target, [p.symbol for p in self.reduce_passes],
             may_flag=self.algorithm == "two-pass", element=self.format)

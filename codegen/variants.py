@@ -231,21 +231,23 @@ class Registry:
         return self.for_op(name_or_op, isa)
 
     def log_softmax(self, algorithm: str, isa: str, nontemporal: bool = False,
-                    element: str = "f32") -> LogSoftmax:
+                    element: str = "f32", scaled: bool = False) -> LogSoftmax:
         """The log_softmax module of `algorithm` ("two-pass" or "three-pass") on `isa`, with
         non-temporal output stores or not (falling back to ordinary ones), for x and y of
-        element format `element`."""
+        element format `element`, of x or (scaled) of scale * x."""
         if algorithm not in LOG_SOFTMAX_ALGORITHMS:
             raise UnknownVariantError(f"unknown log_softmax algorithm {algorithm!r}; valid: "
                                       f"{', '.join(LOG_SOFTMAX_ALGORITHMS)}")
         found = [v for v in self.variants if v.op == "log_softmax" and v.algorithm == algorithm
-                 and v.isa == isa and getattr(v, "element", "f32") == element]
+                 and v.isa == isa and getattr(v, "element", "f32") == element
+                 and getattr(v, "scaled", False) == scaled]
         for v in found:
             if v.nontemporal == nontemporal:
                 return v
         if found:
             return found[0]
-        raise UnknownVariantError(f"no {algorithm} log_softmax registered for {isa!r}"
+        raise UnknownVariantError(f"no {algorithm}{' scaled' if scaled else ''} log_softmax "
+                                  f"registered for {isa!r}"
                                   f"{'' if element == 'f32' else f' on {element} elements'}")
 
     def _has(self, op: str, isa: str) -> bool:
@@ -324,15 +326,14 @@ _SOFTMAX_FAMILY = (
     LogSoftmax("two-pass", "avx2", 4, 1, 4, nontemporal=True),
     LogSoftmax("two-pass", "avx512f", 4, 2, 4, nontemporal=True),
 )
-# softmax(x, scale=s): a scaled twin of every float32 softmax module, with the same parameters
-# (the multiply rides on each load of x). They are registered, so prebuilt like the rest: a
-# wheel serves scale= without binutils. The unscaled modules stay as they were, byte for byte,
-# and calls without scale= never touch the twins. 16-bit inputs with scale= are widened on the
-# host (runtime/api.py). (log_softmax and logsumexp take scale= on the host for now: their
-# drivers keep the row's logarithm where a scaled pass would read its scale.)
+# softmax(x, scale=s), log_softmax and logsumexp of scale * x: a scaled twin of every float32
+# softmax and log_softmax module, with the same parameters (the multiply rides on each load of
+# x). They are registered, so prebuilt like the rest: a wheel serves scale= without binutils.
+# The unscaled modules stay as they were, byte for byte, and calls without scale= never touch
+# the twins. 16-bit inputs with scale= are widened on the host (runtime/api.py,
+# runtime/log_softmax.py).
 REGISTRY = Registry(_ELEMENTWISE + _SOFTMAX_FAMILY
-                    + tuple(replace(v, scaled=True) for v in _SOFTMAX_FAMILY
-                            if v.op == "softmax")
+                    + tuple(replace(v, scaled=True) for v in _SOFTMAX_FAMILY)
                     + tuple(probe for isa in ("avx2", "avx512f") for probe in probes(isa))
                     + tuple(v for element in ("f16", "bf16") for v in _half_variants(element)))
 

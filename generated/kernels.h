@@ -210,6 +210,70 @@ int f32_raddexpminusmax_scaled__avx512f_rr2_p5_scalef_u128_acc2_b2048_i2(const f
 int f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt(const float* x, float* y, size_t n, float* state);
 size_t f32_softmax_threepassrecompute_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b2048_i2_vscaleexpminusmax_u256_i2_nt(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, int32_t* status);
 
+/* f32_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32 (avx2): two-pass log_softmax and logsumexp of scale * x, float32 */
+int f32_raddextexp_scaled__avx2_rr2_p5_u32_acc1_b128(const float* x, float* y, size_t n, float* state);
+int f32_rmax_pass_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128(const float* x, float* y, size_t n, float* state);
+int f32_lnextexp__avx2(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
+int f32_roverflow_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
+int f32_vsubsub_scaled__avx2_u32(const float* x, float* y, size_t n, float* state);
+size_t f32_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* f32_logsoftmax_threepass_scaled__avx2_rminmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32 (avx2): three-pass log_softmax and logsumexp of scale * x, float32 */
+int f32_rminmax_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax_scaled__avx2_rr1_lut8_p3_u32_acc2_b256(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
+int f32_roverflow_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpstoreminusmax_scaled__avx2_rr1_lut8_p3_u32_acc2_b256(const float* x, float* y, size_t n, float* state);
+int f32_vsub__avx2_u32(const float* x, float* y, size_t n, float* state);
+size_t f32_logsoftmax_threepass_scaled__avx2_rminmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_threepass_scaled__avx2_rminmax_u32_acc2_raddexpstoreminusmax_u32_acc2_b256_vsub_u32_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* f32_logsoftmax_twopass_scaled__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64 (avx512f): two-pass log_softmax and logsumexp of scale * x, float32 */
+int f32_raddextexp_scaled__avx512f_rr2_p5_scalef_u64_acc2_b512(const float* x, float* y, size_t n, float* state);
+int f32_rmax_pass_scaled__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax_scaled__avx512f_rr2_p5_scalef_u64_acc2_b512(const float* x, float* y, size_t n, float* state);
+int f32_lnextexp__avx512f(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+int f32_roverflow_scaled__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
+int f32_vsubsub_scaled__avx512f_u64(const float* x, float* y, size_t n, float* state);
+size_t f32_logsoftmax_twopass_scaled__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_twopass_scaled__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* f32_logsoftmax_threepass_scaled__avx512f_rminmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64 (avx512f): three-pass log_softmax and logsumexp of scale * x, float32 */
+int f32_rminmax_scaled__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax_scaled__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+int f32_roverflow_scaled__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpstoreminusmax_scaled__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const float* x, float* y, size_t n, float* state);
+int f32_vsub__avx512f_u64(const float* x, float* y, size_t n, float* state);
+size_t f32_logsoftmax_threepass_scaled__avx512f_rminmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_threepass_scaled__avx512f_rminmax_u64_acc2_raddexpstoreminusmax_u128_acc2_b512_i4_vsub_u64_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* f32_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt (avx2): two-pass log_softmax and logsumexp of scale * x, float32 */
+int f32_raddextexp_scaled__avx2_rr2_p5_u32_acc1_b128(const float* x, float* y, size_t n, float* state);
+int f32_rmax_pass_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128(const float* x, float* y, size_t n, float* state);
+int f32_lnextexp__avx2(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
+int f32_roverflow_scaled__avx2_u32_acc2(const float* x, float* y, size_t n, float* state);
+int f32_vsubsub_scaled__avx2_u32_nt(const float* x, float* y, size_t n, float* state);
+size_t f32_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* f32_logsoftmax_twopass_scaled__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_nt (avx512f): two-pass log_softmax and logsumexp of scale * x, float32 */
+int f32_raddextexp_scaled__avx512f_rr2_p5_scalef_u64_acc2_b512(const float* x, float* y, size_t n, float* state);
+int f32_rmax_pass_scaled__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
+int f32_raddexpminusmax_scaled__avx512f_rr2_p5_scalef_u64_acc2_b512(const float* x, float* y, size_t n, float* state);
+int f32_lnextexp__avx512f(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+int f32_roverflow_scaled__avx512f_u64_acc2(const float* x, float* y, size_t n, float* state);
+int f32_vsubsub_scaled__avx512f_u64_nt(const float* x, float* y, size_t n, float* state);
+size_t f32_logsoftmax_twopass_scaled__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_nt_logsumexp(const float* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f32_logsoftmax_twopass_scaled__avx512f_raddextexp_u64_acc2_b512_vsubsub_u64_nt_rows(const float* x, float* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
 /* f32_stream_read__avx2_u64_acc4 (avx2): read bandwidth probe: the sum of a row */
 void f32_stream_read__avx2_u64_acc4(const float* x, size_t n, float* out);
 void f32_stream_read__avx2_u64_acc4_rows(const float* x, float* y, size_t n, size_t rows, int64_t x_stride, int64_t y_stride);

@@ -59,8 +59,27 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_INPUT_SCALE_FLOAT: list = []
+
+
+def input_scale_float() -> int:
+    """Which float of a row's state a scaled driver reads the input scale from (the first
+    row's: abi.LEFT_TO_CALLER's comment)."""
+    if not _INPUT_SCALE_FLOAT:
+        from softjit.codegen.abi import PASS_STATE
+
+        _INPUT_SCALE_FLOAT.append(PASS_STATE.offset("input_scale") // 4)
+    return _INPUT_SCALE_FLOAT[0]
+
+
+def put_input_scale(states: np.ndarray, input_scale) -> None:
+    """The input scale where a scaled driver reads it (states holds at least one row)."""
+    states[:1].view(np.float32)[input_scale_float()] = input_scale
+
+
 class _Module:
-    """The two row drivers of one log_softmax module."""
+    """The two row drivers of one log_softmax module (of scale * x for a scaled module: each
+    call then takes the input scale)."""
 
     def __init__(self, variant):
         check_host_features(bindings.module(variant).features, variant.name)
@@ -69,18 +88,26 @@ class _Module:
         self.buffer = bindings.pointer
         self.contiguous_buffer = bindings.contiguous_pointer
 
-    def reduce(self, x2d: np.ndarray, states: np.ndarray, status: np.ndarray) -> int:
+    def reduce(self, x2d: np.ndarray, states: np.ndarray, status: np.ndarray,
+               input_scale=None) -> int:
         """Every row's log-sum-exp state; returns how many rows the three-pass passes reduced
         (marked in status) in a two-pass module."""
         b = self.buffer
+        if input_scale is not None and len(states):
+            put_input_scale(states, input_scale)
         return self.reduce_function(b(x2d), x2d.shape[1], x2d.shape[0], x2d.strides[0],
                                     b(states), b(status))
 
-    def log_softmax(self, x2d: np.ndarray, y2d: np.ndarray, states: np.ndarray) -> None:
-        """y2d = log_softmax of the rows of x2d; states: one scratch state a row."""
+    def log_softmax(self, x2d: np.ndarray, y2d: np.ndarray, states: np.ndarray,
+                    input_scale=None) -> int:
+        """y2d = log_softmax of the rows of x2d; states: one scratch state a row. Returns how
+        many rows a scaled module left to the caller (y not written, c = abi.LEFT_TO_CALLER in
+        their states; 0 for an unscaled one)."""
         b = self.buffer
-        self.rows_function(b(x2d), b(y2d), x2d.shape[1], x2d.shape[0],
-                           _stride_pair(x2d.strides[0], y2d.strides[0]), b(states))
+        if input_scale is not None and len(states):
+            put_input_scale(states, input_scale)
+        return self.rows_function(b(x2d), b(y2d), x2d.shape[1], x2d.shape[0],
+                                  _stride_pair(x2d.strides[0], y2d.strides[0]), b(states))
 
 
 class _Scratch:
@@ -92,6 +119,7 @@ class _Scratch:
 
     def __init__(self):
         self.states = np.empty(self.ROWS, _state_dtype())
+        self.floats = self.states.view(np.float32)  # (the input scale goes in the first state)
         self.status = np.empty(self.ROWS, np.int32)
         self.states_pointer = bindings.pointer(self.states)
         self.status_pointer = bindings.pointer(self.status)
@@ -128,14 +156,15 @@ def _stride_pair(x_stride: int, y_stride: int):
 _modules: dict = {}
 
 
-def _module(algorithm: str, isa: str, nontemporal: bool = False, element: str = "f32") -> _Module:
+def _module(algorithm: str, isa: str, nontemporal: bool = False, element: str = "f32",
+            scaled: bool = False) -> _Module:
     """The module for x and y of element format `element` (float16 / bfloat16: converted in
-    the kernels' registers, runtime/elements.py)."""
-    key = (algorithm, isa, nontemporal, element)
+    the kernels' registers, runtime/elements.py); of scale * x when scaled (float32)."""
+    key = (algorithm, isa, nontemporal, element, scaled)
     m = _modules.get(key)
     if m is None:
         m = _modules[key] = _Module(variants.REGISTRY.log_softmax(algorithm, isa, nontemporal,
-                                                                  element))
+                                                                  element, scaled))
     return m
 
 
@@ -157,12 +186,12 @@ def _element_name(dtype: np.dtype) -> str:
 
 
 def _rows_module(algorithm: str, isa: str, output_bytes: int, row_bytes: int,
-                 element: str = "f32") -> _Module:
+                 element: str = "f32", scaled: bool = False) -> _Module:
     """The module whose log_softmax driver writes an output of output_bytes in rows of
     row_bytes: non-temporal stores for long outputs of long rows (two-pass has such a variant)."""
     return _module(algorithm, isa, output_bytes >= NONTEMPORAL_MIN_BYTES
                    and row_bytes >= NONTEMPORAL_MIN_ROW_BYTES and algorithm == "two-pass",
-                   element)
+                   element, scaled)
 
 
 def _special_value(row: np.ndarray) -> float:
@@ -185,15 +214,19 @@ def _special_value(row: np.ndarray) -> float:
 LOGSUMEXP_THREE_PASS_MAX_ROW = 1 << 20
 
 
-def _row_logsumexp(x2d: np.ndarray, isa: str, threads: int) -> np.ndarray:
+def _row_logsumexp(x2d: np.ndarray, isa: str, threads: int, input_scale=None) -> np.ndarray:
     """c = ln(sum(exp(row))) per row, float64 (the module of x2d's element format that
-    LOGSUMEXP_THREE_PASS_MAX_ROW picks)."""
+    LOGSUMEXP_THREE_PASS_MAX_ROW picks); of input_scale * row with an input scale (a
+    numpy.float32; float32 rows)."""
     rows = x2d.shape[0]
     algorithm = "three-pass" if x2d.shape[1] <= LOGSUMEXP_THREE_PASS_MAX_ROW else "two-pass"
-    module = _module(algorithm, isa, element=_element_name(x2d.dtype))
+    module = _module(algorithm, isa, element=_element_name(x2d.dtype),
+                     scaled=input_scale is not None)
     if rows <= _Scratch.ROWS and threads <= 1:
         b = module.buffer
         scratch = _scratch()
+        if input_scale is not None:
+            scratch.floats[input_scale_float()] = input_scale
         marked = module.reduce_function(b(x2d), x2d.shape[1], rows, x2d.strides[0],
                                         scratch.states_pointer, scratch.status_pointer)
         c = scratch.states["log_sum_exp"][:rows].copy()
@@ -201,15 +234,17 @@ def _row_logsumexp(x2d: np.ndarray, isa: str, threads: int) -> np.ndarray:
         states = np.empty(rows, _state_dtype())
         status = np.empty(rows, np.int32)
         if threads <= 1:
-            marked = module.reduce(x2d, states, status)
+            marked = module.reduce(x2d, states, status, input_scale)
         else:
-            _in_pieces(rows, threads,
-                       lambda a, b: module.reduce(x2d[a:b], states[a:b], status[a:b]))
+            _in_pieces(rows, threads, lambda a, b: module.reduce(
+                x2d[a:b], states[a:b], status[a:b], input_scale))
             marked = status.any()
         c = states["log_sum_exp"]
     if marked:  # only marked rows can hold a NaN, +inf or only -inf (see the driver)
         for r in np.flatnonzero(np.isnan(c)):
-            c[r] = _special_value(x2d[r])
+            # (scaled: a row whose largest product is infinite, perhaps one that overflowed)
+            c[r] = (_special_value(x2d[r]) if input_scale is None
+                    else scaled.logsumexp_row(x2d[r], input_scale))
     return c
 
 
@@ -339,8 +374,8 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
                          f"valid: {', '.join(ALGORITHMS)}")
     isa = _check_common(isa, threads, "log_softmax")
     input_scale = check_scale(scale, "log_softmax")
-    if input_scale is not None:
-        return _log_softmax_scaled(x, axes, algorithm, isa, out, threads, input_scale)
+    if input_scale is not None and x.dtype != FLOAT32:
+        return _scaled_16_bit(x, axes, algorithm, isa, out, threads, scale)
     out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "log_softmax",
                                                                    x.dtype)
     if x.size == 0:
@@ -354,19 +389,19 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
                    or (dst.ctypes.data == src.ctypes.data and dst.strides == src.strides)))
     if not direct:
         dst = np.empty(src.shape, src.dtype)
-    _log_softmax_rows(src, dst, _choose(algorithm, src.shape[1], isa), isa, threads)
+    _log_softmax_rows(src, dst, _choose(algorithm, src.shape[1], isa), isa, threads,
+                      input_scale)
     if not direct:
         om[...] = dst.reshape(om.shape)
     return out
 
 
-def _log_softmax_scaled(x, axes, algorithm, isa, out, threads, input_scale) -> np.ndarray:
-    """log_softmax(scale * x) through the float32 products (runtime/scaled.py), rounded to x's
-    dtype where it is a 16-bit one; rows where a product overflowed computed in float64."""
-    p = scaled.products(x, input_scale)
-    y = log_softmax(p, axes, algorithm=algorithm, isa=isa, threads=threads)
-    scaled.redo_overflowed_rows(x.astype(np.float32, copy=False), p, y, axes, input_scale,
-                                lambda row: scaled.log_softmax_row(row, input_scale))
+def _scaled_16_bit(x, axes, algorithm, isa, out, threads, scale) -> np.ndarray:
+    """log_softmax(scale * x) of float16 / bfloat16 x: widened to float32 on the host (no
+    kernel multiplies 16-bit elements by a scale), computed by the scaled float32 kernels and
+    rounded to nearest even back to x's dtype."""
+    y = log_softmax(x.astype(np.float32), axes, algorithm=algorithm, isa=isa, threads=threads,
+                    scale=scale)
     out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "log_softmax",
                                                                    x.dtype)
     out[...] = y
@@ -374,16 +409,26 @@ def _log_softmax_scaled(x, axes, algorithm, isa, out, threads, input_scale) -> n
 
 
 def _log_softmax_rows(src: np.ndarray, dst: np.ndarray, algorithm: str, isa: str,
-                      threads: int) -> None:
-    """dst = log_softmax of the rows of src ((rows, n) views, unit element stride)."""
+                      threads: int, input_scale=None) -> None:
+    """dst = log_softmax of the rows of src ((rows, n) views, unit element stride); of
+    input_scale * src with an input scale (a numpy.float32; float32 rows). The rows a scaled
+    driver leaves (a product of a finite x overflowed where it may change y) are untouched in
+    src, also in place: the host computes them in float64 (runtime/scaled.py)."""
     module = _rows_module(algorithm, isa, dst.size * dst.itemsize, dst.shape[1] * dst.itemsize,
-                          _element_name(dst.dtype))
+                          _element_name(dst.dtype), input_scale is not None)
     states = np.empty(src.shape[0], _state_dtype())
     if threads <= 1 or src.shape[0] <= 1:
-        module.log_softmax(src, dst, states)
+        left = module.log_softmax(src, dst, states, input_scale)
     else:
-        _in_pieces(src.shape[0], threads,
-                   lambda a, b: module.log_softmax(src[a:b], dst[a:b], states[a:b]))
+        counts = []
+        _in_pieces(src.shape[0], threads, lambda a, b: counts.append(
+            module.log_softmax(src[a:b], dst[a:b], states[a:b], input_scale)))
+        left = sum(counts)
+    if left:
+        from softjit.codegen.abi import LEFT_TO_CALLER
+
+        for r in np.flatnonzero(states["log_sum_exp"] == LEFT_TO_CALLER):
+            dst[r] = scaled.log_softmax_row(src[r], input_scale)
 
 
 _NDARRAY = np.ndarray
@@ -442,28 +487,20 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
     shape = kept if keepdims else tuple(s for i, s in enumerate(x.shape) if i not in axes)
     if out is not None:
         out = check_out(out, shape, "logsumexp", result_dtype)
-    if input_scale is not None:
-        p = scaled.products(x, input_scale)
-        c = logsumexp(p, axes, keepdims=True, isa=isa, threads=threads,
-                      dtype=FLOAT64 if result_dtype == FLOAT64 else None)
-        scaled.redo_overflowed_rows(x.astype(np.float32, copy=False), p, c, axes, input_scale,
-                                    lambda row: scaled.logsumexp_row(row, input_scale))
-        with np.errstate(over="ignore"):  # beyond the float32 range: the infinity it rounds to
-            result = c.astype(result_dtype).reshape(shape)
-        if out is None:
-            return result
-        out[...] = result
-        return out
+    if input_scale is not None and x.dtype != FLOAT32:
+        x = x.astype(np.float32)  # no 16-bit scaled kernels: widened on the host
     k = len(axes)
     xm = _moved(x, axes)
     rows = math.prod(xm.shape[:xm.ndim - k])
     if xm.size == 0:
         c = np.full(rows, -math.inf)
     else:
-        c = _row_logsumexp(_as_rows(xm, k), isa, threads)
-    # a 16-bit result is the float32 result rounded once more (to nearest even)
-    result = c.astype(np.float32 if result_dtype.itemsize < 4 else result_dtype).astype(
-        result_dtype, copy=False).reshape(shape)
+        c = _row_logsumexp(_as_rows(xm, k), isa, threads, input_scale)
+    # a 16-bit result is the float32 result rounded once more (to nearest even); beyond the
+    # float32 range (a scaled row computed in float64), the infinity it rounds to
+    with np.errstate(over="ignore"):
+        result = c.astype(np.float32 if result_dtype.itemsize < 4 else result_dtype).astype(
+            result_dtype, copy=False).reshape(shape)
     if out is None:
         return result
     out[...] = result

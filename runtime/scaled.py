@@ -1,11 +1,6 @@
 """scale= of softmax, log_softmax and logsumexp (a temperature: softmax(scale * x)): the check of
 the argument, and the rows the scaled kernels cannot take.
 
-(log_softmax and logsumexp take the scale on the host for now: products() makes the float32
-products, one more pass over x and a temporary, and the unscaled kernels run on them; their
-drivers keep the row's logarithm in the pass state where a scaled pass reads its scale. The
-law and the overflow rule below are the same.)
-
 The scaled kernels multiply every element of x by float32(scale) as they load it, in every pass
 (codegen/kernels/loops.py ScaledInput), so for every row whose products are finite float32
 numbers the result is bit for bit the unscaled function of the array float32(scale) * x.
@@ -14,8 +9,12 @@ A product can overflow although x is finite (x = 3e38, scale = 2). Such a row ne
 of the kernels silently wrong: a +inf product makes the row's maximum +inf and a row of only
 -inf products has maximum -inf, and the scaled max passes (three-pass) and the two-pass first
 pass flag both, so the row is left to the host. (A -inf product in a row whose maximum is
-finite is right as it is: it lies at least half a float32 ulp of FLT_MAX, about 1e31, below that
-maximum, so its exp rounds to 0, as the exact result does.) The host computes a flagged row in
+finite is right as it is for softmax and logsumexp: it lies at least half a float32 ulp of
+FLT_MAX, about 1e31, below that maximum, so its exp rounds to 0, as the exact result does. In
+log_softmax its y = s * x - c is also -inf, as the exact one rounds, unless c < 0: the scaled
+log_softmax driver checks such rows for a product of a finite x that overflowed before it
+writes y, and leaves them to the host, x untouched also in place; codegen/kernels/
+log_softmax.py.) The host computes a flagged row in
 float64, where scale * x is exact and cannot overflow: an all-NaN row (softmax, log_softmax) or
 NaN / +inf / -inf (logsumexp) when the exact products hold a NaN (x NaN, or 0 * inf), +inf
 (x = +-inf times a scale of its sign) or only -inf, as the unscaled functions give for those;
@@ -102,30 +101,3 @@ def log_softmax_row(row: np.ndarray, input_scale) -> np.ndarray:
     with np.errstate(over="ignore"):
         return (d - np.log(np.exp(d).sum())).astype(np.float32)
 
-
-def products(x: np.ndarray, input_scale) -> np.ndarray:
-    """float32(scale) * x as float32 (16-bit x widened first): what the scaled kernels load."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return x.astype(np.float32, copy=False) * input_scale
-
-
-def redo_overflowed_rows(x: np.ndarray, p: np.ndarray, result: np.ndarray, axes: tuple,
-                         input_scale, compute_row) -> None:
-    """result's rows (along `axes`; result keeps x's shape there, or 1s for a reduction) where
-    a product p of a finite x overflowed, replaced by compute_row(the row of x, flattened). A
-    scale of magnitude <= 1 cannot overflow a product: nothing to look at then."""
-    if abs(float(input_scale)) <= 1:
-        return
-    over = np.isinf(p) & np.isfinite(x)
-    if not over.any():
-        return
-    k = len(axes)
-    trailing = tuple(range(x.ndim - k, x.ndim))
-    over_m = np.moveaxis(over, axes, trailing)
-    x_m = np.moveaxis(x, axes, trailing)
-    result_m = np.moveaxis(result, axes, trailing)
-    lead = over_m.reshape(over_m.shape[:x.ndim - k] + (-1,)).any(axis=-1)
-    for index in map(tuple, np.argwhere(lead)):
-        row = np.reshape(compute_row(np.ravel(x_m[index])), result_m[index].shape)
-        with np.errstate(over="ignore"):  # beyond result's range: the infinity it rounds to
-            result_m[index] = row

@@ -27,20 +27,27 @@ K = k (+ e) with ln 2 split in two so that K * LN2_HI is exact for |K| < 2^21.
 
 The logsumexp driver leaves every row's log-sum-exp state for the host to read c; the
 log_softmax driver runs all three steps on each row in turn, so a row that fits the L1 cache
-is read by the output pass where the reduction left it. softjit.dask, which combines a row's
+is read by the output pass where the reduction left it. The scaled modules' drivers (of s * x)
+run the scaled passes (each multiplies x by s as it loads it) and leave to the caller the rows
+an overflowed product could make wrong, before writing any of their y (build_log_softmax_driver).
+softjit.dask, which combines a row's
 sums from several chunks, runs the other two: the reduce driver (step 1 alone: each row's pass
 state, two-pass rows that need recomputing marked, not recomputed) and the apply driver (step
 3 alone, with states it made).
 """
 from __future__ import annotations
 
-from softjit.codegen.abi import (F32, LOG_SUM_EXP_STATE, PASS_OK, PASS_STATE, ROW_DONE,
-                                 ROW_MARKED, apply_driver_signature,
-                                 log_softmax_driver_signature, reduce_driver_signature)
+from softjit.codegen.abi import (F32, LEFT_TO_CALLER, LOG_SUM_EXP_STATE, PASS_OK,
+                                 PASS_RECOMPUTE, PASS_STATE, ROW_DONE, ROW_MARKED,
+                                 apply_driver_signature, log_softmax_driver_signature,
+                                 reduce_driver_signature)
+from softjit.codegen.kernels import constants as K
 from softjit.codegen.kernels.driver import keep_arguments, write_row_status
 from softjit.codegen.kernels.loops import for_each_vector
-from softjit.codegen.kernels.pass_emitter import buffers, pass_function, return_value, scalar
-from softjit.codegen.operands import Symbol, ptr
+from softjit.codegen.kernels.pass_emitter import (INPUT_SCALE, STATE_INPUT_SCALE, PassEmitter,
+                                                  buffers, pass_function, return_value, scalar)
+from softjit.codegen.kernels.reduce import horizontal, tree
+from softjit.codegen.operands import Mem, Symbol, ptr
 from softjit.codegen.stream import Function
 
 STATE_OFFSET_HIGH = LOG_SUM_EXP_STATE.offset("high")
@@ -61,11 +68,13 @@ _LN_TERMS = 11  # the atanh series' terms, 2 / (2j + 1) for j = 0 .. 10
 
 
 def build_vsubsub(name: str, target, unroll: int, nontemporal: bool = False,
-                  element=F32) -> Function:
+                  element=F32, scaled: bool = False) -> Function:
     f = pass_function(name, target, "y = (x - a) - b with a = state[0], b = state[1]: log_softmax's\n"
-                                    "output pass, c = a + b = ln(sum(exp(x))) held as two floats.",
+                                    "output pass, c = a + b = ln(sum(exp(x))) held as two floats."
+                      + ("\nx stands for s * x, s = state[3] (the input scale)." if scaled else ""),
                       element)
     x, y, n, state = f.args
+    scaled_x = PassEmitter(f, (INPUT_SCALE,)).scaled_input(state, x, scaled)
     a, b = f.vec("a"), f.vec("b")
     f.vbroadcastss(a, ptr(state, STATE_OFFSET_HIGH, bits=32))
     f.vbroadcastss(b, ptr(state, STATE_OFFSET_LOW, bits=32))
@@ -83,7 +92,7 @@ def build_vsubsub(name: str, target, unroll: int, nontemporal: bool = False,
             tile.store(y, i, v)
 
     for_each_vector(f, n, [x, y], unroll, step, "subsub", nontemporal_stores=nontemporal,
-                    elements=buffers(f, element))
+                    elements=buffers(f, element), scaled=scaled_x)
     return_value(f, PASS_OK)
     return f
 
@@ -109,6 +118,50 @@ def build_vsub(name: str, target, unroll: int) -> Function:
 
     for_each_vector(f, n, [y], unroll, step, "sub")
     return_value(f, PASS_OK)
+    return f
+
+
+def build_roverflow(name: str, target, unroll: int, accumulators: int,
+                    element=F32) -> Function:
+    """Whether a finite x of the row has a product s * x that overflowed to -inf (s = the
+    state's input scale): returns PASS_RECOMPUTE if so, else PASS_OK.
+
+    z = x * 0 + s * x is s * x where x is finite and NaN where x is an infinity or NaN, and
+    VMINPS(z, acc) returns acc for a NaN z: the minimum over the finite x of their products is
+    -inf exactly when such a product overflowed (-inf masks do not count)."""
+    f = pass_function(name, target, "Returns 1 when a finite x[i] has s * x[i] = -inf (an overflowed\n"
+                                    "product), s = state[3] (the input scale); else 0.", element)
+    x, _, n, state = f.args
+    s = PassEmitter(f).broadcast_state(state, STATE_INPUT_SCALE, INPUT_SCALE)
+    zero = f.vec("zero")
+    f.vxorps(zero, zero, zero)
+    accs = f.vecs("min", accumulators)
+    for acc in accs:
+        f.vxorps(acc, acc, acc)  # (0 is no overflow: only -inf is looked for)
+
+    def step(tile):
+        xs, zs = f.vecs("x", tile.count), f.vecs("z", tile.count)
+        for i, v in enumerate(xs):
+            tile.load(v, x, i)  # (the tail's other lanes: 0)
+        f.comment("z = x * 0 + s * x: the product where x is finite, NaN where it is not")
+        for z, v in zip(zs, xs):
+            f.vmulps(z, v, s)
+        for z, v in zip(zs, xs):
+            f.vfmadd231ps(z, v, zero)
+        f.comment("min = min(z, min): a NaN z leaves min as it is")
+        for i, z in enumerate(zs):
+            acc = tile.accumulator(accs, i)
+            f.vminps(acc, z, acc)
+
+    for_each_vector(f, n, [x], unroll, step, "overflow", elements=buffers(f, element))
+    result = tree(f, accs, lambda d, a, b: f.vminps(d, a, b))
+    horizontal(f, result, lambda d, a, b: f.vminps(d, a, b))
+    overflowed = f.label("overflowed")
+    f.vucomiss(result.xmm, scalar(f.constant("minus_inf", K.NEG_INF), 32))
+    f.je(overflowed)  # (never unordered: min holds no NaN)
+    return_value(f, PASS_OK)
+    f.bind(overflowed)
+    return_value(f, PASS_RECOMPUTE)
     return f
 
 
@@ -208,32 +261,62 @@ def _add_k_ln2(f: Function, k, log_r):
 # ---------------------------------------------------------------------------- the row drivers
 class RowPlan:
     """The symbols one row runs: the first reduction (raddextexp, or None for a three-pass
-    module), the three-pass reduction (rmax, raddexpminusmax), the two logarithms."""
+    module), the three-pass reduction (rmax, raddexpminusmax), the two logarithms; a scaled
+    module's also the overflow check (roverflow), None in an unscaled one."""
 
     def __init__(self, two_pass_reduce, three_pass_reduce: tuple, ln_two_pass, ln_three_pass,
-                 stored_difference: tuple | None = None):
+                 stored_difference: tuple | None = None, overflow_check=None):
         self.two_pass_reduce = two_pass_reduce
         self.three_pass_reduce = three_pass_reduce
         self.ln_two_pass, self.ln_three_pass = ln_two_pass, ln_three_pass
         # (float32 three-pass) the log_softmax driver's middle and last passes: y = x - m with
         # the sum, then y -= b in place (codegen/kernels/sumexp.py); None: the output pass
         self.stored_difference = stored_difference
+        self.overflow_check = overflow_check
+
+    @property
+    def scaled(self) -> bool:
+        return self.overflow_check is not None
 
 
 def _call_pass(f: Function, symbol: str, x, y, n, state) -> None:
+    """symbol(x, y, n, state); state a register, or a stack block (its address is passed)."""
     for index, value in enumerate((x, y, n, state)):
-        f.mov(f.argument_register(index), value)
+        if isinstance(value, Mem):
+            f.lea(f.argument_register(index), value)
+        else:
+            f.mov(f.argument_register(index), value)
     f.call(Symbol(symbol))
 
 
-def _row_state(f: Function, plan: RowPlan, x, n, state, status=None, marked=None) -> None:
+def _copy_dword(f: Function, dest, source) -> None:
+    word = f.gp("word")
+    f.mov(word.r32, source)
+    f.mov(dest, word.r32)
+
+
+def _input_scale(f: Function, states):
+    """A scaled driver's input scale, read from the first row's state before any pass runs (the
+    caller put it there, abi.LEFT_TO_CALLER's comment), kept in a 16-byte stack state at its
+    PASS_STATE offset (the other 12 bytes are the driver's to use)."""
+    kept = f.stack(PASS_STATE.size)
+    f.comment("the input scale, from the first row's state (the rows' logarithms overwrite it)")
+    _copy_dword(f, kept.sized(32) + STATE_INPUT_SCALE, ptr(states, STATE_INPUT_SCALE, bits=32))
+    return kept
+
+
+def _row_state(f: Function, plan: RowPlan, x, n, state, status=None, marked=None,
+               scale=None) -> None:
     """Emit one row's reduction and logarithm: its log-sum-exp state left at `state`. With a
     status pointer, status[r] = ROW_MARKED (and `marked` counts the row) for a row the
     three-pass passes reduced in a two-pass module, and in a three-pass module for a row whose
     c is NaN (a NaN, a +inf or only -inf: the host gives it its special value); ROW_DONE
-    otherwise."""
+    otherwise. scale: a scaled module's kept input scale (see _input_scale), copied into the
+    row's state first."""
     rax = f.physical_gp("rax")
     done = f.label("state_done")
+    if scale is not None:
+        _copy_dword(f, ptr(state, STATE_INPUT_SCALE, bits=32), scale.sized(32) + STATE_INPUT_SCALE)
     if plan.two_pass_reduce is not None:
         three = f.label("three_pass")
         _call_pass(f, plan.two_pass_reduce, x, state, n, state)
@@ -290,20 +373,26 @@ def build_reduce_driver(name: str, target, passes: list, may_flag: bool,
 def build_logsumexp_driver(name: str, target, plan: RowPlan, element=F32) -> Function:
     """logsumexp: each row's log-sum-exp state in states[r]; status[r] = 1 marks a row the
     three-pass passes reduced (a two-pass module's fallback) or, in a three-pass module, a
-    row whose c is NaN; returns how many."""
-    return _reduce_rows(reduce_driver_signature(
-        name,
-        "The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):\n"
-        "row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the\n"
-        "three-pass passes reduced (two-pass) or whose c is NaN (three-pass); returns how many\n"
-        "rows were marked.", element), target,
-        lambda f, keep, marked: _row_state(f, plan, keep["x"], keep["n"], keep["states"],
-                                           keep["status"], marked))
+    row whose c is NaN; returns how many. Scaled (of s * x): a row whose maximum product is
+    infinite gets c = NaN, as a row holding +inf does, and is marked; the caller computes such
+    rows (a product may have overflowed)."""
+    doc = ("The log-sum-exp states of `rows` rows of n floats (row r at x + r*x_row_stride bytes):\n"
+           "row r's goes to states + 16*r bytes (c as float64 at +8). status[r] = 1 marks a row the\n"
+           "three-pass passes reduced (two-pass) or whose c is NaN (three-pass); returns how many\n"
+           "rows were marked.")
+    if plan.scaled:
+        doc += ("\nOf s * x, s the float at states + 12 (the input scale); c = NaN where the\n"
+                "largest product is infinite.")
+    return _reduce_rows(reduce_driver_signature(name, doc, element), target,
+                        lambda f, keep, marked, scale=None: _row_state(
+                            f, plan, keep["x"], keep["n"], keep["states"], keep["status"],
+                            marked, scale), plan.scaled)
 
 
-def _reduce_rows(signature, target, row) -> Function:
+def _reduce_rows(signature, target, row, scaled: bool = False) -> Function:
     """A driver over rows of x (x_row_stride) with a 16-byte state and a status word a row:
-    row(f, kept arguments, marked) emits one row's work; returns the count in `marked`."""
+    row(f, kept arguments, marked[, kept input scale]) emits one row's work; returns the count
+    in `marked`."""
     f = Function(signature, target)
     keep = keep_arguments(f)
     marked = f.stack(8).sized(64)
@@ -312,8 +401,13 @@ def _reduce_rows(signature, target, row) -> Function:
     done, top = f.label("done"), f.label("row")
     f.test(keep["rows"], keep["rows"])
     f.je(done)
+    if scaled:
+        scale = _input_scale(f, keep["states"])
     f.bind(top)
-    row(f, keep, marked)
+    if scaled:
+        row(f, keep, marked, scale)
+    else:
+        row(f, keep, marked)
     f.add(keep["x"], keep["x_row_stride"])
     f.add(keep["states"], PASS_STATE.size)
     f.add(keep["status"], 4)
@@ -328,13 +422,25 @@ def _reduce_rows(signature, target, row) -> Function:
 def build_log_softmax_driver(name: str, target, plan: RowPlan, output_symbol: str,
                              element=F32) -> Function:
     """log_softmax: each row's log-sum-exp state (left in states[r]), then the output pass on
-    that row while it is still in cache."""
-    signature = log_softmax_driver_signature(
-        name,
-        "log_softmax of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its\n"
-        "result at y + r*row_strides[1] bytes; row r's log-sum-exp state is left at states +\n"
-        "16*r bytes. Returns 0.", element)
-    return _output_rows(signature, target, output_symbol, plan)
+    that row while it is still in cache.
+
+    Scaled (of s * x): a row whose maximum product is infinite, or whose products may hold one
+    that overflowed to -inf where y = s * x - c is finite, is left to the caller (y not
+    written, abi.LEFT_TO_CALLER). A -inf product of a finite x beside a finite maximum gives
+    the exact y = -inf when c >= 0 (then |s * x - c| >= |s * x|, beyond the float32 range);
+    only with |s| > 1 (else no product of a finite x overflows) and c < 1 (a bound above c < 0
+    with room for c's rounding; the driver reads a = float32(c) after the two-pass logarithm,
+    or the row's maximum m <= c right after the max pass) does the row run the overflow check
+    pass, before any of its y is written (the float32 three-pass middle pass stores y)."""
+    doc = ("log_softmax of `rows` rows of n floats; row r at x + r*row_strides[0] bytes, its\n"
+           "result at y + r*row_strides[1] bytes; row r's log-sum-exp state is left at states +\n"
+           "16*r bytes. Returns 0.")
+    if plan.scaled:
+        doc = doc.replace("Returns 0.", "Of s * x, s the float at states + 12 (the input scale);\n"
+                                        "returns how many rows were left to the caller (their\n"
+                                        "y untouched, c = +inf in their state).")
+    return _output_rows(log_softmax_driver_signature(name, doc, element), target, output_symbol,
+                        plan)
 
 
 def build_apply_driver(name: str, target, symbol: str, element=F32) -> Function:
@@ -348,17 +454,105 @@ def build_apply_driver(name: str, target, symbol: str, element=F32) -> Function:
     return _output_rows(signature, target, symbol)
 
 
+_MAGNITUDE_MASK = 0x7FFFFFFF  # float32 bits without the sign
+# float64 LEFT_TO_CALLER (+inf) as its two dwords, low first
+_LEFT_LOW, _LEFT_HIGH = 0, 0x7FF00000
+assert LEFT_TO_CALLER == float("inf")
+
+
+def _overflow_check(f: Function, plan: RowPlan, keep: dict, own, left) -> None:
+    """Where an overflowed product could change y (|s| > 1, and the float at the row's state
+    below 1: a = float32(c) after the two-pass logarithm, m <= c after the max pass), run the
+    overflow check pass and go to `left` if it finds one (build_log_softmax_driver)."""
+    rax = f.physical_gp("rax")
+    skip = f.label("no_check")
+    word = f.gp("scale_bits")
+    f.mov(word.r32, own.sized(32) + STATE_INPUT_SCALE)
+    f.and_(word.r32, _MAGNITUDE_MASK)
+    f.cmp(word.r32, _ONE_BITS)
+    f.jbe(skip)  # |s| <= 1: no product of a finite x overflows
+    bound = f.vec("a_or_m")
+    f.vmovss(bound.xmm, ptr(keep["states"], STATE_OFFSET_HIGH, bits=32))
+    f.vucomiss(bound.xmm, scalar(f.constant("one", 1.0), 32))
+    f.jp(skip)  # (a NaN row: its y is NaN whatever its products)
+    f.jae(skip)
+    _call_pass(f, plan.overflow_check, keep["x"], keep["y"], keep["n"], own)
+    f.test(rax.r32, rax.r32)
+    f.jne(left)
+    f.bind(skip)
+
+
+def _scaled_row(f: Function, plan: RowPlan, keep: dict, own, output_symbol: str, left,
+                next_row) -> None:
+    """One row of a scaled log_softmax driver: its state, the overflow check where it can
+    matter (before any of y is written), then y; a row that cannot be computed as the unscaled
+    driver would on the products goes to `left` with nothing written, the others to
+    next_row."""
+    rax = f.physical_gp("rax")
+    x, y, n, states = keep["x"], keep["y"], keep["n"], keep["states"]
+    _copy_dword(f, ptr(states, STATE_INPUT_SCALE, bits=32), own.sized(32) + STATE_INPUT_SCALE)
+
+    def subtracting_output():
+        f.comment("the output pass's state: a and b of the row's, the input scale kept")
+        pair = f.gp("a_and_b")
+        f.mov(pair, ptr(states, STATE_OFFSET_HIGH, bits=64))
+        f.mov(own.sized(64) + STATE_OFFSET_HIGH, pair)
+        _call_pass(f, output_symbol, x, y, n, own)
+        f.jmp(next_row)
+
+    if plan.two_pass_reduce is not None:
+        three = f.label("three_pass")
+        _call_pass(f, plan.two_pass_reduce, x, states, n, states)
+        f.test(rax.r32, rax.r32)  # PASS_RECOMPUTE: reduce the row again with three passes
+        f.jne(three)
+        _call_pass(f, plan.ln_two_pass, x, states, n, states)
+        _overflow_check(f, plan, keep, own, left)
+        subtracting_output()
+        f.bind(three)
+    rmax, add = plan.three_pass_reduce
+    _call_pass(f, rmax, x, states, n, states)
+    f.test(rax.r32, rax.r32)  # the scaled max pass: PASS_RECOMPUTE, max not finite
+    f.jne(left)
+    _overflow_check(f, plan, keep, own, left)
+    if plan.stored_difference is not None:
+        middle, last = plan.stored_difference
+        _call_pass(f, middle, x, y, n, states)
+        _call_pass(f, plan.ln_three_pass, x, states, n, states)
+        _call_pass(f, last, y, y, n, states)
+        f.jmp(next_row)
+    else:
+        _call_pass(f, add, x, states, n, states)
+        _call_pass(f, plan.ln_three_pass, x, states, n, states)
+        subtracting_output()
+
+
 def _output_rows(signature, target, output_symbol: str, plan: RowPlan | None = None) -> Function:
     """A driver over rows of x and y (row_strides) calling the output pass on each row with its
-    state, after the row's reduction and logarithm where a plan is given."""
+    state, after the row's reduction and logarithm where a plan is given (a scaled plan: with
+    the rows left to the caller counted, see build_log_softmax_driver)."""
     f = Function(signature, target)
     keep = keep_arguments(f)
     rax = f.physical_gp("rax")
+    scaled = plan is not None and plan.scaled
     done, top = f.label("done"), f.label("row")
+    if scaled:
+        left_count = f.stack(8).sized(64)
+        f.mov(left_count, 0)
     f.test(keep["rows"], keep["rows"])
     f.je(done)
+    own = _input_scale(f, keep["states"]) if scaled else None
     f.bind(top)
-    if plan is not None and plan.stored_difference is not None:
+    if scaled:
+        left, next_row = f.label("left"), f.label("next_row")
+        _scaled_row(f, plan, keep, own, output_symbol, left, next_row)
+        f.bind(left)
+        f.mov(ptr(keep["states"], STATE_OFFSET_C, bits=32), _LEFT_LOW)
+        f.mov(ptr(keep["states"], STATE_OFFSET_C + 4, bits=32), _LEFT_HIGH)
+        f.mov(rax, left_count)
+        f.add(rax, 1)
+        f.mov(left_count, rax)
+        f.bind(next_row)
+    elif plan is not None and plan.stored_difference is not None:
         middle, last = plan.stored_difference
         x, y, n, states = keep["x"], keep["y"], keep["n"], keep["states"]
         for symbol in plan.three_pass_reduce[:-1]:
@@ -376,6 +570,9 @@ def _output_rows(signature, target, output_symbol: str, plan: RowPlan | None = N
     f.sub(keep["rows"], 1)
     f.jne(top)
     f.bind(done)
-    f.xor(rax.r32, rax.r32)
+    if scaled:
+        f.mov(rax, left_count)
+    else:
+        f.xor(rax.r32, rax.r32)
     f.ret()
     return f

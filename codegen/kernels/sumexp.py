@@ -62,12 +62,13 @@ infinity itself).
 """
 from __future__ import annotations
 
-from softjit.codegen.abi import F32, PASS_OK, PASS_STATE
+from softjit.codegen.abi import F32, PASS_OK, PASS_RECOMPUTE, PASS_STATE
 from softjit.codegen.kernels import constants as K
 from softjit.codegen.kernels.exp import resident_fit
 from softjit.codegen.kernels.loops import for_each_vector
-from softjit.codegen.kernels.pass_emitter import (STATE_MAX_OR_EXPONENT, PassEmitter,
-                                                  buffers, pass_function, return_value, scalar)
+from softjit.codegen.kernels.pass_emitter import (INPUT_SCALE, STATE_MAX_OR_EXPONENT,
+                                                  PassEmitter, buffers, pass_function,
+                                                  return_value, scalar)
 from softjit.codegen.kernels.reduce import horizontal, tree
 from softjit.codegen.operands import Mem, ptr
 from softjit.codegen.stream import Function
@@ -114,14 +115,20 @@ def constant_values(lanes: int) -> dict:
 STATE_MIN = PASS_STATE.offset("sum")
 
 
-def build_rminmax_pass(name: str, target, unroll: int, accumulators: int) -> Function:
+def build_rminmax_pass(name: str, target, unroll: int, accumulators: int,
+                       scaled: bool = False) -> Function:
     """state[0] = max(x), state[2] = min(x) (float32 x; NaN need not propagate: the sum pass
     turns a NaN into a NaN sum). With the minimum the sum pass knows whether any x - m can fall
     below D_MIN, and runs without the clamp when none can (its loads of x are read from the
-    same cache lines as the max's, so the minimum costs no extra read)."""
+    same cache lines as the max's, so the minimum costs no extra read). scaled: of s * x (s =
+    state[3], multiplied into x as it is loaded), returning PASS_RECOMPUTE when the maximum is
+    not finite, as the scaled softmax max pass does (a product may have overflowed)."""
     f = pass_function(name, target, "state[0] = max(x[0:n]), state[2] = min(x[0:n]) (where the "
-                                    "sum pass\nwrites the sum); NaN need not propagate.")
+                                    "sum pass\nwrites the sum); NaN need not propagate."
+                      + ("\nx stands for s * x, s = state[3] (the input scale); returns 1 when "
+                         "the max\nis not finite." if scaled else ""))
     x, _, n, state = f.args
+    scaled_x = PassEmitter(f, (INPUT_SCALE,)).scaled_input(state, x, scaled)
     minus_inf = f.constant("minus_inf", K.NEG_INF)
     plus_inf = f.constant("plus_inf", -K.NEG_INF)
     highs, lows = f.vecs("max", accumulators), f.vecs("min", accumulators)
@@ -145,14 +152,30 @@ def build_rminmax_pass(name: str, target, unroll: int, accumulators: int) -> Fun
             f.vminps(acc, v, acc)
 
     f.comment("max and min, accumulator i mod K for vector i")
-    for_each_vector(f, n, [x], unroll, step, "minmax")
+    for_each_vector(f, n, [x], unroll, step, "minmax", scaled=scaled_x)
+    results = {}
     for accs, op in ((highs, f.vmaxps), (lows, f.vminps)):
         result = tree(f, accs, lambda d, a, b, op=op: op(d, b, a))
         horizontal(f, result, lambda d, a, b, op=op: op(d, b, a))
         offset = STATE_MAX_OR_EXPONENT if accs is highs else STATE_MIN
         f.vmovss(ptr(state, offset, bits=32), result.xmm)
+        results[offset] = result
+    if scaled:
+        f.comment("recompute unless the max is finite (VUCOMISS: equal or unordered sets ZF)")
+        recompute = f.label("recompute")
+        for bound in ("plus_inf", "minus_inf"):
+            f.vucomiss(results[STATE_MAX_OR_EXPONENT].xmm,
+                       scalar(f.constant(bound, _INFINITIES[bound]), 32))
+            f.je(recompute)
+        return_value(f, PASS_OK)
+        f.bind(recompute)
+        return_value(f, PASS_RECOMPUTE)
+        return f
     return_value(f, PASS_OK)
     return f
+
+
+_INFINITIES = {"plus_inf": -K.NEG_INF, "minus_inf": K.NEG_INF}
 
 
 # Constants kept in registers, those read most first (resident_fit keeps what fits)
@@ -161,29 +184,36 @@ _RESIDENT = ("table", "log2e_xl", "minus_ln2_xl", "c2", "c1", "one", "magic", "c
 
 def build_sum_pass(name: str, target, unroll: int, accumulators: int, block: int,
                    interleave: int = 0, store: bool = True, element=F32,
-                   after_minmax: bool = False) -> Function:
+                   after_minmax: bool = False, scaled: bool = False) -> Function:
     """(store) y = x - m, and state[1] = 1 / sum(exp(x - m)), state[2] = the sum, m = state[0].
     Without the store, the same sum bit for bit (the logsumexp and reduce drivers' pass, and
     the 16-bit three-pass modules', whose x is widened as it is loaded; x - m is stored only as
     float32). after_minmax: state[2] holds min(x) (build_rminmax_pass), and a row whose
     float32 min - m is at least D_MIN runs a loop without the clamp: every d = x - m rounds to
-    at least min - m there, so the clamp would change nothing (the same sum bit for bit)."""
+    at least min - m there, so the clamp would change nothing (the same sum bit for bit).
+    scaled: of s * x, s = state[3] multiplied into x as it is loaded (the scaled log_softmax
+    modules; loops.ScaledInput)."""
     if store and element is not F32:
         raise ValueError(f"{name}: y = x - m is stored as float32 only (a 16-bit y would round "
                          f"it before ln(sum) is subtracted)")
+    # the input scale is read once a vector: first in line for a register
     return resident_fit(lambda resident: _pass(name, target, unroll, accumulators, block,
                                                interleave, resident, store, element,
-                                               after_minmax),
-                        _RESIDENT)
+                                               after_minmax, scaled),
+                        (INPUT_SCALE,) * scaled + _RESIDENT)
 
 
 def _pass(name, target, unroll, accumulators, block, interleave, resident, store,
-          element, after_minmax) -> Function:
+          element, after_minmax, scaled) -> Function:
     what = "y = x - m and " if store else ""
     f = pass_function(name, target, f"{what}state[1] = 1 / sum(exp(x - m)), m = state[0];\n"
-                                    "float32 block sums fold into float64 lane sums.", element)
+                                    "float32 block sums fold into float64 lane sums."
+                      + ("\nx stands for s * x, s = state[3] (the input scale)." if scaled
+                         else ""), element)
     x, y, n, state = f.args
-    pe = PassEmitter(f)
+    pe = PassEmitter(f, tuple(c for c in resident if c == INPUT_SCALE))
+    resident = tuple(c for c in resident if c != INPUT_SCALE)
+    scaled_x = pe.scaled_input(state, x, scaled)
     m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
     minus_inf = f.constant("minus_inf", K.NEG_INF)
     exp_terms = _TableExp(f, resident)
@@ -217,7 +247,7 @@ def _pass(name, target, unroll, accumulators, block, interleave, resident, store
 
         pe.blocks(n, block, start, lambda count: for_each_vector(
             f, count, [x, y] if store else [x], unroll, step, "sum", interleave=interleave,
-            elements=buffers(f, element)), end)
+            elements=buffers(f, element), scaled=scaled_x), end)
 
     if after_minmax:
         f.comment("min - m >= D_MIN (float32, as the loop rounds each x - m; false for NaN): "
