@@ -240,6 +240,71 @@ def test_genuine_infinities_follow_the_law_not_the_float64_path():
         assert y[3].tolist() == [-np.inf, pytest.approx(-math.log(2)), pytest.approx(-math.log(2))]
 
 
+def test_log_softmax_in_place_rows_whose_overflowed_products_change_y():
+    """x = -3e38 and -1.7e38 with scale 2: the products -inf and -3.4e38 make c = -3.4e38, and
+    the exact y of -3e38 is -2.6e38, not -inf. The kernels leave such a row before writing it
+    (in place too: x is still there for the float64 redo); beside a c >= 1 the -inf is exact."""
+    x = np.array([[-3e38, -1.7e38, -np.inf, -1.7e38], [-3e38, 5.0, -np.inf, 1.0]] * 3,
+                 np.float32)
+    want = exact(x, 2.0)
+    for isa in HOST_ISAS:
+        for algorithm in LOG_ALGORITHMS:
+            for threads in (1, 2):
+                y = softjit.log_softmax(x, algorithm=algorithm, isa=isa, scale=2.0,
+                                        threads=threads)
+                check_log_softmax(y, want)
+                assert np.isfinite(y[0, 0]) and y[1, 0] == -np.inf
+                z = x.copy()
+                softjit.log_softmax(z, algorithm=algorithm, isa=isa, scale=2.0, out=z,
+                                    threads=threads)
+                assert same(z, y)
+                t = np.asfortranarray(x)  # in place through a copy of the rows
+                softjit.log_softmax(t, algorithm=algorithm, isa=isa, scale=2.0, out=t)
+                assert same(t, y)
+
+
+LARGE = st.sampled_from([3e38, -3e38, 1.7e38, -1.7e38, FLT_MAX, -FLT_MAX, np.inf, -np.inf,
+                         np.nan, 0.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=2, max_side=40),
+                    elements=st.one_of(st.floats(width=32), st.floats(-50.0, 50.0, width=32),
+                                       LARGE)),
+       s=st.one_of(st.sampled_from([2.0, -2.0, 1.5, -0.5, 40.0, 1e30, -1e-30, 0.0]),
+                   st.floats(-100.0, 100.0)),
+       isa=st.sampled_from(HOST_ISAS), algorithm=st.sampled_from(("auto",) + LOG_ALGORITHMS),
+       threads=st.sampled_from([1, 2]), transposed=st.booleans())
+def test_log_softmax_and_logsumexp_properties_with_overflowing_products(x, s, isa, algorithm,
+                                                                         threads, transposed):
+    """Any float32 values (huge ones whose products overflow among them), any scale, strided,
+    in place: rows whose products of finite x stay finite have the bits of the call on the
+    float32 products; other rows those bits or (computed in float64 by the host) the accuracy
+    of the exact products; in place gives the bits of out of place; logsumexp likewise."""
+    if transposed:
+        x = x.T  # (strided rows for a 2-D x)
+    p = products(x, s)
+    with np.errstate(invalid="ignore"):
+        overflowed = (np.isinf(p) & np.isfinite(x)).reshape(-1, x.shape[-1]).any(axis=-1)
+    y = softjit.log_softmax(x, algorithm=algorithm, isa=isa, scale=s, threads=threads)
+    law = softjit.log_softmax(p, algorithm=algorithm, isa=isa)
+    rows_y, rows_law = y.reshape(-1, x.shape[-1]), law.reshape(-1, x.shape[-1])
+    rows_x = x.reshape(-1, x.shape[-1])
+    for r in range(rows_y.shape[0]):
+        if not same(rows_y[r], rows_law[r]):
+            assert overflowed[r], (r, rows_x[r], s, rows_y[r], rows_law[r])
+            check_log_softmax(rows_y[r], exact(rows_x[r], s))
+    z = x.copy()
+    softjit.log_softmax(z, algorithm=algorithm, isa=isa, scale=s, threads=threads, out=z)
+    assert same(z, y)
+    c = softjit.logsumexp(x, isa=isa, scale=s, threads=threads)
+    c_law = softjit.logsumexp(p, isa=isa)
+    differ = ~((c == c_law) | (np.isnan(c) & np.isnan(c_law)))
+    assert not (differ & ~overflowed.reshape(c.shape)).any(), (x, s, c, c_law)
+    if differ.any():
+        check_logsumexp(c[differ], exact(x, s)[differ])
+
+
 # ---------------------------------------------------------------------------- accuracy
 @pytest.mark.parametrize("isa", ISAS)
 def test_accuracy_against_float64(isa):
@@ -266,8 +331,10 @@ def test_scale_types(s):
 
 def test_scale_one_and_none_are_the_unscaled_call():
     x = np.linspace(-3, 3, 101, dtype=np.float32)
-    for s in (None, 1, 1.0):
+    for s in (None, 1, 1.0, np.float64(1 + 2 ** -30)):  # (the last rounds to float32 1)
         assert same(softjit.softmax(x, scale=s), softjit.softmax(x))
+        assert same(softjit.log_softmax(x, scale=s), softjit.log_softmax(x))
+        assert same(softjit.logsumexp(x, scale=s), softjit.logsumexp(x))
 
 
 @pytest.mark.parametrize("function", [softjit.softmax, softjit.log_softmax, softjit.logsumexp])
