@@ -88,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
                             "log_softmax-three-pass or logsumexp")
     which.add_argument("--list", action="store_true", help="list the registered variants")
     asm.add_argument("--scaled", action="store_true",
-                     help="with --algorithm: the kernels of scale= (softmax(scale * x))")
+                     help="with --algorithm: the kernels of scale= (of scale * x: softmax, "
+                          "log_softmax, logsumexp)")
     asm.set_defaults(handler=_asm)
 
     gen = commands.add_parser(

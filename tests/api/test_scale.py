@@ -386,3 +386,15 @@ def test_softmax_of_16_bit_inputs_with_a_scale(dtype):
         assert softjit.softmax(x, algorithm=algorithm, scale=-1.25, out=out, axis=0) is out
         want = softjit.softmax(products(wide, -1.25), axis=0, algorithm=algorithm)
         assert same(out.astype(np.float32), want.astype(x.dtype).astype(np.float32))
+
+
+@pytest.mark.parametrize("function", ["log_softmax", "logsumexp", "log_softmax-three-pass"])
+def test_assembly_of_the_scaled_log_softmax_kernels(function):
+    """softjit.assembly(..., scaled=True) names the scaled module (any ISA, any host); 16-bit
+    arrays have no scaled kernels."""
+    for isa in ISAS:
+        text = softjit.assembly(function, isa=isa, scaled=True)
+        assert "_vsubsub_scaled__" in text and "_roverflow_scaled__" in text
+        assert "_scaled__" not in softjit.assembly(function, isa=isa)
+    with pytest.raises(ValueError, match="float32"):
+        softjit.assembly(function, dtype="float16", scaled=True)
