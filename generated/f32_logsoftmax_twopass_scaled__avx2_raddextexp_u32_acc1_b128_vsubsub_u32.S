@@ -419,15 +419,15 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128:
 	vfmadd231ps ymm10, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_log2e]
 	vmovaps ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
 	vfmadd231ps ymm11, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_log2e]
-	vsubps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
-	vsubps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
-	vsubps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
-	vsubps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
+	vsubps ymm12, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
+	vsubps ymm13, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
+	vsubps ymm14, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
+	vsubps ymm15, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
-	vfmadd231ps ymm5, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
-	vfmadd231ps ymm6, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
-	vfmadd231ps ymm7, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	vfmadd231ps ymm4, ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	vfmadd231ps ymm5, ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	vfmadd231ps ymm6, ymm14, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	vfmadd231ps ymm7, ymm15, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm12, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_c5]
 	vmovups ymm13, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_c5]
@@ -454,10 +454,6 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128:
 	vfmadd213ps ymm14, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_one]
 	vfmadd213ps ymm15, ymm7, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm8, ymm8, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
-	vaddps ymm9, ymm9, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
-	vaddps ymm10, ymm10, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
-	vaddps ymm11, ymm11, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
 	vpslld ymm8, ymm8, 23
 	vpslld ymm9, ymm9, 23
 	vpslld ymm10, ymm10, 23
@@ -486,9 +482,9 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128:
 	# n = round(x * log2e)
 	vmovaps ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
 	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_log2e]
-	vsubps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
+	vsubps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	vfmadd231ps ymm4, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_c5]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_c4]
@@ -497,7 +493,6 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128:
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_c1]
 	vfmadd213ps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm5, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
 	vpslld ymm5, ymm5, 23
 	vmulps ymm6, ymm6, ymm5
 	# sum += exp(x - m)
@@ -523,9 +518,9 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128:
 	# n = round(x * log2e)
 	vmovaps ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
 	vfmadd231ps ymm4, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_log2e]
-	vsubps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
+	vsubps ymm6, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps ymm5, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
+	vfmadd231ps ymm5, ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_minus_ln2]
 	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
 	vmovups ymm6, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_c5]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_c4]
@@ -534,7 +529,6 @@ f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128:
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_c1]
 	vfmadd213ps ymm6, ymm5, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_one]
 	# exp(d) = p * 2^n, 2^n from the biased exponent bits (n = -127 gives 0)
-	vaddps ymm4, ymm4, YMMWORD PTR [rip + .Lc_f32_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128_magic_bias]
 	vpslld ymm4, ymm4, 23
 	vmulps ymm6, ymm6, ymm4
 	# sum += exp(x - m)
