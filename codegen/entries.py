@@ -29,7 +29,8 @@ from softjit.codegen import cpython_abi as abi
 from softjit.codegen.module import MethodRecord, Module
 from softjit.codegen.isa import X86_64
 from softjit.codegen.operands import Mem, ptr
-from softjit.codegen.abi import SYSV_ARGS, Param, Signature
+from softjit.codegen.abi import (ROW_STRIDES_INPUT_SCALE, ROW_STRIDES_SCALED_WORDS, SYSV_ARGS,
+                                 Param, Signature)
 from softjit.codegen.stream import Function
 
 # The module's name, symbols and table layout are shared with the runtime (entry_layout.py).
@@ -244,19 +245,31 @@ def choose_driver(f: Function, first_row: Mem, n, length, refuse):
     return driver, fallback
 
 
-def run_row_chunks(f: Function, x, out, rows, n, driver: Mem, fallback: Mem):
+def run_row_chunks(f: Function, x, out, rows, n, driver: Mem, fallback: Mem,
+                   input_scale: Mem | None = None, host_rows: Mem | None = None):
     """Emit: softmax of `rows` packed rows of `n` elements from x into out, STATUS_CHUNK rows per
     call of the row driver at [driver]; rows it marks are redone at once by [fallback]. x, out
     and rows are callee-saved registers (consumed); n a register or slot read once. Returns the
-    callee-saved register holding the number of rows recomputed."""
+    callee-saved register holding the number of rows recomputed.
+
+    input_scale: a slot holding the float32 bits of a scaled driver's input scale, written
+    after the stride pair (abi.ROW_STRIDES_INPUT_SCALE, read by scaled drivers only).
+    host_rows: a slot (zeroed here) that becomes non-zero when [fallback] marks a row in turn:
+    a row the kernels leave to the host (runtime/scaled.py), not written."""
     rax = f.physical_gp("rax")
 
     def arg(index: int):
         return f.physical_gp(SYSV_ARGS[index])
 
     n_saved, row_bytes = f.stack(8).sized(64), f.stack(8).sized(64)
-    strides = f.stack(16)
+    strides = f.stack(16 if input_scale is None else 8 * ROW_STRIDES_SCALED_WORDS)
     status, scratch_status = f.stack(4 * STATUS_CHUNK), f.stack(4)
+    if input_scale is not None:
+        f.comment("the input scale after the stride pair")
+        f.mov(rax, input_scale)
+        f.mov((strides + ROW_STRIDES_INPUT_SCALE).sized(64), rax)
+    if host_rows is not None:
+        f.mov(host_rows, 0)
     f.mov(rax, n)
     f.mov(n_saved, rax)
     f.comment("both row strides are n * 4 bytes (packed rows)")
@@ -299,6 +312,12 @@ def run_row_chunks(f: Function, x, out, rows, n, driver: Mem, fallback: Mem):
     f.lea(arg(5), scratch_status)
     f.mov(rax, fallback)
     f.call(rax)
+    if host_rows is not None:
+        f.comment("a row the fallback marks too is the host's")
+        marked = f.gp("marked")
+        f.mov(marked, host_rows)
+        f.or_(marked, rax)
+        f.mov(host_rows, marked)
     f.add(recomputed, 1)
     f.bind(skip)
     f.add(index, 1)

@@ -38,7 +38,7 @@ SOFTMAX_PUBLIC = "softjit_softmax_public_entry"
 EXP_PUBLIC = "softjit_exp_public_entry"
 
 # The table (`self`), byte offsets of 64-bit words: object addresses, then numbers. Both
-# builtins' tables have this layout.
+# builtins' tables have this layout (exp's leaves SCALES and SCALED_ROUTES 0: it reads neither).
 ARRAY_TYPE = 0  # numpy.ndarray
 FLOAT32_DESCR = 8  # numpy.dtype(numpy.float32)
 GENERAL = 16  # the Python function every other call goes to
@@ -51,6 +51,13 @@ STR_TYPE = 96  # str
 NONE = 104  # None
 NEW_LIKE = 112  # PyArray_NewLikeArray, or 0: new outputs go to the Python function
 GIL_MIN_BYTES = 120  # release the GIL for inputs of at least this many bytes
-TABLE_WORDS = 16
+NAME_SCALE, NAME_DTYPE = 128, 136  # interned
+FLOAT_TYPE = 144  # float
+FLOAT32_TYPE = 152  # numpy.float32 (dtype=numpy.float32 names the type, not the descriptor)
+# softmax: {scale: 4 bytes}, the float32 bits of each scale= value (an int or float, compared by
+# value) the Python function validated; 1.0's bits mean the unscaled kernels (check_scale)
+SCALES = 160
+SCALED_ROUTES = 168  # softmax: {algorithm: {isa: rows bytes}} of the scaled row drivers
+TABLE_WORDS = 22
 
-KEYWORDS = ("out", "axis", "algorithm", "isa", "threads")
+KEYWORDS = ("out", "axis", "algorithm", "isa", "threads", "scale", "dtype")

@@ -6,25 +6,33 @@ messages.
     PyObject *entry(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                     PyObject *kwnames)
 
-softmax(x, axis=-1, *, algorithm, isa, out, threads) is run natively when all of these hold
-(anything else goes to the Python function, which raises what a bad argument deserves or runs
-the general path):
+softmax(x, axis=-1, *, algorithm, isa, out, threads, scale, dtype) is run natively when all of
+these hold (anything else goes to the Python function, which raises what a bad argument
+deserves or runs the general path):
 
-- one or two positional arguments (x, axis), keywords only among out, axis, algorithm, isa and
-  threads, each named by the very interned string object the table holds (any keyword the entry
-  does not know, e.g. one a later softjit adds, goes to the Python function);
+- one or two positional arguments (x, axis), keywords only among out, axis, algorithm, isa,
+  threads, scale and dtype, each named by the very interned string object the table holds (any
+  keyword the entry does not know, e.g. one a later softjit adds, goes to the Python function);
 - x is exactly numpy.ndarray with the float32 descriptor, C-contiguous, aligned, at least one
   dimension and not empty; axis absent, or an int (exactly) equal to -1 or x.ndim - 1;
-  threads absent or the int 1;
-- out absent or None (a new array like x is made, as numpy.empty(x.shape, float32) does), or
+  threads absent or the int 1; dtype absent, None, numpy.float32 or its descriptor (for a
+  float32 x it changes nothing);
+- scale absent or None, or exactly an int or a float found in the SCALES dict, which the
+  Python function fills with the float32 bits of each scale it validated (by value: 2 and 2.0
+  are one key, True is refused by its type); bits other than float32 1.0 take the scaled
+  routes, the scale goes after the row stride pair, and rows the fallback driver marks in
+  turn (a product that overflowed, runtime/scaled.py) send the whole call, x untouched, to the
+  Python function afterwards; a scaled call in place goes there at once;- out absent or None (a new array like x is made, as numpy.empty(x.shape, float32) does), or
   exactly numpy.ndarray, float32, C-contiguous, aligned, writable, of x's shape, and x itself
   or sharing no byte with x;
 - algorithm and isa (default: the table's "auto") are str objects registered in the routes
-  dict, {algorithm: {isa: rows}}, which the Python function fills once it has validated them;
+  dict (scaled: SCALED_ROUTES), {algorithm: {isa: rows}}, which the Python function fills once
+  it has validated them;
   rows is a bytes object of table rows as the softmax_rows entry's (codegen/entries.py), and
   the row this call fits has a driver.
 
-exp(x, *, isa, out) likewise: one positional argument, keywords out and isa; x of any number of
+exp(x, *, isa, out, dtype) likewise: one positional argument, keywords out, isa and dtype (as
+softmax's); x of any number of
 dimensions (0-d too), not empty; the routes dict is {isa: kernel}, kernel a bytes object whose
 first word is the address of the kernel f(x, y, n).
 
@@ -50,9 +58,13 @@ from softjit.codegen.stream import Function
 
 # The symbols and the table layout are shared with the runtime (entry_layout.py).
 from softjit.codegen.entry_layout import (  # noqa: E402 (re-exported: the layout's names)
-    ARRAY_TYPE, AUTO, EXP_PUBLIC, FLOAT32_DESCR, GENERAL, GIL_MIN_BYTES, INT_TYPE, KEYWORDS,
-    NAME_ALGORITHM, NAME_AXIS, NAME_ISA, NAME_OUT, NAME_THREADS, NEW_LIKE, NONE, ONE, ROUTES,
-    SOFTMAX_PUBLIC, STR_TYPE, TABLE_WORDS)
+    ARRAY_TYPE, AUTO, EXP_PUBLIC, FLOAT32_DESCR, FLOAT32_TYPE, FLOAT_TYPE, GENERAL,
+    GIL_MIN_BYTES, INT_TYPE, KEYWORDS, NAME_ALGORITHM, NAME_AXIS, NAME_DTYPE, NAME_ISA, NAME_OUT,
+    NAME_SCALE, NAME_THREADS, NEW_LIKE, NONE, ONE, ROUTES, SCALED_ROUTES, SCALES, SOFTMAX_PUBLIC,
+    STR_TYPE, TABLE_WORDS)
+
+# float32 1.0: the scale whose products equal x (the unscaled kernels)
+_ONE_BITS = 0x3F800000
 
 _X_FLAGS = np_abi.C_CONTIGUOUS | np_abi.ALIGNED
 _OUT_FLAGS = _X_FLAGS | np_abi.WRITEABLE
@@ -244,6 +256,22 @@ class _Public:
         f.jb(general)
         f.bind(out_checked)
 
+    def check_dtype(self, table, given):
+        """dtype: absent, None, numpy.float32 or its descriptor (x is checked to be float32:
+        dtype=numpy.float32 then changes nothing)."""
+        f = self.f
+        f.comment("dtype: absent, None, numpy.float32 or numpy.dtype(numpy.float32)")
+        ok = f.label("dtype_ok")
+        t = f.gp("t")
+        f.mov(t, given)
+        f.test(t, t)
+        f.je(ok)
+        for accepted in (NONE, FLOAT32_TYPE, FLOAT32_DESCR):
+            f.cmp(t, ptr(table, accepted))
+            f.je(ok)
+        f.jmp(self.general)
+        f.bind(ok)
+
     def check_str(self, table, given):
         f = self.f
         t, kind = f.gp("t"), f.gp("kind")
@@ -301,8 +329,10 @@ class _Public:
         f.bind(kept)
         return data_x, data_out
 
-    def finish(self):
-        """Take the GIL back if it was released, return out; then the general path."""
+    def finish(self, host_rows=None):
+        """Take the GIL back if it was released, return out; then the general path.
+        host_rows: a slot that is non-zero when the kernels left rows to the host: then out is
+        dropped and the call, x untouched, goes to the Python function."""
         f = self.f
         retaken = f.label("gil_retaken")
         f.mov(self.arg(0), self.s_state)
@@ -310,6 +340,17 @@ class _Public:
         f.je(retaken)
         f.call(f.imported("PyEval_RestoreThread"))
         f.bind(retaken)
+        if host_rows is not None:
+            done = f.label("kernels_done")
+            t = f.gp("t")
+            f.mov(t, host_rows)
+            f.test(t, t)
+            f.je(done)
+            f.comment("rows for the host: drop out (the reference this entry holds), then the "
+                      "Python function computes the call again")
+            self.call("Py_DecRef", self.s_out)
+            f.jmp(self.general)
+            f.bind(done)
         f.mov(self.rax, self.s_out)
         f.ret()
         _general(f, self.general, self.s_args, self.s_table, self.s_nargs, self.s_kwnames)
@@ -323,14 +364,18 @@ def build_softmax_public() -> Function:
                 "function.")
     f, rax, general = e.f, e.rax, e.general
     s_axis, s_algorithm, s_threads = e.slot(), e.slot(), e.slot()
+    s_scale, s_dtype, s_routes, s_scale_bits, s_host = (e.slot() for _ in range(5))
     kept_args, table = e.start(2, (s_axis,))
     f.mov(s_threads, 0)
+    f.mov(s_scale, 0)
+    f.mov(s_dtype, 0)
     auto = f.gp("auto")
     f.mov(auto, ptr(table, AUTO))
     f.mov(s_algorithm, auto)
     e.keywords(kept_args, table, ((NAME_OUT, e.s_out), (NAME_ALGORITHM, s_algorithm),
                                   (NAME_ISA, e.s_isa), (NAME_THREADS, s_threads),
-                                  (NAME_AXIS, s_axis)), positional_too=(s_axis,))
+                                  (NAME_AXIS, s_axis), (NAME_SCALE, s_scale),
+                                  (NAME_DTYPE, s_dtype)), positional_too=(s_axis,))
     f.comment("threads: absent or the int 1")
     t = f.gp("t")
     threads_ok = f.label("threads_ok")
@@ -340,6 +385,7 @@ def build_softmax_public() -> Function:
     f.cmp(t, ptr(table, ONE))
     f.jne(general)
     f.bind(threads_ok)
+    e.check_dtype(table, s_dtype)
 
     x = e.check_x(table)
     f.comment("at least one dimension; rows = product of all dimensions but the last, n = the "
@@ -399,10 +445,11 @@ def build_softmax_public() -> Function:
     f.bind(axis_ok)
 
     e.check_out(table)
+    _scale(e, table, s_scale, s_routes, s_scale_bits)
     f.comment("algorithm and isa: str objects with a registered route")
     e.check_str(table, s_algorithm)
     e.check_str(table, e.s_isa)
-    e.call("PyDict_GetItem", ptr(table, ROUTES), s_algorithm)
+    e.call("PyDict_GetItem", s_routes, s_algorithm)
     f.test(rax, rax)
     f.je(general)
     e.call("PyDict_GetItem", rax, e.s_isa)
@@ -413,8 +460,58 @@ def build_softmax_public() -> Function:
     f.mov(length, e.s_length)
     driver, fallback = choose_driver(f, ptr(rax, 0), n, length, general)
     data_x, data_out = e.output()
-    run_row_chunks(f, data_x, data_out, rows, n, driver, fallback)
-    return e.finish()
+    run_row_chunks(f, data_x, data_out, rows, n, driver, fallback, s_scale_bits, s_host)
+    return e.finish(s_host)
+
+
+def _scale(e: _Public, table, s_scale, s_routes, s_scale_bits) -> None:
+    """Emit: s_routes = the unscaled routes, s_scale_bits = 0, unless scale is given and not
+    None: then it must be exactly an int or a float found in the table's SCALES (validated by
+    the Python function; a dict lookup by value, whose hash and comparison of exact ints and
+    floats run no Python code), and a scale other than float32 1.0 takes the scaled routes with
+    its bits. A scaled call in place goes to the Python function: a row the kernels leave to
+    the host is computed again from x, which in place would be overwritten by then."""
+    f, rax, general = e.f, e.rax, e.general
+    f.comment("scale: absent or None (the unscaled kernels), or a registered int or float")
+    t, kind = f.gp("t"), f.gp("kind")
+    f.mov(t, ptr(table, ROUTES))
+    f.mov(s_routes, t)
+    f.mov(s_scale_bits, 0)
+    done, exact = f.label("scale_done"), f.label("scale_type_ok")
+    f.mov(t, s_scale)
+    f.test(t, t)
+    f.je(done)
+    f.cmp(t, ptr(table, NONE))
+    f.je(done)
+    f.mov(kind, ptr(t, abi.OBJECT_TYPE))
+    f.cmp(kind, ptr(table, FLOAT_TYPE))
+    f.je(exact)
+    f.cmp(kind, ptr(table, INT_TYPE))
+    f.jne(general)
+    f.bind(exact)
+    e.call("PyDict_GetItem", ptr(table, SCALES), s_scale)
+    f.test(rax, rax)
+    f.je(general)
+    e.call("PyBytes_AsString", rax)
+    bits = f.gp("bits")
+    f.mov(bits.r32, ptr(rax, 0, bits=32))
+    f.cmp(bits, _ONE_BITS)
+    f.je(done)
+    f.mov(s_scale_bits, bits)
+    scaled_routes = f.gp("scaled_routes")
+    f.mov(scaled_routes, ptr(table, SCALED_ROUTES))
+    f.mov(s_routes, scaled_routes)
+    f.comment("scaled and in place: the Python function")
+    x_data, out_data = f.gp("x_data"), f.gp("out_data")
+    f.mov(out_data, e.s_out)
+    f.test(out_data, out_data)
+    f.je(done)
+    f.mov(out_data, ptr(out_data, np_abi.ARRAY_DATA))
+    f.mov(x_data, e.s_x)
+    f.mov(x_data, ptr(x_data, np_abi.ARRAY_DATA))
+    f.cmp(x_data, out_data)
+    f.je(general)
+    f.bind(done)
 
 
 def build_exp_public() -> Function:
@@ -422,8 +519,12 @@ def build_exp_public() -> Function:
                 "CPython METH_FASTCALL | METH_KEYWORDS exp(x, *, isa, out): runs the common\n"
                 "calls natively, hands the others to the Python function.")
     f, rax, general = e.f, e.rax, e.general
+    s_dtype = e.slot()
     kept_args, table = e.start(1)
-    e.keywords(kept_args, table, ((NAME_OUT, e.s_out), (NAME_ISA, e.s_isa)))
+    f.mov(s_dtype, 0)
+    e.keywords(kept_args, table, ((NAME_OUT, e.s_out), (NAME_ISA, e.s_isa),
+                                  (NAME_DTYPE, s_dtype)))
+    e.check_dtype(table, s_dtype)
     x = e.check_x(table)
     f.comment("elements = product of the dimensions (1 for a 0-d array); not 0")
     elements, dims, i = f.gp("elements"), f.gp("dims"), f.gp("i")

@@ -407,7 +407,7 @@ softjit_softmax_public_entry:
 	push r13
 	push r14
 	push r15
-	sub rsp, 1416
+	sub rsp, 1512
 	mov rbx, rsi
 	mov QWORD PTR [rsp], rsi
 	mov QWORD PTR [rsp + 16], rdx
@@ -435,6 +435,8 @@ softjit_softmax_public_entry:
 	mov r10, [rbp + 72]
 	mov QWORD PTR [rsp + 112], r10
 	mov QWORD PTR [rsp + 208], 0
+	mov QWORD PTR [rsp + 224], 0
+	mov QWORD PTR [rsp + 240], 0
 	mov r10, [rbp + 72]
 	mov QWORD PTR [rsp + 192], r10
 	# keywords: each name compared with the table's interned names
@@ -483,6 +485,16 @@ softjit_softmax_public_entry:
 	mov QWORD PTR [rsp + 176], r10
 	jmp .Lsoftjit_softmax_public_entry_next_keyword
 .Lsoftjit_softmax_public_entry_other_name_4:
+	cmp rax, [rbp + 128]
+	jne .Lsoftjit_softmax_public_entry_other_name_5
+	mov QWORD PTR [rsp + 224], r10
+	jmp .Lsoftjit_softmax_public_entry_next_keyword
+.Lsoftjit_softmax_public_entry_other_name_5:
+	cmp rax, [rbp + 136]
+	jne .Lsoftjit_softmax_public_entry_other_name_6
+	mov QWORD PTR [rsp + 240], r10
+	jmp .Lsoftjit_softmax_public_entry_next_keyword
+.Lsoftjit_softmax_public_entry_other_name_6:
 	# a keyword this entry does not know
 	jmp .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_next_keyword:
@@ -502,6 +514,18 @@ softjit_softmax_public_entry:
 	cmp r10, [rbp + 80]
 	jne .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_threads_ok:
+	# dtype: absent, None, numpy.float32 or numpy.dtype(numpy.float32)
+	mov r10, QWORD PTR [rsp + 240]
+	test r10, r10
+	je .Lsoftjit_softmax_public_entry_dtype_ok
+	cmp r10, [rbp + 104]
+	je .Lsoftjit_softmax_public_entry_dtype_ok
+	cmp r10, [rbp + 152]
+	je .Lsoftjit_softmax_public_entry_dtype_ok
+	cmp r10, [rbp + 8]
+	je .Lsoftjit_softmax_public_entry_dtype_ok
+	jmp .Lsoftjit_softmax_public_entry_general
+.Lsoftjit_softmax_public_entry_dtype_ok:
 	# x: exactly ndarray, float32, C-contiguous and aligned
 	mov r10, QWORD PTR [rsp + 80]
 	mov r11, [r10 + 8]
@@ -610,6 +634,44 @@ softjit_softmax_public_entry:
 	cmp r11, r13
 	jb .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_out_checked:
+	# scale: absent or None (the unscaled kernels), or a registered int or float
+	mov r10, [rbp + 24]
+	mov QWORD PTR [rsp + 256], r10
+	mov QWORD PTR [rsp + 272], 0
+	mov r10, QWORD PTR [rsp + 224]
+	test r10, r10
+	je .Lsoftjit_softmax_public_entry_scale_done
+	cmp r10, [rbp + 104]
+	je .Lsoftjit_softmax_public_entry_scale_done
+	mov r10, [r10 + 8]
+	cmp r10, [rbp + 144]
+	je .Lsoftjit_softmax_public_entry_scale_type_ok
+	cmp r10, [rbp + 88]
+	jne .Lsoftjit_softmax_public_entry_general
+.Lsoftjit_softmax_public_entry_scale_type_ok:
+	mov rdi, [rbp + 160]
+	mov rsi, QWORD PTR [rsp + 224]
+	call PyDict_GetItem@PLT
+	test rax, rax
+	je .Lsoftjit_softmax_public_entry_general
+	mov rdi, rax
+	call PyBytes_AsString@PLT
+	mov r10d, DWORD PTR [rax]
+	cmp r10, 1065353216
+	je .Lsoftjit_softmax_public_entry_scale_done
+	mov QWORD PTR [rsp + 272], r10
+	mov r10, [rbp + 168]
+	mov QWORD PTR [rsp + 256], r10
+	# scaled and in place: the Python function
+	mov r10, QWORD PTR [rsp + 96]
+	test r10, r10
+	je .Lsoftjit_softmax_public_entry_scale_done
+	mov r10, [r10 + 16]
+	mov r11, QWORD PTR [rsp + 80]
+	mov r11, [r11 + 16]
+	cmp r11, r10
+	je .Lsoftjit_softmax_public_entry_general
+.Lsoftjit_softmax_public_entry_scale_done:
 	# algorithm and isa: str objects with a registered route
 	mov r10, QWORD PTR [rsp + 192]
 	mov r10, [r10 + 8]
@@ -619,7 +681,7 @@ softjit_softmax_public_entry:
 	mov r10, [r10 + 8]
 	cmp r10, [rbp + 96]
 	jne .Lsoftjit_softmax_public_entry_general
-	mov rdi, [rbp + 24]
+	mov rdi, QWORD PTR [rsp + 256]
 	mov rsi, QWORD PTR [rsp + 192]
 	call PyDict_GetItem@PLT
 	test rax, rax
@@ -647,9 +709,9 @@ softjit_softmax_public_entry:
 	# driver 0: this call is not the entry's to run
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_general
-	mov QWORD PTR [rsp + 224], rax
+	mov QWORD PTR [rsp + 304], rax
 	mov rax, [r11 + 24]
-	mov QWORD PTR [rsp + 240], rax
+	mov QWORD PTR [rsp + 320], rax
 	# the output: out (a new reference), or a new array like x
 	mov r10, QWORD PTR [rsp + 96]
 	test r10, r10
@@ -688,13 +750,17 @@ softjit_softmax_public_entry:
 	call PyEval_SaveThread@PLT
 	mov QWORD PTR [rsp + 160], rax
 .Lsoftjit_softmax_public_entry_gil_kept:
+	# the input scale after the stride pair
+	mov rax, QWORD PTR [rsp + 272]
+	mov QWORD PTR [rsp + 384], rax
+	mov QWORD PTR [rsp + 288], 0
 	mov rax, r12
-	mov QWORD PTR [rsp + 256], rax
+	mov QWORD PTR [rsp + 336], rax
 	# both row strides are n * 4 bytes (packed rows)
 	shl rax, 2
-	mov QWORD PTR [rsp + 272], rax
-	mov QWORD PTR [rsp + 288], rax
-	mov QWORD PTR [rsp + 296], rax
+	mov QWORD PTR [rsp + 352], rax
+	mov QWORD PTR [rsp + 368], rax
+	mov QWORD PTR [rsp + 376], rax
 	mov r12, 0
 .Lsoftjit_softmax_public_entry_chunk:
 	# chunk = min(rows left, 256); driver(x, out, n, chunk, strides, status)
@@ -703,36 +769,40 @@ softjit_softmax_public_entry:
 	cmovb r14, rbx
 	mov rdi, rbp
 	mov rsi, r13
-	mov rdx, QWORD PTR [rsp + 256]
+	mov rdx, QWORD PTR [rsp + 336]
 	mov rcx, r14
-	lea r8, [rsp + 288]
-	lea r9, [rsp + 304]
-	mov rax, QWORD PTR [rsp + 224]
+	lea r8, [rsp + 368]
+	lea r9, [rsp + 400]
+	mov rax, QWORD PTR [rsp + 304]
 	call rax
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_advance
 	# rows marked in this chunk: fallback(x + i*row_bytes, out + i*row_bytes, n, 1, ...)
 	mov r15, 0
 .Lsoftjit_softmax_public_entry_scan:
-	cmp DWORD PTR [rsp + r15*4 + 304], 0
+	cmp DWORD PTR [rsp + r15*4 + 400], 0
 	je .Lsoftjit_softmax_public_entry_skip
-	mov rax, QWORD PTR [rsp + 272]
+	mov rax, QWORD PTR [rsp + 352]
 	imul rax, r15
 	lea rdi, [rbp + rax]
 	lea rsi, [r13 + rax]
-	mov rdx, QWORD PTR [rsp + 256]
+	mov rdx, QWORD PTR [rsp + 336]
 	mov rcx, 1
-	lea r8, [rsp + 288]
-	lea r9, [rsp + 1328]
-	mov rax, QWORD PTR [rsp + 240]
+	lea r8, [rsp + 368]
+	lea r9, [rsp + 1424]
+	mov rax, QWORD PTR [rsp + 320]
 	call rax
+	# a row the fallback marks too is the host's
+	mov r10, QWORD PTR [rsp + 288]
+	or r10, rax
+	mov QWORD PTR [rsp + 288], r10
 	add r12, 1
 .Lsoftjit_softmax_public_entry_skip:
 	add r15, 1
 	cmp r15, r14
 	jb .Lsoftjit_softmax_public_entry_scan
 .Lsoftjit_softmax_public_entry_advance:
-	mov rax, QWORD PTR [rsp + 272]
+	mov rax, QWORD PTR [rsp + 352]
 	imul rax, r14
 	add rbp, rax
 	add r13, rax
@@ -743,8 +813,16 @@ softjit_softmax_public_entry:
 	je .Lsoftjit_softmax_public_entry_gil_retaken
 	call PyEval_RestoreThread@PLT
 .Lsoftjit_softmax_public_entry_gil_retaken:
+	mov r10, QWORD PTR [rsp + 288]
+	test r10, r10
+	je .Lsoftjit_softmax_public_entry_kernels_done
+	# rows for the host: drop out (the reference this entry holds), then the Python function computes the call again
+	mov rdi, QWORD PTR [rsp + 96]
+	call Py_DecRef@PLT
+	jmp .Lsoftjit_softmax_public_entry_general
+.Lsoftjit_softmax_public_entry_kernels_done:
 	mov rax, QWORD PTR [rsp + 96]
-	add rsp, 1416
+	add rsp, 1512
 	pop r15
 	pop r14
 	pop r13
@@ -759,8 +837,8 @@ softjit_softmax_public_entry:
 	call PyTuple_New@PLT
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_done
-	mov QWORD PTR [rsp + 1344], rax
-	mov QWORD PTR [rsp + 1360], 0
+	mov QWORD PTR [rsp + 1440], rax
+	mov QWORD PTR [rsp + 1456], 0
 	mov rbp, 0
 .Lsoftjit_softmax_public_entry_positional:
 	cmp rbp, QWORD PTR [rsp + 16]
@@ -768,7 +846,7 @@ softjit_softmax_public_entry:
 	# PyTuple_SetItem steals a reference: give it one
 	mov rdi, [rbx + rbp*8]
 	call Py_IncRef@PLT
-	mov rdi, QWORD PTR [rsp + 1344]
+	mov rdi, QWORD PTR [rsp + 1440]
 	mov rsi, rbp
 	mov rdx, [rbx + rbp*8]
 	call PyTuple_SetItem@PLT
@@ -781,18 +859,18 @@ softjit_softmax_public_entry:
 	call PyDict_New@PLT
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_failed
-	mov QWORD PTR [rsp + 1360], rax
+	mov QWORD PTR [rsp + 1456], rax
 	mov rdi, QWORD PTR [rsp + 32]
 	call PyTuple_Size@PLT
-	mov QWORD PTR [rsp + 1392], rax
+	mov QWORD PTR [rsp + 1488], rax
 	mov rbp, 0
 .Lsoftjit_softmax_public_entry_keyword_1:
-	cmp rbp, QWORD PTR [rsp + 1392]
+	cmp rbp, QWORD PTR [rsp + 1488]
 	jae .Lsoftjit_softmax_public_entry_call
 	mov rdi, QWORD PTR [rsp + 32]
 	mov rsi, rbp
 	call PyTuple_GetItem@PLT
-	mov rdi, QWORD PTR [rsp + 1360]
+	mov rdi, QWORD PTR [rsp + 1456]
 	mov rsi, rax
 	mov r10, QWORD PTR [rsp + 16]
 	add r10, rbp
@@ -805,19 +883,19 @@ softjit_softmax_public_entry:
 .Lsoftjit_softmax_public_entry_call:
 	mov rdi, QWORD PTR [rsp + 64]
 	mov rdi, [rdi + 16]
-	mov rsi, QWORD PTR [rsp + 1344]
-	mov rdx, QWORD PTR [rsp + 1360]
+	mov rsi, QWORD PTR [rsp + 1440]
+	mov rdx, QWORD PTR [rsp + 1456]
 	call PyObject_Call@PLT
-	mov QWORD PTR [rsp + 1376], rax
-	mov rdi, QWORD PTR [rsp + 1344]
+	mov QWORD PTR [rsp + 1472], rax
+	mov rdi, QWORD PTR [rsp + 1440]
 	call Py_DecRef@PLT
-	mov rdi, QWORD PTR [rsp + 1360]
+	mov rdi, QWORD PTR [rsp + 1456]
 	test rdi, rdi
 	je .Lsoftjit_softmax_public_entry_no_dict
 	call Py_DecRef@PLT
 .Lsoftjit_softmax_public_entry_no_dict:
-	mov rax, QWORD PTR [rsp + 1376]
-	add rsp, 1416
+	mov rax, QWORD PTR [rsp + 1472]
+	add rsp, 1512
 	pop r15
 	pop r14
 	pop r13
@@ -826,16 +904,16 @@ softjit_softmax_public_entry:
 	pop rbx
 	ret
 .Lsoftjit_softmax_public_entry_failed:
-	mov rdi, QWORD PTR [rsp + 1344]
+	mov rdi, QWORD PTR [rsp + 1440]
 	call Py_DecRef@PLT
-	mov rdi, QWORD PTR [rsp + 1360]
+	mov rdi, QWORD PTR [rsp + 1456]
 	test rdi, rdi
 	je .Lsoftjit_softmax_public_entry_no_dict_1
 	call Py_DecRef@PLT
 .Lsoftjit_softmax_public_entry_no_dict_1:
 	mov rax, 0
 .Lsoftjit_softmax_public_entry_done:
-	add rsp, 1416
+	add rsp, 1512
 	pop r15
 	pop r14
 	pop r13
@@ -856,7 +934,7 @@ softjit_exp_public_entry:
 	push rbx
 	push rbp
 	push r12
-	sub rsp, 256
+	sub rsp, 272
 	mov rbx, rsi
 	mov QWORD PTR [rsp], rsi
 	mov QWORD PTR [rsp + 16], rdx
@@ -877,6 +955,7 @@ softjit_exp_public_entry:
 	mov QWORD PTR [rsp + 96], 0
 	mov r8, [rbp + 72]
 	mov QWORD PTR [rsp + 112], r8
+	mov QWORD PTR [rsp + 176], 0
 	# keywords: each name compared with the table's interned names
 	mov r8, QWORD PTR [rsp + 32]
 	test r8, r8
@@ -905,6 +984,11 @@ softjit_exp_public_entry:
 	mov QWORD PTR [rsp + 112], r8
 	jmp .Lsoftjit_exp_public_entry_next_keyword
 .Lsoftjit_exp_public_entry_other_name_1:
+	cmp rax, [rbp + 136]
+	jne .Lsoftjit_exp_public_entry_other_name_2
+	mov QWORD PTR [rsp + 176], r8
+	jmp .Lsoftjit_exp_public_entry_next_keyword
+.Lsoftjit_exp_public_entry_other_name_2:
 	# a keyword this entry does not know
 	jmp .Lsoftjit_exp_public_entry_general
 .Lsoftjit_exp_public_entry_next_keyword:
@@ -917,6 +1001,18 @@ softjit_exp_public_entry:
 	jne .Lsoftjit_exp_public_entry_out_given
 	mov QWORD PTR [rsp + 96], 0
 .Lsoftjit_exp_public_entry_out_given:
+	# dtype: absent, None, numpy.float32 or numpy.dtype(numpy.float32)
+	mov r8, QWORD PTR [rsp + 176]
+	test r8, r8
+	je .Lsoftjit_exp_public_entry_dtype_ok
+	cmp r8, [rbp + 104]
+	je .Lsoftjit_exp_public_entry_dtype_ok
+	cmp r8, [rbp + 152]
+	je .Lsoftjit_exp_public_entry_dtype_ok
+	cmp r8, [rbp + 8]
+	je .Lsoftjit_exp_public_entry_dtype_ok
+	jmp .Lsoftjit_exp_public_entry_general
+.Lsoftjit_exp_public_entry_dtype_ok:
 	# x: exactly ndarray, float32, C-contiguous and aligned
 	mov r8, QWORD PTR [rsp + 80]
 	mov r9, [r8 + 8]
@@ -1006,7 +1102,7 @@ softjit_exp_public_entry:
 	mov rdi, rax
 	call PyBytes_AsString@PLT
 	mov r8, [rax]
-	mov QWORD PTR [rsp + 176], r8
+	mov QWORD PTR [rsp + 192], r8
 	# the output: out (a new reference), or a new array like x
 	mov r8, QWORD PTR [rsp + 96]
 	test r8, r8
@@ -1050,7 +1146,7 @@ softjit_exp_public_entry:
 	mov rsi, rbp
 	mov rdx, QWORD PTR [rsp + 144]
 	shr rdx, 2
-	mov rax, QWORD PTR [rsp + 176]
+	mov rax, QWORD PTR [rsp + 192]
 	call rax
 	mov rdi, QWORD PTR [rsp + 160]
 	test rdi, rdi
@@ -1058,7 +1154,7 @@ softjit_exp_public_entry:
 	call PyEval_RestoreThread@PLT
 .Lsoftjit_exp_public_entry_gil_retaken:
 	mov rax, QWORD PTR [rsp + 96]
-	add rsp, 256
+	add rsp, 272
 	pop r12
 	pop rbp
 	pop rbx
@@ -1070,8 +1166,8 @@ softjit_exp_public_entry:
 	call PyTuple_New@PLT
 	test rax, rax
 	je .Lsoftjit_exp_public_entry_done
-	mov QWORD PTR [rsp + 192], rax
-	mov QWORD PTR [rsp + 208], 0
+	mov QWORD PTR [rsp + 208], rax
+	mov QWORD PTR [rsp + 224], 0
 	mov rbp, 0
 .Lsoftjit_exp_public_entry_positional:
 	cmp rbp, QWORD PTR [rsp + 16]
@@ -1079,7 +1175,7 @@ softjit_exp_public_entry:
 	# PyTuple_SetItem steals a reference: give it one
 	mov rdi, [rbx + rbp*8]
 	call Py_IncRef@PLT
-	mov rdi, QWORD PTR [rsp + 192]
+	mov rdi, QWORD PTR [rsp + 208]
 	mov rsi, rbp
 	mov rdx, [rbx + rbp*8]
 	call PyTuple_SetItem@PLT
@@ -1092,18 +1188,18 @@ softjit_exp_public_entry:
 	call PyDict_New@PLT
 	test rax, rax
 	je .Lsoftjit_exp_public_entry_failed
-	mov QWORD PTR [rsp + 208], rax
+	mov QWORD PTR [rsp + 224], rax
 	mov rdi, QWORD PTR [rsp + 32]
 	call PyTuple_Size@PLT
-	mov QWORD PTR [rsp + 240], rax
+	mov QWORD PTR [rsp + 256], rax
 	mov rbp, 0
 .Lsoftjit_exp_public_entry_keyword_1:
-	cmp rbp, QWORD PTR [rsp + 240]
+	cmp rbp, QWORD PTR [rsp + 256]
 	jae .Lsoftjit_exp_public_entry_call
 	mov rdi, QWORD PTR [rsp + 32]
 	mov rsi, rbp
 	call PyTuple_GetItem@PLT
-	mov rdi, QWORD PTR [rsp + 208]
+	mov rdi, QWORD PTR [rsp + 224]
 	mov rsi, rax
 	mov r8, QWORD PTR [rsp + 16]
 	add r8, rbp
@@ -1116,34 +1212,34 @@ softjit_exp_public_entry:
 .Lsoftjit_exp_public_entry_call:
 	mov rdi, QWORD PTR [rsp + 64]
 	mov rdi, [rdi + 16]
-	mov rsi, QWORD PTR [rsp + 192]
-	mov rdx, QWORD PTR [rsp + 208]
+	mov rsi, QWORD PTR [rsp + 208]
+	mov rdx, QWORD PTR [rsp + 224]
 	call PyObject_Call@PLT
-	mov QWORD PTR [rsp + 224], rax
-	mov rdi, QWORD PTR [rsp + 192]
-	call Py_DecRef@PLT
+	mov QWORD PTR [rsp + 240], rax
 	mov rdi, QWORD PTR [rsp + 208]
+	call Py_DecRef@PLT
+	mov rdi, QWORD PTR [rsp + 224]
 	test rdi, rdi
 	je .Lsoftjit_exp_public_entry_no_dict
 	call Py_DecRef@PLT
 .Lsoftjit_exp_public_entry_no_dict:
-	mov rax, QWORD PTR [rsp + 224]
-	add rsp, 256
+	mov rax, QWORD PTR [rsp + 240]
+	add rsp, 272
 	pop r12
 	pop rbp
 	pop rbx
 	ret
 .Lsoftjit_exp_public_entry_failed:
-	mov rdi, QWORD PTR [rsp + 192]
-	call Py_DecRef@PLT
 	mov rdi, QWORD PTR [rsp + 208]
+	call Py_DecRef@PLT
+	mov rdi, QWORD PTR [rsp + 224]
 	test rdi, rdi
 	je .Lsoftjit_exp_public_entry_no_dict_1
 	call Py_DecRef@PLT
 .Lsoftjit_exp_public_entry_no_dict_1:
 	mov rax, 0
 .Lsoftjit_exp_public_entry_done:
-	add rsp, 256
+	add rsp, 272
 	pop r12
 	pop rbp
 	pop rbx

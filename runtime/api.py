@@ -18,7 +18,8 @@ from softjit.runtime import cpu, entries
 from softjit.runtime import tensors
 from softjit.runtime.dispatch import ALGORITHMS, choose_algorithm, nontemporal_for, resolve_isa
 from softjit.runtime.elements import algorithm_for, check_algorithm, element_named, element_of
-from softjit.runtime.memo import EXP_ENTRY_CALLS, EXP_ROUTES, SOFTMAX_ENTRY_CALLS, SOFTMAX_ROUTES
+from softjit.runtime.memo import (EXP_ENTRY_CALLS, EXP_ROUTES, SCALES_KEPT, SOFTMAX_ENTRY_CALLS,
+                                  SOFTMAX_ROUTES, SOFTMAX_SCALED_ROUTES, SOFTMAX_SCALES)
 from softjit.runtime.inputs import as_float32_array, compute_input, requested_dtype
 from softjit.runtime.scaled import check_scale
 
@@ -30,6 +31,7 @@ rows_module = LazyModule("softjit.runtime.rows")
 variants = LazyModule("softjit.codegen.variants")
 
 _FLOAT32 = np.dtype(np.float32)
+_FLOAT32_TYPE, _FLOAT64 = np.float32, np.dtype(np.float64)
 _NDARRAY = np.ndarray
 _empty = np.empty
 _ONE, _LAST = 1, -1
@@ -190,6 +192,12 @@ def softmax(x, axis: int = -1, *, algorithm: str = "auto", isa: str = "auto", ou
                 y = _empty(x.shape, _FLOAT32)
                 if entry(x, y) is not NotImplemented:
                     return y
+    if ((dtype is _FLOAT32_TYPE or dtype is _FLOAT32) and x.__class__ is _NDARRAY
+            and x.dtype is _FLOAT64 and softmax is not _python_softmax):
+        # float64 x computed in float32: the conversion dtype= asks for (inputs.compute_input:
+        # numpy's same_kind cast), then the float32 call through the builtin
+        return softmax(x.astype(_FLOAT32_TYPE), axis, algorithm=algorithm, isa=isa, out=out,
+                       threads=threads, scale=scale)
     return _softmax_general(x, axis, algorithm, isa, out, threads, dtype, scale)
 
 
@@ -237,6 +245,8 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None,
     check_algorithm(algorithm, element, "softmax")
     check_threads(threads, "softmax")
     input_scale = check_scale(scale, "softmax")
+    if scale.__class__ in (float, int) and softmax is not _python_softmax:
+        _register_scale(scale, input_scale)
     if input_scale is not None and x.dtype != _FLOAT32:
         return _scaled_16_bit(x, axis, algorithm, isa_argument, out, threads, scale)
     isa = resolve_isa(isa)
@@ -249,6 +259,10 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None,
                 and type(isa_argument) is str):
             SOFTMAX_ROUTES.setdefault(algorithm, {})[isa_argument] = (
                 entry_tables.softmax_row_table(algorithm, isa))
+    if (input_scale is not None and x.dtype == _FLOAT32 and softmax is not _python_softmax
+            and type(algorithm) is str and type(isa_argument) is str):
+        SOFTMAX_SCALED_ROUTES.setdefault(algorithm, {})[isa_argument] = (
+            entry_tables.softmax_row_table(algorithm, isa, scaled=True))
     out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "softmax",
                                                                    x.dtype)
     if x.size == 0:
@@ -278,6 +292,15 @@ def _softmax_general(x, axis, algorithm, isa, out, threads, dtype=None,
     else:
         rows_module.run_rows(src, dst, algorithm, isa, threads, input_scale)
     return out
+
+
+def _register_scale(scale, input_scale) -> None:
+    """The public builtin's entry for a validated scale= value, an exact int or float (check_scale
+    rounds it to input_scale, None for the unscaled kernels); at most SCALES_KEPT are kept."""
+    if scale not in SOFTMAX_SCALES:
+        if len(SOFTMAX_SCALES) >= SCALES_KEPT:
+            SOFTMAX_SCALES.clear()  # bounded: a process calling with ever new temperatures
+        SOFTMAX_SCALES[scale] = entries.pack_scale(input_scale)
 
 
 def _scaled_16_bit(x: np.ndarray, axis, algorithm, isa, out, threads, scale) -> np.ndarray:
@@ -363,7 +386,8 @@ def assembly(algorithm: str, isa: str = "auto", *, dtype="float32", scaled: bool
 # check and error (runtime/entries.py: public_builtin); the Python functions where the
 # builtins are not used.
 _python_softmax, _python_exp = softmax, exp
-softmax = entries.public_softmax(_python_softmax, SOFTMAX_ROUTES) or _python_softmax
+softmax = entries.public_softmax(_python_softmax, SOFTMAX_ROUTES, SOFTMAX_SCALES,
+                                 SOFTMAX_SCALED_ROUTES) or _python_softmax
 exp = entries.public_exp(_python_exp, EXP_ROUTES) or _python_exp
 if softmax is not _python_softmax:
     # The builtin's first call of each kind finds its row drivers by name in the variant

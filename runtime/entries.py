@@ -129,10 +129,11 @@ def elementwise(kernel: int) -> object | None:
 _KEPT: list = []
 
 
-def public_softmax(general, routes: dict):
-    """softjit.softmax as the generated builtin (codegen/public_entries.py); routes is
-    {algorithm: {isa: rows}} (pack_rows). See public_builtin."""
-    return public_builtin(layout.SOFTMAX_PUBLIC, general, routes)
+def public_softmax(general, routes: dict, scales: dict, scaled_routes: dict):
+    """softjit.softmax as the generated builtin (codegen/public_entries.py); routes and
+    scaled_routes are {algorithm: {isa: rows}} (pack_rows) of the unscaled and the scaled row
+    drivers, scales is {scale: pack_scale(its float32)}. See public_builtin."""
+    return public_builtin(layout.SOFTMAX_PUBLIC, general, routes, scales, scaled_routes)
 
 
 def public_exp(general, routes: dict):
@@ -140,12 +141,19 @@ def public_exp(general, routes: dict):
     return public_builtin(layout.EXP_PUBLIC, general, routes)
 
 
+def pack_scale(input_scale) -> bytes:
+    """A scale's entry in the softmax builtin's SCALES: the bits of its float32 (1.0 for a scale
+    whose products equal x: the unscaled kernels)."""
+    return struct.pack("<f", 1.0 if input_scale is None else float(input_scale))
+
+
 def pack_kernel(kernel: int) -> bytes:
     """An exp route: the kernel's address as the public exp reads it."""
     return struct.pack("<Q", kernel)
 
 
-def public_builtin(symbol: str, general, routes: dict):
+def public_builtin(symbol: str, general, routes: dict, scales: dict | None = None,
+                   scaled_routes: dict | None = None):
     """The generated builtin `symbol` (codegen/public_entries.py) running the common calls
     natively and handing every other call to `general`, the Python function with the same
     signature, name and docstring; None where it cannot be used: entries unavailable, numpy's
@@ -154,8 +162,9 @@ def public_builtin(symbol: str, general, routes: dict):
     relative SOFTJIT_CACHE_DIR (which the first call resolves against the directory of that
     moment).
 
-    routes is filled by `general` once it validated the arguments it is keyed by; it is
-    emptied in place, never rebound, while the builtin lives."""
+    routes (and softmax's scales and scaled_routes) are filled by `general` once it validated
+    the arguments they are keyed by; they are emptied in place, never rebound, while the builtin
+    lives."""
     if "numpy new-like" not in _state:  # (no lock: unavailable_reason takes it; the answer
         _state["numpy new-like"] = _usable_numpy()  # is the same whoever works it out first)
     allocate = _state["numpy new-like"]
@@ -177,7 +186,11 @@ def public_builtin(symbol: str, general, routes: dict):
             (layout.NAME_ALGORITHM, id(names[2])), (layout.NAME_ISA, id(names[3])),
             (layout.NAME_THREADS, id(names[4])), (layout.AUTO, id(auto)), (layout.ONE, id(1)),
             (layout.INT_TYPE, id(int)), (layout.STR_TYPE, id(str)), (layout.NONE, id(None)),
-            (layout.NEW_LIKE, allocate), (layout.GIL_MIN_BYTES, GIL_MIN_BYTES)):
+            (layout.NEW_LIKE, allocate), (layout.GIL_MIN_BYTES, GIL_MIN_BYTES),
+            (layout.NAME_SCALE, id(names[5])), (layout.NAME_DTYPE, id(names[6])),
+            (layout.FLOAT_TYPE, id(float)), (layout.FLOAT32_TYPE, id(np.float32)),
+            (layout.SCALES, 0 if scales is None else id(scales)),
+            (layout.SCALED_ROUTES, 0 if scaled_routes is None else id(scaled_routes))):
         words[offset // 8] = value
     table = struct.pack(f"<{len(words)}Q", *words)
     handle = _load_module()
@@ -192,7 +205,8 @@ def public_builtin(symbol: str, general, routes: dict):
     flags = cpython_abi.METH_FASTCALL | cpython_abi.METH_KEYWORDS
     record = MethodDef(name, address, flags, doc)
     holder, definition = _table_module(table)
-    _KEPT.append((names, auto, general, routes, name, doc, record, holder, definition))
+    _KEPT.append((names, auto, general, routes, scales, scaled_routes, name, doc, record, holder,
+                  definition))
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype = ctypes.py_object
     new.argtypes = (ctypes.c_void_p, ctypes.py_object, ctypes.py_object)

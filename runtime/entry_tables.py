@@ -25,9 +25,11 @@ _lock = ForkSafeLock()
 
 
 
-def softmax_rows(algorithm: str, isa: str) -> list:
+def softmax_rows(algorithm: str, isa: str, scaled: bool = False) -> list:
     """The table rows (max_n, max_bytes, driver, fallback) of `algorithm` ("auto" or a named
-    one) on `isa`, in the order the entry tries them."""
+    one) on `isa`, in the order the entry tries them; scaled: of the scaled drivers, where every
+    algorithm may mark rows (rows.recompute_rows), all with the scaled three-pass-reload
+    fallback."""
     from softjit.runtime import tuning
 
     if algorithm == "auto":
@@ -39,17 +41,18 @@ def softmax_rows(algorithm: str, isa: str) -> list:
     for limit, chosen in table:
         max_n = longest if math.isinf(limit) else min(int(limit), longest)
         # two-pass marks rows it cannot represent; three-pass-reload takes any float32 row
-        fallback = _driver("three-pass-reload", isa, False) if chosen == "two-pass" else 0
-        rows.append((max_n, dispatch.NONTEMPORAL_MIN_BYTES - 1, _driver(chosen, isa, False),
-                     fallback))
-        rows.append((max_n, layout.FITS_ALL, _driver(chosen, isa, True), fallback))
+        fallback = (_driver("three-pass-reload", isa, False, scaled)
+                    if chosen == "two-pass" or scaled else 0)
+        rows.append((max_n, dispatch.NONTEMPORAL_MIN_BYTES - 1,
+                     _driver(chosen, isa, False, scaled), fallback))
+        rows.append((max_n, layout.FITS_ALL, _driver(chosen, isa, True, scaled), fallback))
     rows.append((layout.FITS_ALL, layout.FITS_ALL, 0, 0))  # refuse: the general path
     return rows
 
 
-def _driver(algorithm: str, isa: str, nontemporal: bool) -> int:
+def _driver(algorithm: str, isa: str, nontemporal: bool, scaled: bool = False) -> int:
     """The address of the row driver the general path runs for these (bindings.driver)."""
-    variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal)
+    variant = variants.REGISTRY.softmax_or_plain(algorithm, isa, nontemporal, scaled=scaled)
     return native.function_address(variant, variant.driver_symbol)
 
 
@@ -69,16 +72,17 @@ def softmax_entry(algorithm: str, isa: str):
     return found
 
 
-def softmax_row_table(algorithm: str, isa: str) -> bytes:
-    """The rows of softmax_rows(algorithm, isa) packed as the public builtin reads them."""
-    key = (algorithm, isa)
+def softmax_row_table(algorithm: str, isa: str, scaled: bool = False) -> bytes:
+    """The rows of softmax_rows(algorithm, isa, scaled) packed as the public builtin reads
+    them."""
+    key = (algorithm, isa, "scaled") if scaled else (algorithm, isa)
     found = memo.SOFTMAX_ROW_TABLES.get(key)
     if found is None:
         with _lock:
             found = memo.SOFTMAX_ROW_TABLES.get(key)
             if found is None:
                 found = memo.SOFTMAX_ROW_TABLES[key] = entries.pack_rows(
-                    softmax_rows(algorithm, isa))
+                    softmax_rows(algorithm, isa, scaled))
     return found
 
 

@@ -25,6 +25,14 @@ SOFTMAX_ENTRY_CALLS: dict = {}  # (algorithm, isa argument) -> entry (api._softm
 # table holds this dict's address, so it is only ever emptied in place (api._softmax_general)
 SOFTMAX_ROUTES: dict = {}
 EXP_ROUTES: dict = {}  # the public exp builtin's, {isa argument: kernel} (api._exp_general)
+# ... and of its scaled row drivers (softmax(x, scale=s)), the same way (api._softmax_general)
+SOFTMAX_SCALED_ROUTES: dict = {}
+
+# -------------------------------------------------- scale= values validated, at most SCALES_KEPT
+# {scale (an exact int or float): its float32 bits} for the public softmax builtin; emptied in
+# place when full                                                   (api._softmax_general)
+SOFTMAX_SCALES: dict = {}
+SCALES_KEPT = 256
 
 # -------------------------------------------------- pure functions of their keys
 BUILT_MODULES: dict = {}  # variant -> its built Module            (bindings.module)
@@ -42,7 +50,8 @@ ROW_STRIDES: dict = {}  # row bytes [, scale] -> (row_strides, its pointer) (bin
 # The CPython entries built so far (runtime/entries.py), by concrete ISA:
 SOFTMAX_ENTRIES: dict = {}  # (algorithm, isa) -> entry          (entry_tables.softmax_entry)
 EXP_ENTRIES: dict = {}  # isa -> entry                              (entry_tables.exp_entry)
-SOFTMAX_ROW_TABLES: dict = {}  # (algorithm, isa) -> rows bytes  (entry_tables.softmax_row_table)
+# (algorithm, isa[, "scaled"]) -> rows bytes                   (entry_tables.softmax_row_table)
+SOFTMAX_ROW_TABLES: dict = {}
 EXP_KERNELS: dict = {}  # isa -> kernel bytes                     (entry_tables.exp_kernel)
 
 
@@ -52,6 +61,7 @@ def isa_changed() -> None:
     EXP_ENTRY_CALLS.clear()
     SOFTMAX_ENTRY_CALLS.clear()
     SOFTMAX_ROUTES.clear()
+    SOFTMAX_SCALED_ROUTES.clear()
     EXP_ROUTES.clear()
 
 
@@ -63,6 +73,7 @@ def tuned_table_changed() -> None:
     SOFTMAX_ROW_TABLES.clear()
     SOFTMAX_ENTRY_CALLS.clear()
     SOFTMAX_ROUTES.clear()
+    SOFTMAX_SCALED_ROUTES.clear()
 
 
 def forget_calls() -> None:

@@ -127,6 +127,13 @@ def _forms():
         "exp new": lambda: softjit.exp(x3),
         "exp in place": lambda: _exp_in_place(x1),
         "exp 0-d": lambda: softjit.exp(np.asarray(np.float32(2))),
+        "scale=": lambda: softjit.softmax(x2, scale=2.0),
+        "scale= out=": lambda: softjit.softmax(x1, out=np.empty_like(x1), scale=0.5),
+        "scale=1.0": lambda: softjit.softmax(x1, scale=1.0),
+        "scale= named algorithm": lambda: softjit.softmax(x2, algorithm="three-pass-recompute",
+                                                          scale=-3),
+        "dtype=float32": lambda: softjit.softmax(x1, out=np.empty_like(x1), dtype=np.float32),
+        "exp dtype=float32": lambda: softjit.exp(x2, dtype=np.float32),
     }
 
 
@@ -181,6 +188,14 @@ def _bad_calls():
         "unknown algorithm": lambda: softjit.softmax(x, algorithm="online"),
         "unhashable algorithm": lambda: softjit.softmax(x, algorithm=["auto"]),
         "unknown isa": lambda: softjit.softmax(x, isa="sse2"),
+        "scale=True": lambda: softjit.softmax(x, scale=True),
+        "scale=nan": lambda: softjit.softmax(x, scale=float("nan")),
+        "scale=1e39": lambda: softjit.softmax(x, scale=1e39),
+        "scale='2'": lambda: softjit.softmax(x, scale="2"),
+        "dtype=float64": lambda: softjit.softmax(x, dtype=np.float64),
+        "float64 x, dtype=float32, bad out": lambda: softjit.softmax(
+            x.astype(np.float64), dtype=np.float32, out=np.empty(x.shape)),
+        "exp dtype=float64": lambda: softjit.exp(x, dtype=np.float64),
         "exp float64": lambda: softjit.exp(x.astype(np.float64)),
         "exp read-only out": lambda: softjit.exp(x, out=read_only),
         "exp shape mismatch": lambda: softjit.exp(x, out=np.empty(64, np.float32)),

@@ -40,6 +40,8 @@ class Name(str):
 X1, X2, X3 = data(1000), data(8, 100, seed=1), data(2, 3, 40, seed=2)
 SPECIAL = data(4, 64, seed=3)
 SPECIAL[1, 3], SPECIAL[2, 5], SPECIAL[3] = np.nan, 3e38, -np.inf
+OVERFLOWING = data(4, 64, seed=4)  # a product 2 * 3e38 overflows float32: row 2 is the host's
+OVERFLOWING[2, 7] = 3e38
 
 
 def _read_only():
@@ -66,6 +68,21 @@ CALLS = {
     "marked rows": ((SPECIAL,), {"algorithm": "two-pass"}, True),
     "every keyword": ((X2,), {"axis": -1, "algorithm": "three-pass-reload", "isa": "auto",
                               "threads": 1, "out": lambda: np.empty_like(X2)}, True),
+    "scale float": ((X2,), {"scale": 2.0}, True),
+    "scale int, out": ((X2,), {"scale": 3, "out": lambda: np.empty_like(X2)}, True),
+    "scale 1.0 (the unscaled kernels)": ((X1,), {"scale": 1.0}, True),
+    "scale rounding to float32 1": ((X1,), {"scale": 1.0 + 2.0 ** -30}, True),
+    "scale None": ((X1,), {"scale": None}, True),
+    "scale 0": ((X2,), {"scale": 0.0}, True),
+    "scale, named algorithm": ((X2,), {"scale": -0.5, "algorithm": "three-pass-recompute"}, True),
+    "scale, two-pass, large values": ((data(4, 64, seed=5) * 1e3,),
+                                       {"scale": 0.5, "algorithm": "two-pass"}, True),
+    "dtype float32": ((X2,), {"dtype": np.float32}, True),
+    "dtype descriptor": ((X2,), {"dtype": np.dtype(np.float32)}, True),
+    "dtype None": ((X2,), {"dtype": None}, True),
+    "scale and dtype, every keyword": ((X2,), {"axis": -1, "algorithm": "two-pass", "isa": "auto",
+                                              "threads": 1, "out": lambda: np.empty_like(X2),
+                                              "scale": 0.25, "dtype": np.float32}, True),
     # valid, but the Python function's to run
     "axis 0 of 2-D": ((X2, 0), {}, False),
     "axis -2": ((X2,), {"axis": -2}, False),
@@ -82,6 +99,17 @@ CALLS = {
                     False),
     "algorithm str subclass": ((X2,), {"algorithm": Name("two-pass")}, False),
     "0-size": ((np.empty((0, 4), np.float32),), {}, False),
+    "scale, a product overflows": ((OVERFLOWING,), {"scale": 2.0}, False),
+    "scale, special rows": ((SPECIAL,), {"scale": 2.0, "algorithm": "two-pass"}, False),
+    "scale in place": ((X2.copy(),), {"scale": 2.0, "out": "x"}, False),
+    "scale numpy float": ((X2,), {"scale": np.float32(2.0)}, False),
+    "scale float16 x": ((X2.astype(np.float16),), {"scale": 2.0}, False),
+    "float64 x, dtype float32": ((X2.astype(np.float64),), {"dtype": np.float32}, False),
+    "float64 x, dtype float32, scale, out": ((X2.astype(np.float64),),
+                                            {"dtype": np.float32, "scale": 2.0,
+                                             "out": lambda: np.empty_like(X2)}, False),
+    "int x, dtype float32": ((np.arange(12).reshape(3, 4),), {"dtype": np.float32}, False),
+    "dtype name": ((X2,), {"dtype": "float32"}, False),
     # bad arguments: the Python function raises
     "no arguments": ((), {}, False),
     "three positional": ((X2, -1, "auto"), {}, False),
@@ -107,6 +135,22 @@ CALLS = {
     "0-d": ((np.asarray(np.float32(1)),), {}, False),
     "masked array": ((np.ma.masked_array(X2),), {}, False),
     "string x": (("abc",), {}, False),
+    "scale=True": ((X2,), {"scale": True}, False),
+    "scale nan": ((X2,), {"scale": float("nan")}, False),
+    "scale inf": ((X2,), {"scale": float("inf")}, False),
+    "scale beyond float32": ((X2,), {"scale": 1e39}, False),
+    "scale huge int": ((X2,), {"scale": 10 ** 400}, False),
+    "scale string": ((X2,), {"scale": "2"}, False),
+    "scale list": ((X2,), {"scale": [2.0]}, False),
+    "dtype float64": ((X2,), {"dtype": np.float64}, False),
+    "dtype nonsense": ((X2,), {"dtype": "nonsense"}, False),
+    "float64 x, dtype float64": ((X2.astype(np.float64),), {"dtype": np.float64}, False),
+    "float64 x, dtype float32, bad algorithm": ((X2.astype(np.float64),),
+                                               {"dtype": np.float32, "algorithm": "online"},
+                                               False),
+    "float64 x, dtype float32, float64 out": ((X2.astype(np.float64),),
+                                             {"dtype": np.float32,
+                                              "out": lambda: np.empty(X2.shape)}, False),
 }
 
 
@@ -119,8 +163,10 @@ EXP_CALLS = {
     "isa and out": ((X2,), {"isa": "auto", "out": lambda: np.empty_like(X2)}, True),
     "in place": ((X1.copy(),), {"out": "x"}, True),
     "special values": ((SPECIAL,), {}, True),
+    "dtype float32": ((X2,), {"dtype": np.float32}, True),
+    "dtype None": ((X2,), {"dtype": None, "out": lambda: np.empty_like(X2)}, True),
     # valid, but the Python function's to run
-    "dtype float32": ((X2,), {"dtype": np.float32}, False),
+    "float64 x, dtype float32": ((X2.astype(np.float64),), {"dtype": np.float32}, False),
     "list x": (([0.0, 1.0],), {}, False),
     "strided x": ((X2[:, ::2],), {}, False),
     "subclass x": ((X2.view(Marked),), {}, False),
@@ -138,12 +184,13 @@ EXP_CALLS = {
     "int out": ((X2,), {"out": 3}, False),
     "unknown isa": ((X2,), {"isa": "sse2"}, False),
     "unhashable isa": ((X2,), {"isa": {}}, False),
+    "dtype float64": ((X2,), {"dtype": np.float64}, False),
 }
 
 
 def _run(function, name, calls=CALLS):
     arguments, keywords, _ = calls[name]
-    if keywords.get("out") == "x":
+    if isinstance(keywords.get("out"), str) and keywords["out"] == "x":
         arguments = (arguments[0].copy(),)
         keywords = {**keywords, "out": arguments[0]}
     keywords = {k: (v() if callable(v) and not isinstance(v, type) else v)
@@ -270,9 +317,15 @@ def test_an_overlapping_out_goes_to_the_python_function():
 
 def test_reference_counts_and_memory_stay_flat():
     x, y = data(8, 100), np.empty((8, 100), np.float32)
+    over = OVERFLOWING
     calls = (lambda: softjit.softmax(x, out=y), lambda: softjit.softmax(x),
              lambda: softjit.softmax(x, -1, algorithm="two-pass", out=y),
              lambda: softjit.softmax(x, threads=2),  # the Python function
+             lambda: softjit.softmax(x, out=y, scale=2.0), lambda: softjit.softmax(x, scale=3),
+             lambda: softjit.softmax(x, out=y, dtype=np.float32),
+             lambda: softjit.softmax(over, scale=2.0),  # natively, then the Python function
+             lambda: _raises(lambda: softjit.softmax(x, scale=True)),
+             lambda: softjit.exp(x, out=y, dtype=np.float32),
              lambda: softjit.exp(x, out=y), lambda: softjit.exp(x),
              lambda: _raises(lambda: softjit.exp(x, out=np.empty(3, np.float32))),
              lambda: _raises(lambda: softjit.softmax(x, axis=1.5)),
@@ -281,13 +334,15 @@ def test_reference_counts_and_memory_stay_flat():
     for call in calls:
         call()
     gc.collect()
-    counts = sys.getrefcount(x), sys.getrefcount(y), sys.getrefcount(None), sys.getrefcount(1)
+    counts = (sys.getrefcount(x), sys.getrefcount(y), sys.getrefcount(None), sys.getrefcount(1),
+              sys.getrefcount(over))
     objects = len(gc.get_objects())
     for _ in range(3000):
         for call in calls:
             call()
     gc.collect()
     assert (sys.getrefcount(x), sys.getrefcount(y)) == counts[:2]
+    assert sys.getrefcount(over) == counts[4]
     assert abs(sys.getrefcount(None) - counts[2]) < 50 and abs(sys.getrefcount(1) - counts[3]) < 50
     assert len(gc.get_objects()) - objects < 100
 
@@ -399,3 +454,35 @@ def test_a_million_calls_keep_reference_counts_and_memory_flat():
     assert (sys.getrefcount(x), sys.getrefcount(y)) == counts
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
     assert grown < 8 * 1024, f"peak memory grew by {grown} KiB over 4 x 10^6 calls"
+
+
+def test_a_new_scale_goes_to_the_python_function_once():
+    softjit.softmax(X1, scale=2.0)
+    for expected_python in (True, False):
+        with PythonFrames() as frames:
+            softjit.softmax(X1, scale=7.0 + 2.0 ** -20)
+        assert frames.entered(api._python_softmax) == expected_python
+
+
+def test_scales_are_bounded_and_emptied_in_place():
+    softjit.softmax(X1, scale=2.0)
+    scales = memo.SOFTMAX_SCALES
+    for k in range(memo.SCALES_KEPT + 5):
+        softjit.softmax(X1[:8], scale=1.0 + k / 1024)
+    assert memo.SOFTMAX_SCALES is scales and 0 < len(scales) <= memo.SCALES_KEPT
+    with PythonFrames() as frames:  # a scale still kept: natively
+        softjit.softmax(X1, scale=1.0 + (memo.SCALES_KEPT + 4) / 1024)
+    assert not frames.entered(api._python_softmax)
+
+
+def test_a_scaled_call_is_the_kernels_law():
+    """The builtin's scaled rows: the bits of softmax(float32(scale) * x) where the products are
+    finite, for every algorithm (the law of runtime/scaled.py)."""
+    x = data(6, 257, seed=7)
+    for algorithm in ("auto", "two-pass", "three-pass-reload", "three-pass-recompute"):
+        api._python_softmax(x, algorithm=algorithm, scale=1.5)  # registered
+        with PythonFrames() as frames:
+            got = softjit.softmax(x, algorithm=algorithm, scale=1.5)
+        assert not frames.entered(api._python_softmax)
+        np.testing.assert_array_equal(got, softjit.softmax(np.float32(1.5) * x,
+                                                           algorithm=algorithm))
