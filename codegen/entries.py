@@ -390,9 +390,11 @@ def build_elementwise() -> Function:
 
 def build_module() -> Module:
     """The entry module: the entries, the records of the two the runtime wraps as they are,
-    and the public softmax and exp (codegen/public_entries.py), whose records the runtime
+    and the public softmax, exp and log_softmax (codegen/public_entries.py), whose records the
+    runtime
     writes with the Python functions' docstrings."""
-    from softjit.codegen.public_entries import build_exp_public, build_softmax_public
+    from softjit.codegen.public_entries import (build_exp_public, build_log_softmax_public,
+                                                build_softmax_public)
 
     records = (
         MethodRecord(SOFTMAX_ROWS_RECORD, SOFTMAX_ROWS, "softmax_rows", abi.METH_FASTCALL,
@@ -402,4 +404,4 @@ def build_module() -> Module:
     )
     return Module(MODULE_NAME, X86_64, "CPython entry points of the kernels (stable ABI)",
                   (build_softmax_rows(), build_elementwise(), build_softmax_public(),
-                   build_exp_public()), records)
+                   build_exp_public(), build_log_softmax_public()), records)

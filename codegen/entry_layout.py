@@ -36,13 +36,18 @@ STATUS_CHUNK = 256
 # (codegen/public_entries.py)
 SOFTMAX_PUBLIC = "softjit_softmax_public_entry"
 EXP_PUBLIC = "softjit_exp_public_entry"
+LOG_SOFTMAX_PUBLIC = "softjit_log_softmax_public_entry"
+# Rows per log_softmax driver call: their log-sum-exp states (16 bytes each, abi.LOG_SUM_EXP_STATE)
+# live on the entry's stack.
+LOG_SOFTMAX_CHUNK = 128
 
-# The table (`self`), byte offsets of 64-bit words: object addresses, then numbers. Both
-# builtins' tables have this layout (exp's leaves SCALES and SCALED_ROUTES 0: it reads neither).
+# The table (`self`), byte offsets of 64-bit words: object addresses, then numbers. Every
+# builtin's table has this layout (exp's and log_softmax's leave SCALES and SCALED_ROUTES 0:
+# they read neither).
 ARRAY_TYPE = 0  # numpy.ndarray
 FLOAT32_DESCR = 8  # numpy.dtype(numpy.float32)
 GENERAL = 16  # the Python function every other call goes to
-ROUTES = 24  # softmax: {algorithm: {isa: rows bytes}}; exp: {isa: kernel bytes}
+ROUTES = 24  # softmax, log_softmax: {algorithm: {isa: rows bytes}}; exp: {isa: kernel bytes}
 NAME_OUT, NAME_AXIS, NAME_ALGORITHM, NAME_ISA, NAME_THREADS = 32, 40, 48, 56, 64  # interned
 AUTO = 72  # the str "auto": algorithm and isa when not given
 ONE = 80  # the int 1

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 from softjit.codegen import cpython_abi as abi
 from softjit.codegen import numpy_abi as np_abi
-from softjit.codegen.abi import SYSV_ARGS, Param, Signature
+from softjit.codegen.abi import LOG_SUM_EXP_STATE, SYSV_ARGS, Param, Signature
 from softjit.codegen.entries import choose_driver, run_row_chunks
 from softjit.codegen.isa import X86_64
 from softjit.codegen.operands import ptr
@@ -58,13 +58,14 @@ from softjit.codegen.stream import Function
 
 # The symbols and the table layout are shared with the runtime (entry_layout.py).
 from softjit.codegen.entry_layout import (  # noqa: E402 (re-exported: the layout's names)
-    ARRAY_TYPE, AUTO, EXP_PUBLIC, FLOAT32_DESCR, FLOAT32_TYPE, FLOAT_TYPE, GENERAL,
+    ARRAY_TYPE, AUTO, EXP_PUBLIC, LOG_SOFTMAX_CHUNK, LOG_SOFTMAX_PUBLIC, FLOAT32_DESCR, FLOAT32_TYPE, FLOAT_TYPE, GENERAL,
     GIL_MIN_BYTES, INT_TYPE, KEYWORDS, NAME_ALGORITHM, NAME_AXIS, NAME_DTYPE, NAME_ISA, NAME_OUT,
     NAME_SCALE, NAME_THREADS, NEW_LIKE, NONE, ONE, ROUTES, SCALED_ROUTES, SCALES, SOFTMAX_PUBLIC,
     STR_TYPE, TABLE_WORDS)
 
 # float32 1.0: the scale whose products equal x (the unscaled kernels)
 _ONE_BITS = 0x3F800000
+_STATE_BYTES = LOG_SUM_EXP_STATE.size
 
 _X_FLAGS = np_abi.C_CONTIGUOUS | np_abi.ALIGNED
 _OUT_FLAGS = _X_FLAGS | np_abi.WRITEABLE
@@ -357,14 +358,15 @@ class _Public:
         return f
 
 
-def build_softmax_public() -> Function:
-    e = _Public(SOFTMAX_PUBLIC,
-                "CPython METH_FASTCALL | METH_KEYWORDS softmax(x, axis=-1, *, algorithm, isa,\n"
-                "out, threads): runs the common calls natively, hands the others to the Python\n"
-                "function.")
+def _rows_arguments(e: _Public):
+    """Emit what softmax and log_softmax share: read x, axis and the keywords (out, axis,
+    algorithm, isa, threads, scale, dtype); threads absent or 1, dtype as check_dtype says, x
+    a float32 array of at least one dimension, not empty, axis its last, out as check_out says.
+    Returns (table, s_algorithm, s_scale, rows, n): the table and rows and n (the product of
+    all dimensions but the last, and the last) in callee-saved registers."""
     f, rax, general = e.f, e.rax, e.general
     s_axis, s_algorithm, s_threads = e.slot(), e.slot(), e.slot()
-    s_scale, s_dtype, s_routes, s_scale_bits, s_host = (e.slot() for _ in range(5))
+    s_scale, s_dtype = e.slot(), e.slot()
     kept_args, table = e.start(2, (s_axis,))
     f.mov(s_threads, 0)
     f.mov(s_scale, 0)
@@ -445,6 +447,17 @@ def build_softmax_public() -> Function:
     f.bind(axis_ok)
 
     e.check_out(table)
+    return table, s_algorithm, s_scale, rows, n
+
+
+def build_softmax_public() -> Function:
+    e = _Public(SOFTMAX_PUBLIC,
+                "CPython METH_FASTCALL | METH_KEYWORDS softmax(x, axis=-1, *, algorithm, isa,\n"
+                "out, threads): runs the common calls natively, hands the others to the Python\n"
+                "function.")
+    f, rax, general = e.f, e.rax, e.general
+    s_routes, s_scale_bits, s_host = e.slot(), e.slot(), e.slot()
+    table, s_algorithm, s_scale, rows, n = _rows_arguments(e)
     _scale(e, table, s_scale, s_routes, s_scale_bits)
     f.comment("algorithm and isa: str objects with a registered route")
     e.check_str(table, s_algorithm)
@@ -512,6 +525,83 @@ def _scale(e: _Public, table, s_scale, s_routes, s_scale_bits) -> None:
     f.cmp(x_data, out_data)
     f.je(general)
     f.bind(done)
+
+
+def build_log_softmax_public() -> Function:
+    e = _Public(LOG_SOFTMAX_PUBLIC,
+                "CPython METH_FASTCALL | METH_KEYWORDS log_softmax(x, axis=-1, *, algorithm,\n"
+                "isa, out, threads): runs the common calls natively, hands the others to the\n"
+                "Python function.")
+    f, rax, general = e.f, e.rax, e.general
+    table, s_algorithm, s_scale, rows, n = _rows_arguments(e)
+    f.comment("scale: absent or None (scale= is the Python function's)")
+    t = f.gp("t")
+    unscaled = f.label("unscaled")
+    f.mov(t, s_scale)
+    f.test(t, t)
+    f.je(unscaled)
+    f.cmp(t, ptr(table, NONE))
+    f.jne(general)
+    f.bind(unscaled)
+    f.comment("algorithm and isa: str objects with a registered route")
+    e.check_str(table, s_algorithm)
+    e.check_str(table, e.s_isa)
+    e.call("PyDict_GetItem", ptr(table, ROUTES), s_algorithm)
+    f.test(rax, rax)
+    f.je(general)
+    e.call("PyDict_GetItem", rax, e.s_isa)
+    f.test(rax, rax)
+    f.je(general)
+    e.call("PyBytes_AsString", rax)
+    length = f.gp("length")
+    f.mov(length, e.s_length)
+    driver, _ = choose_driver(f, ptr(rax, 0), n, length, general)
+    data_x, data_out = e.output()
+    _log_softmax_chunks(f, data_x, data_out, rows, n, driver)
+    return e.finish()
+
+
+def _log_softmax_chunks(f: Function, x, out, rows, n, driver) -> None:
+    """Emit: log_softmax of `rows` packed rows of `n` elements from x into out, LOG_SOFTMAX_CHUNK
+    rows per call of the log_softmax driver at [driver] (codegen/kernels/log_softmax.py:
+    driver(x, y, n, rows, row_strides, states), states scratch on this stack). x, out and rows
+    are callee-saved registers (consumed)."""
+    rax = f.physical_gp("rax")
+
+    def arg(index: int):
+        return f.physical_gp(SYSV_ARGS[index])
+
+    n_saved, row_bytes = f.stack(8).sized(64), f.stack(8).sized(64)
+    strides, states = f.stack(16), f.stack(_STATE_BYTES * LOG_SOFTMAX_CHUNK)
+    f.mov(rax, n)
+    f.mov(n_saved, rax)
+    f.comment("both row strides are n * 4 bytes (packed rows)")
+    f.shl(rax, 2)
+    f.mov(row_bytes, rax)
+    f.mov(strides.sized(64), rax)
+    f.mov((strides + 8).sized(64), rax)
+    chunk = f.gp("chunk", callee_saved=True)
+    top = f.label("log_softmax_chunk")
+    f.bind(top)
+    f.comment(f"chunk = min(rows left, {LOG_SOFTMAX_CHUNK}); driver(x, out, n, chunk, strides, "
+              f"states)")
+    f.mov(chunk, LOG_SOFTMAX_CHUNK)
+    f.cmp(rows, chunk)
+    f.cmovb(chunk, rows)
+    f.mov(arg(0), x)
+    f.mov(arg(1), out)
+    f.mov(arg(2), n_saved)
+    f.mov(arg(3), chunk)
+    f.lea(arg(4), strides)
+    f.lea(arg(5), states)
+    f.mov(rax, driver)
+    f.call(rax)
+    f.mov(rax, row_bytes)
+    f.imul(rax, chunk)
+    f.add(x, rax)
+    f.add(out, rax)
+    f.sub(rows, chunk)
+    f.jne(top)
 
 
 def build_exp_public() -> Function:

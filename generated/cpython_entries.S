@@ -423,22 +423,22 @@ softjit_softmax_public_entry:
 	jb .Lsoftjit_softmax_public_entry_general
 	cmp r10, 2
 	ja .Lsoftjit_softmax_public_entry_general
-	mov QWORD PTR [rsp + 176], 0
+	mov QWORD PTR [rsp + 224], 0
 	cmp r10, 1
 	jbe .Lsoftjit_softmax_public_entry_absent
 	mov r10, [rbx + 8]
-	mov QWORD PTR [rsp + 176], r10
+	mov QWORD PTR [rsp + 224], r10
 .Lsoftjit_softmax_public_entry_absent:
 	mov r10, [rbx]
 	mov QWORD PTR [rsp + 80], r10
 	mov QWORD PTR [rsp + 96], 0
 	mov r10, [rbp + 72]
 	mov QWORD PTR [rsp + 112], r10
-	mov QWORD PTR [rsp + 208], 0
-	mov QWORD PTR [rsp + 224], 0
-	mov QWORD PTR [rsp + 240], 0
+	mov QWORD PTR [rsp + 256], 0
+	mov QWORD PTR [rsp + 272], 0
+	mov QWORD PTR [rsp + 288], 0
 	mov r10, [rbp + 72]
-	mov QWORD PTR [rsp + 192], r10
+	mov QWORD PTR [rsp + 240], r10
 	# keywords: each name compared with the table's interned names
 	mov r10, QWORD PTR [rsp + 32]
 	test r10, r10
@@ -464,7 +464,7 @@ softjit_softmax_public_entry:
 .Lsoftjit_softmax_public_entry_other_name:
 	cmp rax, [rbp + 48]
 	jne .Lsoftjit_softmax_public_entry_other_name_1
-	mov QWORD PTR [rsp + 192], r10
+	mov QWORD PTR [rsp + 240], r10
 	jmp .Lsoftjit_softmax_public_entry_next_keyword
 .Lsoftjit_softmax_public_entry_other_name_1:
 	cmp rax, [rbp + 56]
@@ -474,25 +474,25 @@ softjit_softmax_public_entry:
 .Lsoftjit_softmax_public_entry_other_name_2:
 	cmp rax, [rbp + 64]
 	jne .Lsoftjit_softmax_public_entry_other_name_3
-	mov QWORD PTR [rsp + 208], r10
+	mov QWORD PTR [rsp + 256], r10
 	jmp .Lsoftjit_softmax_public_entry_next_keyword
 .Lsoftjit_softmax_public_entry_other_name_3:
 	cmp rax, [rbp + 40]
 	jne .Lsoftjit_softmax_public_entry_other_name_4
 	# given positionally too: the Python function says so
-	cmp QWORD PTR [rsp + 176], 0
+	cmp QWORD PTR [rsp + 224], 0
 	jne .Lsoftjit_softmax_public_entry_general
-	mov QWORD PTR [rsp + 176], r10
+	mov QWORD PTR [rsp + 224], r10
 	jmp .Lsoftjit_softmax_public_entry_next_keyword
 .Lsoftjit_softmax_public_entry_other_name_4:
 	cmp rax, [rbp + 128]
 	jne .Lsoftjit_softmax_public_entry_other_name_5
-	mov QWORD PTR [rsp + 224], r10
+	mov QWORD PTR [rsp + 272], r10
 	jmp .Lsoftjit_softmax_public_entry_next_keyword
 .Lsoftjit_softmax_public_entry_other_name_5:
 	cmp rax, [rbp + 136]
 	jne .Lsoftjit_softmax_public_entry_other_name_6
-	mov QWORD PTR [rsp + 240], r10
+	mov QWORD PTR [rsp + 288], r10
 	jmp .Lsoftjit_softmax_public_entry_next_keyword
 .Lsoftjit_softmax_public_entry_other_name_6:
 	# a keyword this entry does not know
@@ -508,14 +508,14 @@ softjit_softmax_public_entry:
 	mov QWORD PTR [rsp + 96], 0
 .Lsoftjit_softmax_public_entry_out_given:
 	# threads: absent or the int 1
-	mov r10, QWORD PTR [rsp + 208]
+	mov r10, QWORD PTR [rsp + 256]
 	test r10, r10
 	je .Lsoftjit_softmax_public_entry_threads_ok
 	cmp r10, [rbp + 80]
 	jne .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_threads_ok:
 	# dtype: absent, None, numpy.float32 or numpy.dtype(numpy.float32)
-	mov r10, QWORD PTR [rsp + 240]
+	mov r10, QWORD PTR [rsp + 288]
 	test r10, r10
 	je .Lsoftjit_softmax_public_entry_dtype_ok
 	cmp r10, [rbp + 104]
@@ -566,7 +566,7 @@ softjit_softmax_public_entry:
 	shl r10, 2
 	mov QWORD PTR [rsp + 144], r10
 	# axis: absent, or exactly an int equal to -1 or ndim - 1
-	mov r10, QWORD PTR [rsp + 176]
+	mov r10, QWORD PTR [rsp + 224]
 	test r10, r10
 	je .Lsoftjit_softmax_public_entry_axis_ok
 	mov r11, [r10 + 8]
@@ -636,9 +636,9 @@ softjit_softmax_public_entry:
 .Lsoftjit_softmax_public_entry_out_checked:
 	# scale: absent or None (the unscaled kernels), or a registered int or float
 	mov r10, [rbp + 24]
-	mov QWORD PTR [rsp + 256], r10
-	mov QWORD PTR [rsp + 272], 0
-	mov r10, QWORD PTR [rsp + 224]
+	mov QWORD PTR [rsp + 176], r10
+	mov QWORD PTR [rsp + 192], 0
+	mov r10, QWORD PTR [rsp + 272]
 	test r10, r10
 	je .Lsoftjit_softmax_public_entry_scale_done
 	cmp r10, [rbp + 104]
@@ -650,7 +650,7 @@ softjit_softmax_public_entry:
 	jne .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_scale_type_ok:
 	mov rdi, [rbp + 160]
-	mov rsi, QWORD PTR [rsp + 224]
+	mov rsi, QWORD PTR [rsp + 272]
 	call PyDict_GetItem@PLT
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_general
@@ -659,9 +659,9 @@ softjit_softmax_public_entry:
 	mov r10d, DWORD PTR [rax]
 	cmp r10, 1065353216
 	je .Lsoftjit_softmax_public_entry_scale_done
-	mov QWORD PTR [rsp + 272], r10
+	mov QWORD PTR [rsp + 192], r10
 	mov r10, [rbp + 168]
-	mov QWORD PTR [rsp + 256], r10
+	mov QWORD PTR [rsp + 176], r10
 	# scaled and in place: the Python function
 	mov r10, QWORD PTR [rsp + 96]
 	test r10, r10
@@ -673,7 +673,7 @@ softjit_softmax_public_entry:
 	je .Lsoftjit_softmax_public_entry_general
 .Lsoftjit_softmax_public_entry_scale_done:
 	# algorithm and isa: str objects with a registered route
-	mov r10, QWORD PTR [rsp + 192]
+	mov r10, QWORD PTR [rsp + 240]
 	mov r10, [r10 + 8]
 	cmp r10, [rbp + 96]
 	jne .Lsoftjit_softmax_public_entry_general
@@ -681,8 +681,8 @@ softjit_softmax_public_entry:
 	mov r10, [r10 + 8]
 	cmp r10, [rbp + 96]
 	jne .Lsoftjit_softmax_public_entry_general
-	mov rdi, QWORD PTR [rsp + 256]
-	mov rsi, QWORD PTR [rsp + 192]
+	mov rdi, QWORD PTR [rsp + 176]
+	mov rsi, QWORD PTR [rsp + 240]
 	call PyDict_GetItem@PLT
 	test rax, rax
 	je .Lsoftjit_softmax_public_entry_general
@@ -751,9 +751,9 @@ softjit_softmax_public_entry:
 	mov QWORD PTR [rsp + 160], rax
 .Lsoftjit_softmax_public_entry_gil_kept:
 	# the input scale after the stride pair
-	mov rax, QWORD PTR [rsp + 272]
+	mov rax, QWORD PTR [rsp + 192]
 	mov QWORD PTR [rsp + 384], rax
-	mov QWORD PTR [rsp + 288], 0
+	mov QWORD PTR [rsp + 208], 0
 	mov rax, r12
 	mov QWORD PTR [rsp + 336], rax
 	# both row strides are n * 4 bytes (packed rows)
@@ -793,9 +793,9 @@ softjit_softmax_public_entry:
 	mov rax, QWORD PTR [rsp + 320]
 	call rax
 	# a row the fallback marks too is the host's
-	mov r10, QWORD PTR [rsp + 288]
+	mov r10, QWORD PTR [rsp + 208]
 	or r10, rax
-	mov QWORD PTR [rsp + 288], r10
+	mov QWORD PTR [rsp + 208], r10
 	add r12, 1
 .Lsoftjit_softmax_public_entry_skip:
 	add r15, 1
@@ -813,7 +813,7 @@ softjit_softmax_public_entry:
 	je .Lsoftjit_softmax_public_entry_gil_retaken
 	call PyEval_RestoreThread@PLT
 .Lsoftjit_softmax_public_entry_gil_retaken:
-	mov r10, QWORD PTR [rsp + 288]
+	mov r10, QWORD PTR [rsp + 208]
 	test r10, r10
 	je .Lsoftjit_softmax_public_entry_kernels_done
 	# rows for the host: drop out (the reference this entry holds), then the Python function computes the call again
@@ -1245,6 +1245,462 @@ softjit_exp_public_entry:
 	pop rbx
 	ret
 	.size softjit_exp_public_entry, .-softjit_exp_public_entry
+
+# void* softjit_log_softmax_public_entry(void* self, void* const* args, ptrdiff_t nargs, void* kwnames);
+# CPython METH_FASTCALL | METH_KEYWORDS log_softmax(x, axis=-1, *, algorithm,
+# isa, out, threads): runs the common calls natively, hands the others to the
+# Python function.
+	.globl softjit_log_softmax_public_entry
+	.type softjit_log_softmax_public_entry, @function
+	.p2align 5
+softjit_log_softmax_public_entry:
+.Lentry_softjit_log_softmax_public_entry:
+	push rbx
+	push rbp
+	push r12
+	push r13
+	push r14
+	sub rsp, 2448
+	mov rbx, rsi
+	mov QWORD PTR [rsp], rsi
+	mov QWORD PTR [rsp + 16], rdx
+	mov QWORD PTR [rsp + 32], rcx
+	# the table is the state of the module object self
+	mov rdi, rdi
+	call PyModule_GetState@PLT
+	mov rbp, rax
+	mov QWORD PTR [rsp + 64], rax
+	# positional: 1 to 2
+	mov r10, QWORD PTR [rsp + 16]
+	cmp r10, 1
+	jb .Lsoftjit_log_softmax_public_entry_general
+	cmp r10, 2
+	ja .Lsoftjit_log_softmax_public_entry_general
+	mov QWORD PTR [rsp + 176], 0
+	cmp r10, 1
+	jbe .Lsoftjit_log_softmax_public_entry_absent
+	mov r10, [rbx + 8]
+	mov QWORD PTR [rsp + 176], r10
+.Lsoftjit_log_softmax_public_entry_absent:
+	mov r10, [rbx]
+	mov QWORD PTR [rsp + 80], r10
+	mov QWORD PTR [rsp + 96], 0
+	mov r10, [rbp + 72]
+	mov QWORD PTR [rsp + 112], r10
+	mov QWORD PTR [rsp + 208], 0
+	mov QWORD PTR [rsp + 224], 0
+	mov QWORD PTR [rsp + 240], 0
+	mov r10, [rbp + 72]
+	mov QWORD PTR [rsp + 192], r10
+	# keywords: each name compared with the table's interned names
+	mov r10, QWORD PTR [rsp + 32]
+	test r10, r10
+	je .Lsoftjit_log_softmax_public_entry_keywords_done
+	mov rdi, r10
+	call PyTuple_Size@PLT
+	mov QWORD PTR [rsp + 48], rax
+	mov r12, 0
+.Lsoftjit_log_softmax_public_entry_keyword:
+	cmp r12, QWORD PTR [rsp + 48]
+	jae .Lsoftjit_log_softmax_public_entry_keywords_done
+	mov rdi, QWORD PTR [rsp + 32]
+	mov rsi, r12
+	call PyTuple_GetItem@PLT
+	# its value: args[nargs + i]
+	mov r10, QWORD PTR [rsp + 16]
+	add r10, r12
+	mov r10, [rbx + r10*8]
+	cmp rax, [rbp + 32]
+	jne .Lsoftjit_log_softmax_public_entry_other_name
+	mov QWORD PTR [rsp + 96], r10
+	jmp .Lsoftjit_log_softmax_public_entry_next_keyword
+.Lsoftjit_log_softmax_public_entry_other_name:
+	cmp rax, [rbp + 48]
+	jne .Lsoftjit_log_softmax_public_entry_other_name_1
+	mov QWORD PTR [rsp + 192], r10
+	jmp .Lsoftjit_log_softmax_public_entry_next_keyword
+.Lsoftjit_log_softmax_public_entry_other_name_1:
+	cmp rax, [rbp + 56]
+	jne .Lsoftjit_log_softmax_public_entry_other_name_2
+	mov QWORD PTR [rsp + 112], r10
+	jmp .Lsoftjit_log_softmax_public_entry_next_keyword
+.Lsoftjit_log_softmax_public_entry_other_name_2:
+	cmp rax, [rbp + 64]
+	jne .Lsoftjit_log_softmax_public_entry_other_name_3
+	mov QWORD PTR [rsp + 208], r10
+	jmp .Lsoftjit_log_softmax_public_entry_next_keyword
+.Lsoftjit_log_softmax_public_entry_other_name_3:
+	cmp rax, [rbp + 40]
+	jne .Lsoftjit_log_softmax_public_entry_other_name_4
+	# given positionally too: the Python function says so
+	cmp QWORD PTR [rsp + 176], 0
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov QWORD PTR [rsp + 176], r10
+	jmp .Lsoftjit_log_softmax_public_entry_next_keyword
+.Lsoftjit_log_softmax_public_entry_other_name_4:
+	cmp rax, [rbp + 128]
+	jne .Lsoftjit_log_softmax_public_entry_other_name_5
+	mov QWORD PTR [rsp + 224], r10
+	jmp .Lsoftjit_log_softmax_public_entry_next_keyword
+.Lsoftjit_log_softmax_public_entry_other_name_5:
+	cmp rax, [rbp + 136]
+	jne .Lsoftjit_log_softmax_public_entry_other_name_6
+	mov QWORD PTR [rsp + 240], r10
+	jmp .Lsoftjit_log_softmax_public_entry_next_keyword
+.Lsoftjit_log_softmax_public_entry_other_name_6:
+	# a keyword this entry does not know
+	jmp .Lsoftjit_log_softmax_public_entry_general
+.Lsoftjit_log_softmax_public_entry_next_keyword:
+	add r12, 1
+	jmp .Lsoftjit_log_softmax_public_entry_keyword
+.Lsoftjit_log_softmax_public_entry_keywords_done:
+	# out=None: a new output
+	mov r10, QWORD PTR [rsp + 96]
+	cmp r10, [rbp + 104]
+	jne .Lsoftjit_log_softmax_public_entry_out_given
+	mov QWORD PTR [rsp + 96], 0
+.Lsoftjit_log_softmax_public_entry_out_given:
+	# threads: absent or the int 1
+	mov r10, QWORD PTR [rsp + 208]
+	test r10, r10
+	je .Lsoftjit_log_softmax_public_entry_threads_ok
+	cmp r10, [rbp + 80]
+	jne .Lsoftjit_log_softmax_public_entry_general
+.Lsoftjit_log_softmax_public_entry_threads_ok:
+	# dtype: absent, None, numpy.float32 or numpy.dtype(numpy.float32)
+	mov r10, QWORD PTR [rsp + 240]
+	test r10, r10
+	je .Lsoftjit_log_softmax_public_entry_dtype_ok
+	cmp r10, [rbp + 104]
+	je .Lsoftjit_log_softmax_public_entry_dtype_ok
+	cmp r10, [rbp + 152]
+	je .Lsoftjit_log_softmax_public_entry_dtype_ok
+	cmp r10, [rbp + 8]
+	je .Lsoftjit_log_softmax_public_entry_dtype_ok
+	jmp .Lsoftjit_log_softmax_public_entry_general
+.Lsoftjit_log_softmax_public_entry_dtype_ok:
+	# x: exactly ndarray, float32, C-contiguous and aligned
+	mov r10, QWORD PTR [rsp + 80]
+	mov r11, [r10 + 8]
+	cmp r11, [rbp]
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov r11, [r10 + 56]
+	cmp r11, [rbp + 8]
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov r11d, DWORD PTR [r10 + 64]
+	and r11d, 257
+	cmp r11d, 257
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov r11d, DWORD PTR [r10 + 24]
+	mov QWORD PTR [rsp + 128], r11
+	# at least one dimension; rows = product of all dimensions but the last, n = the last; neither 0
+	mov r11, QWORD PTR [rsp + 128]
+	test r11, r11
+	je .Lsoftjit_log_softmax_public_entry_general
+	mov r10, [r10 + 32]
+	sub r11, 1
+	mov rbx, 1
+	mov r12, 0
+.Lsoftjit_log_softmax_public_entry_dimension:
+	cmp r12, r11
+	jae .Lsoftjit_log_softmax_public_entry_last_dimension
+	imul rbx, [r10 + r12*8]
+	add r12, 1
+	jmp .Lsoftjit_log_softmax_public_entry_dimension
+.Lsoftjit_log_softmax_public_entry_last_dimension:
+	mov r12, [r10 + r11*8]
+	test r12, r12
+	je .Lsoftjit_log_softmax_public_entry_general
+	test rbx, rbx
+	je .Lsoftjit_log_softmax_public_entry_general
+	mov r10, rbx
+	imul r10, r12
+	mov r10, r10
+	shl r10, 2
+	mov QWORD PTR [rsp + 144], r10
+	# axis: absent, or exactly an int equal to -1 or ndim - 1
+	mov r10, QWORD PTR [rsp + 176]
+	test r10, r10
+	je .Lsoftjit_log_softmax_public_entry_axis_ok
+	mov r11, [r10 + 8]
+	cmp r11, [rbp + 88]
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov rdi, r10
+	call PyLong_AsSsize_t@PLT
+	cmp rax, -1
+	jne .Lsoftjit_log_softmax_public_entry_axis_value
+	# -1: the value, or an int too large for Py_ssize_t (an error is set)
+	call PyErr_Occurred@PLT
+	test rax, rax
+	je .Lsoftjit_log_softmax_public_entry_axis_ok
+	call PyErr_Clear@PLT
+	jmp .Lsoftjit_log_softmax_public_entry_general
+.Lsoftjit_log_softmax_public_entry_axis_value:
+	mov r10, QWORD PTR [rsp + 128]
+	sub r10, 1
+	cmp rax, r10
+	jne .Lsoftjit_log_softmax_public_entry_general
+.Lsoftjit_log_softmax_public_entry_axis_ok:
+	# out, when given: exactly ndarray, float32, C-contiguous, aligned, writable, x's shape
+	mov r10, QWORD PTR [rsp + 96]
+	test r10, r10
+	je .Lsoftjit_log_softmax_public_entry_out_checked
+	mov r11, [r10 + 8]
+	cmp r11, [rbp]
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov r11, [r10 + 56]
+	cmp r11, [rbp + 8]
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov r11d, DWORD PTR [r10 + 64]
+	and r11d, 1281
+	cmp r11d, 1281
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov r11d, DWORD PTR [r10 + 24]
+	cmp r11, QWORD PTR [rsp + 128]
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov r11, QWORD PTR [rsp + 80]
+	mov r11, [r11 + 32]
+	mov r10, [r10 + 32]
+	mov r13, 0
+.Lsoftjit_log_softmax_public_entry_same_shape:
+	cmp r13, QWORD PTR [rsp + 128]
+	jae .Lsoftjit_log_softmax_public_entry_shapes_equal
+	mov r14, [r11 + r13*8]
+	cmp r14, [r10 + r13*8]
+	jne .Lsoftjit_log_softmax_public_entry_general
+	add r13, 1
+	jmp .Lsoftjit_log_softmax_public_entry_same_shape
+.Lsoftjit_log_softmax_public_entry_shapes_equal:
+	# out is x's memory itself (in place) or shares no byte with it: x < out + len and out < x + len is an overlap
+	mov r10, QWORD PTR [rsp + 80]
+	mov r10, [r10 + 16]
+	mov r11, QWORD PTR [rsp + 96]
+	mov r11, [r11 + 16]
+	cmp r10, r11
+	je .Lsoftjit_log_softmax_public_entry_out_checked
+	mov r13, r11
+	add r13, QWORD PTR [rsp + 144]
+	cmp r10, r13
+	jae .Lsoftjit_log_softmax_public_entry_out_checked
+	mov r13, r10
+	add r13, QWORD PTR [rsp + 144]
+	cmp r11, r13
+	jb .Lsoftjit_log_softmax_public_entry_general
+.Lsoftjit_log_softmax_public_entry_out_checked:
+	# scale: absent or None (scale= is the Python function's)
+	mov r10, QWORD PTR [rsp + 224]
+	test r10, r10
+	je .Lsoftjit_log_softmax_public_entry_unscaled
+	cmp r10, [rbp + 104]
+	jne .Lsoftjit_log_softmax_public_entry_general
+.Lsoftjit_log_softmax_public_entry_unscaled:
+	# algorithm and isa: str objects with a registered route
+	mov r10, QWORD PTR [rsp + 192]
+	mov r10, [r10 + 8]
+	cmp r10, [rbp + 96]
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov r10, QWORD PTR [rsp + 112]
+	mov r10, [r10 + 8]
+	cmp r10, [rbp + 96]
+	jne .Lsoftjit_log_softmax_public_entry_general
+	mov rdi, [rbp + 24]
+	mov rsi, QWORD PTR [rsp + 192]
+	call PyDict_GetItem@PLT
+	test rax, rax
+	je .Lsoftjit_log_softmax_public_entry_general
+	mov rdi, rax
+	mov rsi, QWORD PTR [rsp + 112]
+	call PyDict_GetItem@PLT
+	test rax, rax
+	je .Lsoftjit_log_softmax_public_entry_general
+	mov rdi, rax
+	call PyBytes_AsString@PLT
+	mov r10, QWORD PTR [rsp + 144]
+	# the first table row with n <= max_n and len <= max_bytes
+	lea r11, [rax]
+.Lsoftjit_log_softmax_public_entry_walk:
+	cmp r12, [r11]
+	ja .Lsoftjit_log_softmax_public_entry_next_row
+	cmp r10, [r11 + 8]
+	jbe .Lsoftjit_log_softmax_public_entry_found
+.Lsoftjit_log_softmax_public_entry_next_row:
+	add r11, 32
+	jmp .Lsoftjit_log_softmax_public_entry_walk
+.Lsoftjit_log_softmax_public_entry_found:
+	mov rax, [r11 + 16]
+	# driver 0: this call is not the entry's to run
+	test rax, rax
+	je .Lsoftjit_log_softmax_public_entry_general
+	mov QWORD PTR [rsp + 256], rax
+	mov rax, [r11 + 24]
+	mov QWORD PTR [rsp + 272], rax
+	# the output: out (a new reference), or a new array like x
+	mov r10, QWORD PTR [rsp + 96]
+	test r10, r10
+	jne .Lsoftjit_log_softmax_public_entry_have_out
+	mov rax, QWORD PTR [rsp + 64]
+	mov rax, [rax + 112]
+	test rax, rax
+	je .Lsoftjit_log_softmax_public_entry_general
+	mov rdi, QWORD PTR [rsp + 80]
+	mov rsi, 0
+	mov rdx, 0
+	mov rcx, 0
+	call rax
+	test rax, rax
+	jne .Lsoftjit_log_softmax_public_entry_allocated
+	# no memory: the Python function tries again and raises numpy's error
+	call PyErr_Clear@PLT
+	jmp .Lsoftjit_log_softmax_public_entry_general
+.Lsoftjit_log_softmax_public_entry_have_out:
+	mov rdi, QWORD PTR [rsp + 96]
+	call Py_IncRef@PLT
+	jmp .Lsoftjit_log_softmax_public_entry_run
+.Lsoftjit_log_softmax_public_entry_allocated:
+	mov QWORD PTR [rsp + 96], rax
+.Lsoftjit_log_softmax_public_entry_run:
+	mov r10, QWORD PTR [rsp + 80]
+	mov rbp, [r10 + 16]
+	mov r10, QWORD PTR [rsp + 96]
+	mov r13, [r10 + 16]
+	# release the GIL around the kernels from GIL_MIN_BYTES
+	mov QWORD PTR [rsp + 160], 0
+	mov r10, QWORD PTR [rsp + 64]
+	mov r10, [r10 + 120]
+	cmp r10, QWORD PTR [rsp + 144]
+	ja .Lsoftjit_log_softmax_public_entry_gil_kept
+	call PyEval_SaveThread@PLT
+	mov QWORD PTR [rsp + 160], rax
+.Lsoftjit_log_softmax_public_entry_gil_kept:
+	mov rax, r12
+	mov QWORD PTR [rsp + 288], rax
+	# both row strides are n * 4 bytes (packed rows)
+	shl rax, 2
+	mov QWORD PTR [rsp + 304], rax
+	mov QWORD PTR [rsp + 320], rax
+	mov QWORD PTR [rsp + 328], rax
+.Lsoftjit_log_softmax_public_entry_log_softmax_chunk:
+	# chunk = min(rows left, 128); driver(x, out, n, chunk, strides, states)
+	mov r12, 128
+	cmp rbx, r12
+	cmovb r12, rbx
+	mov rdi, rbp
+	mov rsi, r13
+	mov rdx, QWORD PTR [rsp + 288]
+	mov rcx, r12
+	lea r8, [rsp + 320]
+	lea r9, [rsp + 336]
+	mov rax, QWORD PTR [rsp + 256]
+	call rax
+	mov rax, QWORD PTR [rsp + 304]
+	imul rax, r12
+	add rbp, rax
+	add r13, rax
+	sub rbx, r12
+	jne .Lsoftjit_log_softmax_public_entry_log_softmax_chunk
+	mov rdi, QWORD PTR [rsp + 160]
+	test rdi, rdi
+	je .Lsoftjit_log_softmax_public_entry_gil_retaken
+	call PyEval_RestoreThread@PLT
+.Lsoftjit_log_softmax_public_entry_gil_retaken:
+	mov rax, QWORD PTR [rsp + 96]
+	add rsp, 2448
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+.Lsoftjit_log_softmax_public_entry_general:
+	# every other call: the Python function, with the arguments as given
+	mov rbx, QWORD PTR [rsp]
+	mov rdi, QWORD PTR [rsp + 16]
+	call PyTuple_New@PLT
+	test rax, rax
+	je .Lsoftjit_log_softmax_public_entry_done
+	mov QWORD PTR [rsp + 2384], rax
+	mov QWORD PTR [rsp + 2400], 0
+	mov rbp, 0
+.Lsoftjit_log_softmax_public_entry_positional:
+	cmp rbp, QWORD PTR [rsp + 16]
+	jae .Lsoftjit_log_softmax_public_entry_positional_done
+	# PyTuple_SetItem steals a reference: give it one
+	mov rdi, [rbx + rbp*8]
+	call Py_IncRef@PLT
+	mov rdi, QWORD PTR [rsp + 2384]
+	mov rsi, rbp
+	mov rdx, [rbx + rbp*8]
+	call PyTuple_SetItem@PLT
+	add rbp, 1
+	jmp .Lsoftjit_log_softmax_public_entry_positional
+.Lsoftjit_log_softmax_public_entry_positional_done:
+	mov rax, QWORD PTR [rsp + 32]
+	test rax, rax
+	je .Lsoftjit_log_softmax_public_entry_call
+	call PyDict_New@PLT
+	test rax, rax
+	je .Lsoftjit_log_softmax_public_entry_failed
+	mov QWORD PTR [rsp + 2400], rax
+	mov rdi, QWORD PTR [rsp + 32]
+	call PyTuple_Size@PLT
+	mov QWORD PTR [rsp + 2432], rax
+	mov rbp, 0
+.Lsoftjit_log_softmax_public_entry_keyword_1:
+	cmp rbp, QWORD PTR [rsp + 2432]
+	jae .Lsoftjit_log_softmax_public_entry_call
+	mov rdi, QWORD PTR [rsp + 32]
+	mov rsi, rbp
+	call PyTuple_GetItem@PLT
+	mov rdi, QWORD PTR [rsp + 2400]
+	mov rsi, rax
+	mov r10, QWORD PTR [rsp + 16]
+	add r10, rbp
+	mov rdx, [rbx + r10*8]
+	call PyDict_SetItem@PLT
+	test eax, eax
+	jne .Lsoftjit_log_softmax_public_entry_failed
+	add rbp, 1
+	jmp .Lsoftjit_log_softmax_public_entry_keyword_1
+.Lsoftjit_log_softmax_public_entry_call:
+	mov rdi, QWORD PTR [rsp + 64]
+	mov rdi, [rdi + 16]
+	mov rsi, QWORD PTR [rsp + 2384]
+	mov rdx, QWORD PTR [rsp + 2400]
+	call PyObject_Call@PLT
+	mov QWORD PTR [rsp + 2416], rax
+	mov rdi, QWORD PTR [rsp + 2384]
+	call Py_DecRef@PLT
+	mov rdi, QWORD PTR [rsp + 2400]
+	test rdi, rdi
+	je .Lsoftjit_log_softmax_public_entry_no_dict
+	call Py_DecRef@PLT
+.Lsoftjit_log_softmax_public_entry_no_dict:
+	mov rax, QWORD PTR [rsp + 2416]
+	add rsp, 2448
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+.Lsoftjit_log_softmax_public_entry_failed:
+	mov rdi, QWORD PTR [rsp + 2384]
+	call Py_DecRef@PLT
+	mov rdi, QWORD PTR [rsp + 2400]
+	test rdi, rdi
+	je .Lsoftjit_log_softmax_public_entry_no_dict_1
+	call Py_DecRef@PLT
+.Lsoftjit_log_softmax_public_entry_no_dict_1:
+	mov rax, 0
+.Lsoftjit_log_softmax_public_entry_done:
+	add rsp, 2448
+	pop r14
+	pop r13
+	pop r12
+	pop rbp
+	pop rbx
+	ret
+	.size softjit_log_softmax_public_entry, .-softjit_log_softmax_public_entry
 
 	.section .data.rel.ro,"aw"
 	.p2align 3

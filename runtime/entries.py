@@ -141,6 +141,12 @@ def public_exp(general, routes: dict):
     return public_builtin(layout.EXP_PUBLIC, general, routes)
 
 
+def public_log_softmax(general, routes: dict):
+    """softjit.log_softmax as the generated builtin; routes is {algorithm: {isa: rows}}
+    (pack_rows of log_softmax drivers, no fallbacks). See public_builtin."""
+    return public_builtin(layout.LOG_SOFTMAX_PUBLIC, general, routes)
+
+
 def pack_scale(input_scale) -> bytes:
     """A scale's entry in the softmax builtin's SCALES: the bits of its float32 (1.0 for a scale
     whose products equal x: the unscaled kernels)."""

@@ -86,6 +86,41 @@ def softmax_row_table(algorithm: str, isa: str, scaled: bool = False) -> bytes:
     return found
 
 
+def log_softmax_rows(algorithm: str, isa: str) -> list:
+    """The table rows (max_n, max_bytes, driver, 0) of log_softmax with `algorithm` ("auto" or a
+    named one) on `isa` for float32 rows: the log_softmax driver of the module the Python
+    function runs for such rows (log_softmax._choose, log_softmax.stores_nontemporal), which
+    needs no fallback. The rows' bounds are the row lengths and sizes where that choice
+    changes: where "auto" changes algorithm, where rows and outputs become long enough for
+    non-temporal stores."""
+    from softjit.runtime import log_softmax
+
+    long_rows = log_softmax.NONTEMPORAL_MIN_ROW_BYTES // 4  # elements
+    bounds = sorted({log_softmax.THREE_PASS_MAX_ROW, long_rows - 1, layout.FITS_ALL})
+    rows = []
+    for max_n in bounds:  # each choice below holds for every n up to max_n above the bound before
+        chosen = log_softmax._choose(algorithm, max_n, isa)
+        for max_bytes in (log_softmax.NONTEMPORAL_MIN_BYTES - 1, layout.FITS_ALL):
+            nontemporal = log_softmax.stores_nontemporal(chosen, max_bytes, 4 * max_n)
+            variant = variants.REGISTRY.log_softmax(chosen, isa, nontemporal)
+            rows.append((max_n, max_bytes,
+                         native.function_address(variant, variant.log_softmax_symbol), 0))
+    return rows
+
+
+def log_softmax_row_table(algorithm: str, isa: str) -> bytes:
+    """The rows of log_softmax_rows(algorithm, isa) packed as the public builtin reads them."""
+    key = (algorithm, isa)
+    found = memo.LOG_SOFTMAX_ROW_TABLES.get(key)
+    if found is None:
+        with _lock:
+            found = memo.LOG_SOFTMAX_ROW_TABLES.get(key)
+            if found is None:
+                found = memo.LOG_SOFTMAX_ROW_TABLES[key] = entries.pack_rows(
+                    log_softmax_rows(algorithm, isa))
+    return found
+
+
 def exp_kernel(isa: str) -> bytes:
     """The exp kernel of `isa` as the public exp builtin reads it (entries.pack_kernel)."""
     found = memo.EXP_KERNELS.get(isa)

@@ -20,11 +20,12 @@ import numpy as np
 
 from softjit.codegen import algorithms
 from softjit.codegen.lazy import LazyModule
-from softjit.runtime import scaled, tensors
+from softjit.runtime import entries, scaled, tensors
 from softjit.runtime.api import resolve_isa
 from softjit.runtime.api import check_out, check_threads, is_integer
 from softjit.runtime.elements import check_host_features, element_of
 from softjit.runtime.inputs import FLOAT32, FLOAT64, compute_input, requested_dtype
+from softjit.runtime.memo import LOG_SOFTMAX_ROUTES
 from softjit.runtime.scaled import check_scale
 
 # cffi's bindings and the variants load at the first call, not with softjit
@@ -82,6 +83,7 @@ class _Module:
     call then takes the input scale)."""
 
     def __init__(self, variant):
+        self.variant = variant
         check_host_features(bindings.module(variant).features, variant.name)
         self.reduce_function = bindings.function(variant, variant.logsumexp_symbol)
         self.rows_function = bindings.function(variant, variant.log_softmax_symbol)
@@ -189,9 +191,15 @@ def _rows_module(algorithm: str, isa: str, output_bytes: int, row_bytes: int,
                  element: str = "f32", scaled: bool = False) -> _Module:
     """The module whose log_softmax driver writes an output of output_bytes in rows of
     row_bytes: non-temporal stores for long outputs of long rows (two-pass has such a variant)."""
-    return _module(algorithm, isa, output_bytes >= NONTEMPORAL_MIN_BYTES
-                   and row_bytes >= NONTEMPORAL_MIN_ROW_BYTES and algorithm == "two-pass",
+    return _module(algorithm, isa, stores_nontemporal(algorithm, output_bytes, row_bytes),
                    element, scaled)
+
+
+def stores_nontemporal(algorithm: str, output_bytes: int, row_bytes: int) -> bool:
+    """Whether `algorithm` writes an output of output_bytes in rows of row_bytes with
+    non-temporal stores (its module's variant; also the public builtin's tables)."""
+    return (output_bytes >= NONTEMPORAL_MIN_BYTES and row_bytes >= NONTEMPORAL_MIN_ROW_BYTES
+            and algorithm == "two-pass")
 
 
 def _special_value(row: np.ndarray) -> float:
@@ -348,7 +356,9 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
                       and not np.may_share_memory(y, x)):  # (exact for C-contiguous arrays)
             n = x.shape[-1]
             rows = x.size // n
-            isa = resolve_isa(isa)
+            isa_argument, isa = isa, resolve_isa(isa)
+            if log_softmax is not _python_log_softmax:  # the builtin took no call of these yet
+                _register_route(algorithm, isa_argument, isa)
             module = _rows_module(_choose(algorithm, n, isa), isa, x.size * 4, n * 4)
             if rows <= _Scratch.ROWS:
                 b = module.contiguous_buffer
@@ -372,10 +382,12 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"softjit.log_softmax: unknown algorithm {algorithm!r}; "
                          f"valid: {', '.join(ALGORITHMS)}")
-    isa = _check_common(isa, threads, "log_softmax")
+    isa_argument, isa = isa, _check_common(isa, threads, "log_softmax")
     input_scale = check_scale(scale, "log_softmax")
     if input_scale is not None and x.dtype != FLOAT32:
         return _scaled_16_bit(x, axes, algorithm, isa, out, threads, scale)
+    if input_scale is None and x.dtype == _FLOAT32 and log_softmax is not _python_log_softmax:
+        _register_route(algorithm, isa_argument, isa)
     out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "log_softmax",
                                                                    x.dtype)
     if x.size == 0:
@@ -394,6 +406,16 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
     if not direct:
         om[...] = dst.reshape(om.shape)
     return out
+
+
+def _register_route(algorithm, isa_argument, isa: str) -> None:
+    """The public builtin's route for a validated algorithm and isa argument (resolved to isa):
+    only exact str keys, so that its lookups never run Python code."""
+    if type(algorithm) is str and type(isa_argument) is str:
+        from softjit.runtime import entry_tables
+
+        LOG_SOFTMAX_ROUTES.setdefault(algorithm, {})[isa_argument] = (
+            entry_tables.log_softmax_row_table(algorithm, isa))
 
 
 def _scaled_16_bit(x, axes, algorithm, isa, out, threads, scale) -> np.ndarray:
@@ -505,3 +527,11 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
         return result
     out[...] = result
     return out
+
+
+# softjit.log_softmax: the generated builtin that runs the common float32 calls natively and
+# hands every other call to the Python function above (runtime/entries.py: public_builtin), or
+# that Python function where builtins are not used.
+_python_log_softmax = log_softmax
+log_softmax = entries.public_log_softmax(_python_log_softmax,
+                                         LOG_SOFTMAX_ROUTES) or _python_log_softmax

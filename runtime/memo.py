@@ -27,6 +27,7 @@ SOFTMAX_ROUTES: dict = {}
 EXP_ROUTES: dict = {}  # the public exp builtin's, {isa argument: kernel} (api._exp_general)
 # ... and of its scaled row drivers (softmax(x, scale=s)), the same way (api._softmax_general)
 SOFTMAX_SCALED_ROUTES: dict = {}
+LOG_SOFTMAX_ROUTES: dict = {}  # the log_softmax builtin's, as softmax's (log_softmax.log_softmax)
 
 # -------------------------------------------------- scale= values validated, at most SCALES_KEPT
 # {scale (an exact int or float): its float32 bits} for the public softmax builtin; emptied in
@@ -52,6 +53,8 @@ SOFTMAX_ENTRIES: dict = {}  # (algorithm, isa) -> entry          (entry_tables.s
 EXP_ENTRIES: dict = {}  # isa -> entry                              (entry_tables.exp_entry)
 # (algorithm, isa[, "scaled"]) -> rows bytes                   (entry_tables.softmax_row_table)
 SOFTMAX_ROW_TABLES: dict = {}
+# (algorithm, isa) -> rows bytes                         (entry_tables.log_softmax_row_table)
+LOG_SOFTMAX_ROW_TABLES: dict = {}
 EXP_KERNELS: dict = {}  # isa -> kernel bytes                     (entry_tables.exp_kernel)
 
 
@@ -62,6 +65,7 @@ def isa_changed() -> None:
     SOFTMAX_ENTRY_CALLS.clear()
     SOFTMAX_ROUTES.clear()
     SOFTMAX_SCALED_ROUTES.clear()
+    LOG_SOFTMAX_ROUTES.clear()
     EXP_ROUTES.clear()
 
 
@@ -85,4 +89,5 @@ def forget_calls() -> None:
     PASSES.clear()
     EXP_ENTRIES.clear()
     SOFTMAX_ROW_TABLES.clear()
+    LOG_SOFTMAX_ROW_TABLES.clear()
     EXP_KERNELS.clear()

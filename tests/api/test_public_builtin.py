@@ -362,14 +362,19 @@ def test_a_new_output_is_a_fresh_c_contiguous_float32_array(function):
     assert not np.shares_memory(results[0], results[1])
 
 
-@pytest.mark.parametrize("function", ["softmax", "exp"])
+@pytest.mark.parametrize("function", ["softmax", "exp", "log_softmax"])
 def test_other_threads_run_while_a_large_call_holds_no_gil(function):
     """A thread woken just before a 16 MiB call runs Python code before that call returns.
 
     With a switch interval of one second, a thread that wants a GIL another thread holds waits
     about a second for it, far longer than the call: it can run during the call only if the
     call released the GIL. (Tries a few calls: the thread may be slow to wake.)"""
-    call, python = getattr(softjit, function), getattr(api, f"_python_{function}")
+    from softjit.runtime import log_softmax as log_softmax_module
+
+    owner = log_softmax_module if function == "log_softmax" else api
+    call, python = getattr(softjit, function), getattr(owner, f"_python_{function}")
+    if call is python:
+        pytest.skip(f"softjit.{function} is the Python function in this process")
     x = data(1 << 22)  # 16 MiB, far above GIL_MIN_BYTES
     y = np.empty_like(x)
     call(x, out=y)
@@ -486,3 +491,125 @@ def test_a_scaled_call_is_the_kernels_law():
         assert not frames.entered(api._python_softmax)
         np.testing.assert_array_equal(got, softjit.softmax(np.float32(1.5) * x,
                                                            algorithm=algorithm))
+
+
+# ---------------------------------------------------------------------------- log_softmax
+LOG_SOFTMAX_CALLS = {
+    "x": ((X1,), {}, True),
+    "x out": ((X1,), {"out": lambda: np.empty_like(X1)}, True),
+    "batch out": ((X2,), {"out": lambda: np.empty_like(X2)}, True),
+    "3-D": ((X3,), {}, True),
+    "axis positional": ((X3, 2), {}, True),
+    "axis keyword": ((X1,), {"axis": 0}, True),
+    "in place": ((X2.copy(),), {"out": "x"}, True),
+    "two-pass": ((X2,), {"algorithm": "two-pass"}, True),
+    "three-pass": ((X2,), {"algorithm": "three-pass"}, True),
+    "isa avx2": ((X2,), {"isa": "avx2"}, True),
+    "special rows": ((SPECIAL,), {}, True),
+    "special rows, two-pass": ((SPECIAL,), {"algorithm": "two-pass"}, True),
+    "many rows": ((data(700, 33, seed=8),), {}, True),  # several chunks of the entry's states
+    "every keyword": ((X2,), {"axis": -1, "algorithm": "two-pass", "isa": "auto", "threads": 1,
+                              "out": lambda: np.empty_like(X2), "scale": None,
+                              "dtype": np.float32}, True),
+    # valid, but the Python function's to run
+    "scale": ((X2,), {"scale": 2.0}, False),
+    "axis 0 of 2-D": ((X2, 0), {}, False),
+    "axis None": ((X2,), {"axis": None}, False),
+    "threads=2": ((X2,), {"threads": 2}, False),
+    "strided x": ((X2[:, ::2],), {}, False),
+    "float16 x": ((X2.astype(np.float16),), {}, False),
+    "float64 x, dtype float32": ((X2.astype(np.float64),), {"dtype": np.float32}, False),
+    "0-size": ((np.empty((0, 4), np.float32),), {}, False),
+    # bad arguments
+    "no arguments": ((), {}, False),
+    "unknown keyword": ((X2,), {"temperature": 2.0}, False),
+    "axis=-1.0": ((X2,), {"axis": -1.0}, False),
+    "threads=True": ((X2,), {"threads": True}, False),
+    "unknown algorithm": ((X2,), {"algorithm": "three-pass-reload"}, False),
+    "unknown isa": ((X2,), {"isa": "sse2"}, False),
+    "float64 x": ((X2.astype(np.float64),), {}, False),
+    "read-only out": ((X2,), {"out": _read_only}, False),
+    "shape mismatch": ((X2,), {"out": lambda: np.empty((100, 8), np.float32)}, False),
+    "scale=True": ((X2,), {"scale": True}, False),
+    "0-d": ((np.asarray(np.float32(1)),), {}, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOG_SOFTMAX_CALLS))
+def test_the_log_softmax_builtin_and_the_python_function_agree(name):
+    from softjit.runtime import log_softmax as runtime
+
+    if runtime.log_softmax is runtime._python_log_softmax:
+        pytest.skip("softjit.log_softmax is the Python function in this process")
+    for keywords in ({}, {"algorithm": "two-pass"}, {"algorithm": "three-pass"}, {"isa": "avx2"}):
+        softjit.log_softmax(X2, **keywords)  # routes registered
+    expected = _run(runtime._python_log_softmax, name, LOG_SOFTMAX_CALLS)
+    with PythonFrames() as frames:
+        got = _run(softjit.log_softmax, name, LOG_SOFTMAX_CALLS)
+    assert got[:2] == expected[:2]
+    if got[0] == "raised":
+        assert got[2] == expected[2]
+    else:
+        np.testing.assert_array_equal(got[2], expected[2])
+        native = not frames.entered(runtime._python_log_softmax)
+        assert native == LOG_SOFTMAX_CALLS[name][2], ("ran natively" if native
+                                                      else "went to the Python function")
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "two-pass", "three-pass"])
+def test_the_log_softmax_table_picks_the_python_functions_module(algorithm):
+    """Each (row length, output size) runs the driver of the module the Python function would
+    (log_softmax._rows_module): the table's rows, read as the entry reads them."""
+    from softjit.runtime import entry_tables, native
+    from softjit.runtime import log_softmax as runtime
+
+    isa = softjit.host_isas()[0]
+    rows = entry_tables.log_softmax_rows(algorithm, isa)
+    long_rows = runtime.NONTEMPORAL_MIN_ROW_BYTES // 4
+    for n in (1, 1000, long_rows - 1, long_rows, runtime.THREE_PASS_MAX_ROW,
+              runtime.THREE_PASS_MAX_ROW + 1, 1 << 24):
+        for total in (n, runtime.NONTEMPORAL_MIN_BYTES // 4 - 1, runtime.NONTEMPORAL_MIN_BYTES // 4,
+                      1 << 26):
+            if total < n:
+                continue
+            driver = next(d for max_n, max_bytes, d, _ in rows
+                          if n <= max_n and 4 * total <= max_bytes)
+            module = runtime._rows_module(runtime._choose(algorithm, n, isa), isa, 4 * total,
+                                          4 * n)
+            variant = module.variant
+            assert driver == native.function_address(variant, variant.log_softmax_symbol), \
+                (n, total)
+
+
+def test_log_softmax_reference_counts_stay_flat():
+    from softjit.runtime import log_softmax as runtime
+
+    x, y = data(8, 100), np.empty((8, 100), np.float32)
+    calls = (lambda: softjit.log_softmax(x, out=y), lambda: softjit.log_softmax(x),
+             lambda: softjit.log_softmax(x, scale=2.0),
+             lambda: _raises(lambda: softjit.log_softmax(x, out=np.empty(3, np.float32))),
+             lambda: _raises(lambda: softjit.log_softmax(x, bogus=1)))
+    for call in calls:
+        call()
+    gc.collect()
+    counts = sys.getrefcount(x), sys.getrefcount(y)
+    objects = len(gc.get_objects())
+    for _ in range(3000):
+        for call in calls:
+            call()
+    gc.collect()
+    assert (sys.getrefcount(x), sys.getrefcount(y)) == counts
+    assert len(gc.get_objects()) - objects < 100
+    assert runtime.log_softmax.__name__ == "log_softmax"
+
+
+def test_a_log_softmax_into_an_overlapping_out_goes_to_the_python_function():
+    from softjit.runtime import log_softmax as runtime
+
+    base = data(2000)
+    x, out = base[:1000], base[500:1500]
+    expected = runtime._python_log_softmax(x.copy())
+    with PythonFrames() as frames:
+        assert softjit.log_softmax(x, out=out) is out
+    assert frames.entered(runtime._python_log_softmax)
+    np.testing.assert_array_equal(out, expected)
