@@ -72,7 +72,9 @@ def candidates(x: np.ndarray, isa: str) -> dict:
 
     names = {"softmax": softjit.softmax, "x": x, "y": y, "z": z, "e": e, "axis": axis,
              "algorithm": algorithm, "exp": softjit.exp, "np_exp": np.exp,
-             "python_softmax": api._python_softmax}
+             "python_softmax": api._python_softmax, "float32": np.float32,
+             "x64": x.astype(np.float64), "log_softmax": softjit.log_softmax,
+             "logsumexp": softjit.logsumexp}
 
     def timed(expression):
         return lambda: StatementTimed(expression, names)
@@ -85,6 +87,15 @@ def candidates(x: np.ndarray, isa: str) -> dict:
     add("in-place", "softjit.softmax(z, out=z)", timed("softmax(z, out=z)"))
     add("python", "softjit.softmax(x, out=y) without the builtin (the Python function)",
         timed("python_softmax(x, out=y)"))
+    add("scale", "softjit.softmax(x, out=y, scale=2.0)", timed("softmax(x, out=y, scale=2.0)"))
+    add("scale-one", "softjit.softmax(x, out=y, scale=1.0)", timed("softmax(x, out=y, scale=1.0)"))
+    add("dtype", "softjit.softmax(x, out=y, dtype=numpy.float32)",
+        timed("softmax(x, out=y, dtype=float32)"))
+    add("dtype-float64", "softjit.softmax(x64, out=y, dtype=numpy.float32) (x64 float64: converted)",
+        timed("softmax(x64, out=y, dtype=float32)"))
+    add("log-softmax", "softjit.log_softmax(x, out=y)", timed("log_softmax(x, out=y)"))
+    add("log-softmax-new", "softjit.log_softmax(x)", timed("log_softmax(x)"))
+    add("logsumexp", "softjit.logsumexp(x)", timed("logsumexp(x)"))
     add("exp", "softjit.exp(x, out=y)", timed("exp(x, out=e)"))
     add("np-exp", "numpy.exp(x, out=y)", timed("np_exp(x, out=e)"))
 
@@ -226,6 +237,13 @@ def format_results(document: dict) -> str:
         ("named algorithm / out=", "named", "out"),
         ("axis / out=", "axis", "out"),
         ("in place / out=", "in-place", "out"),
+        ("scale=2.0 / out=", "scale", "out"),
+        ("scale=1.0 / out=", "scale-one", "out"),
+        ("dtype=float32 / out=", "dtype", "out"),
+        ("float64 x, dtype=float32 / out=", "dtype-float64", "out"),
+        ("log_softmax(out=) / softmax out=", "log-softmax", "out"),
+        ("log_softmax() / softmax out=", "log-softmax-new", "out"),
+        ("logsumexp() / softmax out=", "logsumexp", "out"),
         ("numpy.exp(out=) / softjit.exp(out=)", "np-exp", "exp"),
         ("softjit out= / bare kernel", "out", "kernel"),
         ("without the builtin / with it, out=", "python", "out"),

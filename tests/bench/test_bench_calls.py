@@ -11,7 +11,9 @@ def test_a_short_run_times_every_call_form(monkeypatch):
     monkeypatch.setattr(calls, "SIZES", (("16", 1, 16), ("2 x 8", 2, 8)))
     document = calls.run(repeats=1, budget_s=0.5, sample_ms=0.2, with_startup=False)
     cells = document["cells"]
-    for key in ("kernel", "out", "new", "named", "axis", "in-place", "exp", "np-exp", "numpy"):
+    for key in ("kernel", "out", "new", "named", "axis", "in-place", "exp", "np-exp", "numpy",
+                "scale", "scale-one", "dtype", "dtype-float64", "log-softmax", "log-softmax-new",
+                "logsumexp"):
         for size in document["sizes"]:
             assert isinstance(cells[key][size], float) and cells[key][size] > 0, (key, size)
     for key in ("scipy", "torch-out", "torch", "onnxruntime", "litert"):
