@@ -41,11 +41,12 @@ def softmax_rows(algorithm: str, isa: str, scaled: bool = False) -> list:
     for limit, chosen in table:
         max_n = longest if math.isinf(limit) else min(int(limit), longest)
         # two-pass marks rows it cannot represent; three-pass-reload takes any float32 row
-        fallback = (_driver("three-pass-reload", isa, False, scaled)
+        fallback = (_driver("three-pass-reload", isa, False, scaled=scaled)
                     if chosen == "two-pass" or scaled else 0)
         rows.append((max_n, dispatch.NONTEMPORAL_MIN_BYTES - 1,
-                     _driver(chosen, isa, False, scaled), fallback))
-        rows.append((max_n, layout.FITS_ALL, _driver(chosen, isa, True, scaled), fallback))
+                     _driver(chosen, isa, False, scaled=scaled), fallback))
+        rows.append((max_n, layout.FITS_ALL, _driver(chosen, isa, True, scaled=scaled),
+                     fallback))
     rows.append((layout.FITS_ALL, layout.FITS_ALL, 0, 0))  # refuse: the general path
     return rows
 

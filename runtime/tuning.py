@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 from softjit.codegen.lazy import LazyModule
@@ -112,6 +111,8 @@ def save_tables(tables: dict, measurements: dict | None = None, created: str = "
     }
     path = table_path()
     text = json.dumps(document, indent=1, sort_keys=True) + "\n"
+    import tempfile  # (here: the first call of a process reads a table, never writes one)
+
     descriptor, temporary = tempfile.mkstemp(prefix=".tuning-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:  # mkstemp: mode 0600

@@ -121,9 +121,10 @@ class KernelCalls:
         real = self._real_passes(*self._key(algorithm, isa, nontemporal), element, scaled=scaled)
         return _RecordingPasses(real, (algorithm, isa, bool(nontemporal)), self)
 
-    def _entry_driver(self, algorithm, isa, nontemporal):
-        self.requests.append(("entry driver", algorithm, isa, bool(nontemporal)))
-        return self._real_entry_driver(*self._key(algorithm, isa, nontemporal))
+    def _entry_driver(self, algorithm, isa, nontemporal, scaled=False):
+        self.requests.append(("entry driver", algorithm, isa, bool(nontemporal))
+                             + (("scaled",) if scaled else ()))
+        return self._real_entry_driver(*self._key(algorithm, isa, nontemporal), scaled=scaled)
 
     def of(self, kind: str) -> list:
         return [c for c in self.calls if c.kind == kind]
