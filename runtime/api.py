@@ -391,7 +391,8 @@ softmax = entries.public_softmax(_python_softmax, SOFTMAX_ROUTES, SOFTMAX_SCALES
 exp = entries.public_exp(_python_exp, EXP_ROUTES) or _python_exp
 if softmax is not _python_softmax:
     # The builtin's first call of each kind finds its row drivers by name in the variant
-    # registry (entry_tables.py): the registry is made here, with the builtin, so that the first
-    # call with a warm cache stays a few milliseconds (making it takes about 10). Where no
-    # builtin is made, the first call imports it, with cffi.
-    variants.REGISTRY  # noqa: B018 (imports softjit.codegen.variants)
+    # registry (entry_tables.py, with the tuned table of "auto": tuning.py): these are imported
+    # here, with the builtin, so that the first call with a warm cache stays a few milliseconds
+    # (making the registry takes about 10). Where no builtin is made, the first call imports
+    # them, with cffi.
+    from softjit.runtime import entry_tables as _entry_tables, tuning as _tuning  # noqa: F401
