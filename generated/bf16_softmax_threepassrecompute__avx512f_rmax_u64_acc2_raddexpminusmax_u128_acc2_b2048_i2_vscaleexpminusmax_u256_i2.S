@@ -359,446 +359,423 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 .Lentry_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	# constants kept in registers for the whole call
 	vbroadcastss zmm0, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_log2e]
-	vbroadcastss zmm1, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c4]
-	vbroadcastss zmm2, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c3]
-	vbroadcastss zmm3, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c2]
-	vbroadcastss zmm4, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c1]
-	vbroadcastss zmm5, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one]
-	vbroadcastss zmm6, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_minus_ln2]
-	vbroadcastss zmm7, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c5]
-	vbroadcastss zmm8, DWORD PTR [rcx]
-	vbroadcastss zmm9, DWORD PTR [rcx + 4]
-	vbroadcastss zmm10, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_d_min]
-	vmovups zmm11, ZMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_widen_index]
+	vbroadcastss zmm1, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_minus_ln2]
+	vbroadcastss zmm2, DWORD PTR [rcx]
+	vbroadcastss zmm3, DWORD PTR [rcx + 4]
+	vbroadcastss zmm4, DWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_d_min]
+	# per call: the polynomial's coefficients times s
+	vmulps zmm5, zmm3, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c5]
+	vmulps zmm6, zmm3, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c4]
+	vmulps zmm7, zmm3, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c3]
+	vmulps zmm8, zmm3, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c2]
+	vmulps zmm9, zmm3, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c1]
+	vmulps zmm3, zmm3, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one]
+	vmovups zmm10, ZMMWORD PTR [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_widen_index]
 	mov ecx, 2863311530
 	kmovd k1, ecx
 	cmp rdx, 256
 	jb .Lbf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_u16_done
 .Lbf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_u16:
-	vmovups zmm12, ZMMWORD PTR [rdi]
-	vpslld zmm13, zmm12, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
+	vmovups zmm11, ZMMWORD PTR [rdi]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm13, zmm13, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm13, zmm10, zmm13
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm12, zmm12, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm12, zmm4, zmm12
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
-	vmulps zmm14, zmm13, zmm0
-	vmulps zmm15, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm13, zmm14, zmm6
-	vfmadd231ps zmm12, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm13, zmm1
-	vfmadd213ps zmm17, zmm12, zmm1
-	vfmadd213ps zmm16, zmm13, zmm2
-	vfmadd213ps zmm17, zmm12, zmm2
-	vfmadd213ps zmm16, zmm13, zmm3
-	vfmadd213ps zmm17, zmm12, zmm3
-	vfmadd213ps zmm16, zmm13, zmm4
-	vfmadd213ps zmm17, zmm12, zmm4
-	vfmadd213ps zmm16, zmm13, zmm5
-	vfmadd213ps zmm17, zmm12, zmm5
+	vfmadd231ps zmm12, zmm13, zmm1
+	vfmadd231ps zmm11, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm5
+	vmovaps zmm16, zmm5
+	vfmadd213ps zmm15, zmm12, zmm6
+	vfmadd213ps zmm16, zmm11, zmm6
+	vfmadd213ps zmm15, zmm12, zmm7
+	vfmadd213ps zmm16, zmm11, zmm7
+	vfmadd213ps zmm15, zmm12, zmm8
+	vfmadd213ps zmm16, zmm11, zmm8
+	vfmadd213ps zmm15, zmm12, zmm9
+	vfmadd213ps zmm16, zmm11, zmm9
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm9
-	vmulps zmm17, zmm17, zmm9
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm13, zmm12, 16
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
 	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm13, zmm13, zmm12
-	vpsrld zmm13, zmm13, 16
-	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm17, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm14, zmm12, 16
-	vpandd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm14, zmm14, zmm12
+	vpaddd zmm13, zmm13, zmm11
 	# words: odd elements' patterns in the upper halves, even ones' in the lower
-	vpternlogd zmm14, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
-	vmovups ZMMWORD PTR [rsi], zmm14
-	vmovups zmm12, ZMMWORD PTR [rdi + 64]
-	vpslld zmm13, zmm12, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 64]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm13, zmm13, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm13, zmm10, zmm13
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm12, zmm12, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm12, zmm4, zmm12
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
-	vmulps zmm14, zmm13, zmm0
-	vmulps zmm15, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm13, zmm14, zmm6
-	vfmadd231ps zmm12, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm13, zmm1
-	vfmadd213ps zmm17, zmm12, zmm1
-	vfmadd213ps zmm16, zmm13, zmm2
-	vfmadd213ps zmm17, zmm12, zmm2
-	vfmadd213ps zmm16, zmm13, zmm3
-	vfmadd213ps zmm17, zmm12, zmm3
-	vfmadd213ps zmm16, zmm13, zmm4
-	vfmadd213ps zmm17, zmm12, zmm4
-	vfmadd213ps zmm16, zmm13, zmm5
-	vfmadd213ps zmm17, zmm12, zmm5
+	vfmadd231ps zmm12, zmm13, zmm1
+	vfmadd231ps zmm11, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm5
+	vmovaps zmm16, zmm5
+	vfmadd213ps zmm15, zmm12, zmm6
+	vfmadd213ps zmm16, zmm11, zmm6
+	vfmadd213ps zmm15, zmm12, zmm7
+	vfmadd213ps zmm16, zmm11, zmm7
+	vfmadd213ps zmm15, zmm12, zmm8
+	vfmadd213ps zmm16, zmm11, zmm8
+	vfmadd213ps zmm15, zmm12, zmm9
+	vfmadd213ps zmm16, zmm11, zmm9
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm9
-	vmulps zmm17, zmm17, zmm9
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm13, zmm12, 16
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
 	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm13, zmm13, zmm12
-	vpsrld zmm13, zmm13, 16
-	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm17, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm14, zmm12, 16
-	vpandd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm14, zmm14, zmm12
+	vpaddd zmm13, zmm13, zmm11
 	# words: odd elements' patterns in the upper halves, even ones' in the lower
-	vpternlogd zmm14, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
-	vmovups ZMMWORD PTR [rsi + 64], zmm14
-	vmovups zmm12, ZMMWORD PTR [rdi + 128]
-	vpslld zmm13, zmm12, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 64], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 128]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm13, zmm13, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm13, zmm10, zmm13
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm12, zmm12, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm12, zmm4, zmm12
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
-	vmulps zmm14, zmm13, zmm0
-	vmulps zmm15, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm13, zmm14, zmm6
-	vfmadd231ps zmm12, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm13, zmm1
-	vfmadd213ps zmm17, zmm12, zmm1
-	vfmadd213ps zmm16, zmm13, zmm2
-	vfmadd213ps zmm17, zmm12, zmm2
-	vfmadd213ps zmm16, zmm13, zmm3
-	vfmadd213ps zmm17, zmm12, zmm3
-	vfmadd213ps zmm16, zmm13, zmm4
-	vfmadd213ps zmm17, zmm12, zmm4
-	vfmadd213ps zmm16, zmm13, zmm5
-	vfmadd213ps zmm17, zmm12, zmm5
+	vfmadd231ps zmm12, zmm13, zmm1
+	vfmadd231ps zmm11, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm5
+	vmovaps zmm16, zmm5
+	vfmadd213ps zmm15, zmm12, zmm6
+	vfmadd213ps zmm16, zmm11, zmm6
+	vfmadd213ps zmm15, zmm12, zmm7
+	vfmadd213ps zmm16, zmm11, zmm7
+	vfmadd213ps zmm15, zmm12, zmm8
+	vfmadd213ps zmm16, zmm11, zmm8
+	vfmadd213ps zmm15, zmm12, zmm9
+	vfmadd213ps zmm16, zmm11, zmm9
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm9
-	vmulps zmm17, zmm17, zmm9
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm13, zmm12, 16
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
 	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm13, zmm13, zmm12
-	vpsrld zmm13, zmm13, 16
-	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm17, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm14, zmm12, 16
-	vpandd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm14, zmm14, zmm12
+	vpaddd zmm13, zmm13, zmm11
 	# words: odd elements' patterns in the upper halves, even ones' in the lower
-	vpternlogd zmm14, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
-	vmovups ZMMWORD PTR [rsi + 128], zmm14
-	vmovups zmm12, ZMMWORD PTR [rdi + 192]
-	vpslld zmm13, zmm12, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 128], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 192]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm13, zmm13, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm13, zmm10, zmm13
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm12, zmm12, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm12, zmm4, zmm12
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
-	vmulps zmm14, zmm13, zmm0
-	vmulps zmm15, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm13, zmm14, zmm6
-	vfmadd231ps zmm12, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm13, zmm1
-	vfmadd213ps zmm17, zmm12, zmm1
-	vfmadd213ps zmm16, zmm13, zmm2
-	vfmadd213ps zmm17, zmm12, zmm2
-	vfmadd213ps zmm16, zmm13, zmm3
-	vfmadd213ps zmm17, zmm12, zmm3
-	vfmadd213ps zmm16, zmm13, zmm4
-	vfmadd213ps zmm17, zmm12, zmm4
-	vfmadd213ps zmm16, zmm13, zmm5
-	vfmadd213ps zmm17, zmm12, zmm5
+	vfmadd231ps zmm12, zmm13, zmm1
+	vfmadd231ps zmm11, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm5
+	vmovaps zmm16, zmm5
+	vfmadd213ps zmm15, zmm12, zmm6
+	vfmadd213ps zmm16, zmm11, zmm6
+	vfmadd213ps zmm15, zmm12, zmm7
+	vfmadd213ps zmm16, zmm11, zmm7
+	vfmadd213ps zmm15, zmm12, zmm8
+	vfmadd213ps zmm16, zmm11, zmm8
+	vfmadd213ps zmm15, zmm12, zmm9
+	vfmadd213ps zmm16, zmm11, zmm9
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm9
-	vmulps zmm17, zmm17, zmm9
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm13, zmm12, 16
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
 	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm13, zmm13, zmm12
-	vpsrld zmm13, zmm13, 16
-	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm17, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm14, zmm12, 16
-	vpandd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm14, zmm14, zmm12
+	vpaddd zmm13, zmm13, zmm11
 	# words: odd elements' patterns in the upper halves, even ones' in the lower
-	vpternlogd zmm14, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
-	vmovups ZMMWORD PTR [rsi + 192], zmm14
-	vmovups zmm12, ZMMWORD PTR [rdi + 256]
-	vpslld zmm13, zmm12, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 192], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 256]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm13, zmm13, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm13, zmm10, zmm13
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm12, zmm12, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm12, zmm4, zmm12
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
-	vmulps zmm14, zmm13, zmm0
-	vmulps zmm15, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm13, zmm14, zmm6
-	vfmadd231ps zmm12, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm13, zmm1
-	vfmadd213ps zmm17, zmm12, zmm1
-	vfmadd213ps zmm16, zmm13, zmm2
-	vfmadd213ps zmm17, zmm12, zmm2
-	vfmadd213ps zmm16, zmm13, zmm3
-	vfmadd213ps zmm17, zmm12, zmm3
-	vfmadd213ps zmm16, zmm13, zmm4
-	vfmadd213ps zmm17, zmm12, zmm4
-	vfmadd213ps zmm16, zmm13, zmm5
-	vfmadd213ps zmm17, zmm12, zmm5
+	vfmadd231ps zmm12, zmm13, zmm1
+	vfmadd231ps zmm11, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm5
+	vmovaps zmm16, zmm5
+	vfmadd213ps zmm15, zmm12, zmm6
+	vfmadd213ps zmm16, zmm11, zmm6
+	vfmadd213ps zmm15, zmm12, zmm7
+	vfmadd213ps zmm16, zmm11, zmm7
+	vfmadd213ps zmm15, zmm12, zmm8
+	vfmadd213ps zmm16, zmm11, zmm8
+	vfmadd213ps zmm15, zmm12, zmm9
+	vfmadd213ps zmm16, zmm11, zmm9
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm9
-	vmulps zmm17, zmm17, zmm9
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm13, zmm12, 16
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
 	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm13, zmm13, zmm12
-	vpsrld zmm13, zmm13, 16
-	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm17, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm14, zmm12, 16
-	vpandd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm14, zmm14, zmm12
+	vpaddd zmm13, zmm13, zmm11
 	# words: odd elements' patterns in the upper halves, even ones' in the lower
-	vpternlogd zmm14, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
-	vmovups ZMMWORD PTR [rsi + 256], zmm14
-	vmovups zmm12, ZMMWORD PTR [rdi + 320]
-	vpslld zmm13, zmm12, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 256], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 320]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm13, zmm13, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm13, zmm10, zmm13
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm12, zmm12, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm12, zmm4, zmm12
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
-	vmulps zmm14, zmm13, zmm0
-	vmulps zmm15, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm13, zmm14, zmm6
-	vfmadd231ps zmm12, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm13, zmm1
-	vfmadd213ps zmm17, zmm12, zmm1
-	vfmadd213ps zmm16, zmm13, zmm2
-	vfmadd213ps zmm17, zmm12, zmm2
-	vfmadd213ps zmm16, zmm13, zmm3
-	vfmadd213ps zmm17, zmm12, zmm3
-	vfmadd213ps zmm16, zmm13, zmm4
-	vfmadd213ps zmm17, zmm12, zmm4
-	vfmadd213ps zmm16, zmm13, zmm5
-	vfmadd213ps zmm17, zmm12, zmm5
+	vfmadd231ps zmm12, zmm13, zmm1
+	vfmadd231ps zmm11, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm5
+	vmovaps zmm16, zmm5
+	vfmadd213ps zmm15, zmm12, zmm6
+	vfmadd213ps zmm16, zmm11, zmm6
+	vfmadd213ps zmm15, zmm12, zmm7
+	vfmadd213ps zmm16, zmm11, zmm7
+	vfmadd213ps zmm15, zmm12, zmm8
+	vfmadd213ps zmm16, zmm11, zmm8
+	vfmadd213ps zmm15, zmm12, zmm9
+	vfmadd213ps zmm16, zmm11, zmm9
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm9
-	vmulps zmm17, zmm17, zmm9
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm13, zmm12, 16
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
 	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm13, zmm13, zmm12
-	vpsrld zmm13, zmm13, 16
-	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm17, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm14, zmm12, 16
-	vpandd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm14, zmm14, zmm12
+	vpaddd zmm13, zmm13, zmm11
 	# words: odd elements' patterns in the upper halves, even ones' in the lower
-	vpternlogd zmm14, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
-	vmovups ZMMWORD PTR [rsi + 320], zmm14
-	vmovups zmm12, ZMMWORD PTR [rdi + 384]
-	vpslld zmm13, zmm12, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 320], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 384]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm13, zmm13, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm13, zmm10, zmm13
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm12, zmm12, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm12, zmm4, zmm12
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
-	vmulps zmm14, zmm13, zmm0
-	vmulps zmm15, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm13, zmm14, zmm6
-	vfmadd231ps zmm12, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm13, zmm1
-	vfmadd213ps zmm17, zmm12, zmm1
-	vfmadd213ps zmm16, zmm13, zmm2
-	vfmadd213ps zmm17, zmm12, zmm2
-	vfmadd213ps zmm16, zmm13, zmm3
-	vfmadd213ps zmm17, zmm12, zmm3
-	vfmadd213ps zmm16, zmm13, zmm4
-	vfmadd213ps zmm17, zmm12, zmm4
-	vfmadd213ps zmm16, zmm13, zmm5
-	vfmadd213ps zmm17, zmm12, zmm5
+	vfmadd231ps zmm12, zmm13, zmm1
+	vfmadd231ps zmm11, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm5
+	vmovaps zmm16, zmm5
+	vfmadd213ps zmm15, zmm12, zmm6
+	vfmadd213ps zmm16, zmm11, zmm6
+	vfmadd213ps zmm15, zmm12, zmm7
+	vfmadd213ps zmm16, zmm11, zmm7
+	vfmadd213ps zmm15, zmm12, zmm8
+	vfmadd213ps zmm16, zmm11, zmm8
+	vfmadd213ps zmm15, zmm12, zmm9
+	vfmadd213ps zmm16, zmm11, zmm9
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm9
-	vmulps zmm17, zmm17, zmm9
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm13, zmm12, 16
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
 	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm13, zmm13, zmm12
-	vpsrld zmm13, zmm13, 16
-	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm17, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm14, zmm12, 16
-	vpandd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm14, zmm14, zmm12
+	vpaddd zmm13, zmm13, zmm11
 	# words: odd elements' patterns in the upper halves, even ones' in the lower
-	vpternlogd zmm14, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
-	vmovups ZMMWORD PTR [rsi + 384], zmm14
-	vmovups zmm12, ZMMWORD PTR [rdi + 448]
-	vpslld zmm13, zmm12, 16
-	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 384], zmm13
+	vmovups zmm11, ZMMWORD PTR [rdi + 448]
+	vpslld zmm12, zmm11, 16
+	vpandd zmm11, zmm11, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm13, zmm13, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm13, zmm10, zmm13
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm12, zmm12, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm12, zmm4, zmm12
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
-	vmulps zmm14, zmm13, zmm0
-	vmulps zmm15, zmm12, zmm0
+	vmulps zmm13, zmm12, zmm0
+	vmulps zmm14, zmm11, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm13, zmm14, zmm6
-	vfmadd231ps zmm12, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm13, zmm1
-	vfmadd213ps zmm17, zmm12, zmm1
-	vfmadd213ps zmm16, zmm13, zmm2
-	vfmadd213ps zmm17, zmm12, zmm2
-	vfmadd213ps zmm16, zmm13, zmm3
-	vfmadd213ps zmm17, zmm12, zmm3
-	vfmadd213ps zmm16, zmm13, zmm4
-	vfmadd213ps zmm17, zmm12, zmm4
-	vfmadd213ps zmm16, zmm13, zmm5
-	vfmadd213ps zmm17, zmm12, zmm5
+	vfmadd231ps zmm12, zmm13, zmm1
+	vfmadd231ps zmm11, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm5
+	vmovaps zmm16, zmm5
+	vfmadd213ps zmm15, zmm12, zmm6
+	vfmadd213ps zmm16, zmm11, zmm6
+	vfmadd213ps zmm15, zmm12, zmm7
+	vfmadd213ps zmm16, zmm11, zmm7
+	vfmadd213ps zmm15, zmm12, zmm8
+	vfmadd213ps zmm16, zmm11, zmm8
+	vfmadd213ps zmm15, zmm12, zmm9
+	vfmadd213ps zmm16, zmm11, zmm9
+	vfmadd213ps zmm15, zmm12, zmm3
+	vfmadd213ps zmm16, zmm11, zmm3
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm9
-	vmulps zmm17, zmm17, zmm9
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	vpminud zmm11, zmm15, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm13, zmm12, 16
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
+	vpminud zmm11, zmm16, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
+	vpsrld zmm13, zmm11, 16
 	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
 	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm13, zmm13, zmm12
-	vpsrld zmm13, zmm13, 16
-	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm17, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
-	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm14, zmm12, 16
-	vpandd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm14, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm14, zmm14, zmm12
+	vpaddd zmm13, zmm13, zmm11
 	# words: odd elements' patterns in the upper halves, even ones' in the lower
-	vpternlogd zmm14, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
-	vmovups ZMMWORD PTR [rsi + 448], zmm14
+	vpternlogd zmm13, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_upper_half], 228
+	vmovups ZMMWORD PTR [rsi + 448], zmm13
 	add rdi, 512
 	add rsi, 512
 	sub rdx, 256
@@ -808,36 +785,34 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	cmp rdx, 16
 	jb .Lbf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_v1_done
 .Lbf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_v1:
-	vmovups ymm12, YMMWORD PTR [rdi]
-	vpermw zmm12{k1}{z}, zmm11, zmm12
+	vmovups ymm11, YMMWORD PTR [rdi]
+	vpermw zmm11{k1}{z}, zmm10, zmm11
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm12, zmm0
-	vrndscaleps zmm13, zmm13, 8
+	vmulps zmm12, zmm11, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm13, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm14, zmm7
-	vfmadd213ps zmm14, zmm12, zmm1
-	vfmadd213ps zmm14, zmm12, zmm2
-	vfmadd213ps zmm14, zmm12, zmm3
-	vfmadd213ps zmm14, zmm12, zmm4
-	vfmadd213ps zmm14, zmm12, zmm5
+	vfmadd231ps zmm11, zmm12, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm13, zmm5
+	vfmadd213ps zmm13, zmm11, zmm6
+	vfmadd213ps zmm13, zmm11, zmm7
+	vfmadd213ps zmm13, zmm11, zmm8
+	vfmadd213ps zmm13, zmm11, zmm9
+	vfmadd213ps zmm13, zmm11, zmm3
 	# exp(d) = p * 2^n
-	vscalefps zmm14, zmm14, zmm13
-	# y = exp(x - m) * s
-	vmulps zmm14, zmm14, zmm9
+	vscalefps zmm13, zmm13, zmm12
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm12, zmm14, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	vpminud zmm11, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
-	vpsrld zmm13, zmm12, 16
-	vpandd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
-	vpaddd zmm13, zmm13, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
-	vpaddd zmm13, zmm13, zmm12
-	vpsrld zmm13, zmm13, 16
-	vpmovdw YMMWORD PTR [rsi], zmm13
+	vpsrld zmm12, zmm11, 16
+	vpandd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
+	vpaddd zmm12, zmm12, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_rounding_bias]
+	vpaddd zmm12, zmm12, zmm11
+	vpsrld zmm12, zmm12, 16
+	vpmovdw YMMWORD PTR [rsi], zmm12
 	add rdi, 32
 	add rsi, 32
 	sub rdx, 16
@@ -848,30 +823,28 @@ bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	je .Lbf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_tail_done
 	lea rcx, [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_tail_kmasks]
 	kmovw k1, WORD PTR [rcx + rdx*4]
-	vxorps zmm11, zmm11, zmm11
-	vpmovzxwd zmm11{k1}, YMMWORD PTR [rdi]
-	vpslld zmm11{k1}, zmm11, 16
+	vxorps zmm10, zmm10, zmm10
+	vpmovzxwd zmm10{k1}, YMMWORD PTR [rdi]
+	vpslld zmm10{k1}, zmm10, 16
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm10, zmm10, zmm2
+	vmaxps zmm10, zmm4, zmm10
 	# n = round(x * log2e)
-	vmulps zmm0, zmm11, zmm0
+	vmulps zmm0, zmm10, zmm0
 	vrndscaleps zmm0, zmm0, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm0, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm6, zmm7
-	vfmadd213ps zmm6, zmm11, zmm1
-	vfmadd213ps zmm6, zmm11, zmm2
-	vfmadd213ps zmm6, zmm11, zmm3
-	vfmadd213ps zmm6, zmm11, zmm4
-	vfmadd213ps zmm6, zmm11, zmm5
+	vfmadd231ps zmm10, zmm0, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm1, zmm5
+	vfmadd213ps zmm1, zmm10, zmm6
+	vfmadd213ps zmm1, zmm10, zmm7
+	vfmadd213ps zmm1, zmm10, zmm8
+	vfmadd213ps zmm1, zmm10, zmm9
+	vfmadd213ps zmm1, zmm10, zmm3
 	# exp(d) = p * 2^n
-	vscalefps zmm6, zmm6, zmm0
-	# y = exp(x - m) * s
-	vmulps zmm6, zmm6, zmm9
+	vscalefps zmm1, zmm1, zmm0
 	# every NaN -> 0x7FC00000 (unsigned min: +0..+inf lie below it)
-	vpminud zmm0, zmm6, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
+	vpminud zmm0, zmm1, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_quiet_nan]
 	# bfloat16 = upper half of (b + 0x7FFF + bit 16 of b)
 	vpsrld zmm1, zmm0, 16
 	vpandd zmm1, zmm1, DWORD BCST [rip + .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one_bits]
@@ -1058,6 +1031,15 @@ bf16_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2
 .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_log2e:
 	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
 	.p2align 2
+.Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_minus_ln2:
+	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
+	.p2align 2
+.Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_d_min:
+	.long 0xC2D00000  # -0x1.Ap+6 = -104
+	.p2align 2
+.Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c5:
+	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
+	.p2align 2
 .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c4:
 	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
 	.p2align 2
@@ -1072,15 +1054,6 @@ bf16_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2
 	.p2align 2
 .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one:
 	.long 0x3F800000  # 0x1.0p+0 = 1
-	.p2align 2
-.Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_minus_ln2:
-	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
-	.p2align 2
-.Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c5:
-	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
-	.p2align 2
-.Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_d_min:
-	.long 0xC2D00000  # -0x1.Ap+6 = -104
 	.p2align 6
 .Lc_bf16_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_bf16_widen_index:
 	.long 0x00000000  # 

@@ -337,307 +337,284 @@ f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 .Lentry_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	# constants kept in registers for the whole call
 	vbroadcastss zmm0, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_log2e]
-	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c4]
-	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c3]
-	vbroadcastss zmm3, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c2]
-	vbroadcastss zmm4, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c1]
-	vbroadcastss zmm5, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one]
-	vbroadcastss zmm6, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_minus_ln2]
-	vbroadcastss zmm7, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c5]
-	vbroadcastss zmm8, DWORD PTR [rcx]
-	vbroadcastss zmm9, DWORD PTR [rcx + 4]
-	vbroadcastss zmm10, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_d_min]
+	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_minus_ln2]
+	vbroadcastss zmm2, DWORD PTR [rcx]
+	vbroadcastss zmm3, DWORD PTR [rcx + 4]
+	vbroadcastss zmm4, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_d_min]
+	# per call: the polynomial's coefficients times s
+	vmulps zmm5, zmm3, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c5]
+	vmulps zmm6, zmm3, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c4]
+	vmulps zmm7, zmm3, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c3]
+	vmulps zmm8, zmm3, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c2]
+	vmulps zmm9, zmm3, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c1]
+	vmulps zmm3, zmm3, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one]
 	cmp rdx, 256
 	jb .Lf32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_u16_done
 .Lf32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_u16:
-	vmovups zmm11, ZMMWORD PTR [rdi]
-	vmovups zmm12, ZMMWORD PTR [rdi + 64]
+	vmovups zmm10, ZMMWORD PTR [rdi]
+	vmovups zmm11, ZMMWORD PTR [rdi + 64]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm10, zmm10, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm10, zmm4, zmm10
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
+	vmulps zmm12, zmm10, zmm0
 	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	vrndscaleps zmm13, zmm13, 8
-	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm15, zmm7
-	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
+	vfmadd231ps zmm10, zmm12, zmm1
+	vfmadd231ps zmm11, zmm13, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm14, zmm5
+	vmovaps zmm15, zmm5
+	vfmadd213ps zmm14, zmm10, zmm6
+	vfmadd213ps zmm15, zmm11, zmm6
+	vfmadd213ps zmm14, zmm10, zmm7
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm14, zmm10, zmm8
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm14, zmm10, zmm9
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm14, zmm10, zmm3
 	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm14, zmm14, zmm12
 	vscalefps zmm15, zmm15, zmm13
-	vscalefps zmm16, zmm16, zmm14
-	# y = exp(x - m) * s
-	vmulps zmm15, zmm15, zmm9
-	vmovups ZMMWORD PTR [rsi], zmm15
-	vmulps zmm16, zmm16, zmm9
-	vmovups ZMMWORD PTR [rsi + 64], zmm16
-	vmovups zmm11, ZMMWORD PTR [rdi + 128]
-	vmovups zmm12, ZMMWORD PTR [rdi + 192]
+	vmovups ZMMWORD PTR [rsi], zmm14
+	vmovups ZMMWORD PTR [rsi + 64], zmm15
+	vmovups zmm10, ZMMWORD PTR [rdi + 128]
+	vmovups zmm11, ZMMWORD PTR [rdi + 192]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm10, zmm10, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm10, zmm4, zmm10
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
+	vmulps zmm12, zmm10, zmm0
 	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	vrndscaleps zmm13, zmm13, 8
-	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm15, zmm7
-	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
+	vfmadd231ps zmm10, zmm12, zmm1
+	vfmadd231ps zmm11, zmm13, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm14, zmm5
+	vmovaps zmm15, zmm5
+	vfmadd213ps zmm14, zmm10, zmm6
+	vfmadd213ps zmm15, zmm11, zmm6
+	vfmadd213ps zmm14, zmm10, zmm7
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm14, zmm10, zmm8
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm14, zmm10, zmm9
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm14, zmm10, zmm3
 	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm14, zmm14, zmm12
 	vscalefps zmm15, zmm15, zmm13
-	vscalefps zmm16, zmm16, zmm14
-	# y = exp(x - m) * s
-	vmulps zmm15, zmm15, zmm9
-	vmovups ZMMWORD PTR [rsi + 128], zmm15
-	vmulps zmm16, zmm16, zmm9
-	vmovups ZMMWORD PTR [rsi + 192], zmm16
-	vmovups zmm11, ZMMWORD PTR [rdi + 256]
-	vmovups zmm12, ZMMWORD PTR [rdi + 320]
+	vmovups ZMMWORD PTR [rsi + 128], zmm14
+	vmovups ZMMWORD PTR [rsi + 192], zmm15
+	vmovups zmm10, ZMMWORD PTR [rdi + 256]
+	vmovups zmm11, ZMMWORD PTR [rdi + 320]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm10, zmm10, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm10, zmm4, zmm10
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
+	vmulps zmm12, zmm10, zmm0
 	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	vrndscaleps zmm13, zmm13, 8
-	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm15, zmm7
-	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
+	vfmadd231ps zmm10, zmm12, zmm1
+	vfmadd231ps zmm11, zmm13, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm14, zmm5
+	vmovaps zmm15, zmm5
+	vfmadd213ps zmm14, zmm10, zmm6
+	vfmadd213ps zmm15, zmm11, zmm6
+	vfmadd213ps zmm14, zmm10, zmm7
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm14, zmm10, zmm8
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm14, zmm10, zmm9
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm14, zmm10, zmm3
 	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm14, zmm14, zmm12
 	vscalefps zmm15, zmm15, zmm13
-	vscalefps zmm16, zmm16, zmm14
-	# y = exp(x - m) * s
-	vmulps zmm15, zmm15, zmm9
-	vmovups ZMMWORD PTR [rsi + 256], zmm15
-	vmulps zmm16, zmm16, zmm9
-	vmovups ZMMWORD PTR [rsi + 320], zmm16
-	vmovups zmm11, ZMMWORD PTR [rdi + 384]
-	vmovups zmm12, ZMMWORD PTR [rdi + 448]
+	vmovups ZMMWORD PTR [rsi + 256], zmm14
+	vmovups ZMMWORD PTR [rsi + 320], zmm15
+	vmovups zmm10, ZMMWORD PTR [rdi + 384]
+	vmovups zmm11, ZMMWORD PTR [rdi + 448]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm10, zmm10, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm10, zmm4, zmm10
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
+	vmulps zmm12, zmm10, zmm0
 	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	vrndscaleps zmm13, zmm13, 8
-	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm15, zmm7
-	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
+	vfmadd231ps zmm10, zmm12, zmm1
+	vfmadd231ps zmm11, zmm13, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm14, zmm5
+	vmovaps zmm15, zmm5
+	vfmadd213ps zmm14, zmm10, zmm6
+	vfmadd213ps zmm15, zmm11, zmm6
+	vfmadd213ps zmm14, zmm10, zmm7
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm14, zmm10, zmm8
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm14, zmm10, zmm9
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm14, zmm10, zmm3
 	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm14, zmm14, zmm12
 	vscalefps zmm15, zmm15, zmm13
-	vscalefps zmm16, zmm16, zmm14
-	# y = exp(x - m) * s
-	vmulps zmm15, zmm15, zmm9
-	vmovups ZMMWORD PTR [rsi + 384], zmm15
-	vmulps zmm16, zmm16, zmm9
-	vmovups ZMMWORD PTR [rsi + 448], zmm16
-	vmovups zmm11, ZMMWORD PTR [rdi + 512]
-	vmovups zmm12, ZMMWORD PTR [rdi + 576]
+	vmovups ZMMWORD PTR [rsi + 384], zmm14
+	vmovups ZMMWORD PTR [rsi + 448], zmm15
+	vmovups zmm10, ZMMWORD PTR [rdi + 512]
+	vmovups zmm11, ZMMWORD PTR [rdi + 576]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm10, zmm10, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm10, zmm4, zmm10
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
+	vmulps zmm12, zmm10, zmm0
 	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	vrndscaleps zmm13, zmm13, 8
-	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm15, zmm7
-	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
+	vfmadd231ps zmm10, zmm12, zmm1
+	vfmadd231ps zmm11, zmm13, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm14, zmm5
+	vmovaps zmm15, zmm5
+	vfmadd213ps zmm14, zmm10, zmm6
+	vfmadd213ps zmm15, zmm11, zmm6
+	vfmadd213ps zmm14, zmm10, zmm7
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm14, zmm10, zmm8
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm14, zmm10, zmm9
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm14, zmm10, zmm3
 	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm14, zmm14, zmm12
 	vscalefps zmm15, zmm15, zmm13
-	vscalefps zmm16, zmm16, zmm14
-	# y = exp(x - m) * s
-	vmulps zmm15, zmm15, zmm9
-	vmovups ZMMWORD PTR [rsi + 512], zmm15
-	vmulps zmm16, zmm16, zmm9
-	vmovups ZMMWORD PTR [rsi + 576], zmm16
-	vmovups zmm11, ZMMWORD PTR [rdi + 640]
-	vmovups zmm12, ZMMWORD PTR [rdi + 704]
+	vmovups ZMMWORD PTR [rsi + 512], zmm14
+	vmovups ZMMWORD PTR [rsi + 576], zmm15
+	vmovups zmm10, ZMMWORD PTR [rdi + 640]
+	vmovups zmm11, ZMMWORD PTR [rdi + 704]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm10, zmm10, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm10, zmm4, zmm10
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
+	vmulps zmm12, zmm10, zmm0
 	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	vrndscaleps zmm13, zmm13, 8
-	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm15, zmm7
-	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
+	vfmadd231ps zmm10, zmm12, zmm1
+	vfmadd231ps zmm11, zmm13, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm14, zmm5
+	vmovaps zmm15, zmm5
+	vfmadd213ps zmm14, zmm10, zmm6
+	vfmadd213ps zmm15, zmm11, zmm6
+	vfmadd213ps zmm14, zmm10, zmm7
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm14, zmm10, zmm8
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm14, zmm10, zmm9
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm14, zmm10, zmm3
 	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm14, zmm14, zmm12
 	vscalefps zmm15, zmm15, zmm13
-	vscalefps zmm16, zmm16, zmm14
-	# y = exp(x - m) * s
-	vmulps zmm15, zmm15, zmm9
-	vmovups ZMMWORD PTR [rsi + 640], zmm15
-	vmulps zmm16, zmm16, zmm9
-	vmovups ZMMWORD PTR [rsi + 704], zmm16
-	vmovups zmm11, ZMMWORD PTR [rdi + 768]
-	vmovups zmm12, ZMMWORD PTR [rdi + 832]
+	vmovups ZMMWORD PTR [rsi + 640], zmm14
+	vmovups ZMMWORD PTR [rsi + 704], zmm15
+	vmovups zmm10, ZMMWORD PTR [rdi + 768]
+	vmovups zmm11, ZMMWORD PTR [rdi + 832]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm10, zmm10, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm10, zmm4, zmm10
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
+	vmulps zmm12, zmm10, zmm0
 	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	vrndscaleps zmm13, zmm13, 8
-	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm15, zmm7
-	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
+	vfmadd231ps zmm10, zmm12, zmm1
+	vfmadd231ps zmm11, zmm13, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm14, zmm5
+	vmovaps zmm15, zmm5
+	vfmadd213ps zmm14, zmm10, zmm6
+	vfmadd213ps zmm15, zmm11, zmm6
+	vfmadd213ps zmm14, zmm10, zmm7
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm14, zmm10, zmm8
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm14, zmm10, zmm9
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm14, zmm10, zmm3
 	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm14, zmm14, zmm12
 	vscalefps zmm15, zmm15, zmm13
-	vscalefps zmm16, zmm16, zmm14
-	# y = exp(x - m) * s
-	vmulps zmm15, zmm15, zmm9
-	vmovups ZMMWORD PTR [rsi + 768], zmm15
-	vmulps zmm16, zmm16, zmm9
-	vmovups ZMMWORD PTR [rsi + 832], zmm16
-	vmovups zmm11, ZMMWORD PTR [rdi + 896]
-	vmovups zmm12, ZMMWORD PTR [rdi + 960]
+	vmovups ZMMWORD PTR [rsi + 768], zmm14
+	vmovups ZMMWORD PTR [rsi + 832], zmm15
+	vmovups zmm10, ZMMWORD PTR [rdi + 896]
+	vmovups zmm11, ZMMWORD PTR [rdi + 960]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vsubps zmm12, zmm12, zmm8
-	vmaxps zmm11, zmm10, zmm11
-	vmaxps zmm12, zmm10, zmm12
+	vsubps zmm10, zmm10, zmm2
+	vsubps zmm11, zmm11, zmm2
+	vmaxps zmm10, zmm4, zmm10
+	vmaxps zmm11, zmm4, zmm11
 	# n = round(x * log2e)
+	vmulps zmm12, zmm10, zmm0
 	vmulps zmm13, zmm11, zmm0
-	vmulps zmm14, zmm12, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	vrndscaleps zmm13, zmm13, 8
-	vrndscaleps zmm14, zmm14, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm13, zmm6
-	vfmadd231ps zmm12, zmm14, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm15, zmm7
-	vmovaps zmm16, zmm7
-	vfmadd213ps zmm15, zmm11, zmm1
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm15, zmm11, zmm2
-	vfmadd213ps zmm16, zmm12, zmm2
+	vfmadd231ps zmm10, zmm12, zmm1
+	vfmadd231ps zmm11, zmm13, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm14, zmm5
+	vmovaps zmm15, zmm5
+	vfmadd213ps zmm14, zmm10, zmm6
+	vfmadd213ps zmm15, zmm11, zmm6
+	vfmadd213ps zmm14, zmm10, zmm7
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm14, zmm10, zmm8
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm14, zmm10, zmm9
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm14, zmm10, zmm3
 	vfmadd213ps zmm15, zmm11, zmm3
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm15, zmm11, zmm4
-	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm15, zmm11, zmm5
-	vfmadd213ps zmm16, zmm12, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm14, zmm14, zmm12
 	vscalefps zmm15, zmm15, zmm13
-	vscalefps zmm16, zmm16, zmm14
-	# y = exp(x - m) * s
-	vmulps zmm15, zmm15, zmm9
-	vmovups ZMMWORD PTR [rsi + 896], zmm15
-	vmulps zmm16, zmm16, zmm9
-	vmovups ZMMWORD PTR [rsi + 960], zmm16
+	vmovups ZMMWORD PTR [rsi + 896], zmm14
+	vmovups ZMMWORD PTR [rsi + 960], zmm15
 	add rdi, 1024
 	add rsi, 1024
 	sub rdx, 256
@@ -647,27 +624,25 @@ f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	cmp rdx, 16
 	jb .Lf32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_v1_done
 .Lf32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_v1:
-	vmovups zmm11, ZMMWORD PTR [rdi]
+	vmovups zmm10, ZMMWORD PTR [rdi]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm10, zmm10, zmm2
+	vmaxps zmm10, zmm4, zmm10
 	# n = round(x * log2e)
-	vmulps zmm12, zmm11, zmm0
-	vrndscaleps zmm12, zmm12, 8
+	vmulps zmm11, zmm10, zmm0
+	vrndscaleps zmm11, zmm11, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm12, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm13, zmm7
-	vfmadd213ps zmm13, zmm11, zmm1
-	vfmadd213ps zmm13, zmm11, zmm2
-	vfmadd213ps zmm13, zmm11, zmm3
-	vfmadd213ps zmm13, zmm11, zmm4
-	vfmadd213ps zmm13, zmm11, zmm5
+	vfmadd231ps zmm10, zmm11, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm12, zmm5
+	vfmadd213ps zmm12, zmm10, zmm6
+	vfmadd213ps zmm12, zmm10, zmm7
+	vfmadd213ps zmm12, zmm10, zmm8
+	vfmadd213ps zmm12, zmm10, zmm9
+	vfmadd213ps zmm12, zmm10, zmm3
 	# exp(d) = p * 2^n
-	vscalefps zmm13, zmm13, zmm12
-	# y = exp(x - m) * s
-	vmulps zmm13, zmm13, zmm9
-	vmovups ZMMWORD PTR [rsi], zmm13
+	vscalefps zmm12, zmm12, zmm11
+	vmovups ZMMWORD PTR [rsi], zmm12
 	add rdi, 64
 	add rsi, 64
 	sub rdx, 16
@@ -678,27 +653,25 @@ f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2:
 	je .Lf32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_tail_done
 	lea rcx, [rip + .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_tail_kmasks]
 	kmovw k1, WORD PTR [rcx + rdx*4]
-	vmovups zmm11{k1}{z}, ZMMWORD PTR [rdi]
+	vmovups zmm10{k1}{z}, ZMMWORD PTR [rdi]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm11, zmm11, zmm8
-	vmaxps zmm11, zmm10, zmm11
+	vsubps zmm10, zmm10, zmm2
+	vmaxps zmm10, zmm4, zmm10
 	# n = round(x * log2e)
-	vmulps zmm0, zmm11, zmm0
+	vmulps zmm0, zmm10, zmm0
 	vrndscaleps zmm0, zmm0, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm11, zmm0, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm6, zmm7
-	vfmadd213ps zmm6, zmm11, zmm1
-	vfmadd213ps zmm6, zmm11, zmm2
-	vfmadd213ps zmm6, zmm11, zmm3
-	vfmadd213ps zmm6, zmm11, zmm4
-	vfmadd213ps zmm6, zmm11, zmm5
+	vfmadd231ps zmm10, zmm0, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm1, zmm5
+	vfmadd213ps zmm1, zmm10, zmm6
+	vfmadd213ps zmm1, zmm10, zmm7
+	vfmadd213ps zmm1, zmm10, zmm8
+	vfmadd213ps zmm1, zmm10, zmm9
+	vfmadd213ps zmm1, zmm10, zmm3
 	# exp(d) = p * 2^n
-	vscalefps zmm6, zmm6, zmm0
-	# y = exp(x - m) * s
-	vmulps zmm6, zmm6, zmm9
-	vmovups ZMMWORD PTR [rsi]{k1}, zmm6
+	vscalefps zmm1, zmm1, zmm0
+	vmovups ZMMWORD PTR [rsi]{k1}, zmm1
 .Lf32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_scale_tail_done:
 	mov eax, 0
 	vzeroupper
@@ -842,6 +815,15 @@ f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_
 .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_log2e:
 	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
 	.p2align 2
+.Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_minus_ln2:
+	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
+	.p2align 2
+.Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_d_min:
+	.long 0xC2D00000  # -0x1.Ap+6 = -104
+	.p2align 2
+.Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c5:
+	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
+	.p2align 2
 .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c4:
 	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
 	.p2align 2
@@ -856,15 +838,6 @@ f32_softmax_threepassrecompute__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_
 	.p2align 2
 .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_one:
 	.long 0x3F800000  # 0x1.0p+0 = 1
-	.p2align 2
-.Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_minus_ln2:
-	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
-	.p2align 2
-.Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_c5:
-	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
-	.p2align 2
-.Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_d_min:
-	.long 0xC2D00000  # -0x1.Ap+6 = -104
 	.p2align 2
 .Lc_f32_vscaleexpminusmax__avx512f_rr2_p5_scalef_u256_i2_tail_kmasks:
 	.long 0x00000000  # 

@@ -351,17 +351,18 @@ f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt:
 .Lentry_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt:
 	# constants kept in registers for the whole call
 	vbroadcastss zmm0, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_log2e]
-	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c4]
-	vbroadcastss zmm2, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c3]
-	vbroadcastss zmm3, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c2]
-	vbroadcastss zmm4, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c1]
-	vbroadcastss zmm5, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_one]
-	vbroadcastss zmm6, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_minus_ln2]
-	vbroadcastss zmm7, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c5]
-	vbroadcastss zmm8, DWORD PTR [rcx + 12]
-	vbroadcastss zmm9, DWORD PTR [rcx]
-	vbroadcastss zmm10, DWORD PTR [rcx + 4]
-	vbroadcastss zmm11, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_d_min]
+	vbroadcastss zmm1, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_minus_ln2]
+	vbroadcastss zmm2, DWORD PTR [rcx + 12]
+	vbroadcastss zmm3, DWORD PTR [rcx]
+	vbroadcastss zmm4, DWORD PTR [rcx + 4]
+	vbroadcastss zmm5, DWORD PTR [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_d_min]
+	# per call: the polynomial's coefficients times s
+	vmulps zmm6, zmm4, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c5]
+	vmulps zmm7, zmm4, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c4]
+	vmulps zmm8, zmm4, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c3]
+	vmulps zmm9, zmm4, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c2]
+	vmulps zmm10, zmm4, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c1]
+	vmulps zmm4, zmm4, DWORD BCST [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_one]
 	# head = min(n, elements until y is vector-aligned)
 	mov rcx, rsi
 	neg rcx
@@ -373,27 +374,25 @@ f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt:
 	je .Lf32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_aligned
 	lea r8, [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_tail_kmasks]
 	kmovw k1, WORD PTR [r8 + rcx*4]
-	vmulps zmm12{k1}{z}, zmm8, ZMMWORD PTR [rdi]
+	vmulps zmm11{k1}{z}, zmm2, ZMMWORD PTR [rdi]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm9
-	vmaxps zmm12, zmm11, zmm12
+	vsubps zmm11, zmm11, zmm3
+	vmaxps zmm11, zmm5, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm12, zmm0
-	vrndscaleps zmm13, zmm13, 8
+	vmulps zmm12, zmm11, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm13, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm14, zmm7
-	vfmadd213ps zmm14, zmm12, zmm1
-	vfmadd213ps zmm14, zmm12, zmm2
-	vfmadd213ps zmm14, zmm12, zmm3
-	vfmadd213ps zmm14, zmm12, zmm4
-	vfmadd213ps zmm14, zmm12, zmm5
+	vfmadd231ps zmm11, zmm12, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm13, zmm6
+	vfmadd213ps zmm13, zmm11, zmm7
+	vfmadd213ps zmm13, zmm11, zmm8
+	vfmadd213ps zmm13, zmm11, zmm9
+	vfmadd213ps zmm13, zmm11, zmm10
+	vfmadd213ps zmm13, zmm11, zmm4
 	# exp(d) = p * 2^n
-	vscalefps zmm14, zmm14, zmm13
-	# y = exp(x - m) * s
-	vmulps zmm14, zmm14, zmm10
-	vmovups ZMMWORD PTR [rsi]{k1}, zmm14
+	vscalefps zmm13, zmm13, zmm12
+	vmovups ZMMWORD PTR [rsi]{k1}, zmm13
 	lea rdi, [rdi + rcx*4]
 	lea rsi, [rsi + rcx*4]
 	sub rdx, rcx
@@ -401,294 +400,270 @@ f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt:
 	cmp rdx, 256
 	jb .Lf32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_scale_u16_done
 .Lf32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_scale_u16:
-	vmulps zmm12, zmm8, ZMMWORD PTR [rdi]
-	vmulps zmm13, zmm8, ZMMWORD PTR [rdi + 64]
+	vmulps zmm11, zmm2, ZMMWORD PTR [rdi]
+	vmulps zmm12, zmm2, ZMMWORD PTR [rdi + 64]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm9
-	vsubps zmm13, zmm13, zmm9
-	vmaxps zmm12, zmm11, zmm12
-	vmaxps zmm13, zmm11, zmm13
+	vsubps zmm11, zmm11, zmm3
+	vsubps zmm12, zmm12, zmm3
+	vmaxps zmm11, zmm5, zmm11
+	vmaxps zmm12, zmm5, zmm12
 	# n = round(x * log2e)
+	vmulps zmm13, zmm11, zmm0
 	vmulps zmm14, zmm12, zmm0
-	vmulps zmm15, zmm13, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm14, zmm6
-	vfmadd231ps zmm13, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm17, zmm13, zmm1
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm17, zmm13, zmm2
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm17, zmm13, zmm3
+	vfmadd231ps zmm11, zmm13, zmm1
+	vfmadd231ps zmm12, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm6
+	vmovaps zmm16, zmm6
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm16, zmm12, zmm7
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm16, zmm12, zmm8
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm16, zmm12, zmm9
+	vfmadd213ps zmm15, zmm11, zmm10
+	vfmadd213ps zmm16, zmm12, zmm10
+	vfmadd213ps zmm15, zmm11, zmm4
 	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm17, zmm13, zmm4
-	vfmadd213ps zmm16, zmm12, zmm5
-	vfmadd213ps zmm17, zmm13, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm10
-	vmovntps ZMMWORD PTR [rsi], zmm16
-	vmulps zmm17, zmm17, zmm10
-	vmovntps ZMMWORD PTR [rsi + 64], zmm17
-	vmulps zmm12, zmm8, ZMMWORD PTR [rdi + 128]
-	vmulps zmm13, zmm8, ZMMWORD PTR [rdi + 192]
+	vmovntps ZMMWORD PTR [rsi], zmm15
+	vmovntps ZMMWORD PTR [rsi + 64], zmm16
+	vmulps zmm11, zmm2, ZMMWORD PTR [rdi + 128]
+	vmulps zmm12, zmm2, ZMMWORD PTR [rdi + 192]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm9
-	vsubps zmm13, zmm13, zmm9
-	vmaxps zmm12, zmm11, zmm12
-	vmaxps zmm13, zmm11, zmm13
+	vsubps zmm11, zmm11, zmm3
+	vsubps zmm12, zmm12, zmm3
+	vmaxps zmm11, zmm5, zmm11
+	vmaxps zmm12, zmm5, zmm12
 	# n = round(x * log2e)
+	vmulps zmm13, zmm11, zmm0
 	vmulps zmm14, zmm12, zmm0
-	vmulps zmm15, zmm13, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm14, zmm6
-	vfmadd231ps zmm13, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm17, zmm13, zmm1
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm17, zmm13, zmm2
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm17, zmm13, zmm3
+	vfmadd231ps zmm11, zmm13, zmm1
+	vfmadd231ps zmm12, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm6
+	vmovaps zmm16, zmm6
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm16, zmm12, zmm7
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm16, zmm12, zmm8
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm16, zmm12, zmm9
+	vfmadd213ps zmm15, zmm11, zmm10
+	vfmadd213ps zmm16, zmm12, zmm10
+	vfmadd213ps zmm15, zmm11, zmm4
 	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm17, zmm13, zmm4
-	vfmadd213ps zmm16, zmm12, zmm5
-	vfmadd213ps zmm17, zmm13, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm10
-	vmovntps ZMMWORD PTR [rsi + 128], zmm16
-	vmulps zmm17, zmm17, zmm10
-	vmovntps ZMMWORD PTR [rsi + 192], zmm17
-	vmulps zmm12, zmm8, ZMMWORD PTR [rdi + 256]
-	vmulps zmm13, zmm8, ZMMWORD PTR [rdi + 320]
+	vmovntps ZMMWORD PTR [rsi + 128], zmm15
+	vmovntps ZMMWORD PTR [rsi + 192], zmm16
+	vmulps zmm11, zmm2, ZMMWORD PTR [rdi + 256]
+	vmulps zmm12, zmm2, ZMMWORD PTR [rdi + 320]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm9
-	vsubps zmm13, zmm13, zmm9
-	vmaxps zmm12, zmm11, zmm12
-	vmaxps zmm13, zmm11, zmm13
+	vsubps zmm11, zmm11, zmm3
+	vsubps zmm12, zmm12, zmm3
+	vmaxps zmm11, zmm5, zmm11
+	vmaxps zmm12, zmm5, zmm12
 	# n = round(x * log2e)
+	vmulps zmm13, zmm11, zmm0
 	vmulps zmm14, zmm12, zmm0
-	vmulps zmm15, zmm13, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm14, zmm6
-	vfmadd231ps zmm13, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm17, zmm13, zmm1
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm17, zmm13, zmm2
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm17, zmm13, zmm3
+	vfmadd231ps zmm11, zmm13, zmm1
+	vfmadd231ps zmm12, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm6
+	vmovaps zmm16, zmm6
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm16, zmm12, zmm7
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm16, zmm12, zmm8
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm16, zmm12, zmm9
+	vfmadd213ps zmm15, zmm11, zmm10
+	vfmadd213ps zmm16, zmm12, zmm10
+	vfmadd213ps zmm15, zmm11, zmm4
 	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm17, zmm13, zmm4
-	vfmadd213ps zmm16, zmm12, zmm5
-	vfmadd213ps zmm17, zmm13, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm10
-	vmovntps ZMMWORD PTR [rsi + 256], zmm16
-	vmulps zmm17, zmm17, zmm10
-	vmovntps ZMMWORD PTR [rsi + 320], zmm17
-	vmulps zmm12, zmm8, ZMMWORD PTR [rdi + 384]
-	vmulps zmm13, zmm8, ZMMWORD PTR [rdi + 448]
+	vmovntps ZMMWORD PTR [rsi + 256], zmm15
+	vmovntps ZMMWORD PTR [rsi + 320], zmm16
+	vmulps zmm11, zmm2, ZMMWORD PTR [rdi + 384]
+	vmulps zmm12, zmm2, ZMMWORD PTR [rdi + 448]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm9
-	vsubps zmm13, zmm13, zmm9
-	vmaxps zmm12, zmm11, zmm12
-	vmaxps zmm13, zmm11, zmm13
+	vsubps zmm11, zmm11, zmm3
+	vsubps zmm12, zmm12, zmm3
+	vmaxps zmm11, zmm5, zmm11
+	vmaxps zmm12, zmm5, zmm12
 	# n = round(x * log2e)
+	vmulps zmm13, zmm11, zmm0
 	vmulps zmm14, zmm12, zmm0
-	vmulps zmm15, zmm13, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm14, zmm6
-	vfmadd231ps zmm13, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm17, zmm13, zmm1
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm17, zmm13, zmm2
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm17, zmm13, zmm3
+	vfmadd231ps zmm11, zmm13, zmm1
+	vfmadd231ps zmm12, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm6
+	vmovaps zmm16, zmm6
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm16, zmm12, zmm7
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm16, zmm12, zmm8
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm16, zmm12, zmm9
+	vfmadd213ps zmm15, zmm11, zmm10
+	vfmadd213ps zmm16, zmm12, zmm10
+	vfmadd213ps zmm15, zmm11, zmm4
 	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm17, zmm13, zmm4
-	vfmadd213ps zmm16, zmm12, zmm5
-	vfmadd213ps zmm17, zmm13, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm10
-	vmovntps ZMMWORD PTR [rsi + 384], zmm16
-	vmulps zmm17, zmm17, zmm10
-	vmovntps ZMMWORD PTR [rsi + 448], zmm17
-	vmulps zmm12, zmm8, ZMMWORD PTR [rdi + 512]
-	vmulps zmm13, zmm8, ZMMWORD PTR [rdi + 576]
+	vmovntps ZMMWORD PTR [rsi + 384], zmm15
+	vmovntps ZMMWORD PTR [rsi + 448], zmm16
+	vmulps zmm11, zmm2, ZMMWORD PTR [rdi + 512]
+	vmulps zmm12, zmm2, ZMMWORD PTR [rdi + 576]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm9
-	vsubps zmm13, zmm13, zmm9
-	vmaxps zmm12, zmm11, zmm12
-	vmaxps zmm13, zmm11, zmm13
+	vsubps zmm11, zmm11, zmm3
+	vsubps zmm12, zmm12, zmm3
+	vmaxps zmm11, zmm5, zmm11
+	vmaxps zmm12, zmm5, zmm12
 	# n = round(x * log2e)
+	vmulps zmm13, zmm11, zmm0
 	vmulps zmm14, zmm12, zmm0
-	vmulps zmm15, zmm13, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm14, zmm6
-	vfmadd231ps zmm13, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm17, zmm13, zmm1
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm17, zmm13, zmm2
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm17, zmm13, zmm3
+	vfmadd231ps zmm11, zmm13, zmm1
+	vfmadd231ps zmm12, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm6
+	vmovaps zmm16, zmm6
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm16, zmm12, zmm7
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm16, zmm12, zmm8
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm16, zmm12, zmm9
+	vfmadd213ps zmm15, zmm11, zmm10
+	vfmadd213ps zmm16, zmm12, zmm10
+	vfmadd213ps zmm15, zmm11, zmm4
 	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm17, zmm13, zmm4
-	vfmadd213ps zmm16, zmm12, zmm5
-	vfmadd213ps zmm17, zmm13, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm10
-	vmovntps ZMMWORD PTR [rsi + 512], zmm16
-	vmulps zmm17, zmm17, zmm10
-	vmovntps ZMMWORD PTR [rsi + 576], zmm17
-	vmulps zmm12, zmm8, ZMMWORD PTR [rdi + 640]
-	vmulps zmm13, zmm8, ZMMWORD PTR [rdi + 704]
+	vmovntps ZMMWORD PTR [rsi + 512], zmm15
+	vmovntps ZMMWORD PTR [rsi + 576], zmm16
+	vmulps zmm11, zmm2, ZMMWORD PTR [rdi + 640]
+	vmulps zmm12, zmm2, ZMMWORD PTR [rdi + 704]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm9
-	vsubps zmm13, zmm13, zmm9
-	vmaxps zmm12, zmm11, zmm12
-	vmaxps zmm13, zmm11, zmm13
+	vsubps zmm11, zmm11, zmm3
+	vsubps zmm12, zmm12, zmm3
+	vmaxps zmm11, zmm5, zmm11
+	vmaxps zmm12, zmm5, zmm12
 	# n = round(x * log2e)
+	vmulps zmm13, zmm11, zmm0
 	vmulps zmm14, zmm12, zmm0
-	vmulps zmm15, zmm13, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm14, zmm6
-	vfmadd231ps zmm13, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm17, zmm13, zmm1
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm17, zmm13, zmm2
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm17, zmm13, zmm3
+	vfmadd231ps zmm11, zmm13, zmm1
+	vfmadd231ps zmm12, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm6
+	vmovaps zmm16, zmm6
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm16, zmm12, zmm7
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm16, zmm12, zmm8
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm16, zmm12, zmm9
+	vfmadd213ps zmm15, zmm11, zmm10
+	vfmadd213ps zmm16, zmm12, zmm10
+	vfmadd213ps zmm15, zmm11, zmm4
 	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm17, zmm13, zmm4
-	vfmadd213ps zmm16, zmm12, zmm5
-	vfmadd213ps zmm17, zmm13, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm10
-	vmovntps ZMMWORD PTR [rsi + 640], zmm16
-	vmulps zmm17, zmm17, zmm10
-	vmovntps ZMMWORD PTR [rsi + 704], zmm17
-	vmulps zmm12, zmm8, ZMMWORD PTR [rdi + 768]
-	vmulps zmm13, zmm8, ZMMWORD PTR [rdi + 832]
+	vmovntps ZMMWORD PTR [rsi + 640], zmm15
+	vmovntps ZMMWORD PTR [rsi + 704], zmm16
+	vmulps zmm11, zmm2, ZMMWORD PTR [rdi + 768]
+	vmulps zmm12, zmm2, ZMMWORD PTR [rdi + 832]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm9
-	vsubps zmm13, zmm13, zmm9
-	vmaxps zmm12, zmm11, zmm12
-	vmaxps zmm13, zmm11, zmm13
+	vsubps zmm11, zmm11, zmm3
+	vsubps zmm12, zmm12, zmm3
+	vmaxps zmm11, zmm5, zmm11
+	vmaxps zmm12, zmm5, zmm12
 	# n = round(x * log2e)
+	vmulps zmm13, zmm11, zmm0
 	vmulps zmm14, zmm12, zmm0
-	vmulps zmm15, zmm13, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm14, zmm6
-	vfmadd231ps zmm13, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm17, zmm13, zmm1
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm17, zmm13, zmm2
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm17, zmm13, zmm3
+	vfmadd231ps zmm11, zmm13, zmm1
+	vfmadd231ps zmm12, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm6
+	vmovaps zmm16, zmm6
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm16, zmm12, zmm7
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm16, zmm12, zmm8
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm16, zmm12, zmm9
+	vfmadd213ps zmm15, zmm11, zmm10
+	vfmadd213ps zmm16, zmm12, zmm10
+	vfmadd213ps zmm15, zmm11, zmm4
 	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm17, zmm13, zmm4
-	vfmadd213ps zmm16, zmm12, zmm5
-	vfmadd213ps zmm17, zmm13, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm10
-	vmovntps ZMMWORD PTR [rsi + 768], zmm16
-	vmulps zmm17, zmm17, zmm10
-	vmovntps ZMMWORD PTR [rsi + 832], zmm17
-	vmulps zmm12, zmm8, ZMMWORD PTR [rdi + 896]
-	vmulps zmm13, zmm8, ZMMWORD PTR [rdi + 960]
+	vmovntps ZMMWORD PTR [rsi + 768], zmm15
+	vmovntps ZMMWORD PTR [rsi + 832], zmm16
+	vmulps zmm11, zmm2, ZMMWORD PTR [rdi + 896]
+	vmulps zmm12, zmm2, ZMMWORD PTR [rdi + 960]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm9
-	vsubps zmm13, zmm13, zmm9
-	vmaxps zmm12, zmm11, zmm12
-	vmaxps zmm13, zmm11, zmm13
+	vsubps zmm11, zmm11, zmm3
+	vsubps zmm12, zmm12, zmm3
+	vmaxps zmm11, zmm5, zmm11
+	vmaxps zmm12, zmm5, zmm12
 	# n = round(x * log2e)
+	vmulps zmm13, zmm11, zmm0
 	vmulps zmm14, zmm12, zmm0
-	vmulps zmm15, zmm13, zmm0
+	vrndscaleps zmm13, zmm13, 8
 	vrndscaleps zmm14, zmm14, 8
-	vrndscaleps zmm15, zmm15, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm14, zmm6
-	vfmadd231ps zmm13, zmm15, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm16, zmm7
-	vmovaps zmm17, zmm7
-	vfmadd213ps zmm16, zmm12, zmm1
-	vfmadd213ps zmm17, zmm13, zmm1
-	vfmadd213ps zmm16, zmm12, zmm2
-	vfmadd213ps zmm17, zmm13, zmm2
-	vfmadd213ps zmm16, zmm12, zmm3
-	vfmadd213ps zmm17, zmm13, zmm3
+	vfmadd231ps zmm11, zmm13, zmm1
+	vfmadd231ps zmm12, zmm14, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm15, zmm6
+	vmovaps zmm16, zmm6
+	vfmadd213ps zmm15, zmm11, zmm7
+	vfmadd213ps zmm16, zmm12, zmm7
+	vfmadd213ps zmm15, zmm11, zmm8
+	vfmadd213ps zmm16, zmm12, zmm8
+	vfmadd213ps zmm15, zmm11, zmm9
+	vfmadd213ps zmm16, zmm12, zmm9
+	vfmadd213ps zmm15, zmm11, zmm10
+	vfmadd213ps zmm16, zmm12, zmm10
+	vfmadd213ps zmm15, zmm11, zmm4
 	vfmadd213ps zmm16, zmm12, zmm4
-	vfmadd213ps zmm17, zmm13, zmm4
-	vfmadd213ps zmm16, zmm12, zmm5
-	vfmadd213ps zmm17, zmm13, zmm5
 	# exp(d) = p * 2^n
+	vscalefps zmm15, zmm15, zmm13
 	vscalefps zmm16, zmm16, zmm14
-	vscalefps zmm17, zmm17, zmm15
-	# y = exp(x - m) * s
-	vmulps zmm16, zmm16, zmm10
-	vmovntps ZMMWORD PTR [rsi + 896], zmm16
-	vmulps zmm17, zmm17, zmm10
-	vmovntps ZMMWORD PTR [rsi + 960], zmm17
+	vmovntps ZMMWORD PTR [rsi + 896], zmm15
+	vmovntps ZMMWORD PTR [rsi + 960], zmm16
 	add rdi, 1024
 	add rsi, 1024
 	sub rdx, 256
@@ -698,27 +673,25 @@ f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt:
 	cmp rdx, 16
 	jb .Lf32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_scale_v1_done
 .Lf32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_scale_v1:
-	vmulps zmm12, zmm8, ZMMWORD PTR [rdi]
+	vmulps zmm11, zmm2, ZMMWORD PTR [rdi]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm12, zmm12, zmm9
-	vmaxps zmm12, zmm11, zmm12
+	vsubps zmm11, zmm11, zmm3
+	vmaxps zmm11, zmm5, zmm11
 	# n = round(x * log2e)
-	vmulps zmm13, zmm12, zmm0
-	vrndscaleps zmm13, zmm13, 8
+	vmulps zmm12, zmm11, zmm0
+	vrndscaleps zmm12, zmm12, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm12, zmm13, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm14, zmm7
-	vfmadd213ps zmm14, zmm12, zmm1
-	vfmadd213ps zmm14, zmm12, zmm2
-	vfmadd213ps zmm14, zmm12, zmm3
-	vfmadd213ps zmm14, zmm12, zmm4
-	vfmadd213ps zmm14, zmm12, zmm5
+	vfmadd231ps zmm11, zmm12, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm13, zmm6
+	vfmadd213ps zmm13, zmm11, zmm7
+	vfmadd213ps zmm13, zmm11, zmm8
+	vfmadd213ps zmm13, zmm11, zmm9
+	vfmadd213ps zmm13, zmm11, zmm10
+	vfmadd213ps zmm13, zmm11, zmm4
 	# exp(d) = p * 2^n
-	vscalefps zmm14, zmm14, zmm13
-	# y = exp(x - m) * s
-	vmulps zmm14, zmm14, zmm10
-	vmovntps ZMMWORD PTR [rsi], zmm14
+	vscalefps zmm13, zmm13, zmm12
+	vmovntps ZMMWORD PTR [rsi], zmm13
 	add rdi, 64
 	add rsi, 64
 	sub rdx, 16
@@ -729,27 +702,25 @@ f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt:
 	je .Lf32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_scale_tail_done
 	lea rcx, [rip + .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_tail_kmasks]
 	kmovw k1, WORD PTR [rcx + rdx*4]
-	vmulps zmm8{k1}{z}, zmm8, ZMMWORD PTR [rdi]
+	vmulps zmm2{k1}{z}, zmm2, ZMMWORD PTR [rdi]
 	# d = max(x - m, d_min): -inf and far-below-max elements give exp = 0
-	vsubps zmm8, zmm8, zmm9
-	vmaxps zmm8, zmm11, zmm8
+	vsubps zmm2, zmm2, zmm3
+	vmaxps zmm2, zmm5, zmm2
 	# n = round(x * log2e)
-	vmulps zmm0, zmm8, zmm0
+	vmulps zmm0, zmm2, zmm0
 	vrndscaleps zmm0, zmm0, 8
 	# t = x - n*ln2 (one FMA: n is small here)
-	vfmadd231ps zmm8, zmm0, zmm6
-	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5))))
-	vmovaps zmm6, zmm7
-	vfmadd213ps zmm6, zmm8, zmm1
-	vfmadd213ps zmm6, zmm8, zmm2
-	vfmadd213ps zmm6, zmm8, zmm3
-	vfmadd213ps zmm6, zmm8, zmm4
-	vfmadd213ps zmm6, zmm8, zmm5
+	vfmadd231ps zmm2, zmm0, zmm1
+	# p = 1 + t*(c1 + t*(c2 + t*(c3 + t*(c4 + t*c5)))), every coefficient pre-scaled
+	vmovaps zmm1, zmm6
+	vfmadd213ps zmm1, zmm2, zmm7
+	vfmadd213ps zmm1, zmm2, zmm8
+	vfmadd213ps zmm1, zmm2, zmm9
+	vfmadd213ps zmm1, zmm2, zmm10
+	vfmadd213ps zmm1, zmm2, zmm4
 	# exp(d) = p * 2^n
-	vscalefps zmm6, zmm6, zmm0
-	# y = exp(x - m) * s
-	vmulps zmm6, zmm6, zmm10
-	vmovups ZMMWORD PTR [rsi]{k1}, zmm6
+	vscalefps zmm1, zmm1, zmm0
+	vmovups ZMMWORD PTR [rsi]{k1}, zmm1
 .Lf32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_scale_tail_done:
 	sfence
 	mov eax, 0
@@ -909,6 +880,15 @@ f32_softmax_threepassrecompute_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u12
 .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_log2e:
 	.long 0x3FB8AA3B  # 0x1.715476p+0 = 1.44269502
 	.p2align 2
+.Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_minus_ln2:
+	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
+	.p2align 2
+.Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_d_min:
+	.long 0xC2D00000  # -0x1.Ap+6 = -104
+	.p2align 2
+.Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c5:
+	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
+	.p2align 2
 .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c4:
 	.long 0x3D2B9D0D  # 0x1.573A1Ap-5 = 0.0418978222
 	.p2align 2
@@ -923,15 +903,6 @@ f32_softmax_threepassrecompute_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u12
 	.p2align 2
 .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_one:
 	.long 0x3F800000  # 0x1.0p+0 = 1
-	.p2align 2
-.Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_minus_ln2:
-	.long 0xBF317218  # -0x1.62E43p-1 = -0.693147182
-	.p2align 2
-.Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_c5:
-	.long 0x3C07CFCE  # 0x1.0F9F9Cp-7 = 0.00828929059
-	.p2align 2
-.Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_d_min:
-	.long 0xC2D00000  # -0x1.Ap+6 = -104
 	.p2align 2
 .Lc_f32_vscaleexpminusmax_scaled__avx512f_rr2_p5_scalef_u256_i2_nt_tail_kmasks:
 	.long 0x00000000  # 

@@ -70,10 +70,15 @@ class PassEmitter:
         return ScaledInput(x, slot)
 
     # -- exp(x - m) for the three-pass algorithms -------------------------------------------
-    def exp_minus_max(self, xs: list, m, d_min, subtracted: bool = False) -> list:
+    def exp_minus_max(self, xs: list, m, d_min, subtracted: bool = False,
+                      coefficients: list | None = None) -> list:
         """p_i = exp(x_i - m), x_i clobbered. d = x - m is clamped below at d_min (a register,
         so that NaN survives): -inf gives exactly 0. subtracted: xs already hold the clamped
-        d (m and d_min are not read)."""
+        d (m and d_min are not read). coefficients (AVX-512): the polynomial's, all scaled by
+        one factor s (ExpP5.polynomial), giving s * exp(x_i - m) for the same work."""
+        if coefficients is not None and not self.scalef:
+            raise ValueError("pre-scaled coefficients: AVX-512 only (VSCALEFPS applies 2^n to "
+                             "the scaled polynomial; AVX2 builds 2^n in the exponent field)")
         f, e = self.f, self.e
         if not subtracted:
             f.comment("d = max(x - m, d_min): -inf and far-below-max elements give exp = 0")
@@ -85,7 +90,7 @@ class PassEmitter:
         # d in [d_min, 0]: |n| <= 150, so the one-FMA reduction keeps exp(d) within 2.9e-7
         if self.scalef:
             e.round_and_reduce(xs, ns, one_step=True)
-            e.polynomial(xs, ps)
+            e.polynomial(xs, ps, coefficients)
             f.comment("exp(d) = p * 2^n")
             for p, n in zip(ps, ns):
                 f.vscalefps(p, p, n)

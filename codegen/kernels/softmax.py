@@ -153,10 +153,16 @@ def build_raddstoreexpminusmax(name, target, unroll, accumulators, block, interl
 
 def build_vscaleexpminusmax(name, target, unroll, nontemporal=False, interleave=0,
                             element=F32, scaled=False) -> Function:
+    # AVX-512 reads the polynomial's coefficients pre-scaled by s from registers of their own
+    wanted = tuple(c for c in _THREE_PASS_RESIDENT
+                   if not (target.has_scalef and c in _POLYNOMIAL_COEFFICIENTS))
     return resident_fit(lambda resident: _vscaleexpminusmax(name, target, unroll, nontemporal,
                                                             interleave, resident, element,
                                                             scaled),
-                        _resident(_THREE_PASS_RESIDENT, target, scaled))
+                        _resident(wanted, target, scaled))
+
+
+_POLYNOMIAL_COEFFICIENTS = ("c5", "c4", "c3", "c2", "c1", "one")
 
 
 def _vscaleexpminusmax(name, target, unroll, nontemporal, interleave, resident,
@@ -169,15 +175,30 @@ def _vscaleexpminusmax(name, target, unroll, nontemporal, interleave, resident,
     m = pe.broadcast_state(state, STATE_MAX_OR_EXPONENT, "m")
     s = pe.broadcast_state(state, STATE_SCALE, "s")
     d_min = pe.difference_floor()
+    scaled_coefficients = None
+    if pe.scalef:
+        # y = (s * p(t)) * 2^n: s folded into the coefficients once per call, one FMA-pipe
+        # operation a vector fewer than p * 2^n * s. The same guarantees: the max (t = n = 0)
+        # gives the last coefficient, s * 1 = s exactly (1 for a row with one finite entry),
+        # every other y is about s * exp(d) <= exp(d) / (1 + exp(d)) < 1, and a subnormal y is
+        # rounded once, by VSCALEFPS. Each s * c_i adds one float32 rounding (2^-24 of its term).
+        f.comment("per call: the polynomial's coefficients times s")
+        scaled_coefficients = []
+        for name, value in pe.e.COEFFICIENTS:
+            c = f.vec(f"s_{name}")
+            f.vmulps(c, s, f.constant(name, value))
+            scaled_coefficients.append(c)
 
     def step(tile):
         xs = f.vecs("x", tile.count)
         for i, v in enumerate(xs):
             tile.load(v, x, i)
-        ps = pe.exp_minus_max(xs, m, d_min)
-        f.comment("y = exp(x - m) * s")
+        ps = pe.exp_minus_max(xs, m, d_min, coefficients=scaled_coefficients)
+        if scaled_coefficients is None:
+            f.comment("y = exp(x - m) * s")
         for i, p in enumerate(ps):
-            f.vmulps(p, p, s)
+            if scaled_coefficients is None:
+                f.vmulps(p, p, s)
             tile.store(y, i, p)
 
     # y >= +0 or NaN: exp(x - m) >= +0 and s = 1 / sum > 0
