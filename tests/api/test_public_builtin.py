@@ -364,7 +364,7 @@ def test_a_new_output_is_a_fresh_c_contiguous_float32_array(function):
 
 @pytest.mark.parametrize("function", ["softmax", "exp", "log_softmax"])
 def test_other_threads_run_while_a_large_call_holds_no_gil(function):
-    """A thread woken just before a 16 MiB call runs Python code before that call returns.
+    """A thread woken just before a 64 MiB call runs Python code before that call returns.
 
     With a switch interval of one second, a thread that wants a GIL another thread holds waits
     about a second for it, far longer than the call: it can run during the call only if the
@@ -375,7 +375,9 @@ def test_other_threads_run_while_a_large_call_holds_no_gil(function):
     call, python = getattr(softjit, function), getattr(owner, f"_python_{function}")
     if call is python:
         pytest.skip(f"softjit.{function} is the Python function in this process")
-    x = data(1 << 22)  # 16 MiB, far above GIL_MIN_BYTES
+    # 64 MiB, far above GIL_MIN_BYTES: a call of a few milliseconds (16 MiB log_softmax took
+    # ~3 ms) can end before a woken thread gets a CPU on a loaded host
+    x = data(1 << 24)
     y = np.empty_like(x)
     call(x, out=y)
     previous = sys.getswitchinterval()
