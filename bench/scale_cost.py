@@ -24,7 +24,7 @@ import numpy as np
 import softjit
 from softjit.bench.peers import LoopTimed
 from softjit.bench.timing import Flusher, last_level_cache_bytes, measure
-from softjit.runtime import log_softmax as log_softmax_runtime
+from softjit.runtime import bindings, log_softmax as log_softmax_runtime
 from softjit.runtime.api import resolve_isa
 
 SCALE = np.float32(1 / 0.7)
@@ -57,21 +57,39 @@ def host_products_logsumexp(x: np.ndarray, isa: str) -> np.ndarray:
 
 
 def kernel_calls(function: str, x: np.ndarray, y: np.ndarray, isa: str) -> dict:
-    """The row drivers the call runs, called directly: unscaled and scaled, with the states
-    and status arrays made once."""
+    """The row drivers the call runs, called directly with pointers made once: unscaled and
+    scaled (which also stores the input scale into the first row's state, where its driver
+    reads it: the one store a scaled call adds; the driver overwrites it with c)."""
     rows, n = x.shape
     states = np.empty(rows, log_softmax_runtime.STATE_DTYPE)
+    floats = states.view(np.float32)
+    at = log_softmax_runtime.input_scale_float()
     status = np.empty(rows, np.int32)
+    p = bindings.pointer
+    xp, yp, sp, tp = p(x), p(y), p(states), p(status)
     if function == "logsumexp":
-        plain = log_softmax_runtime._module("two-pass", isa)
-        scaled = log_softmax_runtime._module("two-pass", isa, scaled=True)
-        return {"kernel": LoopTimed(lambda: plain.reduce(x, states, status)),
-                "kernel scaled": LoopTimed(lambda: scaled.reduce(x, states, status, SCALE))}
+        algorithm = ("three-pass" if n <= log_softmax_runtime.LOGSUMEXP_THREE_PASS_MAX_ROW
+                     else "two-pass")
+        plain = log_softmax_runtime._module(algorithm, isa).reduce_function
+        scaled = log_softmax_runtime._module(algorithm, isa, scaled=True).reduce_function
+        stride = x.strides[0]
+
+        def scaled_call():
+            floats[at] = SCALE
+            return scaled(xp, n, rows, stride, sp, tp)
+        return {"kernel": LoopTimed(lambda: plain(xp, n, rows, stride, sp, tp)),
+                "kernel scaled": LoopTimed(scaled_call)}
     algorithm = log_softmax_runtime._choose("auto", n, isa)
-    plain = log_softmax_runtime._rows_module(algorithm, isa, y.nbytes, n * 4)
-    scaled = log_softmax_runtime._rows_module(algorithm, isa, y.nbytes, n * 4, scaled=True)
-    return {"kernel": LoopTimed(lambda: plain.log_softmax(x, y, states)),
-            "kernel scaled": LoopTimed(lambda: scaled.log_softmax(x, y, states, SCALE))}
+    plain = log_softmax_runtime._rows_module(algorithm, isa, y.nbytes, n * 4).rows_function
+    scaled = log_softmax_runtime._rows_module(algorithm, isa, y.nbytes, n * 4,
+                                              scaled=True).rows_function
+    strides = log_softmax_runtime._stride_pair(x.strides[0], y.strides[0])
+
+    def scaled_rows():
+        floats[at] = SCALE
+        return scaled(xp, yp, n, rows, strides, sp)
+    return {"kernel": LoopTimed(lambda: plain(xp, yp, n, rows, strides, sp)),
+            "kernel scaled": LoopTimed(scaled_rows)}
 
 
 def candidates(function: str, x: np.ndarray, y: np.ndarray, isa: str) -> dict:

@@ -133,7 +133,7 @@ class Softmax(VariantBase):
     x and y ("f32", or "f16" / "bf16": converted in registers, computed in float32); scaled:
     softmax(s * x), every pass multiplying x by the input scale s as it loads it (the driver
     reads s after the row stride pair, abi.ROW_STRIDES_INPUT_SCALE), "_scaled" in the names
-    (float32 only).
+    (16-bit x is widened, then multiplied; only float32 scaled softmax modules are registered).
     """
 
     algorithm: str
@@ -156,7 +156,6 @@ class Softmax(VariantBase):
             raise ValueError(f"unknown softmax algorithm {self.algorithm!r}; "
                              f"valid: {', '.join(ALGORITHMS)}")
         element_format(self.element)
-        _check_scaled(self)
         if self.algorithm not in algorithms_for(self.element):
             raise ValueError(f"{self.algorithm} writes exp(x - max) into y and scales it there: "
                              f"with {self.element} elements that rounds twice; "
@@ -272,13 +271,6 @@ class Softmax(VariantBase):
         return (*kernels, row_driver, reduce, apply)
 
 
-def _check_scaled(variant) -> None:
-    """Scaled modules read float32 x: no kernel multiplies widened 16-bit elements by a scale."""
-    if variant.scaled and variant.element != F32.name:
-        raise ValueError(f"a scaled {variant.op} module reads float32 x; element "
-                         f"{variant.element!r} has no scaled form")
-
-
 # ---------------------------------------------------------------------------- log_softmax
 LOGSUMEXP_SUFFIX, LOG_SOFTMAX_SUFFIX = "_logsumexp", "_rows"
 DIFFERENCE_TILE = 4  # vectors a tile of the float32 three-pass middle pass holds
@@ -301,8 +293,8 @@ class LogSoftmax(VariantBase):
     scaled: log_softmax and logsumexp of s * x, every pass that reads x multiplying it by the
     input scale s as it loads it (the scaled softmax passes, and vsubsub's scaled form), plus
     the overflow check pass roverflow the scaled log_softmax driver runs where an overflowed
-    product could change y; "_scaled" in the names (float32 only). No batch drivers for
-    softjit.dask (reduce, apply) in a scaled module."""
+    product could change y; "_scaled" in the names (16-bit x too: widened as it is loaded,
+    then multiplied). No batch drivers for softjit.dask (reduce, apply) in a scaled module."""
 
     algorithm: str
     isa: str
@@ -328,7 +320,6 @@ class LogSoftmax(VariantBase):
             raise ValueError(f"unknown log_softmax algorithm {self.algorithm!r}; "
                              f"valid: {', '.join(LOG_SOFTMAX_ALGORITHMS)}")
         element_format(self.element)
-        _check_scaled(self)
 
     @property
     def format(self) -> ElementFormat:

@@ -330,12 +330,15 @@ _SOFTMAX_FAMILY = (
 # softmax and log_softmax module, with the same parameters (the multiply rides on each load of
 # x). They are registered, so prebuilt like the rest: a wheel serves scale= without binutils.
 # The unscaled modules stay as they were, byte for byte, and calls without scale= never touch
-# the twins. 16-bit inputs with scale= are widened on the host (runtime/api.py,
-# runtime/log_softmax.py).
+# the twins. The float16 / bfloat16 log_softmax modules have scaled twins too (x widened as it
+# is loaded, then multiplied); 16-bit softmax inputs with scale= are widened on the host
+# (runtime/api.py).
 REGISTRY = Registry(_ELEMENTWISE + _SOFTMAX_FAMILY
                     + tuple(replace(v, scaled=True) for v in _SOFTMAX_FAMILY)
                     + tuple(probe for isa in ("avx2", "avx512f") for probe in probes(isa))
-                    + tuple(v for element in ("f16", "bf16") for v in _half_variants(element)))
+                    + tuple(v for element in ("f16", "bf16") for v in _half_variants(element))
+                    + tuple(replace(v, scaled=True) for element in ("f16", "bf16")
+                            for v in _half_variants(element) if v.op == "log_softmax"))
 
 #: The built-in variants, in registry order. REGISTRY.variants also holds the users' variants
 #: registered since (softjit.codegen.register, load_plugins): iterate REGISTRY for everything.

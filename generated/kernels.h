@@ -537,3 +537,127 @@ size_t bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt
 size_t bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
 size_t bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_reduce(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
 size_t bf16_logsoftmax_twopass__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_apply(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, const float* states);
+
+/* f16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32 (avx2): two-pass log_softmax and logsumexp of scale * x, float16 */
+int f16_raddextexp_scaled__avx2_rr2_p5_u32_acc1_b128(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_rmax_pass_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnextexp__avx2(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
+int f16_roverflow_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_vsubsub_scaled__avx2_u32(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t f16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* f16_logsoftmax_threepass_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32 (avx2): three-pass log_softmax and logsumexp of scale * x, float16 */
+int f16_rmax_pass_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_raddexpminusmax_scaled__avx2_rr1_lut8_p3_u32_acc2_b256(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
+int f16_roverflow_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_vsubsub_scaled__avx2_u32(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t f16_logsoftmax_threepass_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f16_logsoftmax_threepass_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* f16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64 (avx512f): two-pass log_softmax and logsumexp of scale * x, float16 */
+int f16_raddextexp_scaled__avx512f_rr2_p5_scalef_u128_acc2_b512(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_rmax_pass_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_raddexpminusmax_scaled__avx512f_rr2_p5_scalef_u128_acc2_b512(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnextexp__avx512f(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+int f16_roverflow_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_vsubsub_scaled__avx512f_u64(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t f16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* f16_logsoftmax_threepass_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64 (avx512f): three-pass log_softmax and logsumexp of scale * x, float16 */
+int f16_rmax_pass_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_raddexpminusmax_scaled__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+int f16_roverflow_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_vsubsub_scaled__avx512f_u64(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t f16_logsoftmax_threepass_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f16_logsoftmax_threepass_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* f16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt (avx2): two-pass log_softmax and logsumexp of scale * x, float16 */
+int f16_raddextexp_scaled__avx2_rr2_p5_u32_acc1_b128(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_rmax_pass_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnextexp__avx2(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
+int f16_roverflow_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_vsubsub_scaled__avx2_u32_nt(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t f16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* f16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt (avx512f): two-pass log_softmax and logsumexp of scale * x, float16 */
+int f16_raddextexp_scaled__avx512f_rr2_p5_scalef_u128_acc2_b512(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_rmax_pass_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_raddexpminusmax_scaled__avx512f_rr2_p5_scalef_u128_acc2_b512(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnextexp__avx512f(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+int f16_roverflow_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f16_vsubsub_scaled__avx512f_u64_nt(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t f16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t f16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* bf16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32 (avx2): two-pass log_softmax and logsumexp of scale * x, bfloat16 */
+int bf16_raddextexp_scaled__avx2_rr2_p5_u32_acc1_b128(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_rmax_pass_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnextexp__avx2(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
+int bf16_roverflow_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_vsubsub_scaled__avx2_u32(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t bf16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t bf16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* bf16_logsoftmax_threepass_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32 (avx2): three-pass log_softmax and logsumexp of scale * x, bfloat16 */
+int bf16_rmax_pass_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_raddexpminusmax_scaled__avx2_rr1_lut8_p3_u32_acc2_b256(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
+int bf16_roverflow_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_vsubsub_scaled__avx2_u32(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t bf16_logsoftmax_threepass_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t bf16_logsoftmax_threepass_scaled__avx2_rmax_u32_acc2_raddexpminusmax_u32_acc2_b256_vsubsub_u32_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* bf16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64 (avx512f): two-pass log_softmax and logsumexp of scale * x, bfloat16 */
+int bf16_raddextexp_scaled__avx512f_rr2_p5_scalef_u128_acc2_b512(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_rmax_pass_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_raddexpminusmax_scaled__avx512f_rr2_p5_scalef_u128_acc2_b512(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnextexp__avx512f(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+int bf16_roverflow_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_vsubsub_scaled__avx512f_u64(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t bf16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t bf16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* bf16_logsoftmax_threepass_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64 (avx512f): three-pass log_softmax and logsumexp of scale * x, bfloat16 */
+int bf16_rmax_pass_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_raddexpminusmax_scaled__avx512f_rr1_lut16_p3_u128_acc2_b512_i4(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+int bf16_roverflow_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_vsubsub_scaled__avx512f_u64(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t bf16_logsoftmax_threepass_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t bf16_logsoftmax_threepass_scaled__avx512f_rmax_u64_acc2_raddexpminusmax_u128_acc2_b512_i4_vsubsub_u64_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* bf16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt (avx2): two-pass log_softmax and logsumexp of scale * x, bfloat16 */
+int bf16_raddextexp_scaled__avx2_rr2_p5_u32_acc1_b128(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_rmax_pass_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_raddexpminusmax_scaled__avx2_rr2_p5_u32_acc1_b128(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnextexp__avx2(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx2(const float* x, float* y, size_t n, float* state);
+int bf16_roverflow_scaled__avx2_u32_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_vsubsub_scaled__avx2_u32_nt(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t bf16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t bf16_logsoftmax_twopass_scaled__avx2_raddextexp_u32_acc1_b128_vsubsub_u32_nt_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);
+
+/* bf16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt (avx512f): two-pass log_softmax and logsumexp of scale * x, bfloat16 */
+int bf16_raddextexp_scaled__avx512f_rr2_p5_scalef_u128_acc2_b512(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_rmax_pass_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_raddexpminusmax_scaled__avx512f_rr2_p5_scalef_u128_acc2_b512(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int f32_lnextexp__avx512f(const float* x, float* y, size_t n, float* state);
+int f32_lnexpminusmax__avx512f(const float* x, float* y, size_t n, float* state);
+int bf16_roverflow_scaled__avx512f_u64_acc2(const uint16_t* x, uint16_t* y, size_t n, float* state);
+int bf16_vsubsub_scaled__avx512f_u64_nt(const uint16_t* x, uint16_t* y, size_t n, float* state);
+size_t bf16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_logsumexp(const uint16_t* x, size_t n, size_t rows, int64_t x_row_stride, float* states, int32_t* status);
+size_t bf16_logsoftmax_twopass_scaled__avx512f_raddextexp_u128_acc2_b512_vsubsub_u64_nt_rows(const uint16_t* x, uint16_t* y, size_t n, size_t rows, const int64_t* row_strides, float* states);

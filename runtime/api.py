@@ -349,14 +349,12 @@ def assembly(algorithm: str, isa: str = "auto", *, dtype="float32", scaled: bool
     Besides the softmax algorithms: "log_softmax" and "logsumexp" (the two-pass log_softmax
     module, whose reduce driver logsumexp runs) and "log_softmax-three-pass". dtype: the kernels
     of "float32", "float16" or "bfloat16" arrays (a name or a numpy dtype). scaled: the kernels
-    that scale=s runs (of scale * x), for float32 arrays."""
+    that scale=s runs (of scale * x): softmax's for float32 arrays, log_softmax's and
+    logsumexp's for every dtype."""
     element = element_named(dtype, "assembly")
     scaled = bool(scaled)
     functions = {"log_softmax": "two-pass", "logsumexp": "two-pass",
                  "log_softmax-three-pass": "three-pass"}
-    if scaled and element.name != "f32":
-        raise ValueError(f"softjit.assembly: the scaled kernels read float32 arrays, not "
-                         f"{dtype!r} (16-bit arrays with scale= are widened on the host)")
     if isinstance(algorithm, str) and algorithm in functions:
         isa = resolve_isa("auto") if isa == "auto" else isa
         if isa not in cpu.ISAS:
@@ -377,6 +375,10 @@ def assembly(algorithm: str, isa: str = "auto", *, dtype="float32", scaled: bool
         raise ValueError(f"softjit.assembly: unknown isa {isa!r}; valid: auto, "
                          f"{', '.join(cpu.ISAS)}")
     check_algorithm(algorithm, element, "assembly")
+    if scaled and element.name != "f32":
+        raise ValueError(f"softjit.assembly: softmax's scaled kernels read float32 arrays, not "
+                         f"{dtype!r} (16-bit arrays with softmax's scale= are widened on the "
+                         f"host)")
     return bindings.assembly(variants.REGISTRY.softmax(algorithm, isa, element=element.name,
                                                        scaled=scaled))
 

@@ -161,7 +161,7 @@ _modules: dict = {}
 def _module(algorithm: str, isa: str, nontemporal: bool = False, element: str = "f32",
             scaled: bool = False) -> _Module:
     """The module for x and y of element format `element` (float16 / bfloat16: converted in
-    the kernels' registers, runtime/elements.py); of scale * x when scaled (float32)."""
+    the kernels' registers, runtime/elements.py); of scale * x when scaled."""
     key = (algorithm, isa, nontemporal, element, scaled)
     m = _modules.get(key)
     if m is None:
@@ -225,7 +225,7 @@ LOGSUMEXP_THREE_PASS_MAX_ROW = 1 << 20
 def _row_logsumexp(x2d: np.ndarray, isa: str, threads: int, input_scale=None) -> np.ndarray:
     """c = ln(sum(exp(row))) per row, float64 (the module of x2d's element format that
     LOGSUMEXP_THREE_PASS_MAX_ROW picks); of input_scale * row with an input scale (a
-    numpy.float32; float32 rows)."""
+    numpy.float32)."""
     rows = x2d.shape[0]
     algorithm = "three-pass" if x2d.shape[1] <= LOGSUMEXP_THREE_PASS_MAX_ROW else "two-pass"
     module = _module(algorithm, isa, element=_element_name(x2d.dtype),
@@ -384,8 +384,6 @@ def log_softmax(x, axis=-1, *, algorithm: str = "auto", isa: str = "auto", out=N
                          f"valid: {', '.join(ALGORITHMS)}")
     isa_argument, isa = isa, _check_common(isa, threads, "log_softmax")
     input_scale = check_scale(scale, "log_softmax")
-    if input_scale is not None and x.dtype != FLOAT32:
-        return _scaled_16_bit(x, axes, algorithm, isa, out, threads, scale)
     if input_scale is None and x.dtype == _FLOAT32 and log_softmax is not _python_log_softmax:
         _register_route(algorithm, isa_argument, isa)
     out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "log_softmax",
@@ -418,22 +416,10 @@ def _register_route(algorithm, isa_argument, isa: str) -> None:
             entry_tables.log_softmax_row_table(algorithm, isa))
 
 
-def _scaled_16_bit(x, axes, algorithm, isa, out, threads, scale) -> np.ndarray:
-    """log_softmax(scale * x) of float16 / bfloat16 x: widened to float32 on the host (no
-    kernel multiplies 16-bit elements by a scale), computed by the scaled float32 kernels and
-    rounded to nearest even back to x's dtype."""
-    y = log_softmax(x.astype(np.float32), axes, algorithm=algorithm, isa=isa, threads=threads,
-                    scale=scale)
-    out = np.empty(x.shape, x.dtype) if out is None else check_out(out, x.shape, "log_softmax",
-                                                                   x.dtype)
-    out[...] = y
-    return out
-
-
 def _log_softmax_rows(src: np.ndarray, dst: np.ndarray, algorithm: str, isa: str,
                       threads: int, input_scale=None) -> None:
     """dst = log_softmax of the rows of src ((rows, n) views, unit element stride); of
-    input_scale * src with an input scale (a numpy.float32; float32 rows). The rows a scaled
+    input_scale * src with an input scale (a numpy.float32). The rows a scaled
     driver leaves (a product of a finite x overflowed where it may change y) are untouched in
     src, also in place: the host computes them in float64 (runtime/scaled.py)."""
     module = _rows_module(algorithm, isa, dst.size * dst.itemsize, dst.shape[1] * dst.itemsize,
@@ -509,8 +495,6 @@ def logsumexp(x, axis=-1, *, keepdims: bool = False, isa: str = "auto", out=None
     shape = kept if keepdims else tuple(s for i, s in enumerate(x.shape) if i not in axes)
     if out is not None:
         out = check_out(out, shape, "logsumexp", result_dtype)
-    if input_scale is not None and x.dtype != FLOAT32:
-        x = x.astype(np.float32)  # no 16-bit scaled kernels: widened on the host
     k = len(axes)
     xm = _moved(x, axes)
     rows = math.prod(xm.shape[:xm.ndim - k])

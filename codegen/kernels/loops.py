@@ -23,10 +23,11 @@ vectors at a time where a step holds pairs of vectors, as even and odd elements
 that the bfloat16 rounding can leave out the NaN handling where no NaN is stored.
 
 A ScaledInput(pointer, factor) given to for_each_vector multiplies every vector loaded through
-that pointer (a float32 one) by the factor right after the load (one VMULPS, the load folded
-into it when the factor is a register): the scaled kernels compute softmax(scale * x) with no
-extra pass. In the masked tail only the loaded lanes are multiplied; the fill goes in
-afterwards, untouched (-inf * a negative scale would be +inf and poison the row).
+that pointer by the factor right after the load (one VMULPS, the load folded into it when the
+factor is a register and the elements are float32; 16-bit elements are widened first): the
+scaled kernels compute softmax(scale * x) with no extra pass. In the masked tail only the
+loaded lanes are multiplied; the fill goes in afterwards, untouched (-inf * a negative scale
+would be +inf and poison the row).
 """
 from __future__ import annotations
 
@@ -74,11 +75,10 @@ class Tail:
 
     def load(self, dest: Register, address: Mem, fill: Mem | None,
              element: ElementFormat = F32, factor: Register | Mem | None = None) -> None:
-        """dest = the loaded lanes (times factor, when given: float32 elements only), fill (or
-        0) in the others."""
+        """dest = the loaded lanes (times factor, when given), fill (or 0) in the others."""
         f = self.f
         if element is not F32:
-            self._load_converted(dest, address, fill, element)
+            self._load_converted(dest, address, fill, element, factor)
             return
         if f.target.has_masks:
             masked = Masked(dest.view(dest.bits), self.k.view(16), zeroing=fill is None)
@@ -111,9 +111,9 @@ class Tail:
 
     # -- 16-bit elements ------------------------------------------------------------------
     def _load_converted(self, dest: Register, address: Mem, fill: Mem | None,
-                        element: ElementFormat) -> None:
-        """dest = the first `remaining` elements at address, widened; the other lanes hold
-        fill (or 0)."""
+                        element: ElementFormat, factor: Register | Mem | None = None) -> None:
+        """dest = the first `remaining` elements at address, widened (times factor, when
+        given); the other lanes hold fill (or 0)."""
         f = self.f
         if f.target.has_masks:
             if fill is None:
@@ -121,6 +121,8 @@ class Tail:
             else:
                 f.vbroadcastss(dest, Mem(fill.base, bits=32))
             conversions.load(f, element, dest, address, self.k)
+            if factor is not None:  # the loaded lanes only: the fill stays as it is
+                f.vmulps(Masked(dest.view(dest.bits), self.k.view(16)), dest, factor)
             return
         words = self._words_buffer()
         zero = f.vec("tail_zero")
@@ -128,6 +130,8 @@ class Tail:
         f.vmovups(words, zero.xmm)
         copy_words(f, words, address, self.remaining)
         conversions.load(f, element, dest, words)
+        if factor is not None:  # the lanes past the tail are 0 here: 0 * scale stays finite
+            f.vmulps(dest, dest, factor)
         if fill is not None:
             filler = f.vec("tail_fill")
             f.vmovups(filler, fill)
@@ -203,11 +207,15 @@ class Tile:
                 self._pair_words[base] = conversions.load_pair_even(self.f, dest, address)
             else:
                 conversions.load_pair_odd(self.f, dest, self._pair_words.pop(base))
+            if factor is not None:
+                self.f.vmulps(dest, dest, factor)
             return
         if self.tail is not None:
             self.tail.load(dest, address, fill, element, factor)
         elif element is not F32:
             conversions.load(self.f, element, dest, address, widening=self.widening)
+            if factor is not None:
+                self.f.vmulps(dest, dest, factor)
         elif isinstance(factor, Register):
             self.f.vmulps(dest, factor, address)
         else:
@@ -258,14 +266,10 @@ def for_each_vector(f: Function, n: Register, pointers: list, unroll: int, step,
     interleaved, tiles follow one another. Fewer values are live at once (so larger unrolls fit
     the register file) while out-of-order cores still overlap the independent tiles.
     elements: pointer register -> ElementFormat for the pointers that are not float32.
-    scaled: loads through scaled.pointer (a float32 one) are multiplied by scaled.factor (module
-    docstring). elementwise, stored_values: see the module docstring.
+    scaled: loads through scaled.pointer are multiplied by scaled.factor (module docstring). elementwise, stored_values: see the module docstring.
     """
     lanes = f.target.lanes
     elements = elements or {}
-    if scaled is not None and elements.get(scaled.pointer, F32) is not F32:
-        raise ValueError(f"{f.name}: scaled loads are of float32 elements only (no kernel "
-                         f"multiplies widened 16-bit elements by an input scale)")
 
     def vector_bytes(p) -> int:
         return lanes * elements.get(p, F32).size

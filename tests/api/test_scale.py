@@ -390,13 +390,14 @@ def test_softmax_of_16_bit_inputs_with_a_scale(dtype):
 
 @pytest.mark.parametrize("function", ["log_softmax", "logsumexp", "log_softmax-three-pass"])
 def test_assembly_of_the_scaled_log_softmax_kernels(function):
-    """softjit.assembly(..., scaled=True) names the scaled module (any ISA, any host); 16-bit
-    arrays have no scaled kernels."""
+    """softjit.assembly(..., scaled=True) names the scaled module (any ISA, any host, 16-bit
+    too; softmax has no 16-bit scaled kernels)."""
     for isa in ISAS:
         text = softjit.assembly(function, isa=isa, scaled=True)
         # (the float32 three-pass row stores s * x - m in its sum pass, then subtracts in place)
         output = "_raddexpstoreminusmax_scaled__" if "three" in function else "_vsubsub_scaled__"
         assert output in text and "_roverflow_scaled__" in text
         assert "_scaled__" not in softjit.assembly(function, isa=isa)
+    assert "f16_roverflow_scaled__" in softjit.assembly(function, dtype="float16", scaled=True)
     with pytest.raises(ValueError, match="float32"):
-        softjit.assembly(function, dtype="float16", scaled=True)
+        softjit.assembly("two-pass", dtype="float16", scaled=True)  # (softmax's: widened)

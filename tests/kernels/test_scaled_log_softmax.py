@@ -11,7 +11,8 @@ float32 products s * x, natively and (AVX-512) in the emulator:
 - rows whose products overflow: the log_softmax driver leaves a row it cannot compute as the
   twin would on the products (abi.LEFT_TO_CALLER in its state, y not written, x untouched also
   in place), and only a row holding an infinite product; every other row matches the twin;
-- on buffers that end at, or start right after, a PROT_NONE page (tests/guarded.py).
+- on buffers that end at, or start right after, a PROT_NONE page (tests/guarded.py);
+- float16 / bfloat16 modules: their float32 counterparts' results on the widened x, rounded.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from softjit.codegen import variants
 from softjit.codegen.abi import LEFT_TO_CALLER
 from softjit.runtime import bindings, log_softmax as runtime
 
-SCALED = [v for v in variants.VARIANTS if v.op == "log_softmax" and v.scaled]
+SCALED = [v for v in variants.VARIANTS if v.op == "log_softmax" and v.scaled
+          and v.element == "f32"]  # (16-bit: HALF_SCALED below)
 EMULATED = [v for v in SCALED if v.isa == "avx512f" and not v.nontemporal]
 SCALES = (np.float32(-1.75), np.float32(1.5), np.float32(3e-39), np.float32(0.0),
           np.float32(40.0))
@@ -274,3 +276,117 @@ def test_scaled_drivers_stay_inside_guarded_buffers(variant):
             expected = result if expected is None else expected
             assert result == expected, (n, x_place, y_place)
         assert expected[1] == 1  # -inf * s = +inf (an empty row: max -inf): the row is left
+
+
+# ---------------------------------------------------------------------------- 16-bit elements
+HALF_SCALED = [v for v in variants.VARIANTS if v.op == "log_softmax" and v.scaled
+               and v.element != "f32"]
+HALF_EMULATED = [v for v in HALF_SCALED if v.isa == "avx512f" and not v.nontemporal]
+
+
+def half_rows(rng, dtype, n: int) -> np.ndarray:
+    """ROWS rows of n 16-bit values (fill_rows' kinds of rows, as the dtype holds them)."""
+    x = np.empty((ROWS, n), np.float32)
+    fill_rows(rng, x)
+    with np.errstate(over="ignore"):
+        return x.astype(dtype)
+
+
+def call_drivers(variant, x2d, y2d, s, emulator=None):
+    """(y2d after the log_softmax driver, its states, left count, logsumexp c, its status,
+    marked): natively, or emulated (x read-only unless y2d is x2d)."""
+    rows, n = x2d.shape
+    states = np.full(rows, 7.0, runtime.STATE_DTYPE)
+    c_states = np.full(rows, 7.0, runtime.STATE_DTYPE)
+    status = np.full(rows, -5, np.int32)
+    runtime.put_input_scale(states, s)
+    runtime.put_input_scale(c_states, s)
+    x_arg = x2d if y2d is x2d else ("ro", x2d)
+    if emulator is None:
+        module = runtime._Module(variant)
+        p = bindings.pointer
+        marked = module.reduce_function(p(x2d), n, rows, x2d.strides[0], p(c_states),
+                                        p(status))
+        left = module.rows_function(p(x2d), p(y2d), n, rows,
+                                    runtime._stride_pair(x2d.strides[0], y2d.strides[0]),
+                                    p(states))
+    else:
+        marked = emulator.call(variant, ("ro", x2d), n, rows, x2d.strides[0],
+                               c_states.view(np.float32), status,
+                               symbol=variant.logsumexp_symbol)
+        strides = np.array([x2d.strides[0], y2d.strides[0]], np.int64)
+        args = (x_arg, ) if y2d is x2d else (x_arg, y2d)
+        if y2d is x2d:  # in place: one mapping, passed twice
+            machine = emulator.machine(variant)
+            at = machine.map(x2d)
+            try:
+                st = machine.map(states.view(np.float32))
+                sa = machine.map(strides, writable=False)
+                left = machine.call(variant.log_softmax_symbol, at, at, n, rows, sa, st)
+                machine.unmap(st)
+                machine.unmap(sa)
+            finally:
+                machine.unmap(at)
+        else:
+            left = emulator.call(variant, *args, n, rows, ("ro", strides),
+                                 states.view(np.float32), symbol=variant.log_softmax_symbol)
+    return y2d, states, left, c_states["log_sum_exp"].copy(), status, marked
+
+
+def same_values(a, b) -> bool:
+    """Equal 16-bit patterns, any NaN matching any NaN (AVX2's bfloat16 rounding makes every
+    NaN one pattern) and -0 matching +0: the float32 three-pass row stores x - m and subtracts
+    b, the 16-bit one computes (x - a) - b with a = m + 0, which differ in the sign of a zero
+    y where m = -0 (x = -0, or products -0 with scale 0), in the unscaled modules as well."""
+    wide_a, wide_b = a.astype(np.float32), b.astype(np.float32)
+    nan_a, nan_b = np.isnan(wide_a), np.isnan(wide_b)
+    zero = (wide_a == 0) & (wide_b == 0)
+    keep = ~nan_a & ~zero
+    return (np.array_equal(nan_a, nan_b)
+            and np.array_equal(a.view(np.uint16)[keep], b.view(np.uint16)[keep]))
+
+
+def check_half_law(variant, emulator=None, lengths=None):
+    """The 16-bit scaled drivers give what their float32 counterparts (the same parameters on
+    float32 elements) give on the widened x, rounded to nearest even; the same rows left (y
+    untouched, x too in place), the same logsumexp c and marks."""
+    from softmax_checks import half_dtype
+
+    dtype = half_dtype(variant.element)
+    wide_variant = dataclasses.replace(variant, element="f32")
+    rng = np.random.default_rng(63)
+    lengths = lengths if lengths is not None else range(2 * longest_step(variant) + 2)
+    for n in lengths:
+        for s in (SCALES if n <= 2 * variant.target.lanes + 1 else SCALES[n % 5:n % 5 + 1]):
+            x = half_rows(rng, dtype, n)
+            wide = x.astype(np.float32)
+            what = f"{variant.name} n={n} scale={s}"
+            y, states, left, c, status, marked = call_drivers(
+                variant, x, np.full((ROWS, n), SENTINEL, dtype), s, emulator)
+            y32, states32, left32, c32, status32, marked32 = call_drivers(
+                wide_variant, wide, np.full((ROWS, n), SENTINEL, np.float32), s, emulator)
+            assert (left, marked) == (left32, marked32), what
+            assert np.array_equal(status, status32) and same_bits(c, c32), what
+            left_rows = states["log_sum_exp"] == LEFT_TO_CALLER
+            assert np.array_equal(left_rows, states32["log_sum_exp"] == LEFT_TO_CALLER), what
+            with np.errstate(over="ignore"):
+                rounded = y32.astype(dtype)
+            for r in range(ROWS):
+                want = np.full(n, SENTINEL, dtype) if left_rows[r] else rounded[r]
+                assert same_values(y[r], want), (what, r, y[r], want)
+            z = x.copy()
+            call_drivers(variant, z, z, s, emulator)
+            for r in range(ROWS):
+                assert same_values(z[r], x[r] if left_rows[r] else y[r]), (what, "in place", r)
+
+
+@pytest.mark.parametrize("variant", HALF_SCALED, ids=lambda v: v.name)
+def test_16_bit_scaled_drivers_are_their_float32_counterparts_rounded(variant):
+    runners.require_native(variant)
+    check_half_law(variant)
+
+
+@pytest.mark.parametrize("variant", HALF_EMULATED, ids=lambda v: v.name)
+def test_emulated_16_bit_scaled_drivers(variant, emulator):
+    step = longest_step(variant)
+    check_half_law(variant, emulator, list(range(0, 34)) + [step + 17, 2 * step + 1])
